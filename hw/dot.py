@@ -1,0 +1,164 @@
+"""The dot-product PE skeleton shared by ``sp2-mac`` and ``fixed-mac``.
+
+A dot-product PE streams vectors of length K <= ``max_len``, ``lanes`` elements per beat, ``last``
+on the final beat, and emits ``y = sum_k a_k * v(w_k)`` once the ``last`` beat is accepted. The two
+PEs differ only in how one lane forms ``a * v(w)``; everything else lives here once:
+
+``i`` payload (LSB first): ``acts`` (lanes x act_bits) | ``<weights>`` (lanes x weight bits) | ``last``
+``o`` payload: the signed accumulator (``acc_bits``).
+
+Pipeline (all stages advance on ``en = ~o.valid | o.ready``, see :mod:`hw.common`)::
+
+    i.payload -> lane products -> [product_stages regs] -> adder tree -> [tree_stages regs]
+              -> accumulator (+ output register)
+
+so the result of a vector is valid ``latency`` cycles after its ``last`` beat is accepted.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Shape
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sw.intops import int_range, signed_bits_for
+from sw.params import check_bool, check_int
+
+from .common import accumulate_and_emit, adder_tree, delay, register, tree_stages
+
+__all__ = ["DotParams", "DotProductPE", "MAX_ACC_BITS"]
+
+#: Widest accumulator allowed, so every result fits the int64 golden model and numpy arrays.
+MAX_ACC_BITS = 62
+
+
+class DotParams:
+    """Derived values shared by the dot-product Params dataclasses.
+
+    A subclass is a frozen dataclass with fields ``lanes``, ``act_bits``, ``act_signed``,
+    ``max_len`` and its weight format, and provides :attr:`weight_bits`, :attr:`weight_shape` and
+    :attr:`weight_range`.
+    """
+
+    weight_field: str = "weights"
+
+    def _check_common(self) -> None:
+        check_int("Lanes", self.lanes, min=1, max=256)
+        check_int("Activation bits (act_bits)", self.act_bits, min=1, max=32)
+        check_bool("Signed activations (act_signed)", self.act_signed)
+        check_int("Maximum vector length (max_len)", self.max_len, min=1, max=1 << 24)
+
+    def _check_acc(self) -> None:
+        if self.acc_bits > MAX_ACC_BITS:
+            raise ValueError(
+                f"Accumulator width must be at most {MAX_ACC_BITS} bits, not {self.acc_bits} "
+                f"(from max_len={self.max_len}, act_bits={self.act_bits}, "
+                f"weights up to {max(map(abs, self.weight_range))}); lower max_len or a bit width")
+
+    # -- shapes --------------------------------------------------------------------------------
+    @property
+    def act_range(self) -> tuple[int, int]:
+        return int_range(self.act_bits, self.act_signed)
+
+    @property
+    def act_shape(self) -> Shape:
+        return signed(self.act_bits) if self.act_signed else unsigned(self.act_bits)
+
+    @property
+    def product_range(self) -> tuple[int, int]:
+        """Smallest and largest value of one product ``a * v(w)``."""
+        corners = [a * w for a in self.act_range for w in self.weight_range]
+        return min(corners), max(corners)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        lo, hi = self.product_range
+        return lo * self.max_len, hi * self.max_len
+
+    @property
+    def acc_bits(self) -> int:
+        """Accumulator width: every sum of ``max_len`` products fits, so results are exact."""
+        return signed_bits_for(*self.acc_range)
+
+    # -- pipeline ------------------------------------------------------------------------------
+    product_stages = 1  # the register after the lane products
+
+    @property
+    def latency(self) -> int:
+        """Register stages from ``i`` to ``o``: the result of a ``last`` beat accepted in cycle c is
+        valid in cycle c + latency (without output stalls)."""
+        return self.product_stages + tree_stages(self.lanes) + 1
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.lanes
+
+    # -- stream layouts ------------------------------------------------------------------------
+    @property
+    def input_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "acts": data.ArrayLayout(self.act_shape, self.lanes),
+            self.weight_field: data.ArrayLayout(self.weight_shape, self.lanes),
+            "last": unsigned(1),
+        })
+
+    @property
+    def output_shape(self) -> Shape:
+        return signed(self.acc_bits)
+
+
+class DotProductPE(wiring.Component):
+    """Base component; a subclass implements :meth:`lane_product` for one lane.
+
+    Members
+    -------
+    i : ``In(stream.Signature(params.input_layout))``
+    o : ``Out(stream.Signature(params.output_shape))``
+    """
+
+    def __init__(self, params: DotParams):
+        self._params = params
+        super().__init__({
+            "i": In(stream.Signature(params.input_layout)),
+            "o": Out(stream.Signature(params.output_shape)),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    def lane_product(self, m: Module, act: Value, weight: Value, lane: int) -> tuple[Value, Value | None]:
+        """Return ``(value, carry)`` with ``value + carry == act * v(weight)``.
+
+        ``carry`` is a 1-bit correction (``None`` if unused) that enters the adder tree as a carry-in
+        (:func:`hw.common.adder_tree`), so a negation costs a one's complement and no adder.
+        """
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        accept = self.i.valid & en
+
+        values, carries = [], []
+        weights = getattr(self.i.payload, p.weight_field)
+        for lane in range(p.lanes):
+            value, carry = self.lane_product(m, self.i.payload.acts[lane], weights[lane], lane)
+            values.append(register(m, value, en=en, name=f"prod{lane}"))
+            if carry is not None:
+                carries.append(register(m, carry, en=en, name=f"carry{lane}"))
+        valid = register(m, accept, en=en, name="prod_valid", reset_less=False)
+        last = register(m, self.i.payload.last, en=en, name="prod_last")
+
+        total, carry = adder_tree(m, values, carries=carries, en=en, name="tree")
+        stages = tree_stages(len(values))
+        valid = delay(m, valid, stages, en=en, name="tree_valid", reset_less=False)
+        last = delay(m, last, stages, en=en, name="tree_last")
+
+        accumulate_and_emit(m, en=en, valid=valid, last=last, value=total,
+                            acc_shape=p.output_shape, o=self.o, carry=carry)
+        return m

@@ -1,0 +1,85 @@
+"""``fixed-mac``: the fixed-point dot-product PE that ``sp2-mac`` is measured against.
+
+Same interface and pipeline as :mod:`hw.sp2_mac` (see :mod:`hw.dot`), with signed ``w_bits`` weights.
+``dsp=True`` writes each lane as ``a * w`` so synthesis maps it to a DSP block (ECP5 MULT18X18D,
+iCE40 SB_MAC16); ``dsp=False`` spells the multiplier out as shifted partial products, so no flow
+can infer a DSP and the LUT cost of a fixed-point lane can be measured on the same footing as SP2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Shape
+
+from sw.fixed import check_w_bits
+from sw.intops import int_range, signed_bits_for
+from sw.params import Params, check_bool
+
+from .dot import DotParams, DotProductPE
+
+__all__ = ["FixedMacParams", "FixedMac"]
+
+
+@dataclass(frozen=True)
+class FixedMacParams(DotParams, Params):
+    """Parameters of :class:`FixedMac`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``"<Parameter> must be ..., not <value>"`` for any out-of-range field, or when ``max_len``
+        would need an accumulator wider than 62 bits.
+    """
+
+    lanes: int = field(default=8, metadata={"doc": "elements per beat (MACs per cycle)"})
+    act_bits: int = field(default=8, metadata={"doc": "activation width"})
+    act_signed: bool = field(default=True, metadata={"doc": "activations are two's complement"})
+    w_bits: int = field(default=8, metadata={"doc": "signed weight width"})
+    max_len: int = field(default=4096, metadata={"doc": "longest vector (elements); sizes the accumulator"})
+    dsp: bool = field(default=True, metadata={"doc": "allow DSP multipliers (false: LUT partial products)"})
+
+    weight_field = "weights"
+
+    def __post_init__(self):
+        self._check_common()
+        check_w_bits(self.w_bits)
+        check_bool("DSP use (dsp)", self.dsp)
+        self._check_acc()
+
+    @property
+    def weight_bits(self) -> int:
+        return self.w_bits
+
+    @property
+    def weight_shape(self) -> Shape:
+        return signed(self.w_bits)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return int_range(self.w_bits, True)
+
+
+class FixedMac(DotProductPE):
+    """Fixed-point dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline."""
+
+    def __init__(self, params: FixedMacParams):
+        if not isinstance(params, FixedMacParams):
+            raise TypeError(f"FixedMac params must be FixedMacParams, not {params!r}")
+        super().__init__(params)
+
+    def lane_product(self, m: Module, act: Value, weight: Value, lane: int):
+        p = self.params
+        product = Signal(signed(signed_bits_for(*p.product_range)), name=f"lane{lane}_product")
+        if p.dsp:
+            m.d.comb += product.eq(act * weight)
+        else:
+            # a * w = sum_{j < b-1} w_j (a << j) - w_{b-1} (a << (b-1))   (two's complement w)
+            top = p.w_bits - 1
+            terms = [Mux(weight[j], act << j, 0) for j in range(top)]
+            total = terms[0] if terms else 0
+            for term in terms[1:]:
+                total = total + term
+            m.d.comb += product.eq(total - Mux(weight[top], act << top, 0))
+        return product, None

@@ -1,0 +1,202 @@
+"""Parameter-set plumbing shared by every format and PE.
+
+A parameter set is a frozen dataclass that also inherits :class:`Params`. It validates itself in
+``__post_init__`` with the ``check_*`` helpers below, exposes derived values as properties and
+round-trips through JSON. The same object drives the golden model, the generator, the testbench and
+the synthesis flow, so a value is derived in exactly one place.
+
+Error messages follow one grammar: ``"<Subject> must be <constraint>, not <value!r>"``; TypeError for
+a wrong type, ValueError for a bad value or a conflicting combination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Params", "check_int", "check_bool", "check_choice"]
+
+
+def check_int(subject: str, value: Any, *, min: int | None = None, max: int | None = None) -> None:
+    """Raise unless ``value`` is an int (not a bool) within ``[min, max]``.
+
+    >>> check_int("Lanes", 0, min=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Lanes must be a positive integer, not 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{subject} must be an integer, not {value!r}")
+    if min is not None and max is not None and not (min <= value <= max):
+        raise ValueError(f"{subject} must be an integer from {min} to {max}, not {value!r}")
+    if min is not None and value < min:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(min, f"an integer >= {min}")
+        raise ValueError(f"{subject} must be {what}, not {value!r}")
+    if max is not None and value > max:
+        raise ValueError(f"{subject} must be an integer <= {max}, not {value!r}")
+
+
+def check_bool(subject: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{subject} must be a bool, not {value!r}")
+
+
+def check_choice(subject: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{subject} must be one of {allowed}, not {value!r}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_scalar(name: str, text: str, kind: Any) -> Any:
+    """Turn a command-line string into a value of ``kind`` (int, bool, str, float, or ``X | None``)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args and type(None) in typing.get_args(kind):
+        if text.strip().lower() in ("none", "auto", ""):
+            return None
+        kind = args[0]
+    if kind is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError(f"Parameter {name!r} must be true or false, not {text!r}")
+    if kind is int:
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ValueError(f"Parameter {name!r} must be an integer, not {text!r}") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"Parameter {name!r} must be a number, not {text!r}") from None
+    return text
+
+
+class Params:
+    """Mixin for frozen dataclass parameter sets (see the module docstring).
+
+    Fields may carry ``metadata={"doc": "..."}``; :meth:`describe` lists them for ``peforge list``.
+    Nested parameter sets (a PE's number format) are addressed with dotted names (``fmt.bits``).
+    """
+
+    # -- construction from outside data ---------------------------------------------------------
+    @classmethod
+    def _field_types(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Build from a plain mapping (as produced by :meth:`to_dict`), rejecting unknown keys."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__} must be given a mapping, not {data!r}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ValueError(
+                f"Parameter {unknown[0]!r} is not a parameter of {cls.__name__}; "
+                f"allowed: {', '.join(names)}")
+        types = cls._field_types()
+        kwargs = {}
+        for key, value in data.items():
+            kind = types[key]
+            if isinstance(kind, type) and issubclass(kind, Params) and isinstance(value, Mapping):
+                value = kind.from_dict(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str):
+        data = json.loads(text)
+        if isinstance(data, Mapping) and "params" in data and "pe" in data:
+            data = data["params"]  # a generated manifest
+        return cls.from_dict(data)
+
+    def with_settings(self, settings: Mapping[str, str]):
+        """Return a copy with ``{"name": "text"}`` overrides parsed from strings (the CLI's ``--set``)."""
+        data = self.to_dict()
+        # A field whose default is None is derived from its siblings (SP2Format.m1 from bits): when
+        # a sibling is set and the field is not, derive it again instead of keeping the old value.
+        for dotted in settings:
+            owner_cls, node = type(self), data
+            for part in dotted.split(".")[:-1]:
+                kind = owner_cls._field_types().get(part)
+                if not (isinstance(kind, type) and issubclass(kind, Params)):
+                    break
+                owner_cls, node = kind, node[part]
+            prefix = dotted.rpartition(".")[0]
+            for f in dataclasses.fields(owner_cls):
+                name = f"{prefix}.{f.name}" if prefix else f.name
+                if f.default is None and name not in settings:
+                    node[f.name] = None
+        for dotted, text in settings.items():
+            path = dotted.split(".")
+            owner_cls, node = type(self), data
+            for part in path[:-1]:
+                kind = owner_cls._field_types().get(part)
+                if not (isinstance(kind, type) and issubclass(kind, Params)):
+                    raise ValueError(f"Parameter {dotted!r} is not a parameter of {type(self).__name__}; "
+                                     f"allowed: {', '.join(self.parameter_names())}")
+                owner_cls, node = kind, node[part]
+            leaf = path[-1]
+            kind = owner_cls._field_types().get(leaf) if dataclasses.is_dataclass(owner_cls) else None
+            if kind is None or (isinstance(kind, type) and issubclass(kind, Params)):
+                raise ValueError(f"Parameter {dotted!r} is not a parameter of {type(self).__name__}; "
+                                 f"allowed: {', '.join(self.parameter_names())}")
+            node[leaf] = _parse_scalar(dotted, text, kind)
+        return type(self).from_dict(data)
+
+    # -- export ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, Params) else value
+        return out
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, **kwargs)
+
+    def digest(self, length: int = 12) -> str:
+        """A short hash naming this exact configuration (build directories, caches)."""
+        text = type(self).__name__ + ":" + self.to_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    # -- documentation --------------------------------------------------------------------------
+    @classmethod
+    def parameter_names(cls, prefix: str = "") -> list[str]:
+        names = []
+        types = cls._field_types()
+        for f in dataclasses.fields(cls):
+            kind = types[f.name]
+            if isinstance(kind, type) and issubclass(kind, Params):
+                names += kind.parameter_names(prefix + f.name + ".")
+            else:
+                names.append(prefix + f.name)
+        return names
+
+    def describe(self, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+        """``(dotted name, type name, value, doc)`` for every leaf parameter of this instance."""
+        rows = []
+        types = type(self)._field_types()
+        for f in dataclasses.fields(self):
+            kind, value = types[f.name], getattr(self, f.name)
+            if isinstance(value, Params):
+                rows += value.describe(prefix + f.name + ".")
+            else:
+                rows.append((prefix + f.name, getattr(kind, "__name__", str(kind)), value,
+                             f.metadata.get("doc", "")))
+        return rows

