@@ -11,9 +11,9 @@ saturates:
 with ``round`` half to even (``numpy.rint``, as ``torch.round``) and ``scale`` chosen per row to minimise
 ``sum_k (w_k - scale * v_k)^2`` (:func:`sw.intops.fit_row_scale`).
 
-The module also holds the PyTorch pieces every weight format shares: :func:`straight_through`,
-:class:`RowFakeQuant` (per-row fake quantisation) and :class:`QuantLinear` (a ``torch.nn.Linear`` that
-trains through it and exports the integer format).
+The trainable layer :class:`FixedLinear` and the PyTorch pieces every weight format shares
+(:func:`straight_through`, :class:`RowFakeQuant`, :class:`QuantLinear`) live in :mod:`sw.layers` and are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from .intops import (as_acts, as_int_array, as_real_matrix, as_row_scale, exact_dot, fit_row_scale,
                      int_range)
@@ -149,85 +148,13 @@ def golden_dot(acts: Any, weights: Any, w_bits: int, *, act_bits: int | None = N
     return exact_dot(a, as_int_array("Fixed-point weights", weights, lo, hi))
 
 
-# -- PyTorch --------------------------------------------------------------------------------------------
-
-def straight_through(w: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
-    """Straight-through estimator: the value of ``wq``, the gradient of ``w`` (identity).
-
-    Written as ``wq + (w - w.detach())`` so that the value is exactly ``wq`` (``w - w.detach()`` is exactly
-    zero), which :meth:`QuantLinear.export` relies on.
-    """
-    return wq.detach() + (w - w.detach())
+# The PyTorch layers live in sw.layers so that the golden model imports without torch (the simulator
+# imports it, and torch costs seconds to load there); they stay reachable under their usual names.
+_LAYERS = ("straight_through", "RowFakeQuant", "QuantLinear", "FixedQuantizer", "FixedLinear")
 
 
-class RowFakeQuant(torch.nn.Module):
-    """Per-output-row fake quantisation of a weight matrix with a straight-through gradient.
-
-    A subclass names its format's functions: ``_quantize(w, fmt) -> (ints, scale)`` (the scale fitted
-    to the detached weight) and ``_dequantize(ints, scale, fmt) -> float64``. The forward value is
-    exactly ``_dequantize(*_quantize(w, fmt), fmt)`` cast to the weight's dtype; the backward pass is
-    the identity.
-    """
-
-    _quantize = _dequantize = None
-
-    def __init__(self, fmt: Any):
-        super().__init__()
-        self.fmt = fmt
-
-    def export(self, w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The weight in the integer format and its per-row scale, as numpy arrays."""
-        return self._quantize(w, self.fmt)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            wq = torch.from_numpy(self._dequantize(*self.export(w), self.fmt))
-        return straight_through(w, wq.to(dtype=w.dtype, device=w.device))
-
-    def extra_repr(self) -> str:
-        return f"fmt={self.fmt!r}"
-
-
-class QuantLinear(torch.nn.Linear):
-    """A ``torch.nn.Linear`` whose forward pass uses ``quantizer(weight)``; the bias stays float.
-
-    The latent float weight trains through the quantiser's straight-through gradient; :meth:`export` returns
-    the integer format the PE consumes.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 quantizer: RowFakeQuant, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.quantizer = quantizer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(x, self.quantizer(self.weight), self.bias)
-
-    def export(self) -> tuple[np.ndarray, np.ndarray]:
-        """The weight in the PE's integer format and its per-row scale, as numpy arrays."""
-        return self.quantizer.export(self.weight)
-
-
-class FixedQuantizer(RowFakeQuant):
-    """Fake quantisation to signed ``w_bits`` fixed point per output row (see :func:`quantize`)."""
-
-    _quantize = staticmethod(quantize)
-    _dequantize = staticmethod(dequantize)
-
-    def __init__(self, w_bits: int = 4):
-        check_w_bits(w_bits)
-        super().__init__(w_bits)
-
-
-class FixedLinear(QuantLinear):
-    """``torch.nn.Linear`` trained with ``w_bits`` fixed-point weights; :meth:`export` gives
-    ``(v int64 [out, in], scale float64 [out])``."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, w_bits: int = 4,
-                 device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, quantizer=FixedQuantizer(w_bits),
-                         device=device, dtype=dtype)
-
-    @property
-    def w_bits(self) -> int:
-        return self.quantizer.fmt
+def __getattr__(name: str):
+    if name in _LAYERS:
+        from . import layers
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

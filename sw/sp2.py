@@ -23,9 +23,7 @@ import functools
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
-from .fixed import QuantLinear, RowFakeQuant
 from .intops import (CLIP_RATIOS, as_acts, as_int_array, as_real_array, as_real_matrix, as_row_scale,
                      exact_dot, fit_row_scale)
 from .params import Params, check_int
@@ -332,31 +330,13 @@ def golden_dot(acts: Any, codes: Any, fmt: SP2Format, *, act_bits: int | None = 
     return exact_dot(a, check_format(fmt).decode(codes))
 
 
-# -- PyTorch ---------------------------------------------------------------------------------------------
-
-class SP2Quantizer(RowFakeQuant):
-    """Fake quantisation of a weight matrix to SP2 per output row, straight-through gradient.
-
-    Each forward pass recomputes ``alpha`` from the detached weight (:func:`fit_alpha`) and returns exactly
-    ``dequantize(*quantize(w, fmt), fmt)`` in the weight's dtype; the gradient passes through unchanged.
-    """
-
-    _quantize = staticmethod(quantize)
-    _dequantize = staticmethod(dequantize)
-
-    def __init__(self, fmt: SP2Format = SP2Format()):
-        super().__init__(check_format(fmt))
+# The PyTorch layers live in sw.layers so that the golden model imports without torch (the simulator
+# imports it, and torch costs seconds to load there); they stay reachable under their usual names.
+_LAYERS = ("SP2Quantizer", "SP2Linear")
 
 
-class SP2Linear(QuantLinear):
-    """``torch.nn.Linear`` trained with SP2 weights; :meth:`export` gives ``(codes int64 [out, in],
-    alpha float64 [out])``, the real weight being ``alpha * v(codes) / 2^E``. The bias stays float."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 fmt: SP2Format = SP2Format(), device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, quantizer=SP2Quantizer(fmt),
-                         device=device, dtype=dtype)
-
-    @property
-    def fmt(self) -> SP2Format:
-        return self.quantizer.fmt
+def __getattr__(name: str):
+    if name in _LAYERS:
+        from . import layers
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -242,3 +242,13 @@ def test_exact_dot_beyond_float_precision():
     weights = np.array([2 ** 20, 1], dtype=np.int64)
     assert exact_dot(acts, weights).tolist() == [2 ** 53 + 1]
     assert exact_dot(acts, weights[None, :]).tolist() == [2 ** 53 + 1]
+
+
+def test_golden_models_import_without_torch():
+    """The simulator imports the golden models; torch would add seconds to every simulation."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sw.sp2, sw.fixed, sw.msq, tb.sp2_mac, tb.fixed_mac; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

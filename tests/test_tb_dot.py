@@ -102,7 +102,7 @@ def test_rtl_dot_broadcast_weights_and_errors():
     acts = np.array([[1, 2, 3], [-4, 5, -6]])
     codes = np.array([0b0010, 0b1010, 0b0001])  # +4, -4, +4 (e1 = 1, and the non-canonical e2 = 1)
     np.testing.assert_array_equal(tb_sp2.rtl_dot(acts, codes, p), [4 - 8 + 12, -16 - 20 - 24])
-    with pytest.raises(ValueError, match=r"^Codes must be integers from 0 to 15, not 16 \(at index \(2,\)\)$"):
+    with pytest.raises(ValueError, match=r"^Codes must be integers from 0 to 15, not 16 \(at index 2\)$"):
         tb_sp2.rtl_dot(acts, [1, 2, 16], p)
     with pytest.raises(ValueError, match=r"^Vector length K must be at most max_len=64, not 65$"):
         tb_sp2.rtl_dot(np.zeros((1, 65), int), np.zeros(65, int), p)
