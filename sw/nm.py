@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from .intops import INT64_MAX, INT64_MIN, as_acts, as_int_array, as_real_array, exact_dot, int_range
+from . import fixed
+from .intops import INT64_MAX, INT64_MIN, as_acts, as_int_array, as_real_array, exact_dot
 from .params import Params, check_int
 
 __all__ = [
@@ -427,12 +428,13 @@ def unpack(values: Any, indices: Any, fmt: NMFormat, K: int) -> np.ndarray:
                              f"{fmt.n}:{fmt.m}), not {arr.shape}")
     if v.shape != i.shape:
         raise ValueError(f"N:M indices must have the shape of the values, {v.shape}, not {i.shape}")
-    rows = v.reshape(-1, width)
-    cols = _columns(i.reshape(-1, width), fmt)
+    count = v.shape[0] if v.ndim == 2 else 1
+    rows = v.reshape(count, width)
+    cols = _columns(i.reshape(count, width), fmt)
     peak = max(-int(rows.min()), int(rows.max())) if rows.size else 0
     wide = fmt.n * peak > INT64_MAX  # colliding slots could overflow int64: add in Python integers
-    dense = np.zeros((len(rows), K), dtype=object if wide else np.int64)
-    np.add.at(dense, (np.arange(len(rows))[:, None], cols), rows.astype(object) if wide else rows)
+    dense = np.zeros((count, K), dtype=object if wide else np.int64)
+    np.add.at(dense, (np.arange(count)[:, None], cols), rows.astype(object) if wide else rows)
     if wide:
         dense = as_int_array("Unpacked weights", dense, INT64_MIN, INT64_MAX)
     return dense.reshape(v.shape[:-1] + (K,))
@@ -481,7 +483,7 @@ def nvidia_metadata(indices: Any, *, word_bits: int = 16) -> np.ndarray:
     Examples
     --------
     >>> hex(int(nvidia_metadata([0, 1, 0, 2, 1, 3, 2, 3])[0]))
-    '0xe948'
+    '0xed84'
     """
     per_word = _check_word_bits(word_bits)
     i = as_int_array("2:4 indices", indices, 0, 3)
@@ -506,7 +508,7 @@ def nvidia_indices(meta: Any, *, word_bits: int = 16) -> np.ndarray:
     """The inverse of :func:`nvidia_metadata`: int64 indices ``[rows, words * word_bits/2]`` of metadata
     words (any nibble is decoded, valid or not).
 
-    >>> nvidia_indices([0xE948]).tolist()
+    >>> nvidia_indices([0xED84]).tolist()
     [0, 1, 0, 2, 1, 3, 2, 3]
     """
     per_word = _check_word_bits(word_bits)
@@ -518,11 +520,8 @@ def nvidia_indices(meta: Any, *, word_bits: int = 16) -> np.ndarray:
 # -- golden model ---------------------------------------------------------------------------------------
 
 def _value_range(w_bits: int | None) -> tuple[int, int]:
-    """Signed ``w_bits`` range (2 to 16 bits, as sw.fixed.check_w_bits), or all of int64 for ``None``."""
-    if w_bits is None:
-        return INT64_MIN, INT64_MAX
-    check_int("Weight bits", w_bits, min=2, max=16)
-    return int_range(w_bits, True)
+    """The full signed ``w_bits`` range (:func:`sw.fixed.weight_range`), or all of int64 for ``None``."""
+    return (INT64_MIN, INT64_MAX) if w_bits is None else fixed.weight_range(w_bits)
 
 
 def golden_dot(acts: Any, values: Any, indices: Any, fmt: NMFormat, *, act_bits: int | None = None,
@@ -577,13 +576,13 @@ def golden_dense_dot(acts: Any, weights: Any, *, act_bits: int | None = None, ac
                      w_bits: int | None = None) -> np.ndarray:
     """Bit-exact result of the ``nm-sparse`` PE in dense mode: ``y[r] = sum_k a[r, k] * w[k]`` (or ``w[r, k]``).
 
-    The same computation as :func:`sw.fixed.golden_dot` (which this module cannot import: ``sw.fixed``
-    imports torch), with ``w_bits`` optional.
+    The dense mode feeds activations and weights straight to the multipliers, so this is
+    :func:`sw.fixed.golden_dot` (with ``w_bits`` optional: without it any int64 weight is accepted).
 
     Raises
     ------
     TypeError, ValueError
-        ``"Dense weights must be integers from -8 to 7, not 8 (at index 3)"``, ``"Acts must be ..."``,
+        ``"Fixed-point weights must be integers from -8 to 7, not 8 (at index 3)"``, ``"Acts must be ..."``,
         ``"Weight bits must be an integer from 2 to 16, not 1"``, or a shape mismatch.
 
     Examples
@@ -591,6 +590,7 @@ def golden_dense_dot(acts: Any, weights: Any, *, act_bits: int | None = None, ac
     >>> golden_dense_dot([[1, 2], [3, -4]], [-8, 7], act_bits=4, w_bits=4)
     array([  6, -52])
     """
-    lo, hi = _value_range(w_bits)
+    if w_bits is not None:
+        return fixed.golden_dot(acts, weights, w_bits, act_bits=act_bits, act_signed=act_signed)
     a = as_acts(acts, act_bits, act_signed)
-    return exact_dot(a, as_int_array("Dense weights", weights, lo, hi))
+    return exact_dot(a, as_int_array("Fixed-point weights", weights, INT64_MIN, INT64_MAX))
