@@ -14,7 +14,7 @@ from amaranth.hdl import ShapeLike
 from amaranth.utils import ceil_log2
 
 __all__ = ["TREE_LEVELS_PER_STAGE", "register", "delay", "tree_stages", "add_with_carry", "adder_tree",
-           "accumulate_and_emit"]
+           "multiply", "accumulate_and_emit"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
 #: ECP5-85F speed grade 6, leaving slack for 200 MHz; a third level costs ~30 MHz (docs/sp2-mac.md).
@@ -102,6 +102,22 @@ def adder_tree(m: Module, operands: list[Value], *, en: Value, name: str, carrie
     if len(pending) > 1:
         raise RuntimeError(f"adder tree {name} left {len(pending)} carries unabsorbed")
     return values[0], (pending[0] if pending else None)
+
+
+def multiply(act: Value, weight: Value, *, dsp: bool) -> Value:
+    """``act * weight`` (``weight`` signed): a DSP-mappable ``*``, or shifted partial products in LUTs.
+
+    With ``dsp=False`` the multiplier is written out as
+    ``sum_{j < b-1} w_j (a << j) - w_{b-1} (a << (b-1))`` (two's complement ``w`` of ``b`` bits),
+    so no synthesis flow can infer a DSP block from it.
+    """
+    if dsp:
+        return act * weight
+    top = len(weight) - 1
+    total = Mux(weight[0], act, 0) if top else 0
+    for j in range(1, top):
+        total = total + Mux(weight[j], act << j, 0)
+    return total - Mux(weight[top], act << top, 0)
 
 
 def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, value: Value,

@@ -82,13 +82,14 @@ class DotParams:
         return signed_bits_for(*self.acc_range)
 
     # -- pipeline ------------------------------------------------------------------------------
+    operand_stages = 0  # registers between operand selection and the lane products (nm-sparse: 1)
     product_stages = 1  # the register after the lane products
 
     @property
     def latency(self) -> int:
         """Register stages from ``i`` to ``o``: the result of a ``last`` beat accepted in cycle c is
         valid in cycle c + latency (without output stalls)."""
-        return self.product_stages + tree_stages(self.lanes) + 1
+        return self.operand_stages + self.product_stages + tree_stages(self.lanes) + 1
 
     @property
     def macs_per_cycle(self) -> int:
@@ -128,6 +129,11 @@ class DotProductPE(wiring.Component):
     def params(self):
         return self._params
 
+    def lane_operands(self, m: Module, payload) -> list[tuple[Value, Value]]:
+        """The ``(activation, weight)`` pair of every lane; by default lane k's fields directly."""
+        weights = getattr(payload, self._params.weight_field)
+        return [(payload.acts[lane], weights[lane]) for lane in range(self._params.lanes)]
+
     def lane_product(self, m: Module, act: Value, weight: Value, lane: int) -> tuple[Value, Value | None]:
         """Return ``(value, carry)`` with ``value + carry == act * v(weight)``.
 
@@ -144,15 +150,23 @@ class DotProductPE(wiring.Component):
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         accept = self.i.valid & en
 
+        operands = self.lane_operands(m, self.i.payload)
+        valid, last = accept, self.i.payload.last
+        for stage in range(p.operand_stages):
+            operands = [(register(m, a, en=en, name=f"op{k}_act_s{stage}"),
+                         register(m, w, en=en, name=f"op{k}_weight_s{stage}"))
+                        for k, (a, w) in enumerate(operands)]
+            valid = register(m, valid, en=en, name=f"op_valid_s{stage}", reset_less=False)
+            last = register(m, last, en=en, name=f"op_last_s{stage}")
+
         values, carries = [], []
-        weights = getattr(self.i.payload, p.weight_field)
-        for lane in range(p.lanes):
-            value, carry = self.lane_product(m, self.i.payload.acts[lane], weights[lane], lane)
+        for lane, (act, weight) in enumerate(operands):
+            value, carry = self.lane_product(m, act, weight, lane)
             values.append(register(m, value, en=en, name=f"prod{lane}"))
             if carry is not None:
                 carries.append(register(m, carry, en=en, name=f"carry{lane}"))
-        valid = register(m, accept, en=en, name="prod_valid", reset_less=False)
-        last = register(m, self.i.payload.last, en=en, name="prod_last")
+        valid = register(m, valid, en=en, name="prod_valid", reset_less=False)
+        last = register(m, last, en=en, name="prod_last")
 
         total, carry = adder_tree(m, values, carries=carries, en=en, name="tree")
         stages = tree_stages(len(values))

@@ -2,21 +2,23 @@
 
 Same interface and pipeline as :mod:`hw.sp2_mac` (see :mod:`hw.dot`), with signed ``w_bits`` weights.
 ``dsp=True`` writes each lane as ``a * w`` so synthesis maps it to a DSP block (ECP5 MULT18X18D,
-iCE40 SB_MAC16); ``dsp=False`` spells the multiplier out as shifted partial products, so no flow
-can infer a DSP and the LUT cost of a fixed-point lane can be measured on the same footing as SP2.
+iCE40 SB_MAC16); ``dsp=False`` spells the multiplier out as shifted partial products
+(:func:`hw.common.multiply`), so no flow can infer a DSP and the LUT cost of a fixed-point lane can
+be measured on the same footing as SP2.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Module, Mux, Signal, Value, signed
+from amaranth import Module, Signal, Value, signed
 from amaranth.hdl import Shape
 
 from sw.fixed import check_w_bits
 from sw.intops import int_range, signed_bits_for
 from sw.params import Params, check_bool
 
+from .common import multiply
 from .dot import DotParams, DotProductPE
 
 __all__ = ["FixedMacParams", "FixedMac"]
@@ -70,16 +72,6 @@ class FixedMac(DotProductPE):
         super().__init__(params)
 
     def lane_product(self, m: Module, act: Value, weight: Value, lane: int):
-        p = self.params
-        product = Signal(signed(signed_bits_for(*p.product_range)), name=f"lane{lane}_product")
-        if p.dsp:
-            m.d.comb += product.eq(act * weight)
-        else:
-            # a * w = sum_{j < b-1} w_j (a << j) - w_{b-1} (a << (b-1))   (two's complement w)
-            top = p.w_bits - 1
-            terms = [Mux(weight[j], act << j, 0) for j in range(top)]
-            total = terms[0] if terms else 0
-            for term in terms[1:]:
-                total = total + term
-            m.d.comb += product.eq(total - Mux(weight[top], act << top, 0))
+        product = Signal(signed(signed_bits_for(*self.params.product_range)), name=f"lane{lane}_product")
+        m.d.comb += product.eq(multiply(act, weight, dsp=self.params.dsp))
         return product, None

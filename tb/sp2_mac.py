@@ -1,4 +1,4 @@
-"""cocotb testbench and batch API of ``sp2-mac`` (shared tests in :mod:`tb.dot`).
+"""cocotb testbench and batch API of ``sp2-mac`` (tests in :mod:`tb.vector`, vectors in :mod:`tb.dot`).
 
 >>> from hw.sp2_mac import SP2MacParams
 >>> rtl_dot([[1, 2, 3]], [0b0010, 0b1010, 0b0001], SP2MacParams(lanes=2))  # +4, -4, +4
@@ -12,25 +12,24 @@ import numpy as np
 from sw import sp2
 
 from . import dot
-from .dot import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
-                  reset_mid_vector, throughput_and_latency)
+from .vector import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
+                     reset_mid_vector, throughput_and_latency)
 
-__all__ = ["rtl_dot", "golden"]
-
-
-def golden(acts, codes, params) -> np.ndarray:
-    return sp2.golden_dot(acts, codes, params.fmt, act_bits=params.act_bits, act_signed=params.act_signed)
+__all__ = ["rtl_dot", "VECTORS"]
 
 
-def all_weights(params) -> np.ndarray:
-    """Every SP2 code, including the non-canonical ones (the hardware computes them all)."""
-    return np.arange(params.fmt.n_codes)
+class VECTORS(dot.DotVectors):
+    def golden_rows(self, acts, codes):
+        p = self.params
+        return sp2.golden_dot(acts, codes, p.fmt, act_bits=p.act_bits, act_signed=p.act_signed)
 
+    def all_weights(self):
+        """Every code, including the non-canonical ones (the hardware computes them all)."""
+        return np.arange(self.params.fmt.n_codes)
 
-def extreme_weights(params) -> list[int]:
-    """Codes of the largest positive and most negative weight."""
-    table = params.fmt.table
-    return [int(np.argmax(table)), int(np.argmin(table))]
+    def extreme_weights(self):
+        table = self.params.fmt.table
+        return [int(np.argmax(table)), int(np.argmin(table))]
 
 
 def rtl_dot(acts, codes, params, **kwargs) -> np.ndarray:

@@ -17,8 +17,7 @@ from tb import fixed_mac as tb_fixed
 from tb import sp2_mac as tb_sp2
 from tb.runner import run
 
-COCOTB_TESTS = ["random_stalls", "extremes", "every_code", "reset_mid_vector",
-                "throughput_and_latency"]
+from tb.vector import CHECKS as COCOTB_TESTS
 
 # lanes 1/4/8, signed and unsigned activations, SP2 4/5/6 bits (incl. m2 = 0 and m2 = m1)
 SP2_GRID = [
