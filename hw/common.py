@@ -124,6 +124,9 @@ def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, valu
                         acc_shape: ShapeLike, o, carry: Value | None = None) -> None:
     """The final stage of a dot-product PE: ``acc += value (+ carry)``; on ``last`` emit the sum.
 
+    ``last`` must already include ``valid`` (it marks a valid final beat), which keeps the emit
+    decision one LUT level shallower.
+
     ``o`` is the PE's output stream (payload of ``acc_shape``); ``en`` must be the pipeline enable
     ``~o.valid | o.ready``. The accumulator clears on the beat that emits, so the next vector may
     start in the very next cycle. On reset the accumulator and ``o.valid`` clear.
@@ -131,9 +134,9 @@ def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, valu
     acc = Signal(acc_shape, name="acc")
     total = Signal(acc_shape, name="acc_next")
     emit = Signal(name="emit")
-    m.d.comb += [total.eq(add_with_carry(acc, value, carry)), emit.eq(en & valid & last)]
+    m.d.comb += [total.eq(add_with_carry(acc, value, carry)), emit.eq(en & last)]
     with m.If(en):
-        m.d.sync += o.valid.eq(valid & last)
+        m.d.sync += o.valid.eq(last)
     with m.If(emit):
         m.d.sync += o.payload.eq(total)
     # Clearing in its own branch lets synthesis use the flip-flops' synchronous reset (ECP5 LSR)

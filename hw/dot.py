@@ -151,13 +151,15 @@ class DotProductPE(wiring.Component):
         accept = self.i.valid & en
 
         operands = self.lane_operands(m, self.i.payload)
-        valid, last = accept, self.i.payload.last
+        # `last` travels as "valid and last", so the final stage decides to emit with one LUT level
+        # less (its path from o.valid/o.ready limited Fmax); it is reset like `valid`.
+        valid, last = accept, accept & self.i.payload.last
         for stage in range(p.operand_stages):
             operands = [(register(m, a, en=en, name=f"op{k}_act_s{stage}"),
                          register(m, w, en=en, name=f"op{k}_weight_s{stage}"))
                         for k, (a, w) in enumerate(operands)]
             valid = register(m, valid, en=en, name=f"op_valid_s{stage}", reset_less=False)
-            last = register(m, last, en=en, name=f"op_last_s{stage}")
+            last = register(m, last, en=en, name=f"op_last_s{stage}", reset_less=False)
 
         values, carries = [], []
         for lane, (act, weight) in enumerate(operands):
@@ -166,12 +168,12 @@ class DotProductPE(wiring.Component):
             if carry is not None:
                 carries.append(register(m, carry, en=en, name=f"carry{lane}"))
         valid = register(m, valid, en=en, name="prod_valid", reset_less=False)
-        last = register(m, last, en=en, name="prod_last")
+        last = register(m, last, en=en, name="prod_last", reset_less=False)
 
         total, carry = adder_tree(m, values, carries=carries, en=en, name="tree")
         stages = tree_stages(len(values))
         valid = delay(m, valid, stages, en=en, name="tree_valid", reset_less=False)
-        last = delay(m, last, stages, en=en, name="tree_last")
+        last = delay(m, last, stages, en=en, name="tree_last", reset_less=False)
 
         accumulate_and_emit(m, en=en, valid=valid, last=last, value=total,
                             acc_shape=p.output_shape, o=self.o, carry=carry)

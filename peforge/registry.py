@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from hw.fixed_mac import FixedMac, FixedMacParams
+from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
 
 __all__ = ["PE", "REGISTRY", "get", "register"]
@@ -44,6 +45,8 @@ REGISTRY: dict[str, PE] = {pe.name: pe for pe in [
        SP2MacParams, SP2Mac, "tb.sp2_mac", "Mix and Match (Chang et al., HPCA 2021), RMSMP"),
     PE("fixed-mac", "dot product with signed fixed-point weights (DSP or LUT multipliers): the baseline",
        FixedMacParams, FixedMac, "tb.fixed_mac", "fixed-point baseline for sp2-mac"),
+    PE("nm-sparse", "N:M structured-sparse dot product (index muxes into N multipliers per group), dense mode",
+       NMSparseParams, NMSparse, "tb.nm_sparse", "SAT/BDWP (Fang et al., TCAD 2023), NVIDIA Ampere 2:4"),
 ]}
 
 

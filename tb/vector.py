@@ -54,6 +54,10 @@ class Vectors:
 
     granule = 1  # vector lengths must be multiples of this
 
+    def one_beat(self) -> dict:
+        """A random vector that fits one beat (for the II = 1 / latency check)."""
+        return self.random(self.params.lanes)
+
     def random(self, k: int) -> dict: raise NotImplementedError
     def extremes(self) -> list[dict]: raise NotImplementedError
     def every_code(self) -> list[dict]: raise NotImplementedError
@@ -192,8 +196,8 @@ async def throughput_and_latency(dut):
     bench = VectorBench(dut)
     await bench.stream.start()
     p, vec = bench.params, bench.vectors
-    vectors = [vec.random(vec.granule) for _ in range(20)]
-    assert all(len(vec.beats(v)["last"]) == 1 for v in vectors)
+    vectors = [vec.one_beat() for _ in range(20)]
+    assert all(len(vec.beats(v)["last"]) == 1 for v in vectors), "one_beat() gave a multi-beat vector"
     got = await bench.check(vectors, what="back to back", idle_after=0)
     # beat n is presented and accepted in cycle n (counting from 0, ending at edge n + 1); its result
     # is valid in cycle n + latency, and this bench stamps a sample with the edge ending its cycle

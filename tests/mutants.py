@@ -3,9 +3,11 @@
 Loaded in the simulator too, through ``PEFORGE_PLUGINS=tests.mutants``.
 """
 
-from amaranth import Mux
+from amaranth import Cat, Mux
+from amaranth.lib import data
 
 from hw.fixed_mac import FixedMac, FixedMacParams
+from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
 from peforge.registry import PE, register
 
@@ -27,3 +29,16 @@ class FixedMacTruncates(FixedMac):
 
 register(PE("sp2-mac-drops-carry", "mutant", SP2MacParams, SP2MacDropsCarry, "tb.sp2_mac", "test"))
 register(PE("fixed-mac-truncates", "mutant", FixedMacParams, FixedMacTruncates, "tb.fixed_mac", "test"))
+
+
+class NMSparseReversedIndex(NMSparse):
+    """Reads position M-1-idx: right only for symmetric patterns."""
+
+    def lane_operands(self, m, payload):
+        flipped = ~payload.indices.as_value()
+        view = data.View(payload.shape(), Cat(payload.acts.as_value(), payload.values.as_value(), flipped,
+                                              payload.dense, payload.last))
+        return super().lane_operands(m, view)
+
+
+register(PE("nm-sparse-reversed-index", "mutant", NMSparseParams, NMSparseReversedIndex, "tb.nm_sparse", "test"))

@@ -1,0 +1,133 @@
+"""``nm-sparse``: an N:M structured-sparse dot-product PE with a dense mode.
+
+Each beat carries ``groups`` groups of M activations with N values and N indices each (DESIGN.md,
+nm-sparse). Sparse mode: slot t of group g multiplies ``acts[g*M + idx[g, t]]`` by ``val[g, t]``,
+so ``groups * M`` logical MACs per cycle run on ``groups * N`` multipliers. Dense mode (the ``dense``
+payload flag, per beat): the same multipliers take the first ``groups * N`` activations and the values
+directly, like a fixed-point dot-product PE. Sources: SAT / BDWP (Fang et al., IEEE TCAD 2023) and
+NVIDIA Ampere 2:4 (Mishra et al., arXiv:2104.08378); the software side is ``sw/nm.py``.
+
+The pipeline is the one of :mod:`hw.dot` with one extra stage: the index muxes feed a register before
+the multipliers (``mux_register``), so the mux and the multiplier do not share a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from sw.fixed import check_w_bits
+from sw.intops import int_range, signed_bits_for
+from sw.nm import NMFormat
+from sw.params import Params, check_bool, check_int
+
+from .common import multiply
+from .dot import DotParams, DotProductPE
+
+__all__ = ["NMSparseParams", "NMSparse"]
+
+
+@dataclass(frozen=True)
+class NMSparseParams(DotParams, Params):
+    """Parameters of :class:`NMSparse`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``"<Parameter> must be ..., not <value>"`` for any out-of-range field, or when ``max_len``
+        would need an accumulator wider than 62 bits.
+    """
+
+    fmt: NMFormat = field(default_factory=NMFormat, metadata={"doc": "N:M sparsity format"})
+    groups: int = field(default=4, metadata={"doc": "groups of M activations per beat"})
+    act_bits: int = field(default=8, metadata={"doc": "activation width"})
+    act_signed: bool = field(default=True, metadata={"doc": "activations are two's complement"})
+    w_bits: int = field(default=8, metadata={"doc": "signed weight (value) width"})
+    max_len: int = field(default=4096, metadata={"doc": "longest vector (elements); sizes the accumulator"})
+    dsp: bool = field(default=True, metadata={"doc": "allow DSP multipliers (false: LUT partial products)"})
+    mux_register: bool = field(default=True, metadata={"doc": "register between index mux and multiplier"})
+
+    weight_field = "values"
+
+    def __post_init__(self):
+        if not isinstance(self.fmt, NMFormat):
+            raise TypeError(f"N:M format (fmt) must be an NMFormat, not {self.fmt!r}")
+        check_int("Groups", self.groups, min=1, max=64)
+        check_int("Activation bits (act_bits)", self.act_bits, min=1, max=32)
+        check_bool("Signed activations (act_signed)", self.act_signed)
+        check_w_bits(self.w_bits)
+        check_int("Maximum vector length (max_len)", self.max_len, min=self.fmt.m, max=1 << 24)
+        check_bool("DSP use (dsp)", self.dsp)
+        check_bool("Mux register (mux_register)", self.mux_register)
+        self._check_acc()
+
+    @property
+    def lanes(self) -> int:
+        """Multipliers: ``groups * N`` (also the activations a dense beat carries)."""
+        return self.groups * self.fmt.n
+
+    @property
+    def acts_per_beat(self) -> int:
+        """Activations of a sparse beat: ``groups * M``."""
+        return self.groups * self.fmt.m
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Logical (dense-equivalent) MACs per cycle in sparse mode."""
+        return self.acts_per_beat
+
+    @property
+    def operand_stages(self) -> int:
+        return 1 if self.mux_register else 0
+
+    @property
+    def weight_bits(self) -> int:
+        return self.w_bits
+
+    @property
+    def weight_shape(self) -> Shape:
+        return signed(self.w_bits)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return int_range(self.w_bits, True)
+
+    @property
+    def input_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "acts": data.ArrayLayout(self.act_shape, self.acts_per_beat),
+            "values": data.ArrayLayout(self.weight_shape, self.lanes),
+            "indices": data.ArrayLayout(unsigned(self.fmt.index_bits), self.lanes),
+            "dense": unsigned(1),
+            "last": unsigned(1),
+        })
+
+
+class NMSparse(DotProductPE):
+    """N:M sparse dot-product PE; stream interface and pipeline as in :mod:`hw.dot`."""
+
+    def __init__(self, params: NMSparseParams):
+        if not isinstance(params, NMSparseParams):
+            raise TypeError(f"NMSparse params must be NMSparseParams, not {params!r}")
+        super().__init__(params)
+
+    def lane_operands(self, m: Module, payload):
+        p = self.params
+        n, mm = p.fmt.n, p.fmt.m
+        operands = []
+        for g in range(p.groups):
+            group = Array(payload.acts[g * mm + j] for j in range(mm))
+            for t in range(n):
+                lane = g * n + t
+                act = Signal(p.act_shape, name=f"lane{lane}_act")
+                m.d.comb += act.eq(Mux(payload.dense, payload.acts[lane], group[payload.indices[lane]]))
+                operands.append((act, payload.values[lane]))
+        return operands
+
+    def lane_product(self, m: Module, act: Value, weight: Value, lane: int):
+        product = Signal(signed(signed_bits_for(*self.params.product_range)), name=f"lane{lane}_product")
+        m.d.comb += product.eq(multiply(act, weight, dsp=self.params.dsp))
+        return product, None
