@@ -25,9 +25,9 @@ from amaranth.lib.wiring import In, Out
 from sw.intops import int_range, signed_bits_for
 from sw.params import check_bool, check_int
 
-from .common import accumulate_and_emit, adder_tree, delay, register, tree_stages
+from .common import accumulate_and_emit, adder_tree, delay, multiply, register, tree_stages
 
-__all__ = ["DotParams", "DotProductPE", "MAX_ACC_BITS"]
+__all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS"]
 
 #: Widest accumulator allowed, so every result fits the int64 golden model and numpy arrays.
 MAX_ACC_BITS = 62
@@ -109,6 +109,22 @@ class DotParams:
         return signed(self.acc_bits)
 
 
+class FixedPointWeights:
+    """Params mixin for signed ``w_bits`` weights multiplied as they are (fixed-mac, nm-sparse)."""
+
+    @property
+    def weight_bits(self) -> int:
+        return self.w_bits
+
+    @property
+    def weight_shape(self) -> Shape:
+        return signed(self.w_bits)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return int_range(self.w_bits, True)
+
+
 class DotProductPE(wiring.Component):
     """Base component; a subclass implements :meth:`lane_product` for one lane.
 
@@ -141,6 +157,12 @@ class DotProductPE(wiring.Component):
         (:func:`hw.common.adder_tree`), so a negation costs a one's complement and no adder.
         """
         raise NotImplementedError
+
+    def multiplier_product(self, m: Module, act: Value, weight: Value, lane: int):
+        """A :meth:`lane_product` for ``FixedPointWeights`` params: ``act * weight``, by DSP or LUTs."""
+        product = Signal(signed(signed_bits_for(*self._params.product_range)), name=f"lane{lane}_product")
+        m.d.comb += product.eq(multiply(act, weight, dsp=self._params.dsp))
+        return product, None
 
     def elaborate(self, platform):
         p = self._params

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Module, Signal, Value, signed
-from amaranth.hdl import Shape
-
 from sw.fixed import check_w_bits
-from sw.intops import int_range, signed_bits_for
 from sw.params import Params, check_bool
 
-from .common import multiply
-from .dot import DotParams, DotProductPE
+from .dot import DotParams, DotProductPE, FixedPointWeights
 
 __all__ = ["FixedMacParams", "FixedMac"]
 
-
 @dataclass(frozen=True)
-class FixedMacParams(DotParams, Params):
+class FixedMacParams(FixedPointWeights, DotParams, Params):
     """Parameters of :class:`FixedMac`.
 
     Raises
@@ -50,19 +44,6 @@ class FixedMacParams(DotParams, Params):
         check_bool("DSP use (dsp)", self.dsp)
         self._check_acc()
 
-    @property
-    def weight_bits(self) -> int:
-        return self.w_bits
-
-    @property
-    def weight_shape(self) -> Shape:
-        return signed(self.w_bits)
-
-    @property
-    def weight_range(self) -> tuple[int, int]:
-        return int_range(self.w_bits, True)
-
-
 class FixedMac(DotProductPE):
     """Fixed-point dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline."""
 
@@ -71,7 +52,4 @@ class FixedMac(DotProductPE):
             raise TypeError(f"FixedMac params must be FixedMacParams, not {params!r}")
         super().__init__(params)
 
-    def lane_product(self, m: Module, act: Value, weight: Value, lane: int):
-        product = Signal(signed(signed_bits_for(*self.params.product_range)), name=f"lane{lane}_product")
-        m.d.comb += product.eq(multiply(act, weight, dsp=self.params.dsp))
-        return product, None
+    lane_product = DotProductPE.multiplier_product

@@ -15,23 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.hdl import Shape
+from amaranth import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 
 from sw.fixed import check_w_bits
-from sw.intops import int_range, signed_bits_for
 from sw.nm import NMFormat
 from sw.params import Params, check_bool, check_int
 
-from .common import multiply
-from .dot import DotParams, DotProductPE
+from .dot import DotParams, DotProductPE, FixedPointWeights
 
 __all__ = ["NMSparseParams", "NMSparse"]
 
 
 @dataclass(frozen=True)
-class NMSparseParams(DotParams, Params):
+class NMSparseParams(FixedPointWeights, DotParams, Params):
     """Parameters of :class:`NMSparse`.
 
     Raises
@@ -83,17 +80,6 @@ class NMSparseParams(DotParams, Params):
     def operand_stages(self) -> int:
         return 1 if self.mux_register else 0
 
-    @property
-    def weight_bits(self) -> int:
-        return self.w_bits
-
-    @property
-    def weight_shape(self) -> Shape:
-        return signed(self.w_bits)
-
-    @property
-    def weight_range(self) -> tuple[int, int]:
-        return int_range(self.w_bits, True)
 
     @property
     def input_layout(self) -> data.StructLayout:
@@ -127,7 +113,4 @@ class NMSparse(DotProductPE):
                 operands.append((act, payload.values[lane]))
         return operands
 
-    def lane_product(self, m: Module, act: Value, weight: Value, lane: int):
-        product = Signal(signed(signed_bits_for(*self.params.product_range)), name=f"lane{lane}_product")
-        m.d.comb += product.eq(multiply(act, weight, dsp=self.params.dsp))
-        return product, None
+    lane_product = DotProductPE.multiplier_product

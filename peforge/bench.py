@@ -59,6 +59,30 @@ def header(title: str, seeds) -> str:
             f"as 2).\n")
 
 
+def results_table(designs: list[Design], results: list) -> str:
+    """One Markdown row per design: resources, Fmax, logical MACs per cycle and MAC/s per LUT."""
+    head = ["design", "lanes", "LUT", "FF", "DSP", "Fmax MHz", "MACs/cycle", "GMAC/s",
+            "MMAC/s per LUT", "LUT per lane"]
+    rows = []
+    for d, r in zip(designs, results):
+        macs, fmax = d.params.macs_per_cycle, r.fmax_mhz or 0.0
+        rows.append([d.label, str(d.params.lanes), str(r.lut), str(r.ff), str(r.dsp), f"{fmax:.1f}",
+                     str(macs), f"{macs * fmax / 1000:.2f}", f"{macs * fmax / max(r.lut, 1):.2f}",
+                     f"{r.lut / d.params.lanes:.0f}"])
+    return markdown_table(head, rows)
+
+
+def target_table(checks: list[tuple[str, bool, str]]) -> str:
+    lines = ["| target | status | measured |", "|---|---|---|"]
+    lines += [f"| {what} | {'met' if ok else '**missed**'} | {got} |" for what, ok, got in checks]
+    return "\n".join(lines)
+
+
+WRAPPER_NOTE = ("Inputs come from a shift register and outputs are registered and XOR-folded to 4 pins "
+                "(`synth/wrapper.py`), so every path is register to register and nothing is optimised "
+                "away. The wrapper adds about out_bits / 3 LUTs and in_bits + out_bits FFs to each row.")
+
+
 # -- sp2 --------------------------------------------------------------------------------------
 
 def sp2_suite(seeds) -> str:
@@ -81,18 +105,8 @@ def sp2_suite(seeds) -> str:
     results = synthesise_all(designs + bare, seeds)
     wrapped, unwrapped = results[:len(designs)], results[len(designs):]
 
-    head = ["design", "lanes", "LUT", "FF", "DSP", "Fmax MHz", "MACs/cycle", "GMAC/s",
-            "MMAC/s per LUT", "LUT per lane"]
-
-    def row(d, r):
-        macs = d.params.macs_per_cycle
-        fmax = r.fmax_mhz or 0.0
-        return [d.label, str(d.params.lanes), str(r.lut), str(r.ff), str(r.dsp), f"{fmax:.1f}",
-                str(macs), f"{macs * fmax / 1000:.2f}", f"{macs * fmax / max(r.lut, 1):.2f}",
-                f"{r.lut / d.params.lanes:.0f}"]
-
-    table = markdown_table(head, [row(d, r) for d, r in zip(designs, wrapped)])
-    bare_table = markdown_table(head, [row(d, r) for d, r in zip(bare, unwrapped)])
+    table = results_table(designs, wrapped)
+    bare_table = results_table(bare, unwrapped)
 
     def find(rows, label, lanes):
         return next(r for d, r in rows if d.label == label and d.params.lanes == lanes)
@@ -108,7 +122,6 @@ def sp2_suite(seeds) -> str:
          f"{sp2_1.lut} / {fix4_1.lut} = {ratio:.2f}x"),
         ("16 SP2 lanes >= 150 MHz", (sp2_16.fmax_mhz or 0) >= 150, f"{sp2_16.fmax_mhz:.1f} MHz (wrapped)"),
     ]
-    check_lines = "\n".join(f"| {what} | {'met' if ok else '**missed**'} | {got} |" for what, ok, got in checks)
     return "\n".join([
         header("sp2-mac vs fixed-mac", seeds),
         "All designs: 8-bit signed activations, accumulator sized for max_len = 4096 (SP2-4: 24 bits, "
@@ -116,9 +129,7 @@ def sp2_suite(seeds) -> str:
         "",
         "## Side by side, every design in the pin wrapper",
         "",
-        "Inputs come from a shift register and outputs are registered and XOR-folded to 4 pins "
-        "(`synth/wrapper.py`), so every path is register to register and nothing is optimised away. "
-        "The wrapper adds about out_bits / 3 LUTs (8-14 here) and in_bits + out_bits FFs to each row.",
+        WRAPPER_NOTE,
         "",
         table,
         "",
@@ -131,9 +142,7 @@ def sp2_suite(seeds) -> str:
         "",
         "## Targets",
         "",
-        "| target | status | measured |",
-        "|---|---|---|",
-        check_lines,
+        target_table(checks),
         "",
         "References measured on this flow outside peforge (from the issue): a hand-written SP2 MAC "
         "84 LUT at 218 MHz; a LUT-only 8x4 MAC 183 LUT; a DSP 8x8 MAC 30 LUT + 1 DSP at 151 MHz.",
@@ -141,7 +150,56 @@ def sp2_suite(seeds) -> str:
     ])
 
 
-SUITES = {"sp2": (sp2_suite, "sp2.md")}
+# -- nm -----------------------------------------------------------------------------------------
+
+def nm_suite(seeds) -> str:
+    from hw.fixed_mac import FixedMacParams
+    from hw.nm_sparse import NMSparseParams
+    from sw.nm import NMFormat
+
+    common = dict(act_bits=8, act_signed=True, w_bits=8, max_len=4096)
+    designs = []
+    for dsp in (True, False):
+        kind = "DSP" if dsp else "LUT"
+        designs += [
+            Design(f"dense fixed-mac {kind}", "fixed-mac", FixedMacParams(lanes=16, dsp=dsp, **common)),
+            Design(f"2:4 x4 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(2, 4), groups=4, dsp=dsp, **common)),
+            Design(f"1:4 x4 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(1, 4), groups=4, dsp=dsp, **common)),
+            Design(f"2:8 x2 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(2, 8), groups=2, dsp=dsp, **common)),
+        ]
+    results = synthesise_all(designs, seeds)
+    by = {d.label: r for d, r in zip(designs, results)}
+    nm24, dense_lut, nm24_lut = by["2:4 x4 groups DSP"], by["dense fixed-mac LUT"], by["2:4 x4 groups LUT"]
+    ratio = nm24_lut.lut / dense_lut.lut
+    checks = [
+        ("2:4 at 16 logical MACs/cycle: <= 8 DSP", nm24.dsp <= 8, f"{nm24.dsp} DSP"),
+        ("2:4: fewer than 464 LUT", nm24.lut < 464, f"{nm24.lut} LUT"),
+        ("2:4: >= 140 MHz", (nm24.fmax_mhz or 0) >= 140, f"{nm24.fmax_mhz:.1f} MHz"),
+        ("2:4 LUT-only <= 0.5x the LUTs of the dense LUT-only 16-lane unit", ratio <= 0.5,
+         f"{nm24_lut.lut} / {dense_lut.lut} = {ratio:.2f}x"),
+    ]
+    return "\n".join([
+        header("nm-sparse vs dense fixed-mac at 16 logical MACs/cycle", seeds),
+        "All designs: 8-bit signed activations and weights, accumulator for max_len = 4096 (28 bits). "
+        "`lanes` is the number of multipliers; MACs/cycle counts logical (dense-equivalent) MACs: "
+        "nm-sparse reads groups x M activations per beat. Every row in the pin wrapper.",
+        "",
+        WRAPPER_NOTE,
+        "",
+        results_table(designs, results),
+        "",
+        "## Targets",
+        "",
+        target_table(checks),
+        "",
+        "References measured on this flow outside peforge (from the issue): a hand-written 2:4 unit "
+        "464 LUT + 8 DSP at 138 MHz; the dense 16-lane int8 dot 550 LUT + 16 DSP at 132 MHz, 5391 LUT "
+        "LUT-only.",
+        "",
+    ])
+
+
+SUITES = {"sp2": (sp2_suite, "sp2.md"), "nm": (nm_suite, "nm.md")}
 
 
 def run_bench(suites: list[str], *, out_dir: Path, seeds) -> int:

@@ -20,8 +20,8 @@ def peforge(*args, cwd=None):
 def test_list_shows_every_pe_and_parameter(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for needle in ["sp2-mac:", "fixed-mac:", "--set lanes=8", "--set fmt.bits=4", "--set fmt.m1=2",
-                   "--set dsp=true", "--set w_bits=8"]:
+    for needle in ["sp2-mac:", "fixed-mac:", "nm-sparse:", "--set lanes=8", "--set fmt.bits=4",
+                   "--set fmt.m1=2", "--set dsp=true", "--set w_bits=8", "--set fmt.n=2", "--set groups=4"]:
         assert needle in out
     assert "mutant" not in out
 
@@ -49,6 +49,9 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     (["generate", "sp2-mac", "--set", "width=3"], r"Parameter 'width' is not a parameter of SP2MacParams; allowed: "),
     (["generate", "conv-pe"], r"PE must be one of 'sp2-mac', 'fixed-mac'(, '[a-z-]+')*, not 'conv-pe'"),
     (["generate", "sp2-mac", "--config", "missing.json"], r"Config file must exist, not 'missing.json'"),
+    (["generate", "nm-sparse", "--set", "fmt.n=4"], r"N:M n must be an integer from 1 to 3 for m = 4 \(n < m\), not 4"),
+    (["generate", "nm-sparse", "--set", "fmt.m=6"], r"N:M m must be a power of two from 2 to 16, not 6"),
+    (["generate", "nm-sparse", "--set", "fmt.m=32"], r"N:M m must be a power of two from 2 to 16, not 32"),
     (["sim", "sp2-mac", "--vectors", "0"], r"--vectors must be a positive integer, not 0"),
     (["synth", "sp2-mac", "--seeds", "a,b"], r"--seeds must be a comma-separated list of positive integers, not 'a,b'"),
 ])

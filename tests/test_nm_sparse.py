@@ -114,9 +114,9 @@ def test_testbench_catches_mutant(monkeypatch):
     monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
     monkeypatch.syspath_prepend(root)
     import tests.mutants  # noqa: F401
-    tests, failures = run("nm-sparse-reversed-index", GRID[1], testcases=["random_stalls", "every_code"],
+    ran, failures = run("nm-sparse-reversed-index", GRID[1], testcases=["random_stalls", "every_code"],
                           tag="mutant")
-    assert tests == 2 and failures == 2
+    assert ran == 2 and failures == 2
 
 
 def test_component_type_check():

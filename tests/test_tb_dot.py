@@ -119,5 +119,5 @@ def test_testbench_catches_mutants(monkeypatch, pe, params):
     monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
     monkeypatch.syspath_prepend(root)
     import tests.mutants  # noqa: F401  (registers the mutants in this process)
-    tests, failures = run(pe, params, testcases=["random_stalls", "every_code"], tag="mutant")
-    assert tests == 2 and failures == 2
+    ran, failures = run(pe, params, testcases=["random_stalls", "every_code"], tag="mutant")
+    assert ran == 2 and failures == 2
