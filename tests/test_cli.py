@@ -76,3 +76,15 @@ def test_sim_passes_and_reports_rate(capsys):
     assert main(["sim", "sp2-mac", "--set", "lanes=2", "--set", "max_len=20", "--vectors", "30"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("PASS  sp2-mac ") and "30 vectors" in out and "cycles/s" in out
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("pe, target", [("sp2-mac", "ecp5-85k"), ("nm-sparse", "ice40-up5k")])
+def test_synth_json(capsys, pe, target):
+    args = ["synth", pe, "--set", "max_len=64", "--target", target, "--json"]
+    args += ["--set", "lanes=1"] if pe == "sp2-mac" else ["--set", "groups=1", "--set", "fmt.m=8"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pe"] == pe and result["target"] == target
+    assert result["lut"] > 20 and result["ff"] > 10
+    assert result["fmax_mhz"] is None or result["fmax_mhz"] > 10
