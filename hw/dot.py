@@ -161,7 +161,7 @@ class DotProductPE(wiring.Component):
     def multiplier_product(self, m: Module, act: Value, weight: Value, lane: int):
         """A :meth:`lane_product` for ``FixedPointWeights`` params: ``act * weight``, by DSP or LUTs."""
         product = Signal(signed(signed_bits_for(*self._params.product_range)), name=f"lane{lane}_product")
-        m.d.comb += product.eq(multiply(act, weight, dsp=self._params.dsp))
+        m.d.comb += product.eq(multiply(m, act, weight, dsp=self._params.dsp, name=f"lane{lane}_mul"))
         return product, None
 
     def elaborate(self, platform):

@@ -10,6 +10,7 @@ import importlib
 import os
 from dataclasses import dataclass
 
+from hw.crossbar import CrossbarParams, CrossbarSystem
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
@@ -47,6 +48,9 @@ REGISTRY: dict[str, PE] = {pe.name: pe for pe in [
        FixedMacParams, FixedMac, "tb.fixed_mac", "fixed-point baseline for sp2-mac"),
     PE("nm-sparse", "N:M structured-sparse dot product (index muxes into N multipliers per group), dense mode",
        NMSparseParams, NMSparse, "tb.nm_sparse", "SAT/BDWP (Fang et al., TCAD 2023), NVIDIA Ampere 2:4"),
+    PE("crossbar", "FORMS ReRAM crossbar controller (polarised sub-array columns, bit-serial inputs, zero-skipping, "
+       "shift-and-add) with an ideal-array emulator", CrossbarParams, CrossbarSystem, "tb.crossbar",
+       "FORMS (Yuan et al., ISCA 2021) vs ISAAC (Shafiee et al., ISCA 2016) / PUMA (Ankit et al., ASPLOS 2019)"),
 ]}
 
 

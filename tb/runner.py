@@ -75,8 +75,10 @@ def build(pe_name: str, params, *, waves: bool = False, runner=None) -> Build:
         write_design(pe, params, directory)
         os.environ.update(verilator_env())
         runner = runner or get_runner("verilator")
+        # --output-split 0: when Verilator splits a large model's C++, the PyPI wheel's parallel
+        # build looks for a precompiled header it never made (Vtop__pch.h.fast); one file avoids it.
         kwargs = dict(sources=[result.verilog], hdl_toplevel=pe.top, build_dir=directory,
-                      build_args=[*LINT_WAIVERS, "-O2"], waves=waves, log_file=directory / "build.log")
+                      build_args=[*LINT_WAIVERS, "-O2", "--output-split", "0"], waves=waves, log_file=directory / "build.log")
         try:
             runner.build(**kwargs)
         except (RuntimeError, SystemExit) as exc:
