@@ -10,6 +10,7 @@ import importlib
 import os
 from dataclasses import dataclass
 
+from hw.circulant_fft import CirculantFFT, CirculantParams
 from hw.crossbar import CrossbarParams, CrossbarSystem
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.nm_sparse import NMSparse, NMSparseParams
@@ -48,6 +49,9 @@ REGISTRY: dict[str, PE] = {pe.name: pe for pe in [
        FixedMacParams, FixedMac, "tb.fixed_mac", "fixed-point baseline for sp2-mac"),
     PE("nm-sparse", "N:M structured-sparse dot product (index muxes into N multipliers per group), dense mode",
        NMSparseParams, NMSparse, "tb.nm_sparse", "SAT/BDWP (Fang et al., TCAD 2023), NVIDIA Ampere 2:4"),
+    PE("circulant-fft", "block-circulant matrix-vector product in the frequency domain: FFT, complex products, "
+       "accumulation, IFFT", CirculantParams, CirculantFFT, "tb.circulant_fft",
+       "CirCNN (Ding et al., MICRO 2017), C-LSTM (Wang et al., FPGA 2018), E-RNN (Li et al., HPCA 2019)"),
     PE("crossbar", "FORMS ReRAM crossbar controller (polarised sub-array columns, bit-serial inputs, zero-skipping, "
        "shift-and-add) with an ideal-array emulator", CrossbarParams, CrossbarSystem, "tb.crossbar",
        "FORMS (Yuan et al., ISCA 2021) vs ISAAC (Shafiee et al., ISCA 2016) / PUMA (Ankit et al., ASPLOS 2019)"),
