@@ -79,9 +79,11 @@ def adder_tree(m: Module, operands: list[Value], *, en: Value | None, name: str,
     Widths grow by one bit per level, so nothing overflows. With ``en=None`` the tree is purely
     combinational.
 
-    Every sum is a signal marked ``keep``: otherwise yosys' ``alumacc`` merges the adds between two
-    registers into one multi-operand ``$macc`` and builds it from carry-save LUT adders, which on ECP5
-    costs more than carry-chain adders (nm-sparse 2:4 x 4 groups: 523 -> 443 LUT, 137 -> 144 MHz).
+    Every sum that does not feed a register is a signal marked ``keep``: otherwise yosys' ``alumacc``
+    merges the adds between two registers into one multi-operand ``$macc`` and builds it from
+    carry-save LUT adders, which on ECP5 costs more than carry-chain adders (nm-sparse 2:4 x 4 groups:
+    523 -> 441 LUT). Keeping the register-fed sums too made YoWASP's ABC9 fail on the largest
+    sp2-mac (SP2-8, 16 lanes), so those are left alone: the register already stops the merge.
 
     Returns ``(sum, carry)`` where ``carry`` is ``None`` when all carries were absorbed.
     """
@@ -95,15 +97,18 @@ def adder_tree(m: Module, operands: list[Value], *, en: Value | None, name: str,
     level = 0
     while len(values) > 1:
         pairs = []
+        level += 1
+        registered = en is not None and (level % levels_per_stage == 0 or level == total_levels)
         for k in range(0, len(values) - 1, 2):
             total = add_with_carry(values[k], values[k + 1], pending.pop() if pending else None)
-            kept = Signal(total.shape(), name=f"{name}_s{level + 1}_{k // 2}", attrs={"keep": 1})
-            m.d.comb += kept.eq(total)
-            pairs.append(kept)
+            if not registered:
+                kept = Signal(total.shape(), name=f"{name}_s{level}_{k // 2}", attrs={"keep": 1})
+                m.d.comb += kept.eq(total)
+                total = kept
+            pairs.append(total)
         if len(values) % 2:
             pairs.append(values[-1])
-        level += 1
-        if en is not None and (level % levels_per_stage == 0 or level == total_levels):
+        if registered:
             pairs = [register(m, v, en=en, name=f"{name}_l{level}_{k}") for k, v in enumerate(pairs)]
             pending = [register(m, c, en=en, name=f"{name}_l{level}_c{k}") for k, c in enumerate(pending)]
         values = pairs

@@ -33,12 +33,19 @@ class Design:
 def synthesise_all(designs: list[Design], seeds) -> list:
     from peforge.cli import run_synth
 
+    from synth import SynthError
+
     results = []
     for n, d in enumerate(designs, 1):
         pe = registry.get(d.pe)
         with Progress(f"bench [{n}/{len(designs)}] {d.label} lanes={d.params.lanes}") as progress:
-            results.append(run_synth(pe, d.params, target=TARGET, seeds=seeds, wrap=d.wrap, freq=None,
-                                     progress=progress))
+            try:
+                results.append(run_synth(pe, d.params, target=TARGET, seeds=seeds, wrap=d.wrap,
+                                         freq=None, progress=progress))
+            except SynthError as exc:  # one failed design must not lose the rest of the table
+                print(f"  {d.label:<14} lanes={d.params.lanes:<3} FAILED: {str(exc).splitlines()[0]}")
+                results.append(None)
+                continue
         r = results[-1]
         fmax = "-" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
         print(f"  {d.label:<14} lanes={d.params.lanes:<3} {r.lut:>5} LUT {r.ff:>5} FF {r.dsp:>3} DSP  "
@@ -65,6 +72,9 @@ def results_table(designs: list[Design], results: list) -> str:
             "MMAC/s per LUT", "LUT per lane"]
     rows = []
     for d, r in zip(designs, results):
+        if r is None:
+            rows.append([d.label, str(d.params.lanes)] + ["synthesis failed"] + [""] * 7)
+            continue
         macs, fmax = d.params.macs_per_cycle, r.fmax_mhz or 0.0
         rows.append([d.label, str(d.params.lanes), str(r.lut), str(r.ff), str(r.dsp), f"{fmax:.1f}",
                      str(macs), f"{macs * fmax / 1000:.2f}", f"{macs * fmax / max(r.lut, 1):.2f}",
