@@ -13,9 +13,7 @@ simulation.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from sw.circulant import check_format, golden_matvec
 from sw.intops import as_int_array
 
 from .runner import load_config
-from .stream import StreamBench, pack, to_signed
+from .stream import STALL_MIXES, StreamBench, pack, run_with_summary, to_signed
 from .vector import run_batch
 
 __all__ = ["rtl_matvec", "CirculantBench", "CHECKS"]
@@ -150,7 +148,7 @@ async def random_stalls(dut):
     bench = CirculantBench(dut)
     await bench.stream.start()
     count = int(bench.config.get("vectors", 24))
-    for p_valid, p_ready in [(1.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.2, 0.9)]:
+    for p_valid, p_ready in STALL_MIXES:
         bench.stream.p_valid, bench.stream.p_ready = p_valid, p_ready
         vectors = [bench.random(q) for q in bench.lengths(count)]
         await bench.check(vectors, what=f"random (p_valid={p_valid}, p_ready={p_ready})")
@@ -237,16 +235,8 @@ async def random_vectors(dut):
     vectors = [bench.random(q) for q in bench.lengths(int(config.get("vectors", 100)))]
     beats = sum(len(x) for x, _ in vectors)
     summary = {"vectors": len(vectors), "elements": beats * bench.fmt.block, "beats": beats, "error": None}
-    start, cycles = time.perf_counter(), bench.stream.cycles
-    try:
-        await bench.check(vectors, what="random")
-    except AssertionError as exc:
-        summary["error"] = str(exc).splitlines()[0]
-        raise
-    finally:
-        summary["cycles"] = bench.stream.cycles - cycles
-        summary["seconds"] = time.perf_counter() - start
-        Path(config["summary"]).write_text(json.dumps(summary))
+    await run_with_summary(bench.stream, bench.check(vectors, what="random"), summary,
+                           config["summary"])
 
 
 # -- batch API ----------------------------------------------------------------------------------------

@@ -13,10 +13,8 @@ single set bits, full scale and vectors that drive only one sub-array.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ from sw.forms import active_planes, golden_mvm, map_weights
 from sw.intops import as_int_array
 
 from .runner import SimulationError, build_root, load_config, run
-from .stream import StreamBench, pack, to_signed
+from .stream import StreamBench, pack, run_with_summary, to_signed
 
 __all__ = ["rtl_mvm", "CHECKS", "CrossbarBench", "random_weights", "random_inputs"]
 
@@ -262,16 +260,8 @@ async def random_vectors(dut):
                                 p_ready=float(config.get("p_ready", 0.5)))
     x = random_inputs(bench.fmt, bench.rng, int(config.get("vectors", 100)))
     summary = {"vectors": len(x), "elements": int(x.size), "beats": len(x), "error": None}
-    start, cycles = time.perf_counter(), bench.stream.cycles
-    try:
-        await bench.check(x, what="random")
-    except AssertionError as exc:
-        summary["error"] = str(exc).splitlines()[0]
-        raise
-    finally:
-        summary["cycles"] = bench.stream.cycles - cycles
-        summary["seconds"] = time.perf_counter() - start
-        Path(config["summary"]).write_text(json.dumps(summary))
+    await run_with_summary(bench.stream, bench.check(x, what="random"), summary,
+                           config["summary"])
 
 
 #: the cocotb tests pytest runs (``batch`` and ``random_vectors`` serve the APIs)

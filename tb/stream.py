@@ -7,6 +7,10 @@ once ``valid`` is raised the payload holds until the beat is accepted.
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 
 from cocotb.clock import Clock
@@ -14,7 +18,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from amaranth.lib import data
 from amaranth.hdl import Shape
 
-__all__ = ["pack", "to_signed", "StreamBench", "StreamTimeout"]
+__all__ = ["pack", "to_signed", "StreamBench", "StreamTimeout", "STALL_MIXES", "run_with_summary"]
+
+#: (p_valid, p_ready) mixes every random-stall test walks through: none, both, source-, sink-limited
+STALL_MIXES = [(1.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.2, 0.9)]
 
 
 def _leaves(layout, offset=0):
@@ -149,3 +156,18 @@ class StreamBench:
         i_valid.value = 0
         self.cycles += cycle
         return received
+
+
+async def run_with_summary(stream: StreamBench, check, summary: dict, path) -> None:
+    """Await ``check`` (a bench's compare-with-golden coroutine) and write ``summary`` to ``path``
+    as JSON, with the cycles, the wall time and the first line of any mismatch (``peforge sim``)."""
+    start, cycles = time.perf_counter(), stream.cycles
+    try:
+        await check
+    except AssertionError as exc:
+        summary["error"] = str(exc).splitlines()[0]
+        raise
+    finally:
+        summary["cycles"] = stream.cycles - cycles
+        summary["seconds"] = time.perf_counter() - start
+        Path(path).write_text(json.dumps(summary))

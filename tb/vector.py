@@ -11,10 +11,8 @@ The batch API :func:`run_batch` streams named arrays through the RTL in one simu
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import numpy as np
 import cocotb
 
 from .runner import SimulationError, build_root, load_config, run
-from .stream import StreamBench, pack, to_signed
+from .stream import STALL_MIXES, StreamBench, pack, run_with_summary, to_signed
 
 __all__ = ["Vectors", "VectorBench", "run_batch"]
 
@@ -146,7 +144,7 @@ async def random_stalls(dut):
     bench = VectorBench(dut)
     await bench.stream.start()
     count = int(bench.config.get("vectors", 40))
-    for p_valid, p_ready in [(1.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.2, 0.9)]:
+    for p_valid, p_ready in STALL_MIXES:
         bench.stream.p_valid, bench.stream.p_ready = p_valid, p_ready
         vectors = [bench.vectors.random(k) for k in bench.vectors.lengths(count)]
         await bench.check(vectors, what=f"random (p_valid={p_valid}, p_ready={p_ready})")
@@ -234,16 +232,8 @@ async def random_vectors(dut):
     payloads = bench.vectors.payloads(vectors)
     summary = {"vectors": len(vectors), "elements": int(sum(map(bench.vectors.length, vectors))),
                "beats": len(payloads), "error": None}
-    start, cycles = time.perf_counter(), bench.stream.cycles
-    try:
-        await bench.check(vectors, what="random")
-    except AssertionError as exc:
-        summary["error"] = str(exc).splitlines()[0]
-        raise
-    finally:
-        summary["cycles"] = bench.stream.cycles - cycles
-        summary["seconds"] = time.perf_counter() - start
-        Path(config["summary"]).write_text(json.dumps(summary))
+    await run_with_summary(bench.stream, bench.check(vectors, what="random"), summary,
+                           config["summary"])
 
 
 #: the cocotb tests every vector PE runs in pytest (``batch`` and ``random_vectors`` serve the APIs)
