@@ -21,7 +21,7 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
     out_dir.mkdir(parents=True, exist_ok=True)
     header = ["PE", "parameters", "lint", "sim vs golden", "vectors", "cycles", "cycles/s",
               "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "MACs/cycle", "wrapped"]
-    rows, failed = [], []
+    rows, failed, digests, labels = [], [], {}, {}
     start = time.monotonic()
     for pe in registry.REGISTRY.values():
         if pe.source == "test":
@@ -39,7 +39,8 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
         if not sim["passed"]:
             failed.append(f"{pe.name}: {sim.get('error') or 'simulation failed'} (log: {sim['log']})")
         rate = sim.get("cycles", 0) / sim["seconds"] if sim.get("seconds") else 0
-        rows.append([pe.name, params_label(params), "clean", "PASS" if sim["passed"] else "FAIL",
+        digests[pe.name], labels[pe.name] = params.digest(), params_label(params)
+        rows.append([pe.name, labels[pe.name], "clean", "PASS" if sim["passed"] else "FAIL",
                      str(sim.get("vectors", 0)), str(sim.get("cycles", 0)), f"{rate:,.0f}",
                      str(result.lut), str(result.ff), str(result.dsp), str(result.bram),
                      "-" if result.fmax_mhz is None else f"{result.fmax_mhz:.1f}",
@@ -48,7 +49,11 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
 
     elapsed = time.monotonic() - start
     print()
-    print(text_table(header, rows))
+    # the terminal table names each configuration by its digest (the build directory's name);
+    # report.md and the lines below it spell the parameters out
+    print(text_table(["PE", "config"] + header[2:], [[r[0], digests[r[0]]] + r[2:] for r in rows]))
+    for name, digest in digests.items():
+        print(f"  {name} {digest}: {labels[name]}")
     note = (f"Random vectors (lengths 1..max_len) with random stalls on both streams (p = 0.5), "
             f"checked bit for bit against the golden model in Verilator; synthesis with yosys + "
             f"nextpnr for {target}, seed 1. Default parameters of each PE. Total {elapsed:.0f} s.")
