@@ -106,7 +106,7 @@ def run_random_sim(pe, params, *, vectors: int, seed: int, waves: bool, p_valid:
 
     if progress:
         progress.step("Verilator build (first build of a configuration: ~10-15 s)")
-    build(pe.name, params, waves=waves)
+    built = build(pe.name, params, waves=waves)
     build_root().mkdir(parents=True, exist_ok=True)
     summary_path = Path(tempfile.mkstemp(prefix="sim-", suffix=".json", dir=build_root())[1])
     if progress:
@@ -117,8 +117,7 @@ def run_random_sim(pe, params, *, vectors: int, seed: int, waves: bool, p_valid:
     summary = json.loads(summary_path.read_text()) if summary_path.stat().st_size else {}
     summary_path.unlink()
     summary["passed"] = failures == 0 and tests == 1 and summary.get("error") is None
-    summary["log"] = str(build_root() / "sim" / f"{pe.name}-{params.digest()}{'-waves' if waves else ''}"
-                         / "cli" / "sim.log")
+    summary["log"] = str(built.directory / "cli" / "sim.log")
     return summary
 
 

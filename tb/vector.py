@@ -132,7 +132,8 @@ class VectorBench:
         for n, ((value, cycle), want) in enumerate(zip(got, expected)):
             y = to_signed(value, self.params.acc_bits)
             if y != want:
-                shown = {k: (list(v[:8]) if hasattr(v, "__len__") else v) for k, v in vectors[n].items()}
+                shown = {k: ([int(e) for e in v[:8]] if hasattr(v, "__len__") else v)
+                         for k, v in vectors[n].items()}
                 raise AssertionError(f"{what}: vector {n} (K={self.vectors.length(vectors[n])}) gave {y}, "
                                      f"golden {want} (cycle {cycle}); first elements: {shown}")
         return got
