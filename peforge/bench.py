@@ -8,6 +8,7 @@ tool versions. Timing numbers live here, never in tests.
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.metadata
 import platform
 from dataclasses import dataclass
@@ -38,17 +39,18 @@ def synthesise_all(designs: list[Design], seeds) -> list:
     results = []
     for n, d in enumerate(designs, 1):
         pe = registry.get(d.pe)
-        with Progress(f"bench [{n}/{len(designs)}] {d.label} lanes={d.params.lanes}") as progress:
+        lanes = getattr(d.params, "lanes", "-")
+        with Progress(f"bench [{n}/{len(designs)}] {d.label} lanes={lanes}") as progress:
             try:
                 results.append(run_synth(pe, d.params, target=TARGET, seeds=seeds, wrap=d.wrap,
                                          freq=None, progress=progress))
             except SynthError as exc:  # one failed design must not lose the rest of the table
-                print(f"  {d.label:<14} lanes={d.params.lanes:<3} FAILED: {str(exc).splitlines()[0]}")
+                print(f"  {d.label:<14} lanes={lanes:<3} FAILED: {str(exc).splitlines()[0]}")
                 results.append(None)
                 continue
         r = results[-1]
         fmax = "-" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
-        print(f"  {d.label:<14} lanes={d.params.lanes:<3} {r.lut:>5} LUT {r.ff:>5} FF {r.dsp:>3} DSP  "
+        print(f"  {d.label:<14} lanes={lanes:<3} {r.lut:>5} LUT {r.ff:>5} FF {r.dsp:>3} DSP  "
               f"{fmax}", flush=True)
     return results
 
@@ -217,7 +219,20 @@ def nm_suite(seeds) -> str:
     ])
 
 
-SUITES = {"sp2": (sp2_suite, "sp2.md"), "nm": (nm_suite, "nm.md")}
+def _suite_in(module: str, name: str):
+    """A suite defined in its own module, imported when it runs."""
+    def run(seeds) -> str:
+        return getattr(importlib.import_module(module), name)(seeds)
+    return run
+
+
+#: name -> (suite function, page under docs/results/)
+SUITES = {
+    "sp2": (sp2_suite, "sp2.md"),
+    "nm": (nm_suite, "nm.md"),
+    "circulant": (_suite_in("peforge.bench_circulant", "circulant_suite"), "circulant.md"),
+    "crossbar": (_suite_in("peforge.bench_crossbar", "crossbar_suite"), "crossbar.md"),
+}
 
 
 def run_bench(suites: list[str], *, out_dir: Path, seeds) -> int:

@@ -125,20 +125,20 @@ class Params:
     def with_settings(self, settings: Mapping[str, str]):
         """Return a copy with ``{"name": "text"}`` overrides parsed from strings (the CLI's ``--set``)."""
         data = self.to_dict()
-        # A field whose default is None is derived from its siblings (SP2Format.m1 from bits): when
-        # a sibling is set and the field is not, derive it again instead of keeping the old value.
+        # A field whose default is None is derived from its siblings (SP2Format.m1 from bits) or from
+        # what its owner contains (CirculantParams.arch from fmt.block): when a parameter at or below its
+        # level is set and the field itself is not, derive it again instead of keeping the old value.
         for dotted in settings:
-            owner_cls, node = type(self), data
-            for part in dotted.split(".")[:-1]:
-                kind = owner_cls._field_types().get(part)
+            owner_cls, node, prefix = type(self), data, ""
+            for part in dotted.split(".")[:-1] + [None]:
+                for f in dataclasses.fields(owner_cls):
+                    name = f"{prefix}{f.name}"
+                    if f.default is None and name not in settings:
+                        node[f.name] = None
+                kind = owner_cls._field_types().get(part) if part is not None else None
                 if not (isinstance(kind, type) and issubclass(kind, Params)):
                     break
-                owner_cls, node = kind, node[part]
-            prefix = dotted.rpartition(".")[0]
-            for f in dataclasses.fields(owner_cls):
-                name = f"{prefix}.{f.name}" if prefix else f.name
-                if f.default is None and name not in settings:
-                    node[f.name] = None
+                owner_cls, node, prefix = kind, node[part], f"{prefix}{part}."
         for dotted, text in settings.items():
             path = dotted.split(".")
             owner_cls, node = type(self), data

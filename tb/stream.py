@@ -66,11 +66,15 @@ class StreamBench:
     """Drive ``i`` and sink ``o`` of ``dut`` with random idle cycles on both sides.
 
     ``p_valid``: probability the source offers a new beat in a cycle; ``p_ready``: probability the
-    sink is ready. Both 1.0 give back-to-back transfers.
+    sink is ready. Both 1.0 give back-to-back transfers. ``interval`` and ``latency`` (cycles between
+    accepted beats and from the last beat to its result, without stalls) only size the time-out.
     """
 
-    def __init__(self, dut, *, rng: np.random.Generator, p_valid: float = 1.0, p_ready: float = 1.0):
+    def __init__(self, dut, *, rng: np.random.Generator, p_valid: float = 1.0, p_ready: float = 1.0,
+                 interval: int = 1, latency: int = 0):
         self.dut = dut
+        self.interval = interval
+        self.latency = latency
         self.rng = rng
         self.p_valid = p_valid
         self.p_ready = p_ready
@@ -113,7 +117,8 @@ class StreamBench:
         o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
         clk = dut.clk
         if max_cycles is None:
-            max_cycles = 64 + 4 * len(beats) / max(min(p_valid, p_ready), 0.05) + 16 * outputs
+            max_cycles = (64 + 2 * self.latency + 4 * self.interval * len(beats) / max(min(p_valid, p_ready), 0.05)
+                          + 16 * outputs)
         received: list[tuple[int, int]] = []
         sent = 0
         offering = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -100,8 +101,7 @@ def run_batch(pe_name: str, params, arrays: dict[str, np.ndarray], *, p_valid: f
         raise SimulationError(f"RTL batch run failed; see {work / 'sim.log'}")
     with np.load(work / "out.npz") as out:
         result = out["y"].astype(np.int64)
-    for name in ("in.npz", "out.npz"):
-        (work / name).unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its sim.log
     return result
 
 

@@ -1,6 +1,5 @@
 """nm-sparse: parameters, elaboration and lint, RTL vs golden in Verilator, the batch API vs numpy."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,12 +107,7 @@ def test_rtl_dot_errors():
         tb_nm.rtl_dot(np.zeros((1, 4), int), [[1, 2, 3]], [0, 1], p)
 
 
-def test_testbench_catches_mutant(monkeypatch):
-    root = str(Path(__file__).resolve().parent.parent)
-    monkeypatch.setenv("PYTHONPATH", root)
-    monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
-    monkeypatch.syspath_prepend(root)
-    import tests.mutants  # noqa: F401
+def test_testbench_catches_mutant(mutants):
     ran, failures = run("nm-sparse-reversed-index", GRID[1], testcases=["random_stalls", "every_code"],
                           tag="mutant")
     assert ran == 2 and failures == 2

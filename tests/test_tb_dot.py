@@ -5,7 +5,6 @@ random vectors with lengths 1..max_len under random valid/ready stalls, extreme 
 code in every lane, reset in the middle of a vector and with results pending, II = 1 and the latency.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,12 +111,7 @@ def test_rtl_dot_broadcast_weights_and_errors():
 
 @pytest.mark.parametrize("pe, params", [("sp2-mac-drops-carry", SP2_GRID[0]),
                                         ("fixed-mac-truncates", FIXED_GRID[1])])
-def test_testbench_catches_mutants(monkeypatch, pe, params):
+def test_testbench_catches_mutants(mutants, pe, params):
     """A testbench that cannot fail proves nothing: broken PEs must fail it."""
-    root = str(Path(__file__).resolve().parent.parent)
-    monkeypatch.setenv("PYTHONPATH", root)
-    monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
-    monkeypatch.syspath_prepend(root)
-    import tests.mutants  # noqa: F401  (registers the mutants in this process)
     ran, failures = run(pe, params, testcases=["random_stalls", "every_code"], tag="mutant")
     assert ran == 2 and failures == 2
