@@ -11,35 +11,42 @@ final beat ``j = q - 1``; then ``y_i`` comes out as one beat of ``k`` lanes. The
 fixed-point schedule of :mod:`sw.circulant`, bit for bit (:func:`sw.circulant.golden_matvec`), with every
 width taken from :class:`sw.circulant.CirculantFormat`.
 
-Architecture ``"parallel"`` (the only one so far; ``k <= 16``): every butterfly of both transforms is its
-own hardware, one input block per cycle (II = 1). Pipeline (all registers advance on
-``en = ~o.valid | o.ready``, see :mod:`hw.common`)::
+Architecture ``"streaming"`` (any ``k``, one sample per cycle, a block every ``k`` cycles) is
+:mod:`hw.circulant_stream`; the same ports and bits.
 
-    i.payload.x -> DIF stage 1 .. L (radix-2, a register after each) -> X[0 .. k/2] (bit-reversed positions)
-    i.payload.w -> [L delay registers] -------------------------------> exact complex products P (register)
-    -> acc += R_sp(P) (rounding carry enters the accumulator's adder); on ``last`` the sum goes to the
-       inverse transform and the accumulator clears
-    -> Hermitian extension, bit-reversed -> DIT stage 1 .. L (a register after each)
-    -> o.payload.y = R_L(re v_L) (output register)
+Architecture ``"parallel"`` (``k <= 16``; docs/circulant-fft.md): every butterfly of both transforms is
+its own hardware, one input block per cycle (II = 1). All registers advance on ``en = ~o.valid | o.ready``
+(see :mod:`hw.common`). The datapath is a graph of terms scheduled as soon as possible by
+:class:`_Pipeline`: a register after every two carry-chain adders and around every DSP product, delay
+registers where values meet from different cycles::
 
-so ``latency = 2 L + 3`` with ``L = log2 k``.
+    i.payload.x -> DIF stages 1 .. L (add/sub, CSD twiddle trees) -> X[0 .. k/2] (bit-reversed positions)
+    -> pre-adds -> [reg] -> DSP products (3 per complex bin, Gauss) -> [reg] -> P = k1 - k3, k1 + k2
+    i.payload.w -> [delay registers] -> weight pre-adds ---------^
+    -> acc += R_sp(P) (rounding bit as the adder's carry-in); on ``last`` the sum goes to the inverse
+       transform and the accumulator reloads (0; ``2^(L-1)`` in ``re`` of bin 0, the output rounding bias)
+    -> Hermitian extension, bit-reversed -> DIT stages 1 .. L -> o.payload.y = v_L >> L (output register)
+
+``latency`` follows from the schedule (:func:`parallel_latency`; default format 6, 12, 16 at k = 4, 8, 16).
 
 Exactness and the cheap parts:
 
 * Each real value is built as ``(value, negated)`` at generation time: a negation (the conjugates of the
-  Hermitian extension, a rotation by ``-j`` or ``+j``) flips a flag instead of costing an adder, and the
-  next add or subtract absorbs it (``a + (-b)`` is written ``a - b``); a multiplication by a constant
-  twiddle folds the sign into the constant. A value held negated is stored with the negated range of
-  its stage (one extra bit at most, for ``-min``).
+  Hermitian extension, a rotation by ``-j`` or ``+j``, a negative CSD digit) flips a flag instead of
+  costing an adder, and the next add or subtract absorbs it (``a + (-b)`` is written ``a - b``). A value
+  held negated is stored with the negated range.
 * Values known to be exactly zero (the imaginary input of the forward transform, and what follows from it;
-  the imaginary parts of bins 0 and ``k/2``) are not built at all.
-* Twiddles ``1``, ``-1``, ``-j``, ``+j`` skip the multiplier (the golden rounding of such a product is
-  exact, ``R_F(v 2^F) = v``); others are ``*`` by a constant, exact, then rounded once per component.
+  the imaginary parts of bins 0 and ``k/2``) are not built at all, and the datapath is built on demand from
+  the outputs backwards: butterflies feeding only bins ``k/2+1 .. k-1`` and the imaginary part of the last
+  inverse stage do not exist.
+* Twiddles ``1``, ``-1``, ``-j``, ``+j`` cost nothing (the golden rounding of such a product is exact,
+  ``R_F(v 2^F) = v``); the others are shift-and-add trees over the canonical signed digits of the
+  constants (no DSP), exact, with the rounding bias wired into a known-zero low bit (:func:`_rotate_part`).
+* The complex products ``X W`` take three DSP multipliers (four if an operand would exceed 18 bits).
 * ``R_s(v) = (v + 2^(s-1)) >> s`` equals ``(v >> s) + v[s-1]``: the product rounding enters the
-  accumulator's adder as its carry (:func:`hw.common.add_with_carry`).
+  accumulator's adder as its carry (:func:`hw.common.add_with_carry`); the output rounding's bias enters
+  ``re V[0]``, which reaches every output of the inverse DIT unrotated, so the output is a shift.
 * The imaginary weight inputs of bins 0 and ``k/2`` are ignored (the golden model requires them to be 0).
-* Outputs the PE never uses (butterfly outputs feeding only bins ``k/2+1 .. k-1``, the imaginary part of
-  the last inverse stage) are left unconnected; synthesis removes them.
 
 The accumulator is sized for ``fmt.max_q`` input blocks per output block; a longer vector overflows
 (the golden model rejects it).
@@ -47,10 +54,10 @@ The accumulator is sized for ``fmt.max_q`` input blocks per output block; a long
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+import functools
+from dataclasses import dataclass, field, replace
 
-from amaranth import Module, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -59,14 +66,17 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 from sw.params import Params
 
-from .common import add_with_carry, delay, register
+from .common import TREE_LEVELS_PER_STAGE, add_with_carry, csd_digits, delay, register
 
 __all__ = ["ARCHITECTURES", "MAX_PARALLEL_BLOCK", "CirculantParams", "CirculantFFT"]
 
-#: Architectures the parameters name; only ``"parallel"`` is implemented.
+#: Architectures: ``"parallel"`` (every butterfly in hardware, one block per cycle) and ``"streaming"``
+#: (one sample per cycle through single-path delay-feedback stages, :mod:`hw.circulant_stream`).
 ARCHITECTURES = ("parallel", "streaming")
 #: Largest block size of the fully parallel architecture (``k log k`` butterflies in flight).
 MAX_PARALLEL_BLOCK = 16
+#: Widest signed operand of one ECP5 DSP multiplier (MULT18X18D).
+DSP_OPERAND_BITS = 18
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,11 @@ class CirculantParams(Params):
     -------
     fmt : CirculantFormat
         Block size ``k``, activation and weight widths and the fixed-point schedule (:mod:`sw.circulant`).
-    arch : str
-        ``"parallel"``: every butterfly in hardware, one block per cycle, ``k <= 16``. (``"streaming"``,
-        for larger blocks, is not implemented yet.)
+    arch : str or None
+        ``"parallel"``: every butterfly in hardware, one block per cycle (II = 1), ``k <= 16``.
+        ``"streaming"``: one sample per cycle through one butterfly per stage (II = ``k``), any ``k``.
+        ``None`` (the default) picks ``"parallel"`` up to ``k = 16`` and ``"streaming"`` above.
+        Both compute the same bits (:func:`sw.circulant.golden_matvec`).
 
     Raises
     ------
@@ -88,32 +100,29 @@ class CirculantParams(Params):
         ``"Architecture (arch) must be a string, not 1"``.
     ValueError
         ``"Architecture (arch) must be one of 'parallel', 'streaming', not 'serial'"``,
-        ``"Architecture (arch) must be 'parallel' for block sizes up to 16, not 'streaming' (the streaming
-        architecture is not implemented yet)"``,
-        ``"Block size (fmt.block) must be at most 16 for arch='parallel', not 32 (larger blocks need the
-        streaming architecture, not implemented yet)"``.
+        ``"Block size (fmt.block) must be at most 16 for arch='parallel', not 32 (larger blocks need
+        arch='streaming')"``.
     """
 
     fmt: CirculantFormat = field(default_factory=CirculantFormat, metadata={
         "doc": "number format and fixed-point schedule (sw.circulant.CirculantFormat)"})
-    arch: str = field(default="parallel", metadata={
-        "doc": "'parallel': all butterflies in hardware, one block per cycle, block <= 16"})
+    arch: str | None = field(default=None, metadata={
+        "doc": "'parallel' (one block per cycle, block <= 16) or 'streaming' (one sample per cycle); "
+               "default: parallel up to block 16, streaming above"})
 
     def __post_init__(self):
         if not isinstance(self.fmt, CirculantFormat):
             raise TypeError(f"Circulant format (fmt) must be a CirculantFormat, not {self.fmt!r}")
+        if self.arch is None:
+            object.__setattr__(self, "arch", "parallel" if self.fmt.block <= MAX_PARALLEL_BLOCK else "streaming")
         if not isinstance(self.arch, str):
             raise TypeError(f"Architecture (arch) must be a string, not {self.arch!r}")
         if self.arch not in ARCHITECTURES:
             allowed = ", ".join(repr(a) for a in ARCHITECTURES)
             raise ValueError(f"Architecture (arch) must be one of {allowed}, not {self.arch!r}")
-        if self.arch != "parallel":
-            raise ValueError(f"Architecture (arch) must be 'parallel' for block sizes up to {MAX_PARALLEL_BLOCK}, "
-                             f"not {self.arch!r} (the streaming architecture is not implemented yet)")
-        if self.fmt.block > MAX_PARALLEL_BLOCK:
+        if self.arch == "parallel" and self.fmt.block > MAX_PARALLEL_BLOCK:
             raise ValueError(f"Block size (fmt.block) must be at most {MAX_PARALLEL_BLOCK} for arch='parallel', "
-                             f"not {self.fmt.block!r} (larger blocks need the streaming architecture, "
-                             f"not implemented yet)")
+                             f"not {self.fmt.block!r} (larger blocks need arch='streaming')")
 
     # -- derived values ------------------------------------------------------------------------
     @property
@@ -122,15 +131,23 @@ class CirculantParams(Params):
         return self.fmt.block
 
     @property
+    def initiation_interval(self) -> int:
+        """Cycles between accepted input beats with no stalls: 1 (``"parallel"``) or ``k``
+        (``"streaming"``: one sample per cycle)."""
+        return 1 if self.arch == "parallel" else self.block
+
+    @property
     def latency(self) -> int:
-        """Register stages from ``i`` to ``o``: ``L`` forward stages, the product, the accumulator, ``L``
-        inverse stages and the output register (``2 L + 3``)."""
-        return 2 * self.fmt.stages + 3
+        """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls."""
+        if self.arch == "parallel":
+            return parallel_latency(self.fmt)
+        from .circulant_stream import streaming_latency
+        return streaming_latency(self.fmt)
 
     @property
     def macs_per_cycle(self) -> int:
-        """Logical MACs per cycle: one ``k x k`` block of the dense product per beat."""
-        return self.block * self.block
+        """Equivalent dense MACs per cycle: one ``k x k`` block (``k^2``) per :attr:`initiation_interval`."""
+        return self.block * self.block // self.initiation_interval
 
     @property
     def acc_bits(self) -> int:
@@ -170,95 +187,432 @@ class CirculantParams(Params):
         return data.StructLayout({"y": data.ArrayLayout(signed(self.out_bits), self.block)})
 
 
-# -- generation-time arithmetic on (value, negated) terms ----------------------------------------------
+# -- the parallel datapath: generation-time arithmetic on pipelined terms -------------------------------
 
-class _Term(NamedTuple):
-    """A real value ``-value if neg else value``; ``value is None`` is an exact 0 (no hardware)."""
+@functools.lru_cache(maxsize=64)
+def parallel_latency(fmt: CirculantFormat) -> int:
+    """Register stages of the ``"parallel"`` architecture from ``i`` to ``o`` (its latency in cycles).
+
+    The datapath is scheduled as soon as possible with a register after every
+    :data:`~hw.common.TREE_LEVELS_PER_STAGE` carry-chain adders and around every DSP product, so the
+    count follows from ``fmt`` (block size, widths and twiddles); it is computed by building the datapath
+    without a module (k = 4, 8, 16 at the default format: 6, 12, 16).
+    """
+    return _ParallelDatapath(fmt, None, Const(1)).latency
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A real value ``-value if neg else value`` somewhere in the pipeline; ``value is None`` is an exact 0.
+
+    ``lo .. hi`` is the range of ``value`` itself (the held signal, negated when ``neg``); ``cycle`` counts
+    the registers between ``i.payload`` and ``value``, ``depth`` the carry-chain adders since the last
+    register; the ``tz`` low bits of ``value`` are known to be 0 (a shifted operand).
+    """
     value: Value | None
+    lo: int = 0
+    hi: int = 0
     neg: bool = False
+    cycle: int = 0
+    depth: int = 0
+    tz: int = 0
+
+    @property
+    def real_range(self) -> tuple[int, int]:
+        """Range of the real value the term stands for."""
+        return (-self.hi, -self.lo) if self.neg else (self.lo, self.hi)
+
+    def negated(self) -> _Term:
+        return self if self.value is None else replace(self, neg=not self.neg)
 
 
 _ZERO = _Term(None)
 
 
-def _neg(a: _Term) -> _Term:
-    return a if a.value is None else _Term(a.value, not a.neg)
+def _held_range(real: tuple[int, int], neg: bool) -> tuple[int, int]:
+    return (-real[1], -real[0]) if neg else real
 
 
-def _add(a: _Term, b: _Term) -> _Term:
-    """``a + b`` with one adder or subtractor; the signs fold into the operation."""
-    if a.value is None:
-        return b
-    if b.value is None:
-        return a
-    if a.neg == b.neg:
-        return _Term(a.value + b.value, a.neg)
-    return _Term(a.value - b.value) if b.neg else _Term(b.value - a.value)
+class _Pipeline:
+    """Builds the datapath as soon as possible: a register after every ``levels`` carry-chain adders.
+
+    Every operation first brings its operands to one cycle (delay registers for the earlier one, shared
+    between users) and registers an operand that has no adder level left; a DSP product takes registered
+    operands and is registered before use. Signs fold into the operations (a negation is a flag, ``a + (-b)``
+    is one subtractor), the low bits of an operand that are known to be 0 pass through without an adder,
+    and a sum used by another adder in the same cycle is a signal marked ``keep`` (:func:`hw.common.adder_tree`:
+    otherwise yosys' ``alumacc`` merges the adders into LUT-built ``$macc`` cells). ``m = None`` only
+    schedules (for :func:`parallel_latency`).
+    """
+
+    def __init__(self, m: Module | None, en: Value, levels: int = TREE_LEVELS_PER_STAGE):
+        self.m, self.en, self.levels = m, en, levels
+        self.scope = "dp"
+        # id(value) -> (value, its register / its keep signal); the value is held so its id stays unique
+        self._registered: dict[int, tuple[Value, Signal]] = {}
+        self._kept: dict[int, tuple[Value, Signal]] = {}
+
+    def _sync(self, target: Signal, value: Value) -> None:
+        if self.m is not None:
+            with self.m.If(self.en):
+                self.m.d.sync += target.eq(value)
+
+    def _comb(self, target: Signal, value: Value) -> None:
+        if self.m is not None:
+            self.m.d.comb += target.eq(value)
+
+    def register(self, t: _Term) -> _Term:
+        """``t`` one cycle later, in a register (one per value, shared)."""
+        if t.value is None:
+            return t
+        hit = self._registered.get(id(t.value))
+        if hit is None:
+            reg = Signal(signed(signed_bits_for(t.lo, t.hi)), name=f"{self.scope}_r", reset_less=True)
+            self._sync(reg, t.value)
+            hit = self._registered[id(t.value)] = (t.value, reg)
+        return replace(t, value=hit[1], cycle=t.cycle + 1, depth=0)
+
+    def earliest(self, t: _Term, levels: int) -> int:
+        """First cycle at which ``t`` can feed ``levels`` more adder levels."""
+        return t.cycle if t.depth + levels <= self.levels else t.cycle + 1
+
+    def at(self, t: _Term, cycle: int, levels: int = 0) -> _Term:
+        """``t`` in ``cycle`` with room for ``levels`` more adder levels (registers as needed)."""
+        if t.value is None:
+            return t
+        if cycle < self.earliest(t, levels):
+            raise RuntimeError(f"term of cycle {t.cycle} (depth {t.depth}) cannot be used in cycle {cycle}")
+        while t.cycle < cycle:
+            t = self.register(t)
+        return t
+
+    def align(self, terms: list[_Term], levels: int = 0) -> list[_Term]:
+        """``terms`` brought to one cycle, each with room for ``levels`` more adder levels."""
+        live = [t for t in terms if t.value is not None]
+        cycle = max((self.earliest(t, levels) for t in live), default=0)
+        return [self.at(t, cycle, levels) for t in terms]
+
+    def keep(self, t: _Term) -> _Term:
+        """A combinational sum as a ``keep`` signal (registers and inputs are returned as they are)."""
+        if t.value is None or t.depth == 0:
+            return t
+        hit = self._kept.get(id(t.value))
+        if hit is None:
+            sig = Signal(signed(signed_bits_for(t.lo, t.hi)), name=f"{self.scope}_s", attrs={"keep": 1})
+            self._comb(sig, t.value)
+            hit = self._kept[id(t.value)] = (t.value, sig)
+        return replace(t, value=hit[1])
+
+    def add(self, a: _Term, b: _Term, *, sub: bool = False, bound: tuple[int, int] | None = None) -> _Term:
+        """``a + b`` (``a - b`` with ``sub``) with one carry-chain adder; ``bound`` is a known range of the
+        result (the schedule's stage range), else it follows from the operands'."""
+        if sub:
+            b = b.negated()
+        if a.value is None or b.value is None:
+            return b if a.value is None else a
+        a, b = (self.keep(t) for t in self.align([a, b], 1))
+        (alo, ahi), (blo, bhi) = a.real_range, b.real_range
+        real = (alo + blo, ahi + bhi)
+        if bound is not None:
+            real = (max(real[0], bound[0]), min(real[1], bound[1]))
+        # the operand with fewer known-zero low bits is `low`: its low bits pass through; on a tie prefer
+        # a positive one, so the result is held negated only when both operands are
+        if (b.tz, b.neg) < (a.tz, a.neg):
+            a, b = b, a
+        p = b.tz
+        low, high = (a.value >> p, b.value >> p) if p else (a.value, b.value)
+        total = low + high if a.neg == b.neg else low - high
+        value = Cat(a.value[:p], total).as_signed() if p else total
+        return _Term(value, *_held_range(real, a.neg), neg=a.neg, cycle=a.cycle,
+                     depth=max(a.depth, b.depth) + 1, tz=a.tz)
+
+    def shift(self, t: _Term, s: int) -> _Term:
+        """``floor(t / 2^s)`` of a term held positive (an arithmetic shift: wiring)."""
+        if t.value is None or s == 0:
+            return t
+        if t.neg:
+            raise RuntimeError("shift of a negated term")
+        t = self.keep(t)
+        return replace(t, value=t.value >> s, lo=t.lo >> s, hi=t.hi >> s, tz=max(t.tz - s, 0))
+
+    def positive(self, t: _Term) -> _Term:
+        """``t`` held positive (a negation costs a subtractor from 0)."""
+        if t.value is None or not t.neg:
+            return t
+        t = self.keep(self.at(t, self.earliest(t, 1), 1))
+        return _Term(-t.value, *t.real_range, cycle=t.cycle, depth=t.depth + 1, tz=t.tz)
+
+    def multiply(self, a: _Term, b: _Term, bound: tuple[int, int]) -> _Term:
+        """``a * b`` of two runtime operands: one DSP ``*`` between two registers on each side.
+
+        yosys leaves the MULT18X18D's own registers unused on ECP5, and the DSPs sit in a few rows of the
+        die: with a single register on each side nextpnr often stretched a route across the chip (k = 16:
+        89-126 MHz over three seeds). A register right at each operand and at the product lets the placer
+        put those next to the DSP and take the long route in a cycle of its own."""
+        if a.value is None or b.value is None:
+            return _ZERO
+        a, b = (self.register(t) for t in self.align([a, b], self.levels))
+        product = _Term(a.value * b.value, *_held_range(bound, a.neg != b.neg), neg=a.neg != b.neg,
+                        cycle=a.cycle, depth=self.levels)
+        return replace(self.register(product), depth=self.levels)
 
 
-def _sub(a: _Term, b: _Term) -> _Term:
-    return _add(a, _neg(b))
+def _linear_range(coefs: dict[int, int], const: int, ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """Exact range of ``const + sum_v coefs[v] * var_v`` with each ``var_v`` anywhere in ``ranges[v]``."""
+    lo = hi = const
+    for v, c in coefs.items():
+        ends = (c * ranges[v][0], c * ranges[v][1])
+        lo, hi = lo + min(ends), hi + max(ends)
+    return lo, hi
 
 
-def _scale(a: _Term, c: int) -> _Term:
-    """``a * c`` for a constant ``c``: the sign of ``a`` goes into the constant."""
-    if a.value is None or c == 0:
+def _rotate_part(pipe: _Pipeline, b: tuple[_Term, _Term], coefs: tuple[int, int], frac: int) -> _Term:
+    """One component of a twiddle product, ``R_frac(coefs[0] b_re + coefs[1] b_im)``, exactly as the golden
+    ``rot``: the exact sum of constant products, rounded half up once.
+
+    The constants are written in canonical signed digits (:func:`hw.common.csd_digits`): each digit is a
+    shifted copy of ``b_re`` or ``b_im`` and a balanced tree of carry-chain adders sums them, so no DSP is
+    used. Equal magnitudes (the ``pi/4`` twiddles) share one pre-add: ``c (b_re +- b_im)``. The rounding
+    bias ``2^(frac-1)`` is ORed into the known-zero low bits of a positive digit term with shift
+    ``>= frac``; where only negative ones are long enough, the tree computes ``-v + 2^(frac-1) - 1`` and the
+    result ``-((-v + 2^(frac-1) - 1) >> frac) = R_frac(v)`` is held negated. A product by ``+-2^frac`` is
+    exact (``R_frac(v 2^frac) = v``) and costs nothing.
+    """
+    vars_ = [(t, c) for t, c in zip(b, coefs) if t.value is not None and c != 0]
+    if not vars_:
         return _ZERO
-    return _Term(a.value * (-c if a.neg else c))
+    one = 1 << frac
+    if len(vars_) == 1 and abs(vars_[0][1]) == one:
+        t, c = vars_[0]
+        return t if c > 0 else t.negated()
+    if len(vars_) == 2 and abs(vars_[0][1]) == abs(vars_[1][1]):
+        (t0, c0), (t1, c1) = vars_
+        vars_ = [(pipe.add(t0, t1, sub=(c0 > 0) != (c1 > 0)), c0)]
+    ranges = [t.real_range for t, _ in vars_]
+    # digit terms: (term, {var: coefficient on its real value}, constant)
+    terms = []
+    for v, (t, c) in enumerate(vars_):
+        for shift, d in csd_digits(c):
+            held = t.value << shift
+            terms.append([replace(t, value=held, lo=t.lo << shift, hi=t.hi << shift, neg=t.neg != (d < 0),
+                                  tz=t.tz + shift), {v: d << shift}, 0])
+    bias = 1 << (frac - 1)
+    low_tz = min(t.tz for t, _, _ in terms)
+    flip = not any(not t.neg and t.tz == low_tz for t, _, _ in terms)
+    if flip:                                                  # compute -v + bias - 1, negate at the end
+        for entry in terms:
+            entry[0], entry[1] = entry[0].negated(), {v: -c for v, c in entry[1].items()}
+        bias, need = bias - 1, frac - 1
+    else:
+        need = frac
+    carrier = next((e for e in terms if not e[0].neg and e[0].tz >= need), None)
+    if bias == 0:
+        pass
+    elif carrier is not None:
+        t = carrier[0]
+        carrier[0] = replace(t, value=t.value | bias, lo=t.lo + bias, hi=t.hi + bias,
+                             tz=min(t.tz, (bias & -bias).bit_length() - 1))
+        carrier[2] = bias
+    else:                                                     # no room: one more adder for the constant
+        const = Const(bias, signed(bias.bit_length() + 1))
+        terms.append([_Term(const, bias, bias, cycle=max(t.cycle for t, _, _ in terms),
+                            tz=(bias & -bias).bit_length() - 1), {}, bias])
+    # balanced tree over the terms in order of their known-zero low bits (positive first on a tie)
+    terms.sort(key=lambda e: (e[0].tz, e[0].neg))
+    while len(terms) > 1:
+        nxt = []
+        for n in range(0, len(terms) - 1, 2):
+            (ta, ca, ka), (tb, cb, kb) = terms[n], terms[n + 1]
+            coefs_ = {v: ca.get(v, 0) + cb.get(v, 0) for v in set(ca) | set(cb)}
+            nxt.append([pipe.add(ta, tb, bound=_linear_range(coefs_, ka + kb, ranges)), coefs_, ka + kb])
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    total = terms[0][0]
+    if total.neg:                                             # (not reached: the lowest term is positive)
+        total = pipe.positive(total)
+    out = pipe.shift(total, frac)
+    return out.negated() if flip else out
 
 
-def _times(a: _Term, w: Value | None) -> _Term:
-    """``a * w`` for a signed signal ``w`` (``None``: 0)."""
-    if a.value is None or w is None:
-        return _ZERO
-    return _Term(a.value * w, a.neg)
+class _ParallelDatapath:
+    """Every butterfly of both transforms, the products and the accumulators of the ``"parallel"``
+    architecture, scheduled by a :class:`_Pipeline` (see the module docstring).
+
+    Built on demand from the outputs backwards, so a value no output needs (butterflies feeding only bins
+    ``k/2+1 .. k-1``, imaginary parts of the last inverse stage) is never built. ``m = None`` only
+    schedules: :attr:`latency` without hardware.
+    """
+
+    def __init__(self, fmt: CirculantFormat, m: Module | None, en: Value, *, x: list[Value] | None = None,
+                 w: list[tuple[Value, Value]] | None = None, valid: Value | None = None,
+                 last: Value | None = None):
+        self.fmt, self.m = fmt, m
+        k, L, half = fmt.block, fmt.stages, fmt.block // 2
+        self.tw = [(int(re), int(im)) for re, im in fmt.twiddles]
+        self.order = [int(i) for i in bit_reverse(k)]
+        self.pipe = pipe = _Pipeline(m, en)
+        if x is None:
+            x = [Signal(signed(fmt.act_bits + 1)) for _ in range(k)]
+            w = [(Signal(signed(fmt.w_bits)), Signal(signed(fmt.w_bits))) for _ in range(half + 1)]
+        a_lo, a_hi = fmt.act_range
+        g = fmt.guard_bits
+        self.x = [_Term(x[n] << g, a_lo << g, a_hi << g, tz=g) for n in range(k)]
+        self.w = [tuple(_Term(part, *fmt.w_range) for part in pair) for pair in w]
+        self._fwd, self._diff, self._inv, self._rot = {}, {}, {}, {}
+        self.out_bias = self.output_bias()
+
+        # 2.-3. spectrum and exact complex products
+        products = []
+        for b in range(half + 1):
+            x_re = self.fwd(L, self.order[b], 0)
+            x_im = _ZERO if b in (0, half) else self.fwd(L, self.order[b], 1)
+            pipe.scope = f"prod{b}"
+            products.append(self.product(b, x_re, x_im))
+        # 4. accumulators, all in one cycle
+        flat = [pipe.positive(t) for pair in products for t in pair]
+        flat = pipe.align(flat, 1)
+        self.acc_cycle = next(t.cycle for t in flat if t.value is not None)
+        if m is not None:
+            valid = delay(m, valid, self.acc_cycle, en=en, name="acc_valid", reset_less=False)
+            last = delay(m, last, self.acc_cycle, en=en, name="acc_last", reset_less=False)
+        sums = [self.accumulate(t, n // 2, "re" if n % 2 == 0 else "im", en, valid, last)
+                for n, t in enumerate(flat)]
+        acc = [(sums[2 * b], sums[2 * b + 1]) for b in range(half + 1)]
+        # 5. inverse: Hermitian extension in bit-reversed order
+        ext = acc + [(acc[k - b][0], acc[k - b][1].negated()) for b in range(half + 1, k)]
+        self.ifft_in = [ext[self.order[i]] for i in range(k)]
+        outs = []
+        for n in range(k):
+            pipe.scope = f"y{n}"
+            outs.append(pipe.positive(self.inv(L, n, 0)))
+        self.y = [pipe.shift(t, L) for t in pipe.align(outs)]
+        self.out_cycle = self.y[0].cycle
+        self.valid = None
+        if m is not None:
+            self.valid = delay(m, register(m, last, en=en, name="sum_valid", reset_less=False),
+                               self.out_cycle - self.acc_cycle - 1, en=en, name="ifft_valid", reset_less=False)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``i`` to ``o``: the output register follows the last datapath cycle."""
+        return self.out_cycle + 1
+
+    def output_bias(self) -> int:
+        """``2^(L-1)``, the bias of the output rounding ``R_L``: it enters ``re V[0]`` through the
+        accumulator's clear value and reaches every output of the inverse DIT unrotated (position 0 is
+        always a top input), so the output register takes ``v_L >> L``."""
+        return 1 << (self.fmt.stages - 1)
+
+    # -- forward FFT (DIF): u_s[top] = a + c, u_s[bottom] = rot(a - c, tw[j 2^(s-1)]) ----------------------
+    def fwd(self, s: int, n: int, part: int) -> _Term:
+        if s == 0:
+            return self.x[n] if part == 0 else _ZERO
+        key = (s, n, part)
+        if key not in self._fwd:
+            size = self.fmt.block >> (s - 1)
+            j = n % size
+            if j < size // 2:
+                self.pipe.scope = f"fft{s}_{n}"
+                self._fwd[key] = self.pipe.add(self.fwd(s - 1, n, part), self.fwd(s - 1, n + size // 2, part),
+                                               bound=self.fmt.fft_range(s))
+            else:
+                tr, ti = self.tw[(j - size // 2) << (s - 1)]
+                coefs = (tr, -ti) if part == 0 else (ti, tr)
+                b = tuple(self.diff(s, n, p) if c else _ZERO for p, c in enumerate(coefs))
+                self.pipe.scope = f"fft{s}_{n}_{'re' if part == 0 else 'im'}"
+                self._fwd[key] = _rotate_part(self.pipe, b, coefs, self.fmt.tw_frac)
+        return self._fwd[key]
+
+    def diff(self, s: int, n: int, part: int) -> _Term:
+        key = (s, n, part)
+        if key not in self._diff:
+            half_size = (self.fmt.block >> (s - 1)) // 2
+            self.pipe.scope = f"fft{s}_{n}_d"
+            self._diff[key] = self.pipe.add(self.fwd(s - 1, n - half_size, part), self.fwd(s - 1, n, part),
+                                            sub=True, bound=self.fmt.fft_range(s))
+        return self._diff[key]
+
+    # -- exact complex product X * W --------------------------------------------------------------------
+    def product(self, b: int, x_re: _Term, x_im: _Term) -> tuple[_Term, _Term]:
+        """``(re, im)`` of ``X[b] W[b]``, exact. Bins 0 and k/2 are real (one DSP); the others use three DSPs
+        (Gauss: ``k1 = W_re (X_re + X_im)``, ``k2 = X_re (W_im - W_re)``, ``k3 = X_im (W_re + W_im)``,
+        ``re = k1 - k3``, ``im = k1 + k2``) when every operand fits an 18 x 18 multiplier, else four."""
+        fmt, pipe = self.fmt, self.pipe
+        bound = fmt.product_range
+        w_re, w_im = self.w[b]
+        if x_im.value is None:
+            return pipe.multiply(x_re, w_re, bound), _ZERO
+        if max(fmt.fft_bits(fmt.stages), fmt.w_bits) + 1 > DSP_OPERAND_BITS:
+            re = pipe.add(pipe.multiply(x_re, w_re, bound), pipe.multiply(x_im, w_im, bound), sub=True,
+                          bound=bound)
+            im = pipe.add(pipe.multiply(x_re, w_im, bound), pipe.multiply(x_im, w_re, bound), bound=bound)
+            return re, im
+        x_sum = pipe.add(x_re, x_im)
+        # the weight pre-adds are registered with the spectrum's (the delay line carries w_re and w_im only)
+        cycle = max(x_sum.cycle if x_sum.depth else x_sum.cycle - 1, 0)
+        w_re, w_im = pipe.at(w_re, cycle, 1), pipe.at(w_im, cycle, 1)
+        w_diff, w_sum = pipe.add(w_im, w_re, sub=True), pipe.add(w_re, w_im)
+        k1 = pipe.multiply(w_re, x_sum, _mul_range(w_re, x_sum))
+        k2 = pipe.multiply(x_re, w_diff, _mul_range(x_re, w_diff))
+        k3 = pipe.multiply(x_im, w_sum, _mul_range(x_im, w_sum))
+        return pipe.add(k1, k3, sub=True, bound=bound), pipe.add(k1, k2, bound=bound)
+
+    # -- accumulation: acc += R_sp(P) = (P >> sp) + P[sp-1], the rounding as the adder's carry-in ---------
+    def accumulate(self, t: _Term, b: int, part: str, en, valid, last) -> _Term:
+        fmt, pipe = self.fmt, self.pipe
+        if t.value is None:
+            return _ZERO
+        bias = self.out_bias if (b, part) == (0, "re") else 0
+        lo, hi = fmt.acc_range()
+        lo, hi = lo + bias, hi + bias
+        pipe.scope = f"acc{b}_{part}"
+        t = pipe.keep(t)
+        sp = fmt.prod_shift
+        held = Signal(signed(signed_bits_for(lo, hi)), name=f"acc{b}_{part}", init=bias)
+        total = Signal(signed(signed_bits_for(lo, hi)), name=f"acc{b}_{part}_next")
+        if self.m is not None:
+            self.m.d.comb += total.eq(add_with_carry(held, t.value >> sp, t.value[sp - 1]) if sp
+                                      else held + t.value)
+            # clear in its own branch: the flip-flops' synchronous set/reset (hw.common.accumulate_and_emit)
+            with self.m.If(en & last):
+                self.m.d.sync += held.eq(bias)
+            with self.m.Elif(en & valid):
+                self.m.d.sync += held.eq(total)
+        return pipe.register(_Term(total, lo, hi, cycle=t.cycle, depth=1))
+
+    # -- inverse FFT (DIT): t = rot(v[bottom], conj tw[j k / 2^s]); v_s = a + t, a - t ---------------------
+    def inv(self, s: int, n: int, part: int) -> _Term:
+        if s == 0:
+            return self.ifft_in[n][part]
+        key = (s, n, part)
+        if key not in self._inv:
+            size = 1 << s
+            j = n % size
+            top = n if j < size // 2 else n - size // 2
+            bound = self.fmt.ifft_range(s)
+            bound = (bound[0], bound[1] + self.out_bias)
+            self.pipe.scope = f"ifft{s}_{n}"
+            self._inv[key] = self.pipe.add(self.inv(s - 1, top, part), self.rot(s, top + size // 2, part),
+                                           sub=j >= size // 2, bound=bound)
+        return self._inv[key]
+
+    def rot(self, s: int, n: int, part: int) -> _Term:
+        key = (s, n, part)
+        if key not in self._rot:
+            size = 1 << s
+            tr, ti = self.tw[(n % size - size // 2) * (self.fmt.block // size)]
+            ti = -ti                                          # conj(tw)
+            coefs = (tr, -ti) if part == 0 else (ti, tr)
+            b = tuple(self.inv(s - 1, n, p) if c else _ZERO for p, c in enumerate(coefs))
+            self.pipe.scope = f"ifft{s}_{n}_t{'re' if part == 0 else 'im'}"
+            self._rot[key] = _rotate_part(self.pipe, b, coefs, self.fmt.tw_frac)
+        return self._rot[key]
 
 
-def _materialise(a: _Term) -> Value:
-    """The value itself (a negation only if it is still held negated)."""
-    return -a.value if a.neg else a.value
-
-
-def _round(a: _Term, s: int) -> _Term:
-    """``R_s``: round half up, ``(v + 2^(s-1)) >> s`` (arithmetic shift)."""
-    if a.value is None or s == 0:
-        return a
-    return _Term((_materialise(a) + (1 << (s - 1))) >> s)
-
-
-def _rotate(b: tuple[_Term, _Term], tw: tuple[int, int], frac: int) -> tuple[_Term, _Term]:
-    """``rot(b, t)`` of the golden schedule: the exact complex product, each component rounded by
-    ``R_frac``; exact (no multiplier) for ``t`` in ``{1, -1, -j, +j}``."""
-    (re, im), (tr, ti), one = b, tw, 1 << frac
-    if (tr, ti) == (one, 0):
-        return re, im
-    if (tr, ti) == (-one, 0):
-        return _neg(re), _neg(im)
-    if (tr, ti) == (0, -one):       # * -j
-        return im, _neg(re)
-    if (tr, ti) == (0, one):        # * +j
-        return _neg(im), re
-    return (_round(_add(_scale(re, tr), _scale(im, -ti)), frac),
-            _round(_add(_scale(re, ti), _scale(im, tr)), frac))
-
-
-def _register(m: Module, a: _Term, value_range: tuple[int, int], *, en: Value, name: str) -> _Term:
-    """An enabled, reset-less register for ``a`` sized from the range of the value it stands for (the
-    negated range when the stored value is held negated)."""
-    if a.value is None:
-        return _ZERO
-    lo, hi = value_range
-    if a.neg:
-        lo, hi = -hi, -lo
-    reg = Signal(signed(signed_bits_for(lo, hi)), name=name, reset_less=True)
-    with m.If(en):
-        m.d.sync += reg.eq(a.value)
-    return _Term(reg, a.neg)
-
-
-def _register_all(m, values, value_range, *, en, name):
-    return [(_register(m, re, value_range, en=en, name=f"{name}_{n}_re"),
-             _register(m, im, value_range, en=en, name=f"{name}_{n}_im")) for n, (re, im) in enumerate(values)]
+def _mul_range(a: _Term, b: _Term) -> tuple[int, int]:
+    ends = [x * y for x in a.real_range for y in b.real_range]
+    return min(ends), max(ends)
 
 
 class CirculantFFT(wiring.Component):
@@ -291,95 +645,29 @@ class CirculantFFT(wiring.Component):
         return self._params
 
     def elaborate(self, platform):
-        p, fmt = self._params, self._params.fmt
-        k, L, half, frac, sp = fmt.block, fmt.stages, fmt.block // 2, fmt.tw_frac, fmt.prod_shift
-        tw = [(int(re), int(im)) for re, im in fmt.twiddles]
-        order = [int(i) for i in bit_reverse(k)]
-        m = Module()
+        if self._params.arch == "streaming":
+            from .circulant_stream import elaborate_streaming
+            return elaborate_streaming(self)
+        return self._elaborate_parallel()
 
+    #: the parallel datapath (a subclass hook for tests/mutants.py)
+    _datapath = _ParallelDatapath
+
+    def _elaborate_parallel(self):
+        p, fmt = self._params, self._params.fmt
+        m = Module()
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         accept = self.i.valid & en
-        # `last` travels as "valid and last"; both reset, the datapath does not.
-        valid, last = accept, accept & self.i.payload.last
-
-        # 2. forward FFT: radix-2 DIF, natural order in, bit-reversed out; u_0 = (x << g, 0)
-        u = [(_Term(self.i.payload.x[n] << fmt.guard_bits), _ZERO) for n in range(k)]
-        for s in range(1, L + 1):
-            size, nxt = k >> (s - 1), list(u)
-            for base in range(0, k, size):
-                for j in range(size // 2):
-                    (a_re, a_im), (c_re, c_im) = u[base + j], u[base + j + size // 2]
-                    nxt[base + j] = (_add(a_re, c_re), _add(a_im, c_im))
-                    nxt[base + j + size // 2] = _rotate((_sub(a_re, c_re), _sub(a_im, c_im)),
-                                                        tw[j << (s - 1)], frac)
-            u = _register_all(m, nxt, fmt.fft_range(s), en=en, name=f"fft{s}")
-        spectrum = [u[order[b]] for b in range(half + 1)]
-        spectrum[0] = (spectrum[0][0], _ZERO)           # exactly 0 (the golden model's note)
-        spectrum[half] = (spectrum[half][0], _ZERO)
-
-        # the weights meet the spectrum of their block L cycles later
-        weights = data.View(p.input_layout["w"].shape,
-                            delay(m, self.i.payload.w.as_value(), L, en=en, name="w"))
-        valid = delay(m, valid, L, en=en, name="fft_valid", reset_less=False)
-        last = delay(m, last, L, en=en, name="fft_last", reset_less=False)
-
-        # 3. exact complex products X * W (bins 0 and k/2 real), registered
-        products = []
-        for b, (x_re, x_im) in enumerate(spectrum):
-            w_re = weights[b].re
-            w_im = weights[b].im if 0 < b < half else None
-            p_re = _add(_times(x_re, w_re), _neg(_times(x_im, w_im)))
-            p_im = _add(_times(x_re, w_im), _times(x_im, w_re))
-            products.append(tuple(
-                _register(m, _Term(_materialise(t)) if t.value is not None else t, fmt.product_range, en=en,
-                          name=f"prod{b}_{part}").value
-                for t, part in ((p_re, "re"), (p_im, "im"))))
-        valid = register(m, valid, en=en, name="prod_valid", reset_less=False)
-        last = register(m, last, en=en, name="prod_last", reset_less=False)
-
-        # 4. accumulate R_sp(P) = (P >> sp) + P[sp - 1] exactly; on `last` hand the sum to the inverse
-        # transform and clear (in its own branch: the flip-flops' synchronous reset)
-        acc_shape = signed(fmt.acc_bits())
-        acc = []
-        for b, parts in enumerate(products):
-            pair = []
-            for prod, part in zip(parts, ("re", "im")):
-                if prod is None:
-                    pair.append(_ZERO)
-                    continue
-                total = Signal(acc_shape, name=f"acc{b}_{part}_next")
-                held = Signal(acc_shape, name=f"acc{b}_{part}")
-                rounded = (prod >> sp, prod[sp - 1]) if sp else (prod, None)
-                m.d.comb += total.eq(add_with_carry(held, *rounded))
-                with m.If(en & last):
-                    m.d.sync += held.eq(0)
-                with m.Elif(en & valid):
-                    m.d.sync += held.eq(total)
-                pair.append(_register(m, _Term(total), fmt.acc_range(), en=en, name=f"sum{b}_{part}"))
-            acc.append(tuple(pair))
-        valid = register(m, last, en=en, name="sum_valid", reset_less=False)
-
-        # 5. inverse FFT: Hermitian extension in bit-reversed order, radix-2 DIT, conjugate twiddles
-        ext = acc + [(acc[k - b][0], _neg(acc[k - b][1])) for b in range(half + 1, k)]
-        v = [ext[order[i]] for i in range(k)]
-        for s in range(1, L + 1):
-            size, nxt = 1 << s, list(v)
-            for base in range(0, k, size):
-                for j in range(size // 2):
-                    t_re, t_im = _rotate(v[base + j + size // 2], (tw[j * (k // size)][0], -tw[j * (k // size)][1]),
-                                         frac)
-                    a_re, a_im = v[base + j]
-                    nxt[base + j] = (_add(a_re, t_re), _add(a_im, t_im))
-                    nxt[base + j + size // 2] = (_sub(a_re, t_re), _sub(a_im, t_im))
-            if s == L:                                  # 6. only the real part of the last stage is used
-                nxt = [(re, _ZERO) for re, _ in nxt]
-            v = _register_all(m, nxt, fmt.ifft_range(s), en=en, name=f"ifft{s}")
-        valid = delay(m, valid, L, en=en, name="ifft_valid", reset_less=False)
-
-        # 6. output register: y[n] = R_L(re v_L[n])
+        payload = self.i.payload
+        # `last` travels as "valid and last"; both reset, the datapath does not
+        dp = self._datapath(fmt, m, en, x=[payload.x[n] for n in range(fmt.block)],
+                               w=[(payload.w[b].re, payload.w[b].im) for b in range(fmt.bins)],
+                               valid=accept, last=accept & payload.last)
+        if dp.latency != p.latency:
+            raise RuntimeError(f"parallel datapath latency {dp.latency} differs from params.latency {p.latency}")
+        # 6. output register: y[n] = R_L(re v_L[n]) (the bias is already in)
         with m.If(en):
-            m.d.sync += self.o.valid.eq(valid)
-            m.d.sync += [self.o.payload.y[n].eq(_materialise(_round(re, L)) if re.value is not None else 0)
-                         for n, (re, _) in enumerate(v)]
+            m.d.sync += self.o.valid.eq(dp.valid)
+            m.d.sync += [self.o.payload.y[n].eq(t.value) for n, t in enumerate(dp.y)]
         return m

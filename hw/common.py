@@ -14,7 +14,7 @@ from amaranth.hdl import ShapeLike
 from amaranth.utils import ceil_log2
 
 __all__ = ["TREE_LEVELS_PER_STAGE", "register", "delay", "tree_stages", "add_with_carry", "adder_tree",
-           "multiply", "accumulate_and_emit"]
+           "multiply", "csd_digits", "accumulate_and_emit"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
 #: ECP5-85F speed grade 6, leaving slack for 200 MHz; a third level costs ~30 MHz (docs/sp2-mac.md).
@@ -132,6 +132,26 @@ def multiply(m: Module, act: Value, weight: Value, *, dsp: bool, name: str) -> V
     m.d.comb += negated.eq(Mux(weight[top], act << top, 0))
     total, carry = adder_tree(m, partials + [~negated], carries=[Const(1, 1)], en=None, name=name)
     return total if carry is None else add_with_carry(total, 0, carry)
+
+
+def csd_digits(c: int) -> list[tuple[int, int]]:
+    """Canonical signed-digit (non-adjacent) form of the integer ``c``: ``[(shift, +1 or -1), ...]`` with
+    ``c = sum d 2^shift``, LSB first, no two adjacent digits non-zero, the fewest non-zero digits of any
+    signed-digit form (Reitwiesner 1960). A multiplication by the constant ``c`` is then one shifted
+    operand per digit and one adder or subtractor fewer than digits.
+
+    >>> csd_digits(7), csd_digits(-3), csd_digits(0)
+    ([(0, -1), (3, 1)], [(0, 1), (2, -1)], [])
+    """
+    digits, shift = [], 0
+    while c:
+        if c & 1:
+            d = 2 - (c & 3)             # +1 if c = 1 (mod 4), -1 if c = 3 (mod 4): the next bit becomes 0
+            digits.append((shift, d))
+            c -= d
+        c >>= 1
+        shift += 1
+    return digits
 
 
 def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, value: Value,

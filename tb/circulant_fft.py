@@ -40,7 +40,8 @@ class CirculantBench:
         self.pe, self.params, self.config = load_config()
         self.fmt = self.params.fmt
         self.rng = np.random.default_rng(int(os.environ.get("COCOTB_RANDOM_SEED", "1")))
-        self.stream = StreamBench(dut, rng=self.rng, p_valid=p_valid, p_ready=p_ready)
+        self.stream = StreamBench(dut, rng=self.rng, p_valid=p_valid, p_ready=p_ready,
+                                  interval=self.params.initiation_interval, latency=self.params.latency)
 
     # -- vectors ---------------------------------------------------------------------------------
     def random_x(self, q: int) -> np.ndarray:
@@ -186,24 +187,26 @@ async def reset_mid_vector(dut):
 
 @cocotb.test()
 async def throughput_and_latency(dut):
-    """Without stalls: one block per cycle (II = 1) and each result exactly ``latency`` cycles after its
-    ``last`` beat."""
+    """Without stalls: one block every ``initiation_interval`` cycles (1 for ``"parallel"``, ``k`` for
+    ``"streaming"``) and each result exactly ``latency`` cycles after its ``last`` beat."""
     bench = CirculantBench(dut)
     await bench.stream.start()
     p = bench.params
     vectors = [bench.random(1) for _ in range(20)]
-    got = await bench.check(vectors, what="back to back", idle_after=0)
-    # beat n is accepted in cycle n (ending at edge n + 1); its result is valid in cycle n + latency and
-    # the bench stamps a sample with the edge ending its cycle
+    # idle_after: the streaming architecture finishes the (empty) block that flushed the last result
+    got = await bench.check(vectors, what="back to back", idle_after=p.initiation_interval)
+    # beat n is accepted in cycle n II (ending at edge n II + 1); its result is valid in cycle
+    # n II + latency and the bench stamps a sample with the edge ending its cycle
+    ii = p.initiation_interval
     cycles = [cycle for _, cycle in got]
-    expected = [n + p.latency + 1 for n in range(len(vectors))]
-    assert cycles == expected, f"results on cycles {cycles}, expected {expected} (II = 1, latency {p.latency})"
+    expected = [n * ii + p.latency + 1 for n in range(len(vectors))]
+    assert cycles == expected, f"results on cycles {cycles}, expected {expected} (II = {ii}, latency {p.latency})"
     # multi-block vectors back to back: the accumulator hands over and clears without a bubble
     qs = [2, 1, 3, 1, 1, 4]
     vectors = [bench.random(q) for q in qs]
     got = await bench.check(vectors, what="multi-block back to back", idle_after=0)
     ends = np.cumsum(qs) - 1
-    expected = [int(e) + p.latency + 1 for e in ends]
+    expected = [int(e) * ii + p.latency + 1 for e in ends]
     cycles = [cycle for _, cycle in got]
     assert cycles == expected, f"multi-block results on cycles {cycles}, expected {expected}"
 

@@ -6,6 +6,8 @@ Loaded in the simulator too, through ``PEFORGE_PLUGINS=tests.mutants``.
 from amaranth import Cat, Mux
 from amaranth.lib import data
 
+from hw.circulant_fft import CirculantFFT, CirculantParams, _ParallelDatapath
+from hw.crossbar import CrossbarParams, CrossbarSystem
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
@@ -42,3 +44,28 @@ class NMSparseReversedIndex(NMSparse):
 
 
 register(PE("nm-sparse-reversed-index", "mutant", NMSparseParams, NMSparseReversedIndex, "tb.nm_sparse", "test"))
+
+
+class CrossbarSkipsLastRow(CrossbarSystem):
+    """Zero-skipping ORs all but the last row of a sub-array: a plane set only there is skipped."""
+
+    def plane_mask(self, rows):
+        return super().plane_mask(rows[:-1])
+
+
+register(PE("crossbar-skips-last-row", "mutant", CrossbarParams, CrossbarSkipsLastRow, "tb.crossbar", "test"))
+
+
+class _RoundsHalfDown(_ParallelDatapath):
+    def output_bias(self):
+        return super().output_bias() - 1
+
+
+class CirculantRoundsHalfDown(CirculantFFT):
+    """The output rounding R_L rounds ties down (bias 2^(L-1) - 1): wrong only on exact halves."""
+
+    _datapath = _RoundsHalfDown
+
+
+register(PE("circulant-fft-rounds-half-down", "mutant", CirculantParams, CirculantRoundsHalfDown,
+            "tb.circulant_fft", "test"))

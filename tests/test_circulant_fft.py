@@ -1,25 +1,33 @@
 """circulant-fft: parameters, elaboration and lint, RTL vs golden in Verilator, the batch API vs golden and
 vs an independent float product (scipy's circulant matrices)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.linalg import circulant
 
 from hw.circulant_fft import CirculantFFT, CirculantParams
+from hw.common import csd_digits
 from hw.verilog import lint, write_design
 from peforge import registry
-from sw.circulant import CirculantFormat, export_spectra, golden_matvec, quantize_acts, sqnr_db
+from sw.circulant import CirculantFormat, dequantize, export_spectra, golden_matvec, quantize_acts, sqnr_db
 from tb import circulant_fft as tb_cf
 from tb.runner import run
 
 # k = 4: unsigned 6-bit activations, narrow weights and twiddles, one guard bit, few blocks;
 # k = 8: the default schedule (8-bit signed activations, 12-bit weights, 16-bit twiddles, max_q = 64).
+# (the parallel architecture; tests/test_circulant_stream.py covers the streaming one)
 SIM_GRID = [
     CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
-                                        guard_bits=1, max_q=8)),
-    CirculantParams(fmt=CirculantFormat(block=8)),
+                                        guard_bits=1, max_q=8), arch="parallel"),
+    CirculantParams(fmt=CirculantFormat(block=8), arch="parallel"),
 ]
-LINT_GRID = SIM_GRID + [CirculantParams(fmt=CirculantFormat(block=16, tw_bits=18, w_bits=18, guard_bits=4))]
+# k = 16 with 18-bit weights and 4 guard bits: the spectrum and the weight pre-adds exceed an 18 x 18 DSP,
+# so the complex products take four multipliers instead of three
+LINT_GRID = SIM_GRID + [CirculantParams(fmt=CirculantFormat(block=16, tw_bits=18, w_bits=18, guard_bits=4),
+                                        arch="parallel")]
 
 
 def ident(p):
@@ -32,12 +40,9 @@ def ident(p):
     ({"fmt": 16}, TypeError, r"^Circulant format \(fmt\) must be a CirculantFormat, not 16$"),
     ({"arch": 1}, TypeError, r"^Architecture \(arch\) must be a string, not 1$"),
     ({"arch": "serial"}, ValueError, r"^Architecture \(arch\) must be one of 'parallel', 'streaming', not 'serial'$"),
-    ({"arch": "streaming"}, ValueError,
-     r"^Architecture \(arch\) must be 'parallel' for block sizes up to 16, not 'streaming' "
-     r"\(the streaming architecture is not implemented yet\)$"),
-    ({"fmt": CirculantFormat(block=32)}, ValueError,
+    ({"fmt": CirculantFormat(block=32), "arch": "parallel"}, ValueError,
      r"^Block size \(fmt\.block\) must be at most 16 for arch='parallel', not 32 "
-     r"\(larger blocks need the streaming architecture, not implemented yet\)$"),
+     r"\(larger blocks need arch='streaming'\)$"),
 ])
 def test_params_errors(kwargs, kind, message):
     with pytest.raises(kind, match=message):
@@ -45,15 +50,17 @@ def test_params_errors(kwargs, kind, message):
 
 
 def test_derived_values():
-    p = CirculantParams(fmt=CirculantFormat(block=16))
-    assert (p.block, p.latency, p.macs_per_cycle) == (16, 2 * 4 + 3, 256)
+    p = CirculantParams(fmt=CirculantFormat(block=16), arch="parallel")
+    assert (p.block, p.initiation_interval, p.macs_per_cycle) == (16, 1, 256)
     assert (p.acc_bits, p.out_bits) == (p.fmt.acc_bits(), p.fmt.out_bits())
     assert [name for name, _ in p.input_layout] == ["x", "w", "last"]
     assert p.input_layout.size == 16 * 8 + 9 * 2 * 12 + 1
     assert p.output_layout.size == 16 * p.fmt.out_bits()
     # bin m of w is (re, im) at bits [2 m w_bits, 2 (m + 1) w_bits) of the field: export_spectra's order
     assert p.input_layout["w"].offset == 16 * 8 and p.bin_layout["im"].offset == 12
-    assert [CirculantParams(fmt=CirculantFormat(block=k)).latency for k in (4, 8)] == [7, 9]
+    # the as-soon-as-possible schedule (two adder levels per register, registered DSP products), pinned:
+    # the testbench checks the RTL against it cycle for cycle
+    assert [CirculantParams(fmt=CirculantFormat(block=k), arch="parallel").latency for k in (4, 8, 16)] == [6, 12, 16]
     assert CirculantParams.from_json(p.to_json()) == p
     assert p.with_settings({"fmt.block": "8"}).fmt.block == 8
 
@@ -98,7 +105,8 @@ def test_rtl_matvec_vs_golden_and_float():
     # the real output: y * 2^(prod_shift - guard_bits) * scale[i] (activations in integer units)
     real = got * (2.0 ** (fmt.prod_shift - fmt.guard_bits) * scale[None, :, None])
     reference = x.astype(np.float64) @ dense_block_circulant(columns).T
-    assert sqnr_db(reference, real.reshape(rows, p * k)) > 40
+    assert sqnr_db(reference, real.reshape(rows, p * k)) >= 50
+    np.testing.assert_allclose(dequantize(got, scale, fmt), real)
 
 
 def test_rtl_matvec_errors():
@@ -118,3 +126,86 @@ def test_rtl_matvec_errors():
         tb_cf.rtl_matvec(np.full((3, 8), 300), np.zeros((2, 3, 5, 2), np.int64), params)
     with pytest.raises(TypeError, match=r"^Params must be CirculantParams, not "):
         tb_cf.rtl_matvec(np.zeros((3, 8), int), np.zeros((2, 3, 5, 2), np.int64), params.fmt)
+
+
+@pytest.mark.parametrize("block", ["12", "2", "128"])
+def test_cli_block_size_not_allowed(tmp_path, block):
+    """A new user asks for a block size that is not a power of two from 4 to 64: one line, exit 2."""
+    result = subprocess.run([sys.executable, "-m", "peforge", "sim", "circulant-fft", "--set", f"fmt.block={block}"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"peforge sim: error: Circulant block must be a power of two from 4 to 64, not {block}"]
+
+
+def test_testbench_catches_mutant(mutants):
+    """A parallel datapath whose output rounding sends ties down (wrong on exact halves only) fails."""
+    ran, failures = run("circulant-fft-rounds-half-down", SIM_GRID[0], testcases=["random_stalls", "extremes"],
+                        tag="mutant")
+    assert (ran, failures) == (2, 2)
+
+
+def test_csd_digits():
+    for c in range(-3000, 3001):
+        digits = csd_digits(c)
+        assert sum(d << s for s, d in digits) == c
+        shifts = [s for s, _ in digits]
+        assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:])), (c, digits)   # non-adjacent
+        assert len(digits) <= (abs(c).bit_length() + 2) // 2 + 1
+    # 11585 = round(2^14 / sqrt 2), the pi/4 twiddle: six digits instead of seven ones in binary
+    assert csd_digits(11585) == [(0, 1), (6, 1), (8, 1), (10, -1), (12, -1), (14, 1)]
+
+
+@pytest.mark.parametrize("tw_bits", [4, 9, 16])
+def test_twiddle_trees_round_like_golden(tw_bits):
+    """Every twiddle component of k = 16 as a shift-and-add tree (both signs of the inputs, one or two of
+    them) equals the golden rotation ``R_F(b_re t_re - b_im t_im)``, ``R_F(b_re t_im + b_im t_re)`` on
+    random and extreme inputs: the bias wired into a digit term, the negated form and the extra-adder form
+    (which one a tree uses depends on the constants: tw_bits = 4, 9 and 16 cover all three)."""
+    from amaranth import Const, Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from hw.circulant_fft import _Pipeline, _rotate_part, _Term
+    from sw.circulant import round_shift
+
+    fmt = CirculantFormat(block=16, tw_bits=tw_bits)
+    frac, lo, hi = fmt.tw_frac, -(1 << 11), (1 << 11) - 1
+    m = Module()
+    pipe = _Pipeline(m, Const(1))
+    b_re, b_im = Signal(signed(12)), Signal(signed(12))
+    cases, terms = [], []
+    for tr, ti in fmt.twiddles.tolist():
+        for coefs in ((tr, -ti), (ti, tr)):
+            for sign_re, sign_im, use_im in ((1, 1, True), (-1, 1, True), (1, -1, True), (-1, -1, False)):
+                t_re = _Term(b_re, lo, hi, neg=sign_re < 0)
+                t_im = _Term(b_im, lo, hi, neg=sign_im < 0) if use_im else _Term(None)
+                terms.append(pipe.positive(_rotate_part(pipe, (t_re, t_im), coefs, frac)))
+                cases.append((coefs, sign_re, sign_im if use_im else 0))
+    terms = pipe.align(terms)
+    latency = max(t.cycle for t in terms if t.value is not None)
+    outs = []
+    for n, t in enumerate(terms):
+        sig = Signal(signed(64), name=f"out{n}")
+        m.d.comb += sig.eq(t.value if t.value is not None else 0)
+        outs.append(sig)
+    rng = np.random.default_rng(tw_bits)
+    samples = [(lo, lo), (hi, hi), (lo, hi), (hi, lo), (0, 0)] + [tuple(int(v) for v in rng.integers(lo, hi, 2, endpoint=True))
+                                                                  for _ in range(40)]
+    mismatches = []
+
+    async def bench(ctx):
+        for v_re, v_im in samples:
+            ctx.set(b_re, v_re)
+            ctx.set(b_im, v_im)
+            await ctx.tick().repeat(latency + 1)
+            for n, ((c_re, c_im), s_re, s_im) in enumerate(cases):
+                want = int(round_shift(s_re * v_re * c_re + s_im * v_im * c_im, frac))
+                if ctx.get(outs[n]) != want:
+                    mismatches.append((c_re, c_im, s_re, s_im, v_re, v_im, ctx.get(outs[n]), want))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not mismatches, mismatches[:5]

@@ -1,0 +1,98 @@
+"""circulant-fft, architecture "streaming": the same bits as the golden model (and so as "parallel") at one
+sample per cycle, for every block size including the ones "parallel" does not build."""
+
+import numpy as np
+import pytest
+
+from hw.circulant_fft import CirculantParams
+from hw.circulant_stream import _plan, mult_stages, rotate_stages, streaming_latency
+from hw.verilog import lint, write_design
+from peforge import registry
+from sw.circulant import CirculantFormat, golden_matvec
+from tb import circulant_fft as tb_cf
+from tb.runner import run
+
+STREAM = "streaming"
+
+# k = 4 (no multiplier at all), a narrow k = 8 without guard bits, and k = 16 and 64 with the default
+# widths; max_q is small to keep the runs short (max_q only sizes the accumulator and inverse widths)
+SIM_GRID = [
+    CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
+                                        guard_bits=1, max_q=8), arch=STREAM),
+    CirculantParams(fmt=CirculantFormat(block=8, act_bits=5, w_bits=6, tw_bits=8, guard_bits=0, max_q=4),
+                    arch=STREAM),
+    CirculantParams(fmt=CirculantFormat(block=16, max_q=8), arch=STREAM),
+    CirculantParams(fmt=CirculantFormat(block=64, max_q=4), arch=STREAM),
+]
+
+
+def ident(p):
+    f = p.fmt
+    return f"k{f.block}-{'s' if f.act_signed else 'u'}{f.act_bits}-w{f.w_bits}-tw{f.tw_bits}-q{f.max_q}"
+
+
+def test_arch_default_and_derived_values():
+    assert CirculantParams(fmt=CirculantFormat(block=16)).arch == "parallel"
+    p = CirculantParams(fmt=CirculantFormat(block=32))
+    assert p.arch == STREAM and p.initiation_interval == 32 and p.macs_per_cycle == 32
+    assert p.latency == streaming_latency(p.fmt)
+    assert CirculantParams.from_json(p.to_json()) == p
+    # the default is re-derived when the block size changes on the command line
+    assert p.with_settings({"fmt.block": "8"}).arch == "parallel"
+
+
+def test_mult_stages():
+    # one DSP (18 x 18 signed) in one register; one wide operand is split into 17-bit pieces (+1 register)
+    assert [mult_stages(a, b) for a, b in ((18, 18), (19, 18), (36, 12), (12, 40), (19, 19))] == [1, 2, 2, 2, 1]
+    assert rotate_stages(12, 17) == 4 and rotate_stages(27, 17) == 5
+
+
+@pytest.mark.parametrize("k", [4, 8, 16, 32, 64])
+def test_plan(k):
+    """Register offsets from the structure: the forward delay lines hold k/4 + ... + 1 = k/2 - 1 samples, the
+    inverse ones 1 + ... + k/2 = k - 1; each SDF stage has an output register; rotations with a multiplier
+    take rotate_stages(), the +-j ones 1, the trivial ones 0; one more block passes between the accumulator
+    and the inverse transform."""
+    fmt = CirculantFormat(block=k)
+    plan, L = _plan(fmt), fmt.stages
+    tw = fmt.tw_bits + 1                          # the twiddle sums c + d, d - c of a 3-multiplier product
+
+    def cost(kind, data_bits):
+        return {"none": 0, "swap": 1, "multiply": rotate_stages(data_bits + 1, tw)}[kind]
+
+    assert plan.forward == 2 + (k // 2 - 1) + (L - 1) + sum(
+        cost(c, fmt.fft_bits(s)) for s, c in enumerate(plan.fft_kind, 1))
+    assert plan.out - plan.ifft_in == (k - 1) + L + sum(
+        cost(c, fmt.ifft_bits(s - 1)) for s, c in enumerate(plan.ifft_kind, 1) if s > 1)
+    assert plan.ifft_in - plan.forward == 2 + mult_stages(fmt.fft_bits(L) + 1, fmt.w_bits + 1) + k + 2
+    # only the last two stages of each transform have trivial twiddles (tw[0] and tw[k/4] = -j)
+    assert plan.fft_kind[-2:] == ["swap", "none"] and plan.ifft_kind[:2] == ["none", "swap"]
+    assert set(plan.fft_kind[:-2]) <= {"multiply"} and set(plan.ifft_kind[2:]) <= {"multiply"}
+    # weight RAM banks: a bank is rewritten B blocks later, after the product stage has read it
+    assert plan.weight_banks * k >= plan.forward + k - 2 > (plan.weight_banks - 1) * k
+
+
+@pytest.mark.parametrize("params", SIM_GRID, ids=ident)
+def test_generate_and_lint(tmp_path, params):
+    manifest = write_design(registry.get("circulant-fft"), params, tmp_path)
+    assert manifest["ports"]["i__payload"]["width"] == params.input_layout.size
+    lint(tmp_path / "circulant_fft.v", "circulant_fft")
+
+
+@pytest.mark.parametrize("params", SIM_GRID, ids=ident)
+def test_streaming_cocotb(params):
+    tests, failures = run("circulant-fft", params, testcases=tb_cf.CHECKS, tag="pytest")
+    assert (tests, failures) == (len(tb_cf.CHECKS), 0)
+
+
+def test_streaming_equals_parallel_and_golden():
+    """The two architectures of one format give the same bits, through the batch API."""
+    fmt = CirculantFormat(block=8, max_q=4)
+    rng = np.random.default_rng(5)
+    x = rng.integers(*fmt.act_range, (6, 3, 8), endpoint=True)
+    w = rng.integers(*fmt.w_range, (2, 3, fmt.bins, 2), endpoint=True)
+    w[:, :, [0, -1], 1] = 0
+    want = golden_matvec(x, w, fmt)
+    for arch in ("parallel", STREAM):
+        got = tb_cf.rtl_matvec(x, w, CirculantParams(fmt=fmt, arch=arch), p_valid=0.7, p_ready=0.6)
+        np.testing.assert_array_equal(got, want, err_msg=arch)
