@@ -18,9 +18,10 @@ Three components:
 * :class:`CrossbarSystem` (the registered ``crossbar`` PE) connects the two.
 
 The architecture is serial (DESIGN.md allows it when Params say so): one input vector is in flight at a
-time, and it takes ``1 + sum_k (n_k * array_latency + 2)`` cycles from acceptance to ``o.valid`` without
-output stalls, ``n_k`` being the reads of sub-array ``k`` (:meth:`CrossbarParams.vector_cycles`). The
-next vector can be accepted in the cycle ``o.valid`` rises (the result waits in the output register).
+time, and it takes ``1 + sum_k (n_k * array_latency + 2 + [n_k > 0])`` cycles from acceptance to
+``o.valid`` without output stalls, ``n_k`` being the reads of sub-array ``k``
+(:meth:`CrossbarParams.vector_cycles`). The next vector can be accepted in the cycle ``o.valid`` rises
+(the result waits in the output register).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sw.forms import CrossbarFormat
 from sw.params import Params, check_bool, check_choice, check_int
 
 __all__ = ["CrossbarParams", "ArraySignature", "CrossbarController", "IdealArray", "CrossbarSystem",
-           "controller_logic", "emulator_logic",
+           "controller_logic", "emulator_logic", "zero_skip_mask",
            "EMULATORS", "MAX_ARRAY_LATENCY", "MAX_REGISTER_BITS"]
 
 #: Cell storages of :class:`IdealArray` (``"registers"``: one flip-flop per cell bit).
@@ -146,11 +147,15 @@ class CrossbarParams(Params):
 
     # -- timing --------------------------------------------------------------------------------
     def vector_cycles(self, reads_per_sub) -> int:
-        """Cycles from accepting a vector to ``o.valid`` (no output stall) for ``reads_per_sub[k]`` reads."""
+        """Cycles from accepting a vector to ``o.valid`` (no output stall) for ``reads_per_sub[k]`` reads.
+
+        ``1 + sum_k (n_k * array_latency + 2 + [n_k > 0])``: the acceptance cycle; per sub-array its reads
+        back to back, one cycle to add the last answer (only if there was one), a run and a sign cycle.
+        """
         reads = list(reads_per_sub)
         if len(reads) != self.fmt.sub_arrays:
             raise ValueError(f"Reads per sub-array must have {self.fmt.sub_arrays} entries, not {len(reads)}")
-        return 1 + sum(n * self.array_latency + 2 for n in reads)
+        return 1 + sum(n * self.array_latency + 2 + (n > 0) for n in reads)
 
 
 def _check_params(owner: str, params) -> CrossbarParams:
@@ -189,7 +194,15 @@ class ArraySignature(wiring.Signature):
         })
 
 
-class CrossbarController(wiring.Component):
+class _PlaneMask:
+    """The controller's choice of planes to read, a method so that a test can plant a bug (tests/mutants.py)."""
+
+    def plane_mask(self, rows):
+        """Planes to read of one sub-array whose inputs are ``rows``: :func:`zero_skip_mask`."""
+        return zero_skip_mask(self._params, rows)
+
+
+class CrossbarController(_PlaneMask, wiring.Component):
     """The FORMS controller: bit-serial walk, zero-skipping, shift-and-add, signs, accumulation.
 
     Per accepted vector (``i`` beat): for sub-array ``k = 0 ..``: the planes to read are those with a
@@ -231,7 +244,8 @@ class CrossbarController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        controller_logic(m, self._params, i=self.i, o=self.o, cfg=self.cfg, array=self.array, busy=self.busy)
+        controller_logic(m, self._params, i=self.i, o=self.o, cfg=self.cfg, array=self.array, busy=self.busy,
+                         plane_mask=self.plane_mask)
         return m
 
 
@@ -250,11 +264,27 @@ def _equals(value, const: int):
     return ~value.any() if const == 0 else value == const
 
 
-def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) -> None:
+def zero_skip_mask(p: CrossbarParams, rows):
+    """Bit ``q`` set iff plane ``q`` of the sub-array whose ``act_bits``-wide inputs are ``rows`` is read.
+
+    With ``zero_skip`` the OR of the inputs (FORMS' input zero-skipping: a plane is read iff some input of the
+    sub-array has that bit set); without, every plane (the ISAAC/PUMA baseline).
+    """
+    planes = p.fmt.act_bits
+    if not p.zero_skip:
+        return Const((1 << planes) - 1, planes)
+    mask = Const(0, planes)
+    for r in rows:
+        mask = mask | r
+    return mask
+
+
+def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy, plane_mask=None) -> None:
     """Add :class:`CrossbarController`'s logic to ``m`` on the given interface objects.
 
     A function rather than only ``elaborate`` so that :class:`CrossbarSystem` is one flat Verilog module
-    (the project's lint runs with ``-Wall`` on one file named after the top module).
+    (the project's lint runs with ``-Wall`` on one file named after the top module). ``plane_mask(rows)``
+    gives the planes to read of a sub-array (default :func:`zero_skip_mask`).
     """
     f = p.fmt
     rps, planes, subs = f.rows_per_sub, f.act_bits, f.sub_arrays
@@ -281,13 +311,9 @@ def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) ->
         base = sub * rps * planes
         return [vector[base + r * planes: base + (r + 1) * planes] for r in range(rps)]
 
-    def plane_mask(rows):
-        if not p.zero_skip:
-            return Const((1 << planes) - 1, planes)
-        mask = Const(0, planes)
-        for r in rows:
-            mask = mask | r
-        return mask
+    if plane_mask is None:
+        def plane_mask(rows):
+            return zero_skip_mask(p, rows)
 
     # -- the read of the lowest pending plane ---------------------------------------------------------
     lowest = Signal(max(1, ceil_log2(planes)), name="lowest")             # priority encoder
@@ -302,13 +328,21 @@ def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) ->
         busy.eq(~idle),
     ]
 
-    # -- shift-and-add of an answer: sum_s adc[c*slices + s] << (s*cell_bits), then << plane --------
+    # -- shift-and-add of an answer, two register stages (ISAAC/PUMA's shift-and-add unit):
+    # (1) the cycle it arrives: term[c] = sum_s adc[c*slices + s] << (s*cell_bits + plane), registered;
+    # (2) the next cycle: partial[c] += term[c]. The sign step waits for (2) (see RUN).
+    add = Signal(name="add")
+    m.d.sync += add.eq(array.valid & inflight)
+    term_bits = (f.adc_max * (f.w_max // f.cell_max) << (planes - 1)).bit_length()
     for c in range(f.cols):
         v = 0
         for s_ in range(f.slices):
             v = v + (array.adc[c * f.slices + s_] << (s_ * f.cell_bits))
-        with m.If(array.valid & inflight):
-            m.d.sync += partial[c].eq(partial[c] + (v << plane_q))
+        term = Signal(term_bits, name=f"term{c}", reset_less=True)
+        with m.If(array.valid):
+            m.d.sync += term.eq(v << plane_q)
+        with m.If(add):
+            m.d.sync += partial[c].eq(partial[c] + term)
 
     # -- output register ------------------------------------------------------------------------------
     o_free = ~o.valid | o.ready
@@ -317,7 +351,10 @@ def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) ->
     y_next = [Signal(signed(f.y_bits), name=f"y{c}_next") for c in range(f.cols)]
     sign_bits = _select(sign_regs, k)
     for c in range(f.cols):
-        m.d.comb += y_next[c].eq(Mux(sign_bits[c], y[c] - partial[c], y[c] + partial[c]))
+        # y -+ partial as one adder: y + (partial ^ -sign) + sign (two's complement negation by inversion
+        # and carry-in), not an adder, a subtractor and a mux
+        neg = sign_bits[c]
+        m.d.comb += y_next[c].eq(y[c] + (partial[c] ^ neg.replicate(f.y_bits)).as_signed() + neg)
 
     def emit(values):
         m.d.sync += [o.payload.y[c].eq(values[c]) for c in range(f.cols)]
@@ -335,7 +372,8 @@ def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) ->
         m.d.sync += [x.eq(i.payload.x), k.eq(0), pending.eq(plane_mask(rows_of(i.payload.x.as_value(), 0))),
                      idle.eq(0), run.eq(1)]
 
-    # RUN: one read in flight at most; the next starts in the cycle the previous one answers
+    # RUN: one read in flight at most; the next starts in the cycle the previous one answers. Leave
+    # when nothing is pending or in flight: the last answer's term is then being added (stage 2).
     with m.If(run):
         with m.If(~inflight | array.valid):
             m.d.sync += inflight.eq(0)
@@ -343,7 +381,7 @@ def controller_logic(m: Module, p: CrossbarParams, *, i, o, cfg, array, busy) ->
                 m.d.comb += array.start.eq(1)
                 m.d.sync += [plane_q.eq(lowest), pending.eq(pending & ~lowest_onehot), inflight.eq(1),
                              steps.eq(steps + 1)]
-            with m.Else():
+            with m.Elif(~inflight):
                 m.d.sync += [run.eq(0), sign.eq(1)]
 
     # SIGN: y[c] +-= partial[c]; next sub-array, or emit (or wait for the output register)
@@ -436,7 +474,7 @@ def emulator_logic(m: Module, p: CrossbarParams, *, array, w, w_enable=None) -> 
     m.d.comb += [array.valid.eq(valid), array.adc.eq(adc)]
 
 
-class CrossbarSystem(wiring.Component):
+class CrossbarSystem(_PlaneMask, wiring.Component):
     """The ``crossbar`` PE: :class:`CrossbarController` + :class:`IdealArray` (``params.emulator``).
 
     Members
@@ -465,6 +503,7 @@ class CrossbarSystem(wiring.Component):
         m = Module()
         port = ArraySignature(self._params).create(path=("array",))
         busy = Signal(name="busy")
-        controller_logic(m, self._params, i=self.i, o=self.o, cfg=self.cfg, array=port, busy=busy)
+        controller_logic(m, self._params, i=self.i, o=self.o, cfg=self.cfg, array=port, busy=busy,
+                         plane_mask=self.plane_mask)
         emulator_logic(m, self._params, array=port, w=self.w, w_enable=~busy)
         return m

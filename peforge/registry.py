@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from hw.circulant_fft import CirculantFFT, CirculantParams
-from hw.crossbar import CrossbarParams, CrossbarSystem
+from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
@@ -55,6 +55,9 @@ REGISTRY: dict[str, PE] = {pe.name: pe for pe in [
     PE("crossbar", "FORMS ReRAM crossbar controller (polarised sub-array columns, bit-serial inputs, zero-skipping, "
        "shift-and-add) with an ideal-array emulator", CrossbarParams, CrossbarSystem, "tb.crossbar",
        "FORMS (Yuan et al., ISCA 2021) vs ISAAC (Shafiee et al., ISCA 2016) / PUMA (Ankit et al., ASPLOS 2019)"),
+    PE("crossbar-controller", "the crossbar PE's controller alone, its array port at the top level (simulated "
+       "against a Python array model)", CrossbarParams, CrossbarController, "tb.crossbar",
+       "FORMS (Yuan et al., ISCA 2021)"),
 ]}
 
 

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from .forms import CrossbarFormat, _projection_signs, check_format, is_polarized, quantize
+from .forms import (CrossbarFormat, Steps, _projection_signs, check_format, golden_mvm, is_polarized, map_weights,
+                    quantize, quantize_acts)
 from .params import check_int
 
-__all__ = ["PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize"]
+__all__ = ["PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize",
+           "CrossbarMLP"]
 
 
 def _check_real(subject: str, value: Any, *, positive: bool = False) -> float:
@@ -355,3 +357,79 @@ def admm_polarize(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, r
     train_classifier(model, x, y, epochs=finetune_epochs, lr=lr if finetune_lr is None else finetune_lr,
                      batch_size=batch_size, act_l1=act_l1, seed=seed + 1 + rounds)
     return {"residual": residual, "hardening_loss": hardening}
+
+
+# -- deployment: an MLP on crossbars ----------------------------------------------------------------------------
+
+class CrossbarMLP:
+    """A trained ``Sequential`` of :class:`PolarizedLinear` layers (a ``ReLU`` between them) run on crossbars.
+
+    Every layer becomes a crossbar of its own format (``rows = in_features``, ``cols = out_features``, the
+    layer's ``rows_per_sub``, the widths given here): weights exported with :meth:`PolarizedLinear.export`
+    (one scale per column) and mapped with :func:`sw.forms.map_weights`. Inputs of layer ``l`` are quantised
+    with :func:`sw.forms.quantize_acts` at a scale calibrated on ``x_calib`` (its largest input of that layer
+    maps to ``act_max``). Each layer computes ``golden_mvm`` (integer, the controller's exact result), then
+    ``y * adc_step * act_scale * w_scale + bias`` in float and the ReLU, as the digital periphery would.
+
+    Parameters
+    ----------
+    model : torch.nn.Sequential
+        Hardened polarised layers with a ``ReLU`` between two of them,
+        e.g. ``Sequential(PolarizedLinear, ReLU, PolarizedLinear)``.
+    x_calib : tensor [N, in_features]
+        Calibration inputs (non-negative), e.g. the training set.
+    act_bits, w_bits, cell_bits, adc_bits :
+        As :class:`sw.forms.CrossbarFormat` (``adc_bits=None``: lossless).
+
+    Members
+    -------
+    formats, mappings, w_scales, act_scales : lists, one entry per layer
+    """
+
+    def __init__(self, model: torch.nn.Sequential, x_calib: torch.Tensor, *, act_bits: int = 8, w_bits: int = 8,
+                 cell_bits: int = 2, adc_bits: int | None = None):
+        self.layers = [m for m in model if isinstance(m, PolarizedLinear)]
+        if not self.layers or len(self.layers) != len(model) - sum(isinstance(m, torch.nn.ReLU) for m in model):
+            raise ValueError(f"Model must be PolarizedLinear layers and ReLUs, not {model!r}")
+        self.formats, self.mappings, self.w_scales, self.act_scales, self.biases = [], [], [], [], []
+        h = x_calib.detach()
+        with torch.no_grad():
+            for n, layer in enumerate(self.layers):
+                fmt = layer.crossbar_format(act_bits=act_bits, w_bits=w_bits, cell_bits=cell_bits,
+                                            adc_bits=adc_bits)
+                w_int, scale = layer.export(fmt)
+                self.formats.append(fmt)
+                self.mappings.append(map_weights(w_int, fmt))
+                self.w_scales.append(scale)
+                top = float(h.max())
+                self.act_scales.append((top if top > 0 else 1.0) / fmt.act_max)
+                bias = layer.bias
+                self.biases.append(np.zeros(fmt.cols) if bias is None else bias.detach().double().cpu().numpy())
+                h = torch.relu(layer(h))
+
+    def forward(self, x: Any, *, arrays: Callable[[int, Any, CrossbarFormat], Any] | None = None,
+                zero_skip: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[Steps]]:
+        """Run ``x [N, in_features]`` (tensor or array) through the crossbars.
+
+        ``arrays(layer, mapping, fmt)`` gives the array model of a layer (e.g. a seeded
+        :class:`sw.forms.NonIdealArray`; its ``adc_step`` scales the codes back), ``None`` the ideal array.
+
+        Returns
+        -------
+        (logits, inputs, steps)
+            float64 ``[N, classes]``; the integer inputs of every layer (int64 ``[N, rows]``); the
+            :class:`sw.forms.Steps` of every layer.
+        """
+        h = x.detach().double().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
+        inputs, steps = [], []
+        for n, fmt in enumerate(self.formats):
+            xq = quantize_acts(h, fmt, self.act_scales[n])
+            array = None if arrays is None else arrays(n, self.mappings[n], fmt)
+            y, s = golden_mvm(xq, self.mappings[n], fmt, array=array, zero_skip=zero_skip)
+            step = getattr(array, "adc_step", 1.0)
+            h = y * (step * self.act_scales[n] * self.w_scales[n]) + self.biases[n]
+            if n + 1 < len(self.formats):
+                h = np.maximum(h, 0.0)
+            inputs.append(xq)
+            steps.append(s)
+        return h, inputs, steps

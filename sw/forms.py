@@ -41,8 +41,8 @@ What the controller computes (the rules the RTL follows; :func:`golden_mvm` is t
 
 This module imports numpy only, so the simulator can load the golden model without torch. The PyTorch names
 (:class:`PolarizedLinear`, :class:`PolarityConstraint`, :class:`ActivationL1`, :func:`train_classifier`,
-:func:`admm_polarize`) live in ``sw._forms_torch`` and are loaded on first access. :func:`polarize` also
-accepts a torch tensor and then returns one.
+:func:`admm_polarize`, :class:`CrossbarMLP`) live in ``sw._forms_torch`` and are loaded on first access.
+:func:`polarize` also accepts a torch tensor and then returns one.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from .params import Params, check_int
 __all__ = [
     "CrossbarFormat", "check_format", "polarize", "is_polarized", "quantize", "dequantize", "quantize_acts",
     "Mapping", "map_weights", "check_mapping", "unmap", "active_planes", "count_steps", "IdealArray", "NonIdealArray",
-    "golden_mvm",
+    "Steps", "golden_mvm",
     # PyTorch (sw._forms_torch, loaded on first access):
-    "PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize",
+    "PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize", "CrossbarMLP",
 ]
 
 #: Parameter ranges of :class:`CrossbarFormat` (inclusive).
@@ -75,7 +75,7 @@ MAX_CELL_BITS = 4
 MAX_ADC_BITS = 16
 
 _TORCH_NAMES = frozenset({"PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier",
-                          "admm_polarize"})
+                          "admm_polarize", "CrossbarMLP"})
 
 
 def __getattr__(name: str) -> Any:
@@ -726,6 +726,11 @@ class NonIdealArray(IdealArray):
         self.stuck.flags.writeable = False
         self.conductance.flags.writeable = False
 
+    @property
+    def stateless(self) -> bool:
+        """True without read noise: then the codes of a read do not depend on the reads before it."""
+        return self.read_noise == 0
+
     def column_sums(self, sub: int, wl: Any) -> np.ndarray:
         """Noisy analog column values (float64) of one read or ``M`` reads; draws the read noise."""
         rows, lines = self._word_lines(sub, wl)
@@ -743,6 +748,46 @@ class NonIdealArray(IdealArray):
 
 
 # -- golden model ---------------------------------------------------------------------------------------------
+
+class Steps(int):
+    """The bit-plane steps (array reads) of a run: an ``int``, the total over every vector, with the count of
+    each vector in :attr:`per_vector`.
+
+    :func:`golden_mvm` and ``tb.crossbar.rtl_mvm`` return it, so ``steps == n`` compares totals whatever
+    the batch shape, and nothing is lost: ``steps.per_vector`` is a read-only int64 ``[N]`` array (``[1]``
+    for a single vector). Arithmetic gives plain ints.
+
+    Parameters
+    ----------
+    per_vector : int array [N]
+        Steps of each vector, non-negative.
+
+    Examples
+    --------
+    >>> s = Steps([3, 0, 5])
+    >>> s == 8, s.per_vector.tolist(), s + 1
+    (True, [3, 0, 5], 9)
+    >>> s
+    Steps(8, per_vector=[3, 0, 5])
+    """
+
+    per_vector: np.ndarray
+
+    def __new__(cls, per_vector: Any) -> "Steps":
+        arr = as_int_array("Steps per vector", per_vector, 0, 1 << 62)
+        if arr.ndim != 1:
+            raise ValueError(f"Steps per vector must have shape (N,), not {arr.shape}")
+        arr.flags.writeable = False
+        self = super().__new__(cls, int(arr.sum()))
+        self.per_vector = arr
+        return self
+
+    def __reduce__(self):
+        return type(self), (self.per_vector,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({int(self)}, per_vector={self.per_vector.tolist()})"
+
 
 def _shift_weights(fmt: CrossbarFormat) -> np.ndarray:
     """``2^(p + s * cell_bits)`` as int64 ``[act_bits, slices]``: the shift of slice ``s`` in plane ``p``."""
@@ -776,14 +821,19 @@ def golden_mvm(x: Any, mapping: Mapping, fmt: CrossbarFormat, *, array: Any = No
         of ``M`` consecutive reads of sub-array ``sub`` (:class:`IdealArray`, :class:`NonIdealArray`). It is
         called once per vector and sub-array that has an active plane, with the active planes' word lines
         in plane order (vector-major, then sub-array, then plane: the order of the RTL's reads). Default:
-        the ideal array of ``mapping``, computed for the whole batch at once.
+        the ideal array of ``mapping``, computed for the whole batch at once. An array whose ``stateless``
+        attribute is true (:class:`NonIdealArray` without read noise) is read the same way, once per
+        sub-array with every plane of every vector (the codes of skipped planes are dropped): its codes do
+        not depend on the order of the reads.
     zero_skip : bool
         Skip all-zero bit-planes (the FORMS controller); ``False`` reads every plane (the baseline).
 
     Returns
     -------
-    (y, steps)
-        ``y``: int64 [cols] (or [N, cols]); ``steps``: int (or int64 [N]), the array reads issued.
+    (y, steps) : (numpy.ndarray, Steps)
+        ``y``: int64 [cols] for ``x [rows]``, int64 [N, cols] for ``x [N, rows]``. ``steps``: the array reads
+        (bit-plane steps) issued for the whole call, a :class:`Steps` (an ``int``, the total over every
+        vector; ``steps.per_vector`` holds each vector's count, int64 [N], ``[1]`` for a 1-D ``x``).
 
     Raises
     ------
@@ -797,13 +847,15 @@ def golden_mvm(x: Any, mapping: Mapping, fmt: CrossbarFormat, *, array: Any = No
     >>> fmt = CrossbarFormat(rows=4, cols=2, rows_per_sub=2, act_bits=3, w_bits=4, cell_bits=2)
     >>> w = [[13, 0], [6, -1], [-7, 0], [0, 15]]
     >>> golden_mvm([1, 4, 0, 0], map_weights(w, fmt), fmt)
-    (array([37, -4]), 2)
+    (array([37, -4]), Steps(2, per_vector=[2]))
+    >>> golden_mvm([[1, 4, 0, 0], [0, 0, 0, 0], [0, 0, 7, 1]], map_weights(w, fmt), fmt)[1]
+    Steps(5, per_vector=[2, 0, 3])
 
     With a 2-bit ADC the column of the high slices of 13 and 6 (``3 + 1``) clips to 3 when both rows are
     driven: ``y[0] = (1 + 2) * (3 + 3 * 4) = 45`` instead of ``3 * 19 = 57``.
 
     >>> golden_mvm([3, 3, 0, 0], map_weights(w, fmt), fmt.replace(adc_bits=2))
-    (array([45, -3]), 2)
+    (array([45, -3]), Steps(2, per_vector=[2]))
     """
     fmt = check_format(fmt)
     m = check_mapping(mapping, fmt)
@@ -817,9 +869,15 @@ def golden_mvm(x: Any, mapping: Mapping, fmt: CrossbarFormat, *, array: Any = No
     negative = m.signs == 1                                         # [sub_arrays, cols]
     y = np.zeros((n, fmt.cols), dtype=np.int64)
     rps = fmt.rows_per_sub
-    if array is None:  # the ideal array is stateless: all vectors at once, codes [N, act_bits, physical_cols]
+    if array is None or getattr(array, "stateless", False):
+        # a stateless array gives the same codes in any order: every plane of all vectors at once,
+        # codes [N, act_bits, physical_cols], the inactive planes' codes then dropped
         for k in range(fmt.sub_arrays):
-            codes = np.minimum(planes[:, k] @ m.cells[k * rps:(k + 1) * rps], fmt.adc_max)
+            if array is None:
+                codes = np.minimum(planes[:, k] @ m.cells[k * rps:(k + 1) * rps], fmt.adc_max)
+            else:
+                wl = planes[:, k].reshape(n * fmt.act_bits, rps)
+                codes = _codes(array.read(k, wl), fmt, len(wl)).reshape(n, fmt.act_bits, fmt.physical_cols)
             codes = np.where(active[:, k, :, None], codes, 0)
             partial = np.einsum("npcs,ps->nc", codes.reshape(n, fmt.act_bits, fmt.cols, fmt.slices), weights)
             y += np.where(negative[k], -partial, partial)
@@ -832,10 +890,8 @@ def golden_mvm(x: Any, mapping: Mapping, fmt: CrossbarFormat, *, array: Any = No
                 codes = _codes(array.read(k, planes[i, k, live]), fmt, live.size)
                 partial = np.einsum("pcs,ps->c", codes.reshape(live.size, fmt.cols, fmt.slices), weights[live])
                 y[i] += np.where(negative[k], -partial, partial)
-    steps = active.sum(axis=(1, 2)).astype(np.int64)
-    if np.ndim(x) == 1:
-        return y[0], int(steps[0])
-    return y, steps
+    steps = Steps(active.sum(axis=(1, 2)))
+    return (y[0] if np.ndim(x) == 1 else y), steps
 
 
 def _codes(codes: Any, fmt: CrossbarFormat, reads: int) -> np.ndarray:

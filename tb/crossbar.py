@@ -1,10 +1,21 @@
-"""cocotb testbench and batch API of ``crossbar`` (:class:`hw.crossbar.CrossbarSystem`).
+"""cocotb testbench and batch API of ``crossbar``: the controller with the RTL array emulator, and alone.
 
-The system is configured before it computes: the sign bits through ``cfg`` (one sub-array per beat) and
-the cell levels through ``w`` (one row per beat), both from :func:`sw.forms.map_weights`. Every result is
-compared with :func:`sw.forms.golden_mvm` (``y`` and the number of array reads, ``steps``, which the PE
-reports in its output payload); the tests also count the ``start`` pulses on the internal array port
-(``array__start``, visible in the flat Verilog) as an independent count of the reads issued.
+Two designs run the same tests (PyMTL3's "test cases written once, run at every level"):
+
+* ``crossbar`` (:class:`hw.crossbar.CrossbarSystem`): controller + the synthesizable ideal-array emulator.
+  The sign bits go in through ``cfg`` (one sub-array per beat), the cell levels through ``w`` (one row per
+  beat), both from :func:`sw.forms.map_weights`.
+* ``crossbar-controller`` (:class:`hw.crossbar.CrossbarController`): the controller alone, its array port
+  answered by :class:`ArrayModel`, a coroutine around a Python array model of :mod:`sw.forms`
+  (:class:`sw.forms.IdealArray`, or the seeded :class:`sw.forms.NonIdealArray` when the configuration holds
+  ``array_model``), with an ADC latency drawn at random for every read (``latency = [lo, hi]``) and random
+  codes on ``adc`` while ``valid`` is low.
+
+Every result is compared with :func:`sw.forms.golden_mvm`: ``y`` and the number of array reads (``steps``,
+which the PE reports in its output payload), and the ``start`` pulses on the array port are counted as an
+independent count of the reads issued. With the non-ideal model, the expected codes come from a second
+:class:`sw.forms.NonIdealArray` of the same seed driven by ``golden_mvm`` in the RTL's read order, so the
+comparison stays exact.
 
 Weights are random polarised matrices (every fragment has a random sign; some fragments are all zero,
 some all at the largest magnitude); inputs mix uniform random vectors, sparse ones, all-zero vectors,
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +34,13 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sw.forms import active_planes, golden_mvm, map_weights
+from sw.forms import IdealArray, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
 from sw.intops import as_int_array
 
 from .runner import SimulationError, build_root, load_config, run
 from .stream import StreamBench, pack, run_with_summary, to_signed
 
-__all__ = ["rtl_mvm", "CHECKS", "CrossbarBench", "random_weights", "random_inputs"]
+__all__ = ["rtl_mvm", "CHECKS", "CrossbarBench", "ArrayModel", "random_weights", "random_inputs"]
 
 
 # -- stimulus ----------------------------------------------------------------------------------------
@@ -76,10 +88,64 @@ def random_inputs(fmt, rng: np.random.Generator, n: int) -> np.ndarray:
 
 # -- cocotb side --------------------------------------------------------------------------------------
 
+class ArrayModel:
+    """A Python crossbar behind the controller's array port (the ``crossbar-controller`` design).
+
+    Follows :class:`hw.crossbar.ArraySignature`: a read whose ``start`` is high in cycle ``t`` (``sub`` and
+    ``wl`` sampled then) is answered with ``valid`` high for one cycle ``t + latency`` later, ``latency``
+    drawn uniformly from ``[lo, hi]`` per read, answers in order and never two in one cycle. While
+    ``valid`` is low, ``adc`` carries random codes (they are don't-care). ``rst`` drops the reads in flight
+    (the array resets with the system). ``model`` is anything with ``read(sub, wl [1, rows_per_sub])``
+    (:class:`sw.forms.IdealArray`, :class:`sw.forms.NonIdealArray`); it may be swapped between vectors.
+    """
+
+    def __init__(self, dut, params, rng: np.random.Generator, *, latency: tuple[int, int] = (1, 1)):
+        self.dut, self.params, self.rng = dut, params, rng
+        self.latency = latency
+        self.model = None
+        self.reads = 0
+        f = params.fmt
+        self._adc_bits = f.adc_bits * f.physical_cols
+
+    def _word(self, codes: np.ndarray) -> int:
+        bits = self.params.fmt.adc_bits
+        return sum(int(c) << (j * bits) for j, c in enumerate(codes))
+
+    async def run(self):
+        dut, rps = self.dut, self.params.fmt.rows_per_sub
+        queue: deque[tuple[int, int]] = deque()   # (cycle of valid, packed codes)
+        cycle = 0
+        dut.array__valid.value = 0
+        while True:
+            await ReadOnly()
+            if int(dut.rst.value):
+                queue.clear()
+            elif int(dut.array__start.value):
+                sub, wl = int(dut.array__sub.value), int(dut.array__wl.value)
+                codes = self.model.read(sub, [[(wl >> r) & 1 for r in range(rps)]])[0]
+                lo, hi = self.latency
+                due = cycle + int(self.rng.integers(lo, hi, endpoint=True))
+                if queue:
+                    due = max(due, queue[-1][0] + 1)
+                queue.append((due, self._word(codes)))
+                self.reads += 1
+            await RisingEdge(dut.clk)
+            cycle += 1
+            if queue and queue[0][0] == cycle:
+                dut.array__adc.value = queue.popleft()[1]
+                dut.array__valid.value = 1
+            else:
+                noise = int.from_bytes(self.rng.bytes((self._adc_bits + 7) // 8), "little")
+                dut.array__adc.value = noise & ((1 << self._adc_bits) - 1)
+                dut.array__valid.value = 0
+
+
 class CrossbarBench:
-    """The system under test: configuration loading, the i/o streams and the golden comparison."""
+    """The design under test: configuration loading, the i/o streams, the array model, the golden check."""
 
     def __init__(self, dut, *, p_valid: float = 1.0, p_ready: float = 1.0):
+        from hw.crossbar import CrossbarController
+
         self.dut = dut
         self.pe, self.params, self.config = load_config()
         self.fmt = self.params.fmt
@@ -89,17 +155,34 @@ class CrossbarBench:
         self.mapping = None
         self.starts = 0
         self._counting = False
+        #: the controller alone: its array port is answered by a Python model
+        self.port = None
+        if issubclass(self.pe.component_cls, CrossbarController):
+            lo, hi = self.config.get("latency", [1, 4])
+            self.port = ArrayModel(dut, self.params, np.random.default_rng(seed + 1), latency=(lo, hi))
+        self.array_model = self.config.get("array_model")   # NonIdealArray settings, or None (ideal)
+        if self.array_model is not None and self.port is None:
+            raise ValueError(f"Array model must be used with the controller alone, not with {self.pe.name!r}")
+        self._model_seed = int((self.array_model or {}).get("seed", 0))
+        self.expected_array = None
+
+    @property
+    def max_latency(self) -> int:
+        return self.port.latency[1] if self.port else self.params.array_latency
 
     async def start(self):
         self.dut.cfg__valid.value = 0
-        self.dut.w__valid.value = 0
-        await self.stream.start()
+        if self.port is None:
+            self.dut.w__valid.value = 0
         if not self._counting:
             self._counting = True
             cocotb.start_soon(self._count_starts())
+            if self.port is not None:
+                cocotb.start_soon(self.port.run())
+        await self.stream.start()
 
     async def _count_starts(self):
-        """Count the cycles with ``start`` high on the internal array port (reads issued)."""
+        """Count the cycles with ``start`` high on the array port (reads issued)."""
         dut = self.dut
         start = dut.array__start
         while True:
@@ -120,15 +203,33 @@ class CrossbarBench:
         valid.value = 0
 
     async def load(self, mapping):
-        """Sign bits through ``cfg``, then cell levels through ``w``, one beat each."""
+        """Sign bits through ``cfg``, then cell levels through ``w`` (or into the Python model), one beat each."""
         p, f = self.params, self.fmt
         cfg = [k | (int(sum(int(b) << c for c, b in enumerate(mapping.signs[k]))) << p.sub_bits)
                for k in range(f.sub_arrays)]
-        cell_words = pack(p.load_layout, {
-            "row": np.arange(f.rows), "cells": mapping.cells})
         await self._send(self.dut.cfg__valid, self.dut.cfg__ready, self.dut.cfg__payload, cfg)
-        await self._send(self.dut.w__valid, self.dut.w__ready, self.dut.w__payload, cell_words)
+        if self.port is None:
+            cell_words = pack(p.load_layout, {"row": np.arange(f.rows), "cells": mapping.cells})
+            await self._send(self.dut.w__valid, self.dut.w__ready, self.dut.w__payload, cell_words)
         self.mapping = mapping
+        self.fresh_models()
+
+    def fresh_models(self):
+        """A new array model for the design (controller alone) and its twin for the expected values.
+
+        Ideal: both :class:`sw.forms.IdealArray` (stateless). Non-ideal: two :class:`sw.forms.NonIdealArray`
+        of one new seed, so the device draws and the read noise of the design's reads and of the expected
+        reads (``golden_mvm`` in the RTL's order) are the same numbers. Call only while no read is in flight.
+        """
+        if self.array_model is None:
+            self.expected_array = None
+            if self.port is not None:
+                self.port.model = IdealArray(self.mapping, self.fmt)
+            return
+        self._model_seed += 1
+        settings = {**self.array_model, "seed": self._model_seed}
+        self.expected_array = NonIdealArray(self.mapping, self.fmt, **settings)
+        self.port.model = NonIdealArray(self.mapping, self.fmt, **settings)
 
     def payloads(self, x) -> list[int]:
         return pack(self.params.input_layout, {"x": np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)})
@@ -139,7 +240,8 @@ class CrossbarBench:
         return [to_signed((value >> (c * yb)) & mask, yb) for c in range(cols)], value >> (cols * yb)
 
     def max_cycles(self, n: int) -> int:
-        worst = self.params.vector_cycles([self.fmt.act_bits] * self.fmt.sub_arrays)
+        reads = self.fmt.max_steps
+        worst = 1 + reads * self.max_latency + 3 * self.fmt.sub_arrays
         slow = max(min(self.stream.p_valid, self.stream.p_ready), 0.05)
         return int(200 + n * (worst + 4) / slow)
 
@@ -147,7 +249,7 @@ class CrossbarBench:
         """Stream ``x [N, rows]``; return ``y [N, cols]``, ``steps [N]`` and the result cycles."""
         x = np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)
         got = await self.stream.run(self.payloads(x), outputs=len(x), max_cycles=self.max_cycles(len(x)),
-                                    idle_after=self.params.array_latency + 4)
+                                    idle_after=self.max_latency + 4)
         ys, steps = zip(*(self.decode(v) for v, _ in got)) if got else ((), ())
         return (np.array(ys, dtype=np.int64).reshape(len(x), self.fmt.cols), np.array(steps, dtype=np.int64),
                 [c for _, c in got])
@@ -155,16 +257,21 @@ class CrossbarBench:
     async def check(self, x, *, what: str) -> list[int]:
         """Stream ``x``, compare ``y``, ``steps`` and the counted ``start`` pulses with golden_mvm."""
         x = np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)
-        want_y, want_steps = golden_mvm(x, self.mapping, self.fmt, zero_skip=self.params.zero_skip)
-        starts = self.starts
+        self.fresh_models()
+        want_y, want = golden_mvm(x, self.mapping, self.fmt, array=self.expected_array,
+                                  zero_skip=self.params.zero_skip)
+        want_steps = want.per_vector
+        starts, reads = self.starts, self.port.reads if self.port else 0
         y, steps, cycles = await self.compute(x)
         for n in range(len(x)):
             if not np.array_equal(y[n], want_y[n]) or steps[n] != want_steps[n]:
                 raise AssertionError(f"{what}: vector {n} gave y={y[n].tolist()} in {steps[n]} steps, golden "
                                      f"y={want_y[n].tolist()} in {want_steps[n]} steps; x={x[n].tolist()}")
         counted = self.starts - starts
-        assert counted == int(want_steps.sum()), \
-            f"{what}: {counted} start pulses on the array port, golden {int(want_steps.sum())} reads"
+        assert counted == want, f"{what}: {counted} start pulses on the array port, golden {int(want)} reads"
+        if self.port is not None:
+            assert self.port.reads - reads == want, \
+                f"{what}: the array model answered {self.port.reads - reads} reads, golden {int(want)}"
         return cycles
 
 
@@ -202,9 +309,13 @@ async def edge_vectors(dut):
 
 @cocotb.test()
 async def timing(dut):
-    """Without stalls: each result exactly ``vector_cycles`` after its vector; next vector at once."""
+    """Without stalls: each result exactly ``vector_cycles`` after its vector; next vector at once.
+
+    The controller alone gets a fixed ADC latency (``params.array_latency``) for this test."""
     bench = await _loaded_bench(dut)
     p, f = bench.params, bench.fmt
+    if bench.port is not None:
+        bench.port.latency = (p.array_latency, p.array_latency)
     x = random_inputs(f, bench.rng, 20)
     cycles = await bench.check(x, what="back to back")
     reads = active_planes(x, f).sum(axis=-1) if p.zero_skip else np.full((len(x), f.sub_arrays), f.act_bits)
@@ -222,13 +333,14 @@ async def reset_mid_vector(dut):
     bench = await _loaded_bench(dut, p_valid=0.8, p_ready=0.8)
     f = bench.fmt
     full = np.full((1, f.rows), f.act_max)
-    await bench.stream.run(bench.payloads(full), outputs=0, stop_after_inputs=True)
-    await bench.stream.run([], outputs=0, for_cycles=3)  # a few reads into the vector
-    await bench.stream.reset()
-    await bench.check(random_inputs(f, bench.rng, 6), what="after reset mid-vector")
+    for wait in (1, 3, 2 + bench.max_latency):    # a few cycles / reads into the vector
+        await bench.stream.run(bench.payloads(full), outputs=0, stop_after_inputs=True)
+        await bench.stream.run([], outputs=0, for_cycles=wait)
+        await bench.stream.reset()
+        await bench.check(random_inputs(f, bench.rng, 6), what=f"after reset {wait} cycles into a vector")
     bench.stream.p_ready = 0.0
     await bench.stream.run(bench.payloads(np.vstack([full, full])), outputs=0,
-                           for_cycles=2 * bench.params.vector_cycles([f.act_bits] * f.sub_arrays) + 4)
+                           for_cycles=2 * bench.max_cycles(1))
     assert int(dut.o__valid.value) == 1, "no result was pending before the reset"
     await bench.stream.reset()
     bench.stream.p_ready = 0.8
@@ -240,8 +352,8 @@ async def batch(dut):
     """Batch API: load ``signs``/``cells`` from ``in.npz``, stream ``x``, write ``y``/``steps`` to ``out.npz``."""
     from sw.forms import Mapping
 
-    bench = CrossbarBench(dut, p_valid=float(load_config()[2].get("p_valid", 1.0)),
-                          p_ready=float(load_config()[2].get("p_ready", 1.0)))
+    config = load_config()[2]
+    bench = CrossbarBench(dut, p_valid=float(config.get("p_valid", 1.0)), p_ready=float(config.get("p_ready", 1.0)))
     work = Path(bench.config["batch_dir"])
     await bench.start()
     with np.load(work / "in.npz") as data:
@@ -276,31 +388,39 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
 
     Parameters
     ----------
-    x : int array [rows] or [N, rows]
-        Unsigned ``fmt.act_bits`` inputs.
-    weights : int array [rows, cols]
-        Polarised integer weights (magnitudes up to ``fmt.w_max``); mapped with :func:`sw.forms.map_weights`.
-    params : hw.crossbar.CrossbarParams
+    x : int array-like [rows] or [N, rows]
+        Unsigned ``fmt.act_bits`` inputs (numpy of any integer dtype, nested lists, a torch tensor).
+    weights : int array-like [rows, cols]
+        Polarised integer weights, magnitudes up to ``fmt.w_max`` (numpy of any integer dtype, nested lists,
+        a torch tensor); mapped inside with :func:`sw.forms.map_weights`.
+    params : hw.crossbar.CrossbarParams or sw.forms.CrossbarFormat
+        A format stands for ``CrossbarParams(fmt=fmt)`` (zero-skipping on, one cycle of array latency).
     p_valid, p_ready : float
         Probability of offering an input / accepting a result per cycle (1.0: no stalls).
 
     Returns
     -------
-    (y, steps)
-        Like ``golden_mvm``: ``y`` int64 [N, cols] and ``steps`` int64 [N] (the reads of each vector, as
-        reported by the PE and checked against the ``start`` pulses counted on the array port), or
-        ``y [cols]`` and an int for a 1-D ``x``. The total number of reads is ``steps.sum()``.
+    (y, steps) : (numpy.ndarray, sw.forms.Steps)
+        As ``golden_mvm``: ``y`` int64 [N, cols] (``[cols]`` for a 1-D ``x``), exactly ``x @ weights`` when the
+        ADC is lossless; ``steps`` the **total** number of bit-plane steps (array reads) issued for the whole
+        batch, an ``int`` (:class:`sw.forms.Steps`) whose ``per_vector`` holds each vector's count as reported
+        by the PE. The total is also checked against the ``start`` pulses counted on the array port.
 
     Raises
     ------
     TypeError, ValueError
+        ``"Crossbar params must be CrossbarParams or a CrossbarFormat, not None"``,
         ``"Crossbar inputs must be integers from 0 to 255, not 256 (at index (0, 3))"``,
-        ``"Crossbar inputs must have shape (32,) or (N, 32), not (31,)"``, and map_weights' errors.
+        ``"Crossbar inputs must have shape (32,) or (N, 32), not (31,)"``, and map_weights' errors
+        (``"Crossbar weights must have shape (32, 4) (rows, cols), not (4, 32)"``, the polarity error).
     """
     from hw.crossbar import CrossbarParams
+    from sw.forms import CrossbarFormat
 
+    if isinstance(params, CrossbarFormat):
+        params = CrossbarParams(fmt=params)
     if not isinstance(params, CrossbarParams):
-        raise TypeError(f"Crossbar params must be CrossbarParams, not {params!r}")
+        raise TypeError(f"Crossbar params must be CrossbarParams or a CrossbarFormat, not {params!r}")
     fmt = params.fmt
     arr = as_int_array("Crossbar inputs", x, 0, fmt.act_max)
     if arr.ndim not in (1, 2) or arr.shape[-1] != fmt.rows:
@@ -308,7 +428,7 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
     mapping = map_weights(weights, fmt)
     x2 = arr.reshape(-1, fmt.rows)
     if len(x2) == 0:
-        return np.zeros((0, fmt.cols), np.int64), np.zeros(0, np.int64)
+        return np.zeros((0, fmt.cols), np.int64), Steps(np.zeros(0, np.int64))
     build_root().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="batch-", dir=build_root()))
     np.savez(work / "in.npz", x=x2, signs=mapping.signs, cells=mapping.cells)
@@ -318,11 +438,10 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
     if failures:
         raise SimulationError(f"RTL batch run failed; see {work / 'sim.log'}")
     with np.load(work / "out.npz") as out:
-        y, steps, starts = out["y"].astype(np.int64), out["steps"].astype(np.int64), int(out["starts"])
+        y, per_vector, starts = out["y"].astype(np.int64), out["steps"].astype(np.int64), int(out["starts"])
     for name in ("in.npz", "out.npz"):
         (work / name).unlink(missing_ok=True)
-    if starts != int(steps.sum()):
-        raise SimulationError(f"The PE reported {int(steps.sum())} reads but {starts} start pulses were counted")
-    if arr.ndim == 1:
-        return y[0], int(steps[0])
-    return y, steps
+    steps = Steps(per_vector)
+    if starts != steps:
+        raise SimulationError(f"The PE reported {int(steps)} reads but {starts} start pulses were counted")
+    return (y[0] if arr.ndim == 1 else y), steps

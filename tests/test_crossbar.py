@@ -1,5 +1,10 @@
 """crossbar: parameters, elaboration and lint, RTL vs golden_mvm in Verilator, the batch API vs numpy."""
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -57,7 +62,7 @@ def test_derived_values_and_json():
     assert p.input_layout.size == 32 * 8
     assert p.output_layout.size == 4 * f.y_bits + 6
     assert p.load_layout.size == 5 + 16 * 2
-    assert p.vector_cycles([0, 0, 0, 0]) == 9 and p.vector_cycles([8, 8, 8, 8]) == 1 + 4 * 10
+    assert p.vector_cycles([0, 0, 0, 0]) == 9 and p.vector_cycles([8, 8, 8, 8]) == 1 + 4 * 11
     assert CrossbarParams.from_json(p.to_json()) == p
     q = p.with_settings({"fmt.rows_per_sub": "4", "zero_skip": "false"})
     assert q.fmt.rows_per_sub == 4 and q.fmt.adc_bits == 4 and not q.zero_skip
@@ -91,33 +96,53 @@ def polarised(rng, rows, cols, rps, w_max):
 
 
 def nonzero_planes(x, rps, act_bits):
-    """Reads with zero-skipping, counted directly: per vector, sub-array and plane, any bit set."""
-    steps = np.zeros(len(x), dtype=np.int64)
-    for n, vec in enumerate(x):
-        for k in range(len(vec) // rps):
-            for q in range(act_bits):
-                steps[n] += any((int(v) >> q) & 1 for v in vec[k * rps:(k + 1) * rps])
-    return steps
+    """Reads with zero-skipping, counted directly: over vectors, sub-arrays and planes, any bit set."""
+    return sum(any((int(v) >> q) & 1 for v in vec[k * rps:(k + 1) * rps])
+               for vec in np.atleast_2d(x) for k in range(len(vec) // rps) for q in range(act_bits))
 
 
-@pytest.mark.parametrize("params", GRID[:2], ids=ident)
-def test_rtl_mvm_vs_numpy(params):
+def mixed_inputs(rng, n, rows, act_max):
+    x = rng.integers(0, act_max, (n, rows), endpoint=True)
+    x[::3] &= 0b1001                                            # few bit-planes
+    x[1::4] *= rng.random((len(x[1::4]), rows)) < 0.1            # sparse
+    x[2] = 0
+    x[5 % n] = act_max
+    return x
+
+
+# the hidden tests' view: their own polarised W and x, y against x @ W in numpy, steps the total count of
+# non-zero bit-planes per sub-array over the whole batch (zero_skip on) or sub_arrays * act_bits per vector
+@pytest.mark.parametrize("params, as_type", [
+    (GRID[0], "int32"),
+    (GRID[1], "list"),
+    # odd widths: 3 sub-arrays of 4 rows, 5-bit inputs, 6-bit magnitudes in two 3-bit cells
+    (CrossbarParams(fmt=CrossbarFormat(rows=12, cols=3, rows_per_sub=4, act_bits=5, w_bits=6, cell_bits=3),
+                    array_latency=2), "torch"),
+], ids=lambda v: ident(v) if isinstance(v, CrossbarParams) else v)
+def test_rtl_mvm_vs_numpy(params, as_type):
     f = params.fmt
     rng = np.random.default_rng(11)
     w = polarised(rng, f.rows, f.cols, f.rows_per_sub, f.w_max)
-    x = rng.integers(0, f.act_max, (24, f.rows), endpoint=True)
-    x[::3] &= 0b1001          # few bit-planes
-    x[1::4] *= rng.random((len(x[1::4]), f.rows)) < 0.1   # sparse
-    x[2] = 0
-    x[5] = f.act_max
-    y, steps = tb_xb.rtl_mvm(x, w, params, p_valid=0.7, p_ready=0.6)
-    np.testing.assert_array_equal(y, (x.astype(object) @ w.astype(object)).astype(np.int64))
-    want = nonzero_planes(x, f.rows_per_sub, f.act_bits) if params.zero_skip else \
-        np.full(len(x), f.sub_arrays * f.act_bits)
-    np.testing.assert_array_equal(steps, want)
-    y1, s1 = tb_xb.rtl_mvm(x[0], w, params)
-    np.testing.assert_array_equal(y1, y[0])
-    assert s1 == steps[0]
+    x = mixed_inputs(rng, 24, f.rows, f.act_max)
+    want_y = x @ w                                              # numpy int64: |y| < 2^24, no overflow
+    per_vector = f.sub_arrays * f.act_bits
+    want_steps = nonzero_planes(x, f.rows_per_sub, f.act_bits) if params.zero_skip else len(x) * per_vector
+    if as_type == "int32":
+        w_in, x_in = w.astype(np.int32), x.astype(np.uint16)
+    elif as_type == "list":
+        w_in, x_in = w.tolist(), x.tolist()
+    else:
+        torch = pytest.importorskip("torch")
+        w_in, x_in = torch.tensor(w, dtype=torch.int16), torch.tensor(x, dtype=torch.int32)
+    y, steps = tb_xb.rtl_mvm(x_in, w_in, params, p_valid=0.7, p_ready=0.6)
+    assert isinstance(y, np.ndarray) and y.dtype == np.int64 and y.shape == (len(x), f.cols)
+    np.testing.assert_array_equal(y, want_y)
+    assert isinstance(steps, int) and steps == want_steps
+    assert steps.per_vector.shape == (len(x),) and steps.per_vector.sum() == want_steps
+    if as_type == "int32":  # one vector: y [cols], steps that vector's count
+        y1, s1 = tb_xb.rtl_mvm(x[7], w, params)
+        assert y1.shape == (f.cols,) and np.array_equal(y1, want_y[7])
+        assert s1 == nonzero_planes(x[7], f.rows_per_sub, f.act_bits)
 
 
 def test_rtl_mvm_errors():
@@ -130,5 +155,72 @@ def test_rtl_mvm_errors():
     w[0, 0], w[1, 0] = 3, -2
     with pytest.raises(ValueError, match=r"^Crossbar weights must have one sign in every sub-array column"):
         tb_xb.rtl_mvm(np.zeros(32, int), w, p)
-    with pytest.raises(TypeError, match=r"^Crossbar params must be CrossbarParams, not None$"):
+    with pytest.raises(TypeError, match=r"^Crossbar params must be CrossbarParams or a CrossbarFormat, not None$"):
         tb_xb.rtl_mvm(np.zeros(32, int), w, None)
+    with pytest.raises(ValueError, match=r"^Crossbar inputs must have shape \(32,\) or \(N, 32\), not \(2, 3, 32\)$"):
+        tb_xb.rtl_mvm(np.zeros((2, 3, 32), int), w, p)
+    with pytest.raises(ValueError, match=r"^Crossbar inputs must be integers from 0 to 255, not -1 "):
+        tb_xb.rtl_mvm(np.full(32, -1), w, p)
+    with pytest.raises(TypeError, match=r"^Crossbar inputs must be integers, not 0\.5 "):
+        tb_xb.rtl_mvm(np.full(32, 0.5), w, p)
+    with pytest.raises(ValueError, match=r"^Crossbar weights must have shape \(32, 4\) \(rows, cols\), not \(4, 32\)$"):
+        tb_xb.rtl_mvm(np.zeros(32, int), w.T, p)
+    with pytest.raises(ValueError, match=r"^Crossbar weights must be integers from -255 to 255, not 256 "):
+        tb_xb.rtl_mvm(np.zeros(32, int), np.full((32, 4), 256), p)
+    y, steps = tb_xb.rtl_mvm(np.zeros((0, 32), int), np.zeros((32, 4), int), p.fmt)  # no simulation
+    assert y.shape == (0, 4) and steps == 0 and steps.per_vector.shape == (0,)
+
+
+# -- the controller alone against the Python array models (tb.crossbar.ArrayModel) ------------------------------
+
+NON_IDEAL = {"variation": 0.15, "stuck_at_0": 0.02, "stuck_at_1": 0.02, "read_noise": 0.4}
+
+
+@pytest.mark.parametrize("params, array_model", [
+    (GRID[0], None),
+    (GRID[0], NON_IDEAL),
+    (GRID[2], {**NON_IDEAL, "adc_step": 1.5}),
+], ids=["ideal", "non-ideal", "non-ideal-lossy"])
+def test_controller_against_array_model(params, array_model):
+    """Random ADC latency 1..6 per read, random codes while not valid, stalls, reset mid-vector."""
+    extra = {"latency": [1, 6]}
+    if array_model is None:
+        checks = tb_xb.CHECKS
+    else:
+        checks = ["random_stalls", "reset_mid_vector"]
+        extra["array_model"] = array_model
+    tests, failures = run("crossbar-controller", params, testcases=checks, extra=extra,
+                          tag="pytest-" + ("ideal" if array_model is None else "non-ideal"))
+    assert (tests, failures) == (len(checks), 0)
+
+
+def test_testbench_catches_mutant(mutants):
+    """Zero-skipping that forgets the last row of a sub-array: wrong y and too few steps, caught."""
+    ran, failures = run("crossbar-skips-last-row", GRID[0], testcases=["random_stalls", "edge_vectors"],
+                        tag="mutant")
+    assert ran == 2 and failures == 2
+
+
+# -- the command line with an inconsistent format, as a new user meets it ------------------------------------
+
+@pytest.mark.parametrize("pe, settings, message", [
+    ("crossbar", ["fmt.rows=30", "fmt.rows_per_sub=8"],
+     r"Crossbar rows must be a multiple of rows_per_sub = 8, not 30"),
+    ("crossbar-controller", ["fmt.rows_per_sub=5"], r"Crossbar rows must be a multiple of rows_per_sub = 5, not 32"),
+    ("crossbar", ["fmt.w_bits=7"], r"Crossbar w_bits must be a multiple of cell_bits = 2, not 7"),
+    ("crossbar", ["fmt.cell_bits=3"], r"Crossbar w_bits must be a multiple of cell_bits = 3, not 8"),
+    ("crossbar", ["fmt.adc_bits=0"], r"Crossbar adc_bits must be an integer from 1 to 16, not 0"),
+    ("crossbar", ["fmt.adc_bits=17"], r"Crossbar adc_bits must be an integer from 1 to 16, not 17"),
+    ("crossbar", ["array_latency=0"], r"Array latency \(array_latency\) must be an integer from 1 to 16, not 0"),
+])
+def test_cli_inconsistent_format_is_one_line_exit_2(tmp_path, pe, settings, message):
+    args = [sys.executable, "-m", "peforge", "sim", pe]
+    for setting in settings:
+        args += ["--set", setting]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PEFORGE_BUILD_DIR": str(tmp_path / "build")})
+    assert result.returncode == 2
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(rf"peforge sim: error: {message}", lines[0]), result.stderr
+    assert not (tmp_path / "build").exists()   # nothing was built

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import sw._forms_torch
 import sw.forms
-from sw.forms import (ActivationL1, CrossbarFormat, IdealArray, Mapping, NonIdealArray, PolarityConstraint,
+from sw.forms import (ActivationL1, CrossbarFormat, CrossbarMLP, IdealArray, Mapping, NonIdealArray, PolarityConstraint,
                       PolarizedLinear, active_planes, admm_polarize, check_format, check_mapping, count_steps,
                       dequantize, golden_mvm, is_polarized, map_weights, polarize, quantize, quantize_acts,
                       train_classifier, unmap)
@@ -362,18 +362,18 @@ def test_golden_lossless_is_x_at_w(fmt, seed, kind, batched):
     x = random_inputs(rng, fmt, kind, n=3 if batched else None)
     y, steps = golden_mvm(x, map_weights(w, fmt), fmt)
     assert y.dtype == np.int64 and y.tolist() == ref_mvm(x, w)
-    if batched:
-        assert steps.dtype == np.int64 and steps.tolist() == [ref_steps(v, fmt.rows_per_sub) for v in x.tolist()]
-    else:
-        assert isinstance(steps, int) and steps == ref_steps(x.tolist(), fmt.rows_per_sub)
-    assert np.array_equal(count_steps(x, fmt), steps)
+    vectors = x.tolist() if batched else [x.tolist()]
+    per_vector = [ref_steps(v, fmt.rows_per_sub) for v in vectors]
+    assert isinstance(steps, int) and steps == sum(per_vector)  # the total of the whole call
+    assert steps.per_vector.dtype == np.int64 and steps.per_vector.tolist() == per_vector
+    assert np.array_equal(count_steps(x, fmt), per_vector if batched else per_vector[0])
     y_all, steps_all = golden_mvm(x, map_weights(w, fmt), fmt, zero_skip=False)
     assert np.array_equal(y_all, y)  # the ideal array reads 0 from an all-zero plane anyway
-    assert np.all(steps_all == fmt.max_steps)
+    assert steps_all == len(vectors) * fmt.max_steps and np.all(steps_all.per_vector == fmt.max_steps)
     if kind == "zero":
-        assert np.all(steps == 0) and not y.any()
+        assert steps == 0 and not y.any()
     if kind == "full":
-        assert np.all(steps == fmt.max_steps)
+        assert steps == len(vectors) * fmt.max_steps
 
 
 @settings(deadline=None, max_examples=200)
@@ -429,8 +429,8 @@ def test_golden_with_an_array_object_is_the_batched_path(fmt, seed):
     x = random_inputs(rng, fmt, "sparse", n=4)
     y, steps = golden_mvm(x, m, fmt)
     y2, steps2 = golden_mvm(x, m, fmt, array=IdealArray(m, fmt))
-    assert np.array_equal(y, y2) and np.array_equal(steps, steps2)
-    for v, yv, sv in zip(x, y, steps):  # a batch is N independent runs
+    assert np.array_equal(y, y2) and steps == steps2 and np.array_equal(steps.per_vector, steps2.per_vector)
+    for v, yv, sv in zip(x, y, steps.per_vector):  # a batch is N independent runs
         one = golden_mvm(v, m, fmt)
         assert np.array_equal(one[0], yv) and one[1] == sv
 
@@ -454,7 +454,7 @@ def test_golden_read_order():
     array = RecordingArray(m, fmt)
     x = [[5, 0, 2, 3], [0, 0, 4, 0]]
     y, steps = golden_mvm(x, m, fmt, array=array)
-    assert y.tolist() == [[10], [4]] and steps.tolist() == [4, 1]
+    assert y.tolist() == [[10], [4]] and steps == 5 and steps.per_vector.tolist() == [4, 1]
     assert array.reads == [
         (0, (1, 0)), (0, (1, 0)),              # vector 0, sub-array 0: planes 0 and 2 (plane 1 skipped)
         (1, (0, 1)), (1, (1, 1)),              # vector 0, sub-array 1: planes 0 and 1 (plane 2 skipped)
@@ -541,6 +541,31 @@ def test_non_ideal_is_seeded():
     assert np.array_equal(a1.read(1, wl), np.stack([a2.read(1, line) for line in wl]))
 
 
+class InOrder:
+    """Hides an array's ``stateless`` flag: golden_mvm then reads it in the RTL's order, active planes only."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def read(self, sub, wl):
+        return self.array.read(sub, wl)
+
+
+def test_stateless_array_batched_equals_in_order():
+    fmt = CrossbarFormat(rows=32, cols=3, rows_per_sub=8, act_bits=4, w_bits=4, cell_bits=2, adc_bits=4)
+    rng = np.random.default_rng(5)
+    m = map_weights(random_polarised(rng, fmt, density=1.0), fmt)
+    x = np.vstack([random_inputs(rng, fmt, kind, n=5) for kind in ("random", "sparse", "zero", "full")])
+    kw = dict(variation=0.3, stuck_at_0=0.05, stuck_at_1=0.05, adc_step=1.7)
+    assert NonIdealArray(m, fmt, **kw).stateless and not NonIdealArray(m, fmt, read_noise=0.1).stateless
+    for zero_skip in (True, False):
+        batched = golden_mvm(x, m, fmt, array=NonIdealArray(m, fmt, seed=4, **kw), zero_skip=zero_skip)
+        in_order = golden_mvm(x, m, fmt, array=InOrder(NonIdealArray(m, fmt, seed=4, **kw)), zero_skip=zero_skip)
+        assert np.array_equal(batched[0], in_order[0]) and batched[1] == in_order[1]
+        assert np.array_equal(batched[1].per_vector, in_order[1].per_vector)
+    assert not np.array_equal(batched[0], golden_mvm(x, m, fmt)[0])   # the devices do change the result
+
+
 def test_non_ideal_devices():
     fmt = CrossbarFormat(rows=64, cols=16, rows_per_sub=8, act_bits=2, w_bits=2, cell_bits=2)
     rng = np.random.default_rng(1)
@@ -579,7 +604,7 @@ def test_non_ideal_adc_and_skipping():
     y, steps = golden_mvm([0] * 8, m, fmt, array=noisy)
     assert y.tolist() == [0] and steps == 0
     y, steps = golden_mvm(np.zeros((50, 8), int), m, fmt, array=noisy, zero_skip=False)
-    assert (steps == 2).all() and y.any()
+    assert steps == 100 and (steps.per_vector == 2).all() and y.any()
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -687,6 +712,24 @@ def test_activation_l1():
 
 # -- import cost, docs --------------------------------------------------------------------------------------
 
+def test_steps_total_and_per_vector():
+    import pickle
+    s = sw.forms.Steps(np.array([3, 0, 5], dtype=np.int32))
+    assert isinstance(s, int) and s == 8 and s.per_vector.dtype == np.int64 and s.per_vector.tolist() == [3, 0, 5]
+    assert pickle.loads(pickle.dumps(s)).per_vector.tolist() == [3, 0, 5] and type(s + 1) is int
+    with pytest.raises(ValueError, match=r"^Steps per vector must have shape \(N,\), not \(1, 2\)$"):
+        sw.forms.Steps([[1, 2]])
+    with pytest.raises(ValueError, match=r"^Steps per vector must be integers from 0 to "):
+        sw.forms.Steps([-1])
+    with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
+        s.per_vector[0] = 1
+
+
+def test_crossbar_mlp_wrong():
+    with pytest.raises(ValueError, match=r"^Model must be PolarizedLinear layers and ReLUs, not Sequential"):
+        CrossbarMLP(torch.nn.Sequential(torch.nn.Linear(8, 2)), torch.ones(1, 8))
+
+
 def test_import_does_not_load_torch():
     code = ("import sys, numpy as np, sw.forms as f; assert 'torch' not in sys.modules, 'torch imported'; "
             "fmt = f.CrossbarFormat(rows=8, cols=2); m = f.map_weights(np.zeros((8, 2), int), fmt); "
@@ -736,24 +779,15 @@ def accuracy(model, x, y):
         return (model(x).argmax(dim=1) == y).float().mean().item()
 
 
-def crossbar_run(model, x_train, x_test, rows_per_sub=8):
+def crossbar_run(model, x_train, x_test):
     """Both layers on crossbars (8-bit inputs, 8-bit magnitudes, 2-bit cells, lossless ADC), integer golden.
 
     Returns (predicted labels, fraction of layer-2 steps skipped)."""
-    first, second = model[0], model[2]
-    fmt1 = first.crossbar_format(act_bits=8, w_bits=8, cell_bits=2)
-    fmt2 = second.crossbar_format(act_bits=8, w_bits=8, cell_bits=2)
-    w1, s1 = first.export(fmt1)
-    w2, s2 = second.export(fmt2)
-    b1, b2 = (layer.bias.detach().double().numpy() for layer in (first, second))
-    x1 = quantize_acts(x_test.double().numpy(), fmt1, 1 / 255)           # pixels in [0, 1]
-    y1, _ = golden_mvm(x1, map_weights(w1, fmt1), fmt1)
-    hidden = np.maximum(y1 * (s1 / 255) + b1, 0)
-    with torch.no_grad():  # calibrate the hidden scale on the training set: its largest activation -> 255
-        h_scale = float(model[1](first(x_train)).max()) / 255
-    x2 = quantize_acts(hidden, fmt2, h_scale)
-    y2, steps = golden_mvm(x2, map_weights(w2, fmt2), fmt2)
-    return (y2 * (h_scale * s2) + b2).argmax(axis=1), 1 - steps.mean() / fmt2.max_steps
+    mlp = CrossbarMLP(model, x_train, act_bits=8, w_bits=8, cell_bits=2)
+    assert mlp.act_scales[0] == 1 / 255                                   # pixels in [0, 1]
+    logits, inputs, steps = mlp.forward(x_test)
+    assert steps[1] == count_steps(inputs[1], mlp.formats[1]).sum()
+    return logits.argmax(axis=1), 1 - steps[1] / (len(x_test) * mlp.formats[1].max_steps)
 
 
 def test_digits_mlp_polarised_and_zero_skipping(digits, one_thread):
