@@ -1,4 +1,4 @@
-"""The ``peforge`` command line: list, generate, sim, synth, demo, bench.
+"""The ``peforge`` command line: list, generate, sim, synth, demo, e2e, bench.
 
 Bad input (an unknown PE, a parameter out of range, a missing config file) prints one line naming the
 parameter and what is allowed, and exits with status 2; a failed check exits with status 1.
@@ -192,6 +192,17 @@ def cmd_demo(args) -> int:
     return run_demo(vectors=args.vectors, target=args.target)
 
 
+def cmd_e2e(args) -> int:
+    from sw.models import SCHEMES
+
+    for scheme in args.scheme:
+        if scheme not in SCHEMES:
+            raise UsageError(f"--scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    from peforge.e2e import run_e2e
+
+    return run_e2e(list(dict.fromkeys(args.scheme)) or None, out_dir=Path(args.out) if args.out else None)
+
+
 def cmd_bench(args) -> int:
     from peforge.bench import run_bench
 
@@ -239,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=200, help="random vectors per PE (default 200)")
     p.add_argument("--target", default="ecp5-85k", choices=sorted(TARGETS))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("e2e", help="compressed digits classifiers with every multiply-accumulate in the RTL")
+    p.add_argument("--scheme", action="append", default=[], metavar="S",
+                   help="fixed8, sp2, msq, nm, circulant or forms (repeatable; default: all)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default build/demo)")
+    p.set_defaults(func=cmd_e2e)
 
     p = sub.add_parser("bench", help="synthesis benchmarks written to docs/results/")
     p.add_argument("suite", nargs="*", help="suites to run (default: all)")

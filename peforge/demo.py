@@ -1,4 +1,5 @@
-"""``make demo``: every registered PE generated, simulated against golden and synthesised; one table."""
+"""``make demo``: every registered PE generated, simulated against golden and synthesised; one table. Then
+the end-to-end digits classifiers (``peforge e2e``) on the generated RTL."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from hw.verilog import lint, write_design
 from peforge import registry
+from peforge.e2e import run_e2e
 from peforge.progress import Progress
 from peforge.report import markdown_table, params_label, text_table
 
@@ -62,4 +64,6 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
     print(f"\n{note}\nreport: {out_dir / 'report.md'}")
     for line in failed:
         print(f"FAILED {line}")
-    return 1 if failed else 0
+    print()
+    e2e_failed = run_e2e(out_dir=out_dir)  # e2e.md, e2e.json, e2e.png next to report.md
+    return 1 if failed or e2e_failed else 0
