@@ -25,7 +25,6 @@ single set bits, full scale and vectors that drive only one sub-array.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import deque
 from pathlib import Path
 
@@ -37,8 +36,9 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from sw.forms import IdealArray, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
 from sw.intops import as_int_array
 
-from .runner import SimulationError, build_root, load_config, run
+from .runner import SimulationError, load_config
 from .stream import StreamBench, pack, run_with_summary, to_signed
+from .vector import run_batch_arrays
 
 __all__ = ["rtl_mvm", "CHECKS", "CrossbarBench", "ArrayModel", "random_weights", "random_inputs"]
 
@@ -429,18 +429,9 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
     x2 = arr.reshape(-1, fmt.rows)
     if len(x2) == 0:
         return np.zeros((0, fmt.cols), np.int64), Steps(np.zeros(0, np.int64))
-    build_root().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="batch-", dir=build_root()))
-    np.savez(work / "in.npz", x=x2, signs=mapping.signs, cells=mapping.cells)
-    tests, failures = run("crossbar", params, testcases=["batch"], seed=seed, waves=waves,
-                          tag=f"../../{work.name}",
-                          extra={"batch_dir": str(work), "p_valid": p_valid, "p_ready": p_ready})
-    if failures:
-        raise SimulationError(f"RTL batch run failed; see {work / 'sim.log'}")
-    with np.load(work / "out.npz") as out:
-        y, per_vector, starts = out["y"].astype(np.int64), out["steps"].astype(np.int64), int(out["starts"])
-    for name in ("in.npz", "out.npz"):
-        (work / name).unlink(missing_ok=True)
+    out = run_batch_arrays("crossbar", params, {"x": x2, "signs": mapping.signs, "cells": mapping.cells},
+                           p_valid=p_valid, p_ready=p_ready, seed=seed, waves=waves)
+    y, per_vector, starts = out["y"].astype(np.int64), out["steps"].astype(np.int64), int(out["starts"])
     steps = Steps(per_vector)
     if starts != steps:
         raise SimulationError(f"The PE reported {int(steps)} reads but {starts} start pulses were counted")

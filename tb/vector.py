@@ -23,7 +23,7 @@ import cocotb
 from .runner import SimulationError, build_root, load_config, run
 from .stream import STALL_MIXES, StreamBench, pack, run_with_summary, to_signed
 
-__all__ = ["Vectors", "VectorBench", "run_batch"]
+__all__ = ["Vectors", "VectorBench", "run_batch", "run_batch_arrays"]
 
 
 class Vectors:
@@ -85,12 +85,11 @@ def lanes_of(values, n_beats: int, lanes: int) -> np.ndarray:
 
 # -- batch API ---------------------------------------------------------------------------------
 
-def run_batch(pe_name: str, params, arrays: dict[str, np.ndarray], *, p_valid: float = 1.0,
-              p_ready: float = 1.0, seed: int = 1, waves: bool = False) -> np.ndarray:
-    """Stream the rows of ``arrays`` (validated by the caller) through the RTL; int64 per row."""
-    rows = len(next(iter(arrays.values())))
-    if rows == 0:
-        return np.zeros(0, dtype=np.int64)
+def run_batch_arrays(pe_name: str, params, arrays: dict[str, np.ndarray], *, p_valid: float = 1.0,
+                     p_ready: float = 1.0, seed: int = 1, waves: bool = False) -> dict[str, np.ndarray]:
+    """Run the ``batch`` cocotb test of ``pe_name`` on ``arrays`` (written to ``in.npz``, validated by the
+    caller) in one simulation and return every array it wrote to ``out.npz``. The work directory under
+    ``build/`` is removed when the run passed and kept, with its ``sim.log``, when it failed."""
     build_root().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="batch-", dir=build_root()))
     np.savez(work / "in.npz", **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
@@ -100,9 +99,19 @@ def run_batch(pe_name: str, params, arrays: dict[str, np.ndarray], *, p_valid: f
     if failures:
         raise SimulationError(f"RTL batch run failed; see {work / 'sim.log'}")
     with np.load(work / "out.npz") as out:
-        result = out["y"].astype(np.int64)
-    shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its sim.log
+        result = {name: out[name] for name in out.files}
+    shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def run_batch(pe_name: str, params, arrays: dict[str, np.ndarray], *, p_valid: float = 1.0,
+              p_ready: float = 1.0, seed: int = 1, waves: bool = False) -> np.ndarray:
+    """Stream the rows of ``arrays`` (validated by the caller) through the RTL; int64 per row."""
+    rows = len(next(iter(arrays.values())))
+    if rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    out = run_batch_arrays(pe_name, params, arrays, p_valid=p_valid, p_ready=p_ready, seed=seed, waves=waves)
+    return out["y"].astype(np.int64)
 
 
 # -- cocotb side -------------------------------------------------------------------------------
