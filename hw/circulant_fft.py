@@ -1,6 +1,6 @@
 """``circulant-fft``: a block-circulant matrix-vector PE computing in the frequency domain.
 
-A block-circulant weight matrix is ``p x q`` circulant blocks of ``k x k`` (DESIGN.md, circulant-fft;
+A block-circulant weight matrix is ``p x q`` circulant blocks of ``k x k`` (docs/circulant-fft.md;
 CirCNN, Ding et al., MICRO 2017, eq. 3), so an output block is
 
     y_i = IFFT( sum_j FFT(x_j) o W_ij )
@@ -42,7 +42,8 @@ Exactness and the cheap parts:
 * Twiddles ``1``, ``-1``, ``-j``, ``+j`` cost nothing (the golden rounding of such a product is exact,
   ``R_F(v 2^F) = v``); the others are shift-and-add trees over the canonical signed digits of the
   constants (no DSP), exact, with the rounding bias wired into a known-zero low bit (:func:`_rotate_part`).
-* The complex products ``X W`` take three DSP multipliers (four if an operand would exceed 18 bits).
+* The complex products ``X W`` take three DSP multipliers (four if an operand would exceed the target's
+  DSP operand width, ``dsp_bits``: 18 on ECP5).
 * ``R_s(v) = (v + 2^(s-1)) >> s`` equals ``(v >> s) + v[s-1]``: the product rounding enters the
   accumulator's adder as its carry (:func:`hw.common.add_with_carry`); the output rounding's bias enters
   ``re V[0]``, which reaches every output of the inverse DIT unrotated, so the output is a shift.
@@ -59,14 +60,15 @@ from dataclasses import dataclass, field, replace
 
 from amaranth import Cat, Const, Module, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 from sw.params import Params
 
-from .common import TREE_LEVELS_PER_STAGE, add_with_carry, csd_digits, delay, register
+from .common import (DEFAULT_DSP_BITS, DSP_BITS, TREE_LEVELS_PER_STAGE, StreamParams, add_with_carry, csd_digits,
+                     delay, register)
 
 __all__ = ["ARCHITECTURES", "MAX_PARALLEL_BLOCK", "CirculantParams", "CirculantFFT"]
 
@@ -75,12 +77,10 @@ __all__ = ["ARCHITECTURES", "MAX_PARALLEL_BLOCK", "CirculantParams", "CirculantF
 ARCHITECTURES = ("parallel", "streaming")
 #: Largest block size of the fully parallel architecture (``k log k`` butterflies in flight).
 MAX_PARALLEL_BLOCK = 16
-#: Widest signed operand of one ECP5 DSP multiplier (MULT18X18D).
-DSP_OPERAND_BITS = 18
 
 
 @dataclass(frozen=True)
-class CirculantParams(Params):
+class CirculantParams(StreamParams, Params):
     """Parameters of :class:`CirculantFFT`.
 
     Members
@@ -92,6 +92,15 @@ class CirculantParams(Params):
         ``"streaming"``: one sample per cycle through one butterfly per stage (II = ``k``), any ``k``.
         ``None`` (the default) picks ``"parallel"`` up to ``k = 16`` and ``"streaming"`` above.
         Both compute the same bits (:func:`sw.circulant.golden_matvec`).
+    dsp_bits : int
+        Signed operand width of the target's DSP multiplier, 8 to 64 (default 18, ECP5 MULT18X18D; the
+        synthesis flow sets it for its target, :func:`synth.for_target`). It shapes the multipliers, not
+        the bits: ``"parallel"`` takes three multipliers per complex product when every operand fits, else
+        four; ``"streaming"`` splits an operand wider than a DSP into ``dsp_bits - 1``-bit pieces. The
+        latency follows.
+    input_layout, output_layout : data.StructLayout
+        The ``i`` and ``o`` payloads; ``i_signature``, ``o_signature`` their stream signatures
+        (:class:`hw.common.StreamParams`).
 
     Raises
     ------
@@ -109,6 +118,7 @@ class CirculantParams(Params):
     arch: str | None = field(default=None, metadata={
         "doc": "'parallel' (one block per cycle, block <= 16) or 'streaming' (one sample per cycle); "
                "default: parallel up to block 16, streaming above"})
+    dsp_bits: int = DSP_BITS.field(DEFAULT_DSP_BITS)
 
     def __post_init__(self):
         if not isinstance(self.fmt, CirculantFormat):
@@ -123,6 +133,7 @@ class CirculantParams(Params):
         if self.arch == "parallel" and self.fmt.block > MAX_PARALLEL_BLOCK:
             raise ValueError(f"Block size (fmt.block) must be at most {MAX_PARALLEL_BLOCK} for arch='parallel', "
                              f"not {self.fmt.block!r} (larger blocks need arch='streaming')")
+        self.check_fields()
 
     # -- derived values ------------------------------------------------------------------------
     @property
@@ -140,9 +151,9 @@ class CirculantParams(Params):
     def latency(self) -> int:
         """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls."""
         if self.arch == "parallel":
-            return parallel_latency(self.fmt)
+            return parallel_latency(self.fmt, self.dsp_bits)
         from .circulant_stream import streaming_latency
-        return streaming_latency(self.fmt)
+        return streaming_latency(self.fmt, self.dsp_bits)
 
     @property
     def macs_per_cycle(self) -> int:
@@ -190,7 +201,7 @@ class CirculantParams(Params):
 # -- the parallel datapath: generation-time arithmetic on pipelined terms -------------------------------
 
 @functools.lru_cache(maxsize=64)
-def parallel_latency(fmt: CirculantFormat) -> int:
+def parallel_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
     """Register stages of the ``"parallel"`` architecture from ``i`` to ``o`` (its latency in cycles).
 
     The datapath is scheduled as soon as possible with a register after every
@@ -198,7 +209,7 @@ def parallel_latency(fmt: CirculantFormat) -> int:
     count follows from ``fmt`` (block size, widths and twiddles); it is computed by building the datapath
     without a module (k = 4, 8, 16 at the default format: 6, 12, 16).
     """
-    return _ParallelDatapath(fmt, None, Const(1)).latency
+    return _ParallelDatapath(fmt, None, Const(1), dsp_bits=dsp_bits).latency
 
 
 @dataclass(frozen=True)
@@ -446,8 +457,8 @@ class _ParallelDatapath:
 
     def __init__(self, fmt: CirculantFormat, m: Module | None, en: Value, *, x: list[Value] | None = None,
                  w: list[tuple[Value, Value]] | None = None, valid: Value | None = None,
-                 last: Value | None = None):
-        self.fmt, self.m = fmt, m
+                 last: Value | None = None, dsp_bits: int = DEFAULT_DSP_BITS):
+        self.fmt, self.m, self.dsp_bits = fmt, m, dsp_bits
         k, L, half = fmt.block, fmt.stages, fmt.block // 2
         self.tw = [(int(re), int(im)) for re, im in fmt.twiddles]
         self.order = [int(i) for i in bit_reverse(k)]
@@ -537,13 +548,13 @@ class _ParallelDatapath:
     def product(self, b: int, x_re: _Term, x_im: _Term) -> tuple[_Term, _Term]:
         """``(re, im)`` of ``X[b] W[b]``, exact. Bins 0 and k/2 are real (one DSP); the others use three DSPs
         (Gauss: ``k1 = W_re (X_re + X_im)``, ``k2 = X_re (W_im - W_re)``, ``k3 = X_im (W_re + W_im)``,
-        ``re = k1 - k3``, ``im = k1 + k2``) when every operand fits an 18 x 18 multiplier, else four."""
+        ``re = k1 - k3``, ``im = k1 + k2``) when every operand fits a ``dsp_bits`` multiplier, else four."""
         fmt, pipe = self.fmt, self.pipe
         bound = fmt.product_range
         w_re, w_im = self.w[b]
         if x_im.value is None:
             return pipe.multiply(x_re, w_re, bound), _ZERO
-        if max(fmt.fft_bits(fmt.stages), fmt.w_bits) + 1 > DSP_OPERAND_BITS:
+        if max(fmt.fft_bits(fmt.stages), fmt.w_bits) + 1 > self.dsp_bits:
             re = pipe.add(pipe.multiply(x_re, w_re, bound), pipe.multiply(x_im, w_im, bound), sub=True,
                           bound=bound)
             im = pipe.add(pipe.multiply(x_re, w_im, bound), pipe.multiply(x_im, w_re, bound), bound=bound)
@@ -620,10 +631,14 @@ class CirculantFFT(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(params.input_layout))``
-        One input block ``x_j`` and its spectrum ``W_ij`` per beat; ``last`` on ``j = q - 1``.
-    o : ``Out(stream.Signature(params.output_layout))``
-        ``y_i`` (k lanes), :attr:`CirculantParams.latency` cycles after the ``last`` beat is accepted.
+    i : ``In(params.i_signature)``
+        ``stream.Signature(params.input_layout)``: one input block ``x_j`` and its spectrum ``W_ij`` per
+        beat; ``last`` on ``j = q - 1``.
+    o : ``Out(params.o_signature)``
+        ``stream.Signature(params.output_layout)``: ``y_i`` (field ``y``, k lanes),
+        :attr:`CirculantParams.latency` cycles after the ``last`` beat is accepted.
+    params : CirculantParams
+        The parameters it was built from (read-only).
 
     Raises
     ------
@@ -635,13 +650,11 @@ class CirculantFFT(wiring.Component):
         if not isinstance(params, CirculantParams):
             raise TypeError(f"CirculantFFT params must be CirculantParams, not {params!r}")
         self._params = params
-        super().__init__({
-            "i": In(stream.Signature(params.input_layout)),
-            "o": Out(stream.Signature(params.output_layout)),
-        })
+        super().__init__({"i": In(params.i_signature), "o": Out(params.o_signature)})
 
     @property
     def params(self) -> CirculantParams:
+        """The parameters this PE was built from."""
         return self._params
 
     def elaborate(self, platform):
@@ -663,7 +676,7 @@ class CirculantFFT(wiring.Component):
         # `last` travels as "valid and last"; both reset, the datapath does not
         dp = self._datapath(fmt, m, en, x=[payload.x[n] for n in range(fmt.block)],
                                w=[(payload.w[b].re, payload.w[b].im) for b in range(fmt.bins)],
-                               valid=accept, last=accept & payload.last)
+                               valid=accept, last=accept & payload.last, dsp_bits=p.dsp_bits)
         if dp.latency != p.latency:
             raise RuntimeError(f"parallel datapath latency {dp.latency} differs from params.latency {p.latency}")
         # 6. output register: y[n] = R_L(re v_L[n]) (the bias is already in)

@@ -46,27 +46,27 @@ from amaranth.utils import ceil_log2
 from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 
-from .common import add_with_carry
+from .common import DEFAULT_DSP_BITS, add_with_carry
 
 __all__ = ["streaming_latency", "elaborate_streaming"]
 
 #: Delay lines at least this deep live in distributed RAM (ECP5 DPR16X4, 16 deep) rather than flip-flops;
 #: shorter ones stay in flip-flops, where a half-used RAM would cost more LUTs than it saves.
 LINE_RAM_DEPTH = 16
-#: Operand width of one ECP5 multiplier (MULT18X18D, signed 18 x 18).
-DSP_BITS = 18
 
 
-def mult_stages(a_bits: int, b_bits: int) -> int:
-    """Registers of an exact signed product: 1 when both operands fit one DSP or both are wider (left to
-    yosys), 2 when one must be split into 17-bit pieces (partial products, then their sum)."""
-    return 2 if min(a_bits, b_bits) <= DSP_BITS < max(a_bits, b_bits) else 1
+def mult_stages(a_bits: int, b_bits: int, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
+    """Registers of an exact signed product on ``dsp_bits`` x ``dsp_bits`` DSPs (the target's operand
+    width, :attr:`hw.circulant_fft.CirculantParams.dsp_bits`): 1 when both operands fit one DSP or both
+    are wider (left to yosys), 2 when one must be split into ``dsp_bits - 1``-bit pieces (partial
+    products, then their sum)."""
+    return 2 if min(a_bits, b_bits) <= dsp_bits < max(a_bits, b_bits) else 1
 
 
-def rotate_stages(data_bits: int, tw_bits: int) -> int:
+def rotate_stages(data_bits: int, tw_bits: int, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
     """Registers of a twiddle rotation with multipliers: operands (and ``re + im``), products, the two
     sums, the rounding. ``data_bits``: the width of ``re + im``; ``tw_bits``: of ``c + d`` and ``d - c``."""
-    return 3 + mult_stages(data_bits, tw_bits)
+    return 3 + mult_stages(data_bits, tw_bits, dsp_bits)
 
 
 def _table_bits(values) -> int:
@@ -90,13 +90,13 @@ def _kind(table: list[tuple[int, int]], one: int) -> str:
     return "multiply"
 
 
-def _rotation_latency(kind: str, table, data_bits: int) -> int:
+def _rotation_latency(kind: str, table, data_bits: int, dsp_bits: int) -> int:
     if kind == "none":
         return 0
     if kind == "swap":
         return 1
     tw_bits = _table_bits([v for row in _three_mult_table(table) for v in row])
-    return rotate_stages(data_bits + 1, tw_bits)
+    return rotate_stages(data_bits + 1, tw_bits, dsp_bits)
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ class _Plan:
     ifft_in: int          # offset of v_0 (after the bank read and the Hermitian extension)
     out: int              # offset of the last inverse stage's register (the output lanes are written there)
     weight_banks: int     # input beats whose weights are held at once (banks of the weight RAM)
+    dsp_bits: int         # the target's DSP operand width (splits of the multipliers)
 
 
 def _conj_bits(lo_hi) -> int:
@@ -121,7 +122,7 @@ def _conj_bits(lo_hi) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(fmt: CirculantFormat) -> _Plan:
+def _plan(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> _Plan:
     k, L, one = fmt.block, fmt.stages, 1 << fmt.tw_frac
     tw = [(int(re), int(im)) for re, im in fmt.twiddles]
     fft_tw, ifft_tw = [], []
@@ -134,9 +135,10 @@ def _plan(fmt: CirculantFormat) -> _Plan:
     fft_kind = [_kind(t, one) for t in fft_tw]
     ifft_kind = [_kind(t, one) for t in ifft_tw]
     # a rotation multiplies re + im (one bit wider than the stage's values) by a twiddle sum
-    fft_lat = [_rotation_latency(fft_kind[s - 1], fft_tw[s - 1], fmt.fft_bits(s)) for s in range(1, L + 1)]
+    fft_lat = [_rotation_latency(fft_kind[s - 1], fft_tw[s - 1], fmt.fft_bits(s), dsp_bits)
+               for s in range(1, L + 1)]
     ifft_lat = [_rotation_latency(ifft_kind[s - 1], ifft_tw[s - 1],
-                                  fmt.ifft_bits(s - 1) if s > 1 else _conj_bits(fmt.acc_range()))
+                                  fmt.ifft_bits(s - 1) if s > 1 else _conj_bits(fmt.acc_range()), dsp_bits)
                 for s in range(1, L + 1)]
     # forward: pair register, sum/difference register, rotation; then per SDF stage the delay line, its
     # output register and the rotation
@@ -144,7 +146,7 @@ def _plan(fmt: CirculantFormat) -> _Plan:
     for s in range(2, L + 1):
         d += (k >> s) + 1 + fft_lat[s - 1]
     forward = d
-    product_mult = mult_stages(fmt.fft_bits(L) + 1, fmt.w_bits + 1)
+    product_mult = mult_stages(fmt.fft_bits(L) + 1, fmt.w_bits + 1, dsp_bits)
     acc = forward + 1 + product_mult + 1          # operands, products, exact sums
     ifft_in = acc + k + 2                         # one block later: bank read address, read data, conj
     d = ifft_in
@@ -158,14 +160,14 @@ def _plan(fmt: CirculantFormat) -> _Plan:
     if max(late) > 0:
         raise RuntimeError(f"streaming weights would be read {max(late)} slots before they are written")
     return _Plan(fft_tw, ifft_tw, fft_kind, ifft_kind, fft_lat, ifft_lat, product_mult, forward, acc,
-                 ifft_in, d, weight_banks=-(-(forward + k - 2) // k))
+                 ifft_in, d, weight_banks=-(-(forward + k - 2) // k), dsp_bits=dsp_bits)
 
 
-def streaming_latency(fmt: CirculantFormat) -> int:
+def streaming_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
     """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls: the block's first sample
     is presented the cycle after the beat is accepted, its ``k`` samples flow to the last inverse stage
     (offset ``out``), and the output register takes the last lane one cycle later."""
-    return 1 + _plan(fmt).out + fmt.block
+    return 1 + _plan(fmt, dsp_bits).out + fmt.block
 
 
 # -- generation helpers ----------------------------------------------------------------------------------
@@ -177,8 +179,9 @@ def _range_shape(*ranges: tuple[int, int]):
 class _Builder:
     """Shared state of one streaming datapath: the module, the step enable and the slot counter."""
 
-    def __init__(self, m: Module, k: int, step, t, history):
+    def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int):
         self.m, self.k, self.step, self.t, self.history = m, k, step, t, history
+        self.dsp_bits = dsp_bits
         self.bits = ceil_log2(k)
         self._pos = {}
 
@@ -237,7 +240,7 @@ class _Builder:
         # k3 = im (c + d); re t = k1 - k3, im t = k1 + k2. The twiddle sums come from the table.
         rows = _three_mult_table(table)
         tw_shape = signed(_table_bits([v for row in rows for v in row]))
-        lat = _rotation_latency(kind, table, len(re))
+        lat = _rotation_latency(kind, table, len(re), self.dsp_bits)
         ms = lat - 3
         c, dc, cd = (self.reg(self.table([row[n] for row in rows], d, tw_shape, f"{name}_tw{n}"), tw_shape,
                               f"{name}_t{n}") for n in range(3))
@@ -261,13 +264,15 @@ class _Builder:
 
     def mul(self, a, b, stages: int, name):
         """The exact product ``a * b`` after ``stages`` registers. An operand wider than a DSP (when the
-        other fits) is split into 17-bit pieces whose partial products are registered, then summed."""
+        other fits) is split into ``dsp_bits - 1``-bit unsigned pieces (the top one signed) whose partial
+        products are registered, then summed."""
         shape = signed(len(a) + len(b))
-        natural = mult_stages(len(a), len(b))
+        dsp = self.dsp_bits
+        natural = mult_stages(len(a), len(b), dsp)
         if natural == 2:
             wide, narrow = (a, b) if len(a) > len(b) else (b, a)
-            step = DSP_BITS - 1
-            pieces = [wide[n:n + step] for n in range(0, len(wide) - DSP_BITS, step)]
+            step = dsp - 1
+            pieces = [wide[n:n + step] for n in range(0, len(wide) - dsp, step)]
             pieces.append(wide[len(pieces) * step:].as_signed())
             partial = [self.reg(piece * narrow, signed(len(piece) + len(narrow) + 1), f"{name}_pp{n}")
                        for n, piece in enumerate(pieces)]
@@ -319,7 +324,7 @@ def elaborate_streaming(pe) -> Module:
     """The ``"streaming"`` datapath of :class:`hw.circulant_fft.CirculantFFT` ``pe``."""
     p, fmt = pe.params, pe.params.fmt
     k, L, half, frac, sp, g = fmt.block, fmt.stages, fmt.block // 2, fmt.tw_frac, fmt.prod_shift, fmt.guard_bits
-    plan = _plan(fmt)
+    plan = _plan(fmt, p.dsp_bits)
     rev = [int(r) for r in bit_reverse(k)]
     m = Module()
 
@@ -358,7 +363,7 @@ def elaborate_streaming(pe) -> Module:
         m.d.sync += wsel.eq(Mux(wsel == plan.weight_banks - 1, 0, wsel + 1))
         with m.If(pe.i.payload.last):
             m.d.sync += [drain.eq(plan.out + k), flushing.eq(1)]
-    b = _Builder(m, k, step, t, history)
+    b = _Builder(m, k, step, t, history, p.dsp_bits)
 
     # -- input buffers: the block being serialised; its weights go into the weight RAM, one bin per slot --
     x_shape = p.act_shape

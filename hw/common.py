@@ -11,14 +11,55 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.hdl import ShapeLike
+from amaranth.lib import stream
 from amaranth.utils import ceil_log2
 
-__all__ = ["TREE_LEVELS_PER_STAGE", "register", "delay", "tree_stages", "add_with_carry", "adder_tree",
-           "multiply", "csd_digits", "accumulate_and_emit"]
+from sw.params import Spec
+
+__all__ = ["TREE_LEVELS_PER_STAGE", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "register", "delay", "tree_stages",
+           "add_with_carry", "adder_tree", "multiply", "csd_digits", "accumulate_and_emit"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
 #: ECP5-85F speed grade 6, leaving slack for 200 MHz; a third level costs ~30 MHz (docs/sp2-mac.md).
 TREE_LEVELS_PER_STAGE = 2
+
+#: The target's DSP operand width, a parameter of the generators whose multipliers it shapes. It is a fact
+#: of the synthesis target (``synth.TARGETS[...].dsp_bits``: ECP5 MULT18X18D 18, iCE40 SB_MAC16 16), so
+#: the synthesis flow sets it for the target it builds for (``synth.for_target``); the default,
+#: :data:`DEFAULT_DSP_BITS`, is the default target's (ecp5-85k), and ``tests/test_synth.py`` checks that the
+#: two agree. It never changes a result, only how the exact products are split among multipliers (and so
+#: the latency).
+DEFAULT_DSP_BITS = 18
+DSP_BITS = Spec("DSP operand bits (dsp_bits)",
+                "signed operand width of the target's DSP multiplier (set by synth for its target; "
+                "ECP5 18, iCE40 16); shapes the multipliers, not the result", min=8, max=64, target="dsp_bits")
+
+
+def stream_signature(layout: str, doc: str) -> property:
+    """A read-only Params property: ``stream.Signature(params.<layout>)``, documented by ``doc``."""
+    return property(lambda params: stream.Signature(getattr(params, layout)),
+                    doc=f"{doc} ``stream.Signature(self.{layout})``.")
+
+
+class StreamParams:
+    """Mixin of every PE's Params: the signatures of the PE's streams, to build ports from.
+
+    The PE's component declares ``i: In(params.i_signature)`` and ``o: Out(params.o_signature)``; a client
+    (a network top, a wrapper) builds matching ports from the Params alone, without the component
+    (the amaranth-soc / Glasgow idiom). A subclass provides ``input_layout`` and ``output_layout``; the
+    ``o`` payload is always a ``data.StructLayout`` whose first field ``y`` (the result) sits at the
+    least significant bits.
+
+    Members
+    -------
+    i_signature : stream.Signature
+        ``stream.Signature(input_layout)``, read-only.
+    o_signature : stream.Signature
+        ``stream.Signature(output_layout)``, read-only.
+    """
+
+    i_signature = stream_signature("input_layout", "Signature of the input stream ``i``.")
+    o_signature = stream_signature("output_layout", "Signature of the output stream ``o``.")
 
 
 def register(m: Module, value: Value, *, en: Value, name: str, reset_less: bool = True) -> Signal:
@@ -161,7 +202,7 @@ def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, valu
     ``last`` must already include ``valid`` (it marks a valid final beat), which keeps the emit
     decision one LUT level shallower.
 
-    ``o`` is the PE's output stream (payload of ``acc_shape``); ``en`` must be the pipeline enable
+    ``o`` is the PE's output stream (payload field ``y`` of ``acc_shape``); ``en`` must be the pipeline enable
     ``~o.valid | o.ready``. The accumulator clears on the beat that emits, so the next vector may
     start in the very next cycle. On reset the accumulator and ``o.valid`` clear.
     """
@@ -172,7 +213,7 @@ def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, valu
     with m.If(en):
         m.d.sync += o.valid.eq(last)
     with m.If(emit):
-        m.d.sync += o.payload.eq(total)
+        m.d.sync += o.payload.y.eq(total)
     # Clearing in its own branch lets synthesis use the flip-flops' synchronous reset (ECP5 LSR)
     # instead of a 2:1 mux per accumulator bit (measured: 5 LUTs instead of 28 for 24 bits).
     with m.If(emit):

@@ -1,7 +1,7 @@
 """``crossbar``: the FORMS crossbar controller, a synthesizable ideal-array emulator and the two together.
 
 The controller computes ``y = x @ W`` for ``R`` unsigned inputs through a ReRAM crossbar with polarised
-sub-array columns (DESIGN.md, crossbar; the rules and their executable form are in :mod:`sw.forms`,
+sub-array columns (docs/crossbar.md; the rules and their executable form are in :mod:`sw.forms`,
 :func:`sw.forms.golden_mvm`, which this RTL matches bit for bit, including the number of array reads).
 Sources: FORMS (Yuan et al., ISCA 2021) for polarisation and zero-skipping; ISAAC (Shafiee et al., ISCA
 2016) and PUMA (Ankit et al., ASPLOS 2019) for bit-serial inputs and shift-and-add.
@@ -17,7 +17,7 @@ Three components:
   after ``start``.
 * :class:`CrossbarSystem` (the registered ``crossbar`` PE) connects the two.
 
-The architecture is serial (DESIGN.md allows it when Params say so): one input vector is in flight at a
+The architecture is serial (docs/architecture.md allows it when the Params say so): one input vector is in flight at a
 time, and it takes ``1 + sum_k (n_k * array_latency + 2 + [n_k > 0])`` cycles from acceptance to
 ``o.valid`` without output stalls, ``n_k`` being the reads of sub-array ``k``
 (:meth:`CrossbarParams.vector_cycles`). The next vector can be accepted in the cycle ``o.valid`` rises
@@ -29,12 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from sw.forms import CrossbarFormat
 from sw.params import Params, check_bool, check_choice, check_int
+
+from .common import StreamParams, stream_signature
 
 __all__ = ["CrossbarParams", "ArraySignature", "CrossbarController", "IdealArray", "CrossbarSystem",
            "controller_logic", "emulator_logic", "zero_skip_mask",
@@ -51,14 +53,13 @@ MAX_REGISTER_BITS = 1 << 16
 def _default_format() -> CrossbarFormat:
     # 32 x 4 weights in 4 sub-arrays of 8 rows, 8-bit inputs and magnitudes in 2-bit cells (ISAAC/PUMA),
     # lossless 5-bit ADC: 1024 cell flip-flops, a Verilator build of seconds, and every feature (several
-    # sub-arrays, slices and planes, both signs) is exercised. Not 8 columns: that makes Verilator split
-    # its C++ output, and the PyPI wheel's split (parallel) build has a broken precompiled-header rule
-    # (CFG_CXXFLAGS_PCH_I is empty); tb.runner would need ``--output-split 0`` for such sizes.
+    # sub-arrays, slices and planes, both signs) is exercised. (tb.runner builds every model unsplit,
+    # ``--output-split 0``, so wider defaults would also build; they only take longer.)
     return CrossbarFormat(rows=32, cols=4, rows_per_sub=8, act_bits=8, w_bits=8, cell_bits=2)
 
 
 @dataclass(frozen=True)
-class CrossbarParams(Params):
+class CrossbarParams(StreamParams, Params):
     """Parameters of :class:`CrossbarSystem` (and of :class:`CrossbarController` / :class:`IdealArray`).
 
     Members
@@ -73,6 +74,11 @@ class CrossbarParams(Params):
     array_latency : int
         Cycles from ``start`` to ``valid`` of :class:`IdealArray` (1 to 16). The controller works with any
         latency, even a variable one; this sets the emulator's.
+    input_layout, output_layout, cfg_layout, load_layout : data.StructLayout
+        The payloads of ``i``, ``o`` (``y`` then ``steps``), ``cfg`` and ``w``.
+    i_signature, o_signature, cfg_signature, w_signature : stream.Signature
+        Their stream signatures (:class:`hw.common.StreamParams`), read-only; :attr:`array_signature` is
+        the array port's.
 
     Raises
     ------
@@ -145,6 +151,14 @@ class CrossbarParams(Params):
         return data.StructLayout({"row": unsigned(self.row_bits),
                                   "cells": data.ArrayLayout(unsigned(self.fmt.cell_bits), self.fmt.physical_cols)})
 
+    cfg_signature = stream_signature("cfg_layout", "Signature of the sign-configuration stream ``cfg``.")
+    w_signature = stream_signature("load_layout", "Signature of the cell-load stream ``w``.")
+
+    @property
+    def array_signature(self) -> ArraySignature:
+        """The array port as the controller sees it (:class:`ArraySignature`; ``.flip()`` for the array)."""
+        return ArraySignature(self)
+
     # -- timing --------------------------------------------------------------------------------
     def vector_cycles(self, reads_per_sub) -> int:
         """Cycles from accepting a vector to ``o.valid`` (no output stall) for ``reads_per_sub[k]`` reads.
@@ -213,16 +227,18 @@ class CrossbarController(_PlaneMask, wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(params.input_layout))
+    i : In(params.i_signature)
         One vector per beat; ready only while idle (no vector in flight).
-    o : Out(stream.Signature(params.output_layout))
+    o : Out(params.o_signature)
         ``y`` and ``steps`` (array reads issued for this vector); held until accepted.
-    cfg : In(stream.Signature(params.cfg_layout))
+    cfg : In(params.cfg_signature)
         Sign bits, one sub-array per beat (addressed by ``sub``); ready only while idle. A sub-array whose
         signs were never loaded has sign bits 0. Sign bits survive ``rst`` (configuration, not state).
-    array : Out(ArraySignature(params))
+    array : Out(params.array_signature)
     busy : Out(1)
         A vector is in flight (``i`` and ``cfg`` are not ready).
+    params : CrossbarParams
+        The parameters it was built from (read-only).
 
     Reset (``rst``, synchronous) abandons the vector in flight, clears ``o.valid`` and the
     accumulators; a read in flight at reset is ignored when it comes back.
@@ -231,15 +247,16 @@ class CrossbarController(_PlaneMask, wiring.Component):
     def __init__(self, params: CrossbarParams):
         self._params = _check_params("CrossbarController", params)
         super().__init__({
-            "i": In(stream.Signature(params.input_layout)),
-            "o": Out(stream.Signature(params.output_layout)),
-            "cfg": In(stream.Signature(params.cfg_layout)),
-            "array": Out(ArraySignature(params)),
+            "i": In(params.i_signature),
+            "o": Out(params.o_signature),
+            "cfg": In(params.cfg_signature),
+            "array": Out(params.array_signature),
             "busy": Out(1),
         })
 
     @property
     def params(self) -> CrossbarParams:
+        """The parameters this component was built from."""
         return self._params
 
     def elaborate(self, platform):
@@ -417,19 +434,19 @@ class IdealArray(wiring.Component):
 
     Members
     -------
-    array : In(ArraySignature(params))
-    w : In(stream.Signature(params.load_layout))
+    array : In(params.array_signature)
+    w : In(params.w_signature)
+    params : CrossbarParams
+        The parameters it was built from (read-only).
     """
 
     def __init__(self, params: CrossbarParams):
         self._params = _check_params("IdealArray", params)
-        super().__init__({
-            "array": In(ArraySignature(params)),
-            "w": In(stream.Signature(params.load_layout)),
-        })
+        super().__init__({"array": In(params.array_signature), "w": In(params.w_signature)})
 
     @property
     def params(self) -> CrossbarParams:
+        """The parameters this component was built from."""
         return self._params
 
     def elaborate(self, platform):
@@ -457,13 +474,15 @@ def emulator_logic(m: Module, p: CrossbarParams, *, array, w, w_enable=None) -> 
         row = Signal(width, name=f"sub_row{r}")
         m.d.comb += row.eq(_select((cell_rows[s * rps + r] for s in range(f.sub_arrays)), array.sub))
         sub_rows.append(row)
+    # The sum is as wide as its largest value; it is clipped only where it can exceed the ADC's range
+    # (a comparison that cannot be true is constant: Verilator CMPCONST).
     codes = Signal(f.physical_cols * f.adc_bits, name="codes")
     for j in range(f.physical_cols):
-        total = 0
-        for r in range(rps):
-            cell = sub_rows[r][j * f.cell_bits:(j + 1) * f.cell_bits]
-            total = total + Mux(array.wl[r], cell, 0)
-        m.d.comb += codes[j * f.adc_bits:(j + 1) * f.adc_bits].eq(Mux(total > f.adc_max, f.adc_max, total))
+        total = Signal(range(f.column_max + 1), name=f"column{j}")
+        m.d.comb += total.eq(sum(Mux(array.wl[r], sub_rows[r][j * f.cell_bits:(j + 1) * f.cell_bits], 0)
+                                 for r in range(rps)))
+        code = Mux(total > f.adc_max, f.adc_max, total) if f.column_max > f.adc_max else total
+        m.d.comb += codes[j * f.adc_bits:(j + 1) * f.adc_bits].eq(code)
 
     valid, adc = array.start, codes
     for n in range(p.array_latency):
@@ -480,28 +499,31 @@ class CrossbarSystem(_PlaneMask, wiring.Component):
     Members
     -------
     i, o, cfg :
-        As :class:`CrossbarController`.
-    w : In(stream.Signature(params.load_layout))
+        As :class:`CrossbarController` (``params.i_signature``, ``o_signature``, ``cfg_signature``).
+    w : In(params.w_signature)
         Cell levels, one row per beat (:class:`IdealArray`); ready only while no vector is in flight.
+    params : CrossbarParams
+        The parameters it was built from (read-only).
     """
 
     def __init__(self, params: CrossbarParams):
         self._params = _check_params("CrossbarSystem", params)
         super().__init__({
-            "i": In(stream.Signature(params.input_layout)),
-            "o": Out(stream.Signature(params.output_layout)),
-            "cfg": In(stream.Signature(params.cfg_layout)),
-            "w": In(stream.Signature(params.load_layout)),
+            "i": In(params.i_signature),
+            "o": Out(params.o_signature),
+            "cfg": In(params.cfg_signature),
+            "w": In(params.w_signature),
         })
 
     @property
     def params(self) -> CrossbarParams:
+        """The parameters this component was built from."""
         return self._params
 
     def elaborate(self, platform):
         # flat: controller and emulator logic in one module (see controller_logic)
         m = Module()
-        port = ArraySignature(self._params).create(path=("array",))
+        port = self._params.array_signature.create(path=("array",))
         busy = Signal(name="busy")
         controller_logic(m, self._params, i=self.i, o=self.o, cfg=self.cfg, array=port, busy=busy,
                          plane_mask=self.plane_mask)

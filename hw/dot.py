@@ -5,7 +5,8 @@ on the final beat, and emits ``y = sum_k a_k * v(w_k)`` once the ``last`` beat i
 PEs differ only in how one lane forms ``a * v(w)``; everything else lives here once:
 
 ``i`` payload (LSB first): ``acts`` (lanes x act_bits) | ``<weights>`` (lanes x weight bits) | ``last``
-``o`` payload: the signed accumulator (``acc_bits``).
+``o`` payload: ``y``, the signed accumulator (``acc_bits``), a one-field ``data.StructLayout``
+(:attr:`DotParams.output_layout`; the same bits as a bare ``signed(acc_bits)``).
 
 Pipeline (all stages advance on ``en = ~o.valid | o.ready``, see :mod:`hw.common`)::
 
@@ -19,35 +20,46 @@ from __future__ import annotations
 
 from amaranth import Module, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw.intops import int_range, signed_bits_for
-from sw.params import check_bool, check_int
+from sw.params import Spec
 
-from .common import accumulate_and_emit, adder_tree, delay, multiply, register, tree_stages
+from .common import StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register, tree_stages
 
-__all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS"]
+__all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS",
+           "LANES", "ACT_BITS", "ACT_SIGNED", "MAX_LEN", "DSP"]
 
 #: Widest accumulator allowed, so every result fits the int64 golden model and numpy arrays.
 MAX_ACC_BITS = 62
 
+# The parameters every dot-product PE shares, declared once (``lanes: int = LANES.field(8)``).
+LANES = Spec("Lanes", "elements per beat (MACs per cycle)", min=1, max=256)
+ACT_BITS = Spec("Activation bits (act_bits)", "activation width", min=1, max=32)
+ACT_SIGNED = Spec("Signed activations (act_signed)", "activations are two's complement", kind=bool)
+MAX_LEN = Spec("Maximum vector length (max_len)", "longest vector (elements); sizes the accumulator",
+               min=1, max=1 << 24)
+DSP = Spec("DSP use (dsp)", "allow DSP multipliers (false: LUT partial products)", kind=bool)
 
-class DotParams:
+
+class DotParams(StreamParams):
     """Derived values shared by the dot-product Params dataclasses.
 
-    A subclass is a frozen dataclass with fields ``lanes``, ``act_bits``, ``act_signed``,
-    ``max_len`` and its weight format, and provides :attr:`weight_bits`, :attr:`weight_shape` and
-    :attr:`weight_range`.
+    A subclass is a frozen dataclass (and :class:`sw.params.Params`) with fields ``lanes``,
+    ``act_bits``, ``act_signed``, ``max_len`` (declared with :data:`LANES`, :data:`ACT_BITS`,
+    :data:`ACT_SIGNED`, :data:`MAX_LEN`, checked by ``check_fields``) and its weight format, and provides
+    :attr:`weight_bits`, :attr:`weight_shape` and :attr:`weight_range`.
+
+    Members
+    -------
+    input_layout, output_layout : data.StructLayout
+        The ``i`` and ``o`` payloads (see the module docstring).
+    i_signature, o_signature : stream.Signature
+        Their stream signatures (:class:`hw.common.StreamParams`).
     """
 
     weight_field: str = "weights"
-
-    def _check_common(self) -> None:
-        check_int("Lanes", self.lanes, min=1, max=256)
-        check_int("Activation bits (act_bits)", self.act_bits, min=1, max=32)
-        check_bool("Signed activations (act_signed)", self.act_signed)
-        check_int("Maximum vector length (max_len)", self.max_len, min=1, max=1 << 24)
 
     def _check_acc(self) -> None:
         if self.acc_bits > MAX_ACC_BITS:
@@ -106,7 +118,13 @@ class DotParams:
 
     @property
     def output_shape(self) -> Shape:
+        """Shape of the result ``y``: ``signed(acc_bits)``."""
         return signed(self.acc_bits)
+
+    @property
+    def output_layout(self) -> data.StructLayout:
+        """``o`` payload: ``y``, the signed ``acc_bits`` result (the only field, at the LSBs)."""
+        return data.StructLayout({"y": self.output_shape})
 
 
 class FixedPointWeights:
@@ -130,19 +148,21 @@ class DotProductPE(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(params.input_layout))``
-    o : ``Out(stream.Signature(params.output_shape))``
+    i : ``In(params.i_signature)``
+        ``stream.Signature(params.input_layout)``: ``acts``, the weights, ``last``.
+    o : ``Out(params.o_signature)``
+        ``stream.Signature(params.output_layout)``: ``y``, :attr:`DotParams.latency` cycles after ``last``.
+    params : DotParams
+        The parameters it was built from (read-only).
     """
 
     def __init__(self, params: DotParams):
         self._params = params
-        super().__init__({
-            "i": In(stream.Signature(params.input_layout)),
-            "o": Out(stream.Signature(params.output_shape)),
-        })
+        super().__init__({"i": In(params.i_signature), "o": Out(params.o_signature)})
 
     @property
     def params(self):
+        """The parameters this PE was built from."""
         return self._params
 
     def lane_operands(self, m: Module, payload) -> list[tuple[Value, Value]]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sw.fixed import check_w_bits
-from sw.params import Params, check_bool
+from sw.params import Params
 
-from .dot import DotParams, DotProductPE, FixedPointWeights
+from .dot import ACT_BITS, ACT_SIGNED, DSP, LANES, MAX_LEN, DotParams, DotProductPE, FixedPointWeights
 
 __all__ = ["FixedMacParams", "FixedMac"]
 
@@ -29,23 +29,30 @@ class FixedMacParams(FixedPointWeights, DotParams, Params):
         would need an accumulator wider than 62 bits.
     """
 
-    lanes: int = field(default=8, metadata={"doc": "elements per beat (MACs per cycle)"})
-    act_bits: int = field(default=8, metadata={"doc": "activation width"})
-    act_signed: bool = field(default=True, metadata={"doc": "activations are two's complement"})
+    lanes: int = LANES.field(8)
+    act_bits: int = ACT_BITS.field(8)
+    act_signed: bool = ACT_SIGNED.field(True)
     w_bits: int = field(default=8, metadata={"doc": "signed weight width"})
-    max_len: int = field(default=4096, metadata={"doc": "longest vector (elements); sizes the accumulator"})
-    dsp: bool = field(default=True, metadata={"doc": "allow DSP multipliers (false: LUT partial products)"})
+    max_len: int = MAX_LEN.field(4096)
+    dsp: bool = DSP.field(True)
 
     weight_field = "weights"
 
     def __post_init__(self):
-        self._check_common()
+        self.check_fields()
         check_w_bits(self.w_bits)
-        check_bool("DSP use (dsp)", self.dsp)
         self._check_acc()
 
 class FixedMac(DotProductPE):
-    """Fixed-point dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline."""
+    """Fixed-point dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline.
+
+    Members
+    -------
+    i : ``In(params.i_signature)``
+        ``acts``, ``weights`` (``lanes`` signed ``w_bits`` each), ``last``.
+    o : ``Out(params.o_signature)``
+        ``y``, the signed ``acc_bits`` dot product.
+    """
 
     def __init__(self, params: FixedMacParams):
         if not isinstance(params, FixedMacParams):

@@ -1,6 +1,6 @@
 """``nm-sparse``: an N:M structured-sparse dot-product PE with a dense mode.
 
-Each beat carries ``groups`` groups of M activations with N values and N indices each (DESIGN.md,
+Each beat carries ``groups`` groups of M activations with N values and N indices each (docs/nm-sparse.md,
 nm-sparse). Sparse mode: slot t of group g multiplies ``acts[g*M + idx[g, t]]`` by ``val[g, t]``,
 so ``groups * M`` logical MACs per cycle run on ``groups * N`` multipliers. Dense mode (the ``dense``
 payload flag, per beat): the same multipliers take the first ``groups * N`` activations and the values
@@ -20,11 +20,15 @@ from amaranth.lib import data
 
 from sw.fixed import check_w_bits
 from sw.nm import NMFormat
-from sw.params import Params, check_bool, check_int
+from sw.params import Params, Spec
 
-from .dot import DotParams, DotProductPE, FixedPointWeights
+from .dot import ACT_BITS, ACT_SIGNED, DSP, MAX_LEN, DotParams, DotProductPE, FixedPointWeights
 
 __all__ = ["NMSparseParams", "NMSparse"]
+
+
+_GROUPS = Spec("Groups", "groups of M activations per beat", min=1, max=64)
+_MUX_REGISTER = Spec("Mux register (mux_register)", "register between index mux and multiplier", kind=bool)
 
 
 @dataclass(frozen=True)
@@ -39,26 +43,22 @@ class NMSparseParams(FixedPointWeights, DotParams, Params):
     """
 
     fmt: NMFormat = field(default_factory=NMFormat, metadata={"doc": "N:M sparsity format"})
-    groups: int = field(default=4, metadata={"doc": "groups of M activations per beat"})
-    act_bits: int = field(default=8, metadata={"doc": "activation width"})
-    act_signed: bool = field(default=True, metadata={"doc": "activations are two's complement"})
+    groups: int = _GROUPS.field(4)
+    act_bits: int = ACT_BITS.field(8)
+    act_signed: bool = ACT_SIGNED.field(True)
     w_bits: int = field(default=8, metadata={"doc": "signed weight (value) width"})
-    max_len: int = field(default=4096, metadata={"doc": "longest vector (elements); sizes the accumulator"})
-    dsp: bool = field(default=True, metadata={"doc": "allow DSP multipliers (false: LUT partial products)"})
-    mux_register: bool = field(default=True, metadata={"doc": "register between index mux and multiplier"})
+    max_len: int = MAX_LEN.field(4096)
+    dsp: bool = DSP.field(True)
+    mux_register: bool = _MUX_REGISTER.field(True)
 
     weight_field = "values"
 
     def __post_init__(self):
         if not isinstance(self.fmt, NMFormat):
             raise TypeError(f"N:M format (fmt) must be an NMFormat, not {self.fmt!r}")
-        check_int("Groups", self.groups, min=1, max=64)
-        check_int("Activation bits (act_bits)", self.act_bits, min=1, max=32)
-        check_bool("Signed activations (act_signed)", self.act_signed)
+        self.check_fields()
         check_w_bits(self.w_bits)
-        check_int("Maximum vector length (max_len)", self.max_len, min=self.fmt.m, max=1 << 24)
-        check_bool("DSP use (dsp)", self.dsp)
-        check_bool("Mux register (mux_register)", self.mux_register)
+        MAX_LEN.check(self.max_len, min=self.fmt.m)          # at least one group
         self._check_acc()
 
     @property
@@ -93,7 +93,15 @@ class NMSparseParams(FixedPointWeights, DotParams, Params):
 
 
 class NMSparse(DotProductPE):
-    """N:M sparse dot-product PE; stream interface and pipeline as in :mod:`hw.dot`."""
+    """N:M sparse dot-product PE; stream interface and pipeline as in :mod:`hw.dot`.
+
+    Members
+    -------
+    i : ``In(params.i_signature)``
+        ``acts`` (``groups * M``), ``values`` and ``indices`` (``groups * N`` each), ``dense``, ``last``.
+    o : ``Out(params.o_signature)``
+        ``y``, the signed ``acc_bits`` dot product.
+    """
 
     def __init__(self, params: NMSparseParams):
         if not isinstance(params, NMSparseParams):

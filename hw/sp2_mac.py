@@ -35,7 +35,7 @@ from sw.intops import signed_bits_for
 from sw.params import Params
 from sw.sp2 import SP2Format
 
-from .dot import DotParams, DotProductPE
+from .dot import ACT_BITS, ACT_SIGNED, LANES, MAX_LEN, DotParams, DotProductPE
 
 __all__ = ["SP2MacParams", "SP2Mac"]
 
@@ -51,16 +51,16 @@ class SP2MacParams(DotParams, Params):
         would need an accumulator wider than 62 bits.
     """
 
-    lanes: int = field(default=8, metadata={"doc": "elements per beat (MACs per cycle)"})
-    act_bits: int = field(default=8, metadata={"doc": "activation width"})
-    act_signed: bool = field(default=True, metadata={"doc": "activations are two's complement"})
+    lanes: int = LANES.field(8)
+    act_bits: int = ACT_BITS.field(8)
+    act_signed: bool = ACT_SIGNED.field(True)
     fmt: SP2Format = field(default_factory=SP2Format, metadata={"doc": "SP2 weight code format"})
-    max_len: int = field(default=4096, metadata={"doc": "longest vector (elements); sizes the accumulator"})
+    max_len: int = MAX_LEN.field(4096)
 
     weight_field = "codes"
 
     def __post_init__(self):
-        self._check_common()
+        self.check_fields()
         if not isinstance(self.fmt, SP2Format):
             raise TypeError(f"SP2 format (fmt) must be an SP2Format, not {self.fmt!r}")
         self._check_acc()
@@ -156,7 +156,15 @@ def _split_plan(fmt: SP2Format) -> _SplitPlan | None:
 
 
 class SP2Mac(DotProductPE):
-    """SP2 dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline."""
+    """SP2 dot-product PE; see :mod:`hw.dot` for the stream interface and pipeline.
+
+    Members
+    -------
+    i : ``In(params.i_signature)``
+        ``acts``, ``codes`` (``lanes`` SP2 codes of ``fmt.bits``), ``last``.
+    o : ``Out(params.o_signature)``
+        ``y``, the signed ``acc_bits`` dot product.
+    """
 
     def __init__(self, params: SP2MacParams):
         if not isinstance(params, SP2MacParams):

@@ -133,7 +133,10 @@ __all__ = [
 
 #: Smallest and largest block size ``k``.
 MIN_BLOCK, MAX_BLOCK = 4, 64
-#: Largest twiddle and spectral weight width: an ECP5 DSP (MULT18X18D) takes 18-bit operands.
+#: Largest twiddle and spectral weight width: a limit of the format (the widths the schedule is verified
+#: for), not of a target. A generator maps any legal width onto its target's DSPs: operands wider than
+#: the target's DSP operand (``dsp_bits`` of ``hw.circulant_fft.CirculantParams``, a fact of the synth
+#: target table) are split or take the four-multiplier product.
 MAX_TW_BITS = MAX_W_BITS = 18
 #: Widest intermediate value allowed anywhere in the schedule, exact products included (int64 golden).
 MAX_DATAPATH_BITS = 62

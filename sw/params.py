@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Params", "check_int", "check_bool", "check_choice"]
+__all__ = ["Params", "Spec", "check_int", "check_bool", "check_choice"]
 
 
 def check_int(subject: str, value: Any, *, min: int | None = None, max: int | None = None) -> None:
@@ -50,6 +50,62 @@ def check_choice(subject: str, value: Any, choices: typing.Iterable[Any]) -> Non
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{subject} must be one of {allowed}, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One parameter declared once: how its errors name it, its doc, its type and its range.
+
+    A parameter shared by several parameter sets (``act_bits`` of every dot-product PE) is a module-level
+    ``Spec``; each set declares its field with :meth:`field` and checks it with
+    :meth:`Params.check_fields`, so the name, the range, the check and the doc live in one place.
+
+    Parameters
+    ----------
+    subject : str
+        The parameter as its error messages name it, e.g. ``"Activation bits (act_bits)"``.
+    doc : str
+        One line for ``peforge list`` (the field's ``metadata["doc"]``).
+    kind : type
+        ``int`` (checked with :func:`check_int`) or ``bool`` (:func:`check_bool`).
+    min, max : int or None
+        Range of an ``int`` parameter (inclusive; None: unbounded).
+    target : str or None
+        A fact of the synthesis target this parameter stands for (an attribute of ``synth.Target``, e.g.
+        ``"dsp_bits"``): the synthesis flow sets it for the target it builds for; elsewhere the default
+        holds.
+
+    Examples
+    --------
+    >>> LANES = Spec("Lanes", "elements per beat", min=1, max=256)
+    >>> LANES.check(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Lanes must be an integer from 1 to 256, not 0
+    """
+
+    subject: str
+    doc: str
+    kind: type = int
+    min: int | None = None
+    max: int | None = None
+    target: str | None = None
+
+    def __post_init__(self):
+        check_choice("Spec kind", self.kind, (int, bool))
+
+    def field(self, default: Any) -> Any:
+        """A dataclass field with this spec: ``lanes: int = LANES.field(8)``."""
+        return dataclasses.field(default=default, metadata={"doc": self.doc, "spec": self})
+
+    def check(self, value: Any, *, min: int | None = None, max: int | None = None) -> None:
+        """Raise the one-line error unless ``value`` is legal; ``min``/``max`` narrow the range for one
+        owner (nm-sparse's ``max_len`` starts at its group size ``M``)."""
+        if self.kind is bool:
+            check_bool(self.subject, value)
+        else:
+            check_int(self.subject, value, min=self.min if min is None else min,
+                      max=self.max if max is None else max)
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -89,6 +145,13 @@ class Params:
     Fields may carry ``metadata={"doc": "..."}``; :meth:`describe` lists them for ``peforge list``.
     Nested parameter sets (a PE's number format) are addressed with dotted names (``fmt.bits``).
     """
+
+    def check_fields(self) -> None:
+        """Check every field declared with a :class:`Spec`, in declaration order."""
+        for f in dataclasses.fields(self):
+            spec = f.metadata.get("spec")
+            if spec is not None:
+                spec.check(getattr(self, f.name))
 
     # -- construction from outside data ---------------------------------------------------------
     @classmethod

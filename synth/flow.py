@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 
 from .wrapper import PinWrapper, port_bits
 
-__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "synthesize"]
+__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "synthesize", "for_target"]
 
 #: nextpnr runs at the same time (the reference machine has 2 cores).
 PARALLEL_SEEDS = 2
@@ -49,6 +49,9 @@ class Target:
     A resource is counted either from nextpnr's report (``("report", bel)``: the ``used`` count of
     that bel type) or from yosys' ``stat`` after synthesis (``("stat", prefix)``: the number of cells
     whose type starts with ``prefix``).
+
+    ``dsp_bits`` is the signed operand width of the device's DSP multiplier, the one target fact a
+    generator takes as a parameter (:func:`for_target` sets it; ``hw.common.DSP_BITS``).
     """
 
     name: str
@@ -64,6 +67,7 @@ class Target:
     ff: tuple[str, str]
     dsp: tuple[str, str]
     bram: tuple[str, str]
+    dsp_bits: int
 
     def count(self, resource, report, stat):
         """Count ``resource`` ("lut", "ff", "dsp" or "bram") in a nextpnr report or yosys stat."""
@@ -88,6 +92,7 @@ TARGETS = MappingProxyType({
         freq_mhz=200, io_pins=205, usable_io=200,
         lut=("report", "TRELLIS_COMB"), ff=("report", "TRELLIS_FF"),
         dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
+        dsp_bits=18,                  # MULT18X18D: signed 18 x 18
     ),
     # iCE40UP5K in SG48 bonds 39 user IOs (SB_IO "available" in nextpnr's report, and the data
     # sheet). An ICESTORM_LC holds a LUT4, a carry and a FF, and an FF without logic still fills
@@ -102,8 +107,46 @@ TARGETS = MappingProxyType({
         freq_mhz=48, io_pins=39, usable_io=36,
         lut=("stat", "SB_LUT4"), ff=("stat", "SB_DFF"),
         dsp=("report", "ICESTORM_DSP"), bram=("report", "ICESTORM_RAM"),
+        dsp_bits=16,                  # SB_MAC16: 16 x 16
     ),
 })
+
+
+def _target(name: str) -> Target:
+    if name not in TARGETS:
+        allowed = ", ".join(repr(t) for t in TARGETS)
+        raise ValueError(f"Target must be one of {allowed}, not {name!r}")
+    return TARGETS[name]
+
+
+def for_target(params, target: str):
+    """``params`` (a :class:`sw.params.Params`, nested sets included) with every parameter that stands
+    for a fact of ``target`` set to that target's value: a field whose :class:`sw.params.Spec` names
+    ``target="dsp_bits"`` takes ``TARGETS[target].dsp_bits``. Parameters of other kinds are unchanged,
+    and so is a set without such fields.
+
+    >>> from hw.circulant_fft import CirculantParams
+    >>> for_target(CirculantParams(), "ice40-up5k").dsp_bits
+    16
+
+    Raises
+    ------
+    ValueError
+        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``.
+    """
+    tgt = _target(target)
+    changes = {}
+    for f in dataclasses.fields(params):
+        spec, value = f.metadata.get("spec"), getattr(params, f.name)
+        if spec is not None and spec.target is not None:
+            changes[f.name] = getattr(tgt, spec.target)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            nested = for_target(value, target)
+            if nested is not value:
+                changes[f.name] = nested
+    if all(getattr(params, name) == value for name, value in changes.items()):
+        return params
+    return dataclasses.replace(params, **changes)
 
 
 @dataclass(frozen=True)
@@ -212,9 +255,7 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     SynthError
         If yosys or nextpnr fails.
     """
-    if target not in TARGETS:
-        allowed = ", ".join(repr(t) for t in TARGETS)
-        raise ValueError(f"Target must be one of {allowed}, not {target!r}")
+    tgt = _target(target)
     if not isinstance(component, wiring.Component):
         raise TypeError(f"Component must be an amaranth.lib.wiring.Component, not {component!r}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -224,7 +265,6 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         raise ValueError(f"Seeds must be a non-empty sequence of non-negative integers, not {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"Seeds must be distinct, not {seeds!r}")
-    tgt = TARGETS[target]
     freq = tgt.freq_mhz if freq_mhz is None else freq_mhz
     if isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0:
         raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")

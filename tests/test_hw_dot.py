@@ -1,14 +1,17 @@
 """Parameter validation, derived values, elaboration and lint of the dot-product PEs."""
 
+import dataclasses
 import json
 import re
 
 import pytest
+from amaranth import signed
+from amaranth.lib import data, stream, wiring
 
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
 from hw.verilog import lint, write_design
-from peforge import registry
+from hw import registry
 from sw.sp2 import SP2Format
 
 
@@ -57,6 +60,33 @@ def test_sp2_params_errors(kwargs, kind, message):
 def test_fixed_params_errors():
     with pytest.raises(TypeError, match=r"^DSP use \(dsp\) must be a bool, not 'yes'$"):
         FixedMacParams(dsp="yes")
+    with pytest.raises(ValueError, match=r"^Lanes must be an integer from 1 to 256, not 257$"):
+        FixedMacParams(lanes=257)
+
+
+def test_shared_fields_declared_once():
+    # act_bits, act_signed, max_len, lanes and dsp carry one Spec (subject, range, doc) in every PE
+    from hw import dot
+    from hw.nm_sparse import NMSparseParams
+
+    specs = {"lanes": dot.LANES, "act_bits": dot.ACT_BITS, "act_signed": dot.ACT_SIGNED, "max_len": dot.MAX_LEN,
+             "dsp": dot.DSP}
+    for cls in (SP2MacParams, FixedMacParams, NMSparseParams):
+        for f in dataclasses.fields(cls):
+            if f.name in specs:
+                assert f.metadata["spec"] is specs[f.name] and f.metadata["doc"] == specs[f.name].doc
+
+
+@pytest.mark.parametrize("params", [SP2MacParams(lanes=3, act_bits=5), FixedMacParams(max_len=9)])
+def test_output_layout_and_signatures(params):
+    # o carries a struct with y at the LSBs: the same bits as the bare accumulator
+    assert params.output_layout == data.StructLayout({"y": signed(params.acc_bits)})
+    assert params.output_layout.size == params.acc_bits
+    assert params.i_signature == stream.Signature(params.input_layout)
+    assert params.o_signature == stream.Signature(params.output_layout)
+    pe = SP2Mac(params) if isinstance(params, SP2MacParams) else FixedMac(params)
+    assert pe.signature.members["i"] == wiring.In(params.i_signature)
+    assert pe.signature.members["o"] == wiring.Out(params.o_signature)
 
 
 def test_json_round_trip_and_settings():

