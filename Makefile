@@ -14,8 +14,9 @@ all: test
 
 help:
 	@echo "make demo   generate, simulate against golden and synthesise every PE; report in build/demo/"
-	@echo "make test   the full test suite (sw properties, RTL vs golden in Verilator, synthesis flow)"
-	@echo "make bench  synthesis benchmarks (ECP5-85F, 3 seeds) -> docs/results/*.md"
+	@echo "make test   the layer contract (lint-imports), then the full test suite (sw properties, RTL vs"
+	@echo "            golden in Verilator, synthesis flow)"
+	@echo "make bench  synthesis benchmarks (ECP5-85F, 3 seeds) -> docs/results/<suite>.json, rendered to .md"
 	@echo "make clean  remove build outputs (keeps .venv); make distclean also removes .venv"
 
 $(STAMP): pyproject.toml
@@ -31,6 +32,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collected no tests; make treats every non-zero exit as a failure.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
 
 bench: $(STAMP)

@@ -2,11 +2,15 @@
 
 The lint waiver list lives here and only here: Amaranth's output trips WIDTHEXPAND (implicit
 zero/sign extension is how it writes every widening), leaves unused bits of flattened payloads
-(UNUSEDSIGNAL) and initialises registers in ``initial`` blocks (PROCASSINIT).
+(UNUSEDSIGNAL), initialises registers in ``initial`` blocks (PROCASSINIT), and names the submodules of a
+hierarchical design ``top.sub`` in the one file it writes, which can never match the file's name
+(DECLFILENAME; a whole-network accelerator has one submodule per engine).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -16,9 +20,31 @@ from pathlib import Path
 from amaranth import Value
 from amaranth.back import verilog
 
-__all__ = ["LINT_WAIVERS", "to_verilog", "write_design", "verilator_env", "lint"]
+__all__ = ["LINT_WAIVERS", "build_root", "generator_fingerprint", "to_verilog", "write_design", "design_is_current",
+           "verilator_env", "lint"]
 
-LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT")
+LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT", "-Wno-DECLFILENAME")
+
+
+def build_root() -> Path:
+    """Root of every generated output (designs, simulator builds, synthesis runs): ``$PEFORGE_BUILD_DIR``
+    or ``./build``."""
+    return Path(os.environ.get("PEFORGE_BUILD_DIR", "build")).resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """Hash of the generator's own source (``sw/`` and ``hw/``): a manifest written by other code is stale.
+
+    A params digest names a configuration, not the code that turns it into Verilog; the two together name
+    the Verilog, so a cached design is reused only when both match (:func:`design_is_current`).
+    """
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for folder in ("sw", "hw"):
+        for path in sorted((root / folder).glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def to_verilog(component, name: str) -> str:
@@ -42,6 +68,7 @@ def write_design(pe, params, out_dir: Path) -> dict:
         "top": pe.top,
         "params": params.to_dict(),
         "digest": params.digest(),
+        "generator": generator_fingerprint(),
         "derived": {name: getattr(params, name) for name in ("acc_bits", "latency", "macs_per_cycle")
                     if hasattr(params, name)},
         "ports": {path: {"width": Value.cast(value).shape().width, "direction": direction}
@@ -49,6 +76,17 @@ def write_design(pe, params, out_dir: Path) -> dict:
     }
     _write_if_changed(out_dir / f"{pe.top}.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def design_is_current(pe, params, out_dir: Path) -> bool:
+    """Whether ``out_dir`` already holds the Verilog of ``params`` written by this very generator."""
+    out_dir = Path(out_dir)
+    try:
+        manifest = json.loads((out_dir / f"{pe.top}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("digest") == params.digest() and manifest.get("generator") == generator_fingerprint()
+            and manifest.get("params") == params.to_dict() and (out_dir / f"{pe.top}.v").is_file())
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hw.verilog import lint, write_design
-from peforge import registry
+from hw import registry
+from hw.verilog import build_root, lint, write_design
 from peforge.e2e import run_e2e
 from peforge.progress import Progress
 from peforge.report import markdown_table, params_label, text_table
@@ -16,8 +16,8 @@ __all__ = ["run_demo"]
 
 
 def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | None = None) -> int:
-    from peforge.cli import run_random_sim, run_synth
-    from tb.runner import build_root
+    from synth import synthesize_pe
+    from tb.runner import random_sim
 
     out_dir = out_dir or build_root() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -33,10 +33,10 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
             progress.step("generate + lint")
             write_design(pe, params, out_dir / pe.name)
             lint(out_dir / pe.name / f"{pe.top}.v", pe.top)
-            sim = run_random_sim(pe, params, vectors=vectors, seed=1, waves=False, p_valid=0.5,
+            sim = random_sim(pe, params, vectors=vectors, seed=1, waves=False, p_valid=0.5,
                                  p_ready=0.5, progress=progress)
             progress.step(f"synthesis for {target}")
-            result = run_synth(pe, params, target=target, seeds=(1,), wrap=None, freq=None,
+            result = synthesize_pe(pe, params, target=target, seeds=(1,), wrap=None, freq=None,
                                progress=progress)
         if not sim["passed"]:
             failed.append(f"{pe.name}: {sim.get('error') or 'simulation failed'} (log: {sim['log']})")

@@ -1,6 +1,6 @@
 """FORMS crossbar: format, polarisation, weight mapping, array models and the ``crossbar`` golden model.
 
-The ``crossbar`` PE (DESIGN.md, crossbar) is the digital controller of a ReRAM crossbar that computes
+The ``crossbar`` PE (docs/crossbar.md) is the digital controller of a ReRAM crossbar that computes
 ``y = x @ W`` for ``R`` unsigned inputs ``x`` and a weight matrix ``W [R, C]``. Sources:
 
 * FORMS ("FORMS: Fine-grained Polarized ReRAM-based In-situ Computation for Mixed-signal DNN Accelerator",

@@ -2,7 +2,7 @@
 
 An N:M sparse weight matrix ``W [out, in]`` has at most ``N`` non-zeros in every group of ``M`` consecutive
 weights along the reduction axis (the input features): group ``g`` of row ``r`` is
-``W[r, g*M : (g+1)*M]``. The ``nm-sparse`` PE (DESIGN.md, nm-sparse) stores each group as ``N`` signed
+``W[r, g*M : (g+1)*M]``. The ``nm-sparse`` PE (docs/nm-sparse.md) stores each group as ``N`` signed
 values and ``N`` indices of ``ceil(log2 M)`` bits and computes
 
     y[r] = sum_g sum_{t < N} a[r, g*M + idx[r, g, t]] * val[r, g, t]

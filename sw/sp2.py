@@ -7,7 +7,7 @@ SP2 comes from "Mix and Match: A Novel FPGA-Centric Deep Neural Network Quantiza
     q1 in {0, 2^-1, 2^-2, ..., 2^-(2^m1 - 1)},   q2 in {0, 2^-1, ..., 2^-(2^m2 - 1)},   m1 >= m2,
 
 so a multiplication is two shifts and an add. peforge stores a code of ``bits = 1 + m1 + m2`` bits,
-MSB to LSB ``sign | e1 (m1 bits) | e2 (m2 bits)``, and works with the integer weight (DESIGN.md, sp2-mac)
+MSB to LSB ``sign | e1 (m1 bits) | e2 (m2 bits)``, and works with the integer weight (docs/sp2-mac.md)
 
     E = 2^m1 - 1,   t(e) = 0 if e == 0 else 2^(E - e),   v = (-1)^sign * (t(e1) + t(e2)),
 

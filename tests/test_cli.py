@@ -46,17 +46,19 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     (["generate", "sp2-mac", "--set", "fmt.bits=9"], r"SP2 bits must be an integer from 2 to 8, not 9"),
     (["generate", "fixed-mac", "--set", "dsp=maybe"], r"Parameter 'dsp' must be true or false, not 'maybe'"),
     (["generate", "fixed-mac", "--set", "lanes"], r"--set must be given as name=value, not 'lanes'"),
-    (["generate", "sp2-mac", "--set", "width=3"], r"Parameter 'width' is not a parameter of SP2MacParams; allowed: "),
+    (["generate", "sp2-mac", "--set", "width=3"], r"Parameter 'width' is not a parameter of SP2MacParams; "
+                                                   r"allowed: lanes, act_bits, act_signed, fmt.bits, fmt.m1, max_len"),
     (["generate", "conv-pe"], r"PE must be one of 'sp2-mac', 'fixed-mac'(, '[a-z-]+')*, not 'conv-pe'"),
     (["generate", "sp2-mac", "--config", "missing.json"], r"Config file must exist, not 'missing.json'"),
     (["generate", "nm-sparse", "--set", "fmt.n=4"], r"N:M n must be an integer from 1 to 3 for m = 4 \(n < m\), not 4"),
     (["generate", "nm-sparse", "--set", "fmt.m=6"], r"N:M m must be a power of two from 2 to 16, not 6"),
     (["generate", "nm-sparse", "--set", "fmt.m=32"], r"N:M m must be a power of two from 2 to 16, not 32"),
     (["sim", "sp2-mac", "--vectors", "0"], r"--vectors must be a positive integer, not 0"),
+    (["generate", "sp2-mac", "-o", "/proc/peforge-out"], r"/proc/peforge-out: No such file or directory"),
     (["synth", "sp2-mac", "--seeds", "a,b"], r"--seeds must be a comma-separated list of positive integers, not 'a,b'"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
-    if args[0] == "generate":
+    if args[0] == "generate" and "-o" not in args:
         args = args + ["-o", str(tmp_path)]
     code, out, err = peforge(*args, cwd=tmp_path)
     assert code == 2
@@ -64,7 +66,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert len(lines) == 1, err
     assert "Traceback" not in err
 
-    assert re.fullmatch(rf"peforge {args[0]}: error: {message}.*", lines[0]), lines[0]
+    assert re.fullmatch(rf"peforge {args[0]}: error: {message}", lines[0]), lines[0]
 
 
 def test_bad_target_is_argparse_error(tmp_path):

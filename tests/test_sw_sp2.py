@@ -1,4 +1,4 @@
-"""Tests for sw.sp2: the SP2 format against an independent transcription of DESIGN.md (sp2-mac), the
+"""Tests for sw.sp2: the SP2 format against an independent transcription of docs/sp2-mac.md, the
 encoder against brute force, the golden dot product against float64 numpy, the alpha search against a
 fine grid, and the PyTorch layer (STE training, export round trip)."""
 
@@ -20,7 +20,7 @@ LEGAL = [(bits, m1) for bits in range(2, 9) for m1 in range(bits) if m1 >= bits 
 
 
 def reference(bits, m1):
-    """``{code: (sign, e1, e2, v)}`` straight from the DESIGN.md formula, in Python ints."""
+    """``{code: (sign, e1, e2, v)}`` straight from the docs/sp2-mac.md formula, in Python ints."""
     m2 = bits - 1 - m1
     big_e = 2 ** m1 - 1
 
@@ -78,7 +78,7 @@ def test_every_code_decodes_to_its_level(bits, m1):
 
 
 def test_worked_example_4bit():
-    # DESIGN.md: 4-bit codes, q1 in {0, 1/2, 1/4, 1/8}, q2 in {0, 1/2}: 1/2 twice, +0 and -0.
+    # docs/sp2-mac.md: 4-bit codes, q1 in {0, 1/2, 1/4, 1/8}, q2 in {0, 1/2}: 1/2 twice, +0 and -0.
     fmt = SP2Format(4)
     assert (fmt.m1, fmt.m2, fmt.E) == (2, 1, 3)
     assert fmt.levels.tolist() == [0, 1, 2, 4, 5, 6, 8]
