@@ -1,10 +1,12 @@
 """cocotb testbench and batch API of ``crossbar``: the controller with the RTL array emulator, and alone.
 
-Two designs run the same tests (PyMTL3's "test cases written once, run at every level"):
+Its case (:class:`CASE`) runs :mod:`tb.bench`'s tests on two designs (PyMTL3's "test cases written once,
+run at every level"):
 
 * ``crossbar`` (:class:`hw.crossbar.CrossbarSystem`): controller + the synthesizable ideal-array emulator.
   The sign bits go in through ``cfg`` (one sub-array per beat), the cell levels through ``w`` (one row per
-  beat), both from :func:`sw.forms.map_weights`.
+  beat), both from :func:`sw.forms.map_weights`, sent by the same stream sources as the inputs on ``i``
+  (:meth:`tb.stream.StreamBench.send`, with the bench's random stalls).
 * ``crossbar-controller`` (:class:`hw.crossbar.CrossbarController`): the controller alone, its array port
   answered by :class:`ArrayModel`, a coroutine around a Python array model of :mod:`sw.forms`
   (:class:`sw.forms.IdealArray`, or the seeded :class:`sw.forms.NonIdealArray` when the configuration holds
@@ -24,23 +26,24 @@ single set bits, full scale and vectors that drive only one sub-array.
 
 from __future__ import annotations
 
-import os
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sw.forms import IdealArray, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
+from sw.forms import IdealArray, Mapping, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
 from sw.intops import as_int_array
 
-from .runner import SimulationError, load_config
-from .stream import StreamBench, pack, run_with_summary, to_signed
-from .vector import run_batch_arrays
+from .batch import NO_SIMULATION, run_batch, with_stats
+from .bench import CHECKS as SHARED_CHECKS
+from .bench import (Case, batch, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
+                    reset_mid_vector, throughput_and_latency)
+from .runner import SimulationError
+from .stream import pack
 
-__all__ = ["rtl_mvm", "CHECKS", "CrossbarBench", "ArrayModel", "random_weights", "random_inputs"]
+__all__ = ["rtl_mvm", "CHECKS", "CASE", "ArrayModel", "random_weights", "random_inputs"]
 
 
 # -- stimulus ----------------------------------------------------------------------------------------
@@ -140,77 +143,85 @@ class ArrayModel:
                 dut.array__valid.value = 0
 
 
-class CrossbarBench:
-    """The design under test: configuration loading, the i/o streams, the array model, the golden check."""
+class CASE(Case):
+    """Crossbar vectors: rows ``x [rows]`` of inputs, on weights loaded before each round."""
 
-    def __init__(self, dut, *, p_valid: float = 1.0, p_ready: float = 1.0):
+    count = 24
+    stall_mixes = [(1.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.2, 0.9), (0.7, 0.7)]
+    #: the weights of each round of ``random_stalls``
+    weight_kinds = ["random", "random", "max", "min", "random"]
+
+    def __init__(self, bench):
         from hw.crossbar import CrossbarController
 
-        self.dut = dut
-        self.pe, self.params, self.config = load_config()
+        super().__init__(bench)
         self.fmt = self.params.fmt
-        seed = int(os.environ.get("COCOTB_RANDOM_SEED", "1"))
-        self.rng = np.random.default_rng(seed)
-        self.stream = StreamBench(dut, rng=self.rng, p_valid=p_valid, p_ready=p_ready)
         self.mapping = None
         self.starts = 0
         self._counting = False
         #: the controller alone: its array port is answered by a Python model
         self.port = None
-        if issubclass(self.pe.component_cls, CrossbarController):
-            lo, hi = self.config.get("latency", [1, 4])
-            self.port = ArrayModel(dut, self.params, np.random.default_rng(seed + 1), latency=(lo, hi))
-        self.array_model = self.config.get("array_model")   # NonIdealArray settings, or None (ideal)
+        if issubclass(bench.pe.component_cls, CrossbarController):
+            lo, hi = bench.config.get("latency", [1, 4])
+            self.port = ArrayModel(bench.dut, self.params, np.random.default_rng(bench.seed + 1), latency=(lo, hi))
+        self.array_model = bench.config.get("array_model")   # NonIdealArray settings, or None (ideal)
         if self.array_model is not None and self.port is None:
-            raise ValueError(f"Array model must be used with the controller alone, not with {self.pe.name!r}")
+            raise ValueError(f"Array model must be used with the controller alone, not with {bench.pe.name!r}")
         self._model_seed = int((self.array_model or {}).get("seed", 0))
         self.expected_array = None
+        self._marks = (0, 0, 0)
 
     @property
     def max_latency(self) -> int:
         return self.port.latency[1] if self.port else self.params.array_latency
 
+    @property
+    def latency(self) -> int:
+        """The longest vector: every plane of every sub-array read at the longest ADC latency."""
+        f = self.fmt
+        return 1 + f.sub_arrays * (f.act_bits * self.max_latency + 3)
+
+    @property
+    def idle_after(self) -> int:
+        return self.max_latency + 4
+
+    @property
+    def reset_waits(self) -> tuple[int, ...]:
+        return (1, 3, 2 + self.max_latency)    # a few cycles / reads into the vector
+
+    def max_cycles(self, n: int) -> int:
+        slow = max(min(self.bench.stream.p_valid, self.bench.stream.p_ready), 0.05)
+        return int(200 + n * (self.latency + 4) / slow)
+
+    # -- set-up: the array port, the weights -------------------------------------------------------
     async def start(self):
-        self.dut.cfg__valid.value = 0
-        if self.port is None:
-            self.dut.w__valid.value = 0
         if not self._counting:
             self._counting = True
             cocotb.start_soon(self._count_starts())
             if self.port is not None:
                 cocotb.start_soon(self.port.run())
-        await self.stream.start()
 
     async def _count_starts(self):
         """Count the cycles with ``start`` high on the array port (reads issued)."""
-        dut = self.dut
+        dut = self.bench.dut
         start = dut.array__start
         while True:
             await RisingEdge(dut.clk)
             if int(dut.rst.value) == 0 and int(start.value):
                 self.starts += 1
 
-    async def _send(self, valid, ready, payload, words):
-        for word in words:
-            payload.value = word
-            valid.value = 1
-            while True:
-                await ReadOnly()
-                accepted = int(ready.value)
-                await RisingEdge(self.dut.clk)
-                if accepted:
-                    break
-        valid.value = 0
+    async def prepare(self, round_: int) -> None:
+        kind = self.weight_kinds[round_ % len(self.weight_kinds)]
+        await self.load(map_weights(random_weights(self.fmt, self.rng, kind=kind), self.fmt))
 
     async def load(self, mapping):
-        """Sign bits through ``cfg``, then cell levels through ``w`` (or into the Python model), one beat each."""
-        p, f = self.params, self.fmt
-        cfg = [k | (int(sum(int(b) << c for c, b in enumerate(mapping.signs[k]))) << p.sub_bits)
-               for k in range(f.sub_arrays)]
-        await self._send(self.dut.cfg__valid, self.dut.cfg__ready, self.dut.cfg__payload, cfg)
-        if self.port is None:
-            cell_words = pack(p.load_layout, {"row": np.arange(f.rows), "cells": mapping.cells})
-            await self._send(self.dut.w__valid, self.dut.w__ready, self.dut.w__payload, cell_words)
+        """Sign bits through ``cfg`` (one sub-array per beat), then cell levels through ``w`` (one row per
+        beat) or into the Python model."""
+        f, stream = self.fmt, self.bench.stream
+        signs = (np.asarray(mapping.signs, dtype=np.int64) << np.arange(f.cols)).sum(axis=1)
+        await stream.send("cfg", {"sub": np.arange(f.sub_arrays), "signs": signs})
+        if "w" in stream.sources:
+            await stream.send("w", {"row": np.arange(f.rows), "cells": mapping.cells})
         self.mapping = mapping
         self.fresh_models()
 
@@ -231,159 +242,89 @@ class CrossbarBench:
         self.expected_array = NonIdealArray(self.mapping, self.fmt, **settings)
         self.port.model = NonIdealArray(self.mapping, self.fmt, **settings)
 
-    def payloads(self, x) -> list[int]:
-        return pack(self.params.input_layout, {"x": np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)})
+    # -- vectors ---------------------------------------------------------------------------------------
+    def draw(self, count: int) -> np.ndarray:
+        return random_inputs(self.fmt, self.rng, count)
 
-    def decode(self, value: int) -> tuple[list[int], int]:
-        yb, cols = self.fmt.y_bits, self.fmt.cols
-        mask = (1 << yb) - 1
-        return [to_signed((value >> (c * yb)) & mask, yb) for c in range(cols)], value >> (cols * yb)
+    def extremes(self) -> np.ndarray:
+        """Every single set bit on every row (sampled above 512), all-zero and full-scale vectors."""
+        f = self.fmt
+        rows = np.arange(f.rows) if f.rows * f.act_bits <= 512 else self.rng.choice(f.rows, 512 // f.act_bits)
+        singles = [np.eye(f.rows, dtype=np.int64)[r] << q for r in rows for q in range(f.act_bits)]
+        return np.array(singles + [np.zeros(f.rows, np.int64), np.full(f.rows, f.act_max)])
 
-    def max_cycles(self, n: int) -> int:
-        reads = self.fmt.max_steps
-        worst = 1 + reads * self.max_latency + 3 * self.fmt.sub_arrays
-        slow = max(min(self.stream.p_valid, self.stream.p_ready), 0.05)
-        return int(200 + n * (worst + 4) / slow)
+    def length(self, vector) -> int:
+        return len(vector)
 
-    async def compute(self, x) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Stream ``x [N, rows]``; return ``y [N, cols]``, ``steps [N]`` and the result cycles."""
-        x = np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)
-        got = await self.stream.run(self.payloads(x), outputs=len(x), max_cycles=self.max_cycles(len(x)),
-                                    idle_after=self.max_latency + 4)
-        ys, steps = zip(*(self.decode(v) for v, _ in got)) if got else ((), ())
-        return (np.array(ys, dtype=np.int64).reshape(len(x), self.fmt.cols), np.array(steps, dtype=np.int64),
-                [c for _, c in got])
+    def describe(self, vector) -> str:
+        return f"x={np.asarray(vector).tolist()}"
 
-    async def check(self, x, *, what: str) -> list[int]:
-        """Stream ``x``, compare ``y``, ``steps`` and the counted ``start`` pulses with golden_mvm."""
-        x = np.asarray(x, dtype=np.int64).reshape(-1, self.fmt.rows)
+    def payloads(self, vectors) -> list[int]:
+        x = np.asarray(vectors, dtype=np.int64).reshape(-1, self.fmt.rows)
+        return pack(self.bench.stream.sources["i"].layout, {"x": x})
+
+    def expect(self, vectors) -> dict[str, np.ndarray]:
+        """``y`` and ``steps`` from :func:`sw.forms.golden_mvm`; the reads it counts are checked against the
+        ``start`` pulses on the array port (and the reads the Python model answered) afterwards."""
+        x = np.asarray(vectors, dtype=np.int64).reshape(-1, self.fmt.rows)
         self.fresh_models()
         want_y, want = golden_mvm(x, self.mapping, self.fmt, array=self.expected_array,
                                   zero_skip=self.params.zero_skip)
-        want_steps = want.per_vector
-        starts, reads = self.starts, self.port.reads if self.port else 0
-        y, steps, cycles = await self.compute(x)
-        for n in range(len(x)):
-            if not np.array_equal(y[n], want_y[n]) or steps[n] != want_steps[n]:
-                raise AssertionError(f"{what}: vector {n} gave y={y[n].tolist()} in {steps[n]} steps, golden "
-                                     f"y={want_y[n].tolist()} in {want_steps[n]} steps; x={x[n].tolist()}")
+        self._marks = (int(want), self.starts, self.port.reads if self.port else 0)
+        return {"y": want_y, "steps": want.per_vector}
+
+    def after_check(self, what: str) -> None:
+        want, starts, reads = self._marks
         counted = self.starts - starts
-        assert counted == want, f"{what}: {counted} start pulses on the array port, golden {int(want)} reads"
+        assert counted == want, f"{what}: {counted} start pulses on the array port, golden {want} reads"
         if self.port is not None:
             assert self.port.reads - reads == want, \
-                f"{what}: the array model answered {self.port.reads - reads} reads, golden {int(want)}"
-        return cycles
+                f"{what}: the array model answered {self.port.reads - reads} reads, golden {want}"
 
+    # -- timing ----------------------------------------------------------------------------------------
+    def timing_rounds(self) -> list:
+        return [random_inputs(self.fmt, self.rng, 20)]
 
-async def _loaded_bench(dut, kind: str = "random", **kwargs) -> CrossbarBench:
-    bench = CrossbarBench(dut, **kwargs)
-    await bench.start()
-    await bench.load(map_weights(random_weights(bench.fmt, bench.rng, kind=kind), bench.fmt))
-    return bench
+    def steady(self) -> None:
+        """The controller alone gets a fixed ADC latency (``params.array_latency``)."""
+        if self.port is not None:
+            self.port.latency = (self.params.array_latency, self.params.array_latency)
 
+    def predict(self, vectors) -> list[int]:
+        """Vector ``n`` is accepted in cycle ``a_n`` (``a_0 = 0``); its result is valid ``vector_cycles``
+        later, the transfer ends with the edge after that cycle, and the next vector is accepted in it."""
+        p, f = self.params, self.fmt
+        x = np.asarray(vectors)
+        reads = active_planes(x, f).sum(axis=-1) if p.zero_skip else np.full((len(x), f.sub_arrays), f.act_bits)
+        done = np.cumsum([p.vector_cycles(r.tolist()) for r in reads])
+        return [int(d) + 1 for d in done]
 
-@cocotb.test()
-async def random_stalls(dut):
-    """Mixed random/sparse/zero/single-bit/full-scale vectors under random stalls; weights reloaded."""
-    bench = CrossbarBench(dut)
-    await bench.start()
-    count = int(bench.config.get("vectors", 24))
-    for kind, (p_valid, p_ready) in zip(["random", "random", "max", "min", "random"],
-                                        [(1.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.2, 0.9), (0.7, 0.7)]):
-        await bench.load(map_weights(random_weights(bench.fmt, bench.rng, kind=kind), bench.fmt))
-        bench.stream.p_valid, bench.stream.p_ready = p_valid, p_ready
-        await bench.check(random_inputs(bench.fmt, bench.rng, count),
-                          what=f"{kind} weights (p_valid={p_valid}, p_ready={p_ready})")
+    def timing_note(self) -> str:
+        return "vector_cycles"
 
+    def in_flight(self) -> list[int]:
+        return self.payloads(np.full((1, self.fmt.rows), self.fmt.act_max))
 
-@cocotb.test()
-async def edge_vectors(dut):
-    """Every single set bit on every row, all-zero and full-scale vectors, on random weights."""
-    bench = await _loaded_bench(dut, p_valid=0.8, p_ready=0.8)
-    f = bench.fmt
-    rows = np.arange(f.rows) if f.rows * f.act_bits <= 512 else bench.rng.choice(f.rows, 512 // f.act_bits)
-    singles = [np.eye(f.rows, dtype=np.int64)[r] << q for r in rows for q in range(f.act_bits)]
-    x = np.array(singles + [np.zeros(f.rows, np.int64), np.full(f.rows, f.act_max)])
-    await bench.check(x, what="edge vectors")
+    def pending(self) -> tuple[np.ndarray, int]:
+        return np.full((2, self.fmt.rows), self.fmt.act_max), 2 * self.max_cycles(1)
 
+    # -- batch -----------------------------------------------------------------------------------------
+    async def load_batch(self, arrays) -> np.ndarray:
+        await self.load(Mapping(arrays["signs"], arrays["cells"]))
+        self._batch_starts = self.starts
+        return arrays["x"]
 
-@cocotb.test()
-async def timing(dut):
-    """Without stalls: each result exactly ``vector_cycles`` after its vector; next vector at once.
-
-    The controller alone gets a fixed ADC latency (``params.array_latency``) for this test."""
-    bench = await _loaded_bench(dut)
-    p, f = bench.params, bench.fmt
-    if bench.port is not None:
-        bench.port.latency = (p.array_latency, p.array_latency)
-    x = random_inputs(f, bench.rng, 20)
-    cycles = await bench.check(x, what="back to back")
-    reads = active_planes(x, f).sum(axis=-1) if p.zero_skip else np.full((len(x), f.sub_arrays), f.act_bits)
-    accept, expected = 0, []
-    for n in range(len(x)):  # vector n accepted in cycle `accept`; its result stamped at the edge ending
-        done = accept + p.vector_cycles(reads[n].tolist())  # cycle `done`, when the next one is accepted
-        expected.append(done + 1)
-        accept = done
-    assert cycles == expected, f"results on cycles {cycles}, expected {expected}"
-
-
-@cocotb.test()
-async def reset_mid_vector(dut):
-    """Reset with a vector in flight, and with a result waiting: nothing stale; configuration kept."""
-    bench = await _loaded_bench(dut, p_valid=0.8, p_ready=0.8)
-    f = bench.fmt
-    full = np.full((1, f.rows), f.act_max)
-    for wait in (1, 3, 2 + bench.max_latency):    # a few cycles / reads into the vector
-        await bench.stream.run(bench.payloads(full), outputs=0, stop_after_inputs=True)
-        await bench.stream.run([], outputs=0, for_cycles=wait)
-        await bench.stream.reset()
-        await bench.check(random_inputs(f, bench.rng, 6), what=f"after reset {wait} cycles into a vector")
-    bench.stream.p_ready = 0.0
-    await bench.stream.run(bench.payloads(np.vstack([full, full])), outputs=0,
-                           for_cycles=2 * bench.max_cycles(1))
-    assert int(dut.o__valid.value) == 1, "no result was pending before the reset"
-    await bench.stream.reset()
-    bench.stream.p_ready = 0.8
-    await bench.check(random_inputs(f, bench.rng, 6), what="after reset with a result pending")
-
-
-@cocotb.test()
-async def batch(dut):
-    """Batch API: load ``signs``/``cells`` from ``in.npz``, stream ``x``, write ``y``/``steps`` to ``out.npz``."""
-    from sw.forms import Mapping
-
-    config = load_config()[2]
-    bench = CrossbarBench(dut, p_valid=float(config.get("p_valid", 1.0)), p_ready=float(config.get("p_ready", 1.0)))
-    work = Path(bench.config["batch_dir"])
-    await bench.start()
-    with np.load(work / "in.npz") as data:
-        x, mapping = data["x"], Mapping(data["signs"], data["cells"])
-    await bench.load(mapping)
-    starts = bench.starts
-    y, steps, _ = await bench.compute(x)
-    np.savez(work / "out.npz", y=y, steps=steps, starts=bench.starts - starts, cycles=bench.stream.cycles)
-
-
-@cocotb.test()
-async def random_vectors(dut):
-    """``peforge sim``: random weights and mixed vectors under stalls; writes a summary JSON."""
-    config = load_config()[2]
-    bench = await _loaded_bench(dut, p_valid=float(config.get("p_valid", 0.5)),
-                                p_ready=float(config.get("p_ready", 0.5)))
-    x = random_inputs(bench.fmt, bench.rng, int(config.get("vectors", 100)))
-    summary = {"vectors": len(x), "elements": int(x.size), "beats": len(x), "error": None}
-    await run_with_summary(bench.stream, bench.check(x, what="random"), summary,
-                           config["summary"])
+    def batch_extras(self) -> dict[str, np.ndarray]:
+        return {"starts": np.array(self.starts - self._batch_starts)}
 
 
 #: the cocotb tests pytest runs (``batch`` and ``random_vectors`` serve the APIs)
-CHECKS = ["random_stalls", "edge_vectors", "timing", "reset_mid_vector"]
+CHECKS = SHARED_CHECKS
 
 
 # -- batch API -----------------------------------------------------------------------------------------
 
-def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, seed: int = 1,
-            waves: bool = False):
+def rtl_mvm(x, weights, params, *, stats: bool = False, **kwargs):
     """:func:`sw.forms.golden_mvm` computed by the RTL (controller + :class:`hw.crossbar.IdealArray`).
 
     Parameters
@@ -395,8 +336,10 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
         a torch tensor); mapped inside with :func:`sw.forms.map_weights`.
     params : hw.crossbar.CrossbarParams or sw.forms.CrossbarFormat
         A format stands for ``CrossbarParams(fmt=fmt)`` (zero-skipping on, one cycle of array latency).
-    p_valid, p_ready : float
-        Probability of offering an input / accepting a result per cycle (1.0: no stalls).
+    stats : bool, optional
+        Also return the :class:`tb.batch.SimStats` the simulation counted (``((y, steps), stats)``).
+    **kwargs
+        ``p_valid``, ``p_ready``, ``seed``, ``waves`` as :func:`tb.dot.rtl_dot`.
 
     Returns
     -------
@@ -428,11 +371,11 @@ def rtl_mvm(x, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0, s
     mapping = map_weights(weights, fmt)
     x2 = arr.reshape(-1, fmt.rows)
     if len(x2) == 0:
-        return np.zeros((0, fmt.cols), np.int64), Steps(np.zeros(0, np.int64))
-    out = run_batch_arrays("crossbar", params, {"x": x2, "signs": mapping.signs, "cells": mapping.cells},
-                           p_valid=p_valid, p_ready=p_ready, seed=seed, waves=waves)
+        return with_stats((np.zeros((0, fmt.cols), np.int64), Steps(np.zeros(0, np.int64))), NO_SIMULATION, stats)
+    result = run_batch("crossbar", params, {"x": x2, "signs": mapping.signs, "cells": mapping.cells}, **kwargs)
+    out = result.outputs
     y, per_vector, starts = out["y"].astype(np.int64), out["steps"].astype(np.int64), int(out["starts"])
     steps = Steps(per_vector)
     if starts != steps:
         raise SimulationError(f"The PE reported {int(steps)} reads but {starts} start pulses were counted")
-    return (y[0] if arr.ndim == 1 else y), steps
+    return with_stats(((y[0] if arr.ndim == 1 else y), steps), result.stats, stats)

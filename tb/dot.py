@@ -1,8 +1,9 @@
-"""Vectors of the dot-product PEs (``sp2-mac``, ``fixed-mac``) and their shared batch API.
+"""The case of the dot-product PEs (``sp2-mac``, ``fixed-mac``) and their shared batch API.
 
 A vector is ``{"acts": [K], "weights": [K]}`` where ``weights`` holds the raw weight field (SP2 codes
-or fixed-point integers). The PE module (``tb/sp2_mac.py``, ``tb/fixed_mac.py``) subclasses
-:class:`DotVectors` with its golden function and the weight values worth enumerating.
+or fixed-point integers), sent as ``ceil(K / lanes)`` beats with ``last`` on the final one; the PE answers
+one ``y``. The PE module (``tb/sp2_mac.py``, ``tb/fixed_mac.py``) subclasses :class:`DotCase` with its
+golden function and the weight values worth enumerating; the tests are :mod:`tb.bench`'s.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import numpy as np
 
 from sw.intops import as_int_array, int_range
 
-from .vector import Vectors, last_beat_flags, lanes_of, run_batch
+from .batch import run_rows
+from .bench import CHECKS as SHARED_CHECKS
+from .bench import Case, lanes_of, last_beat_flags
 
-__all__ = ["DotVectors", "rtl_dot", "weight_field_range"]
+__all__ = ["DotCase", "CHECKS", "rtl_dot", "weight_field_range"]
+
+#: the cocotb tests of a dot-product PE (and nm-sparse) in pytest
+CHECKS = [*SHARED_CHECKS, "every_code"]
 
 
 def weight_field_range(params) -> tuple[int, int]:
@@ -22,7 +28,22 @@ def weight_field_range(params) -> tuple[int, int]:
     return int_range(shape.width, shape.signed)
 
 
-class DotVectors(Vectors):
+class VectorCase(Case):
+    """A PE that reduces a vector ``{"acts": [K], ...}`` to one ``y`` (the dot products, nm-sparse)."""
+
+    def random_acts(self, n: int) -> np.ndarray:
+        lo, hi = self.params.act_range
+        return self.rng.integers(lo, hi, n, endpoint=True)
+
+    def length(self, vector) -> int:
+        return len(vector["acts"])
+
+    def describe(self, vector) -> str:
+        shown = {k: ([int(e) for e in v[:8]] if hasattr(v, "__len__") else v) for k, v in vector.items()}
+        return f"K={self.length(vector)}; first elements: {shown}"
+
+
+class DotCase(VectorCase):
     """Dot-product vectors; subclasses give ``golden_rows``, ``all_weights`` and ``extreme_weights``."""
 
     def golden_rows(self, acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -96,13 +117,28 @@ def check_batch(params, acts, weights) -> tuple[np.ndarray, np.ndarray]:
     return acts, weights
 
 
-def rtl_dot(pe_name: str, acts, weights, params, *, p_valid: float = 1.0, p_ready: float = 1.0,
-            seed: int = 1, waves: bool = False) -> np.ndarray:
-    """Run ``rows`` dot products through the generated RTL; one int64 result per row.
+def rtl_dot(pe_name: str, acts, weights, params, *, stats: bool = False, **kwargs):
+    """Run ``rows`` dot products of PE ``pe_name`` through the generated RTL; one int64 result per row.
 
     The design for ``params`` is generated and compiled once (cached by a hash of the params); all
     rows stream through one simulation, back to back unless ``p_valid``/``p_ready`` add stalls.
+
+    Parameters
+    ----------
+    acts, weights, params
+        As the PE's ``rtl_dot`` (:func:`tb.sp2_mac.rtl_dot`, :func:`tb.fixed_mac.rtl_dot`).
+    p_valid, p_ready : float, optional
+        Probability of offering a beat / accepting a result per cycle (1.0: no stalls).
+    seed : int, optional
+        Seed of the simulation's stalls.
+    waves : bool, optional
+        Record waveforms (a separate build).
+    stats : bool, optional
+        Also return the :class:`tb.batch.SimStats` the simulation counted.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape [rows]; or ``(y, stats)`` with ``stats=True``
     """
     acts, weights = check_batch(params, acts, weights)
-    return run_batch(pe_name, params, {"acts": acts, "weights": weights}, p_valid=p_valid,
-                     p_ready=p_ready, seed=seed, waves=waves)
+    return run_rows(pe_name, params, {"acts": acts, "weights": weights}, len(acts), stats=stats, **kwargs)

@@ -1,4 +1,4 @@
-"""cocotb testbench and batch API of ``fixed-mac`` (tests in :mod:`tb.vector`, vectors in :mod:`tb.dot`)."""
+"""cocotb testbench and batch API of ``fixed-mac``: its :class:`tb.dot.DotCase`, run by :mod:`tb.bench`'s tests."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from sw import fixed
 from sw.intops import int_range
 
 from . import dot
-from .vector import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
-                     reset_mid_vector, throughput_and_latency)
+from .bench import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)
+                    reset_mid_vector, throughput_and_latency)
+from .dot import CHECKS  # noqa: F401
 
-__all__ = ["rtl_dot", "VECTORS"]
+__all__ = ["rtl_dot", "CASE", "CHECKS"]
 
 #: Above this width ``every_code`` samples weights instead of enumerating all of them.
 _ENUMERATE_BITS = 9
 
 
-class VECTORS(dot.DotVectors):
+class CASE(dot.DotCase):
     def golden_rows(self, acts, weights):
         p = self.params
         return fixed.golden_dot(acts, weights, p.w_bits, act_bits=p.act_bits, act_signed=p.act_signed)
@@ -33,21 +34,15 @@ class VECTORS(dot.DotVectors):
         return [hi, lo]
 
 
-def rtl_dot(acts, weights, params, **kwargs) -> np.ndarray:
+def rtl_dot(acts, weights, params, **kwargs):
     """``sw.fixed.golden_dot`` computed by the generated RTL.
 
     Parameters
     ----------
-    acts : int array [rows, K]
-        ``act_bits`` integers (signed per ``params.act_signed``), K <= ``params.max_len``.
     weights : int array [K] or [rows, K]
         signed ``w_bits`` integers; a 1-D array is used for every row.
     params : hw.fixed_mac.FixedMacParams
-    p_valid, p_ready : float, optional
-        Probability of offering a beat / accepting a result per cycle (1.0: no stalls).
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape [rows]
+    acts, **kwargs
+        As :func:`tb.sp2_mac.rtl_dot`.
     """
     return dot.rtl_dot("fixed-mac", acts, weights, params, **kwargs)

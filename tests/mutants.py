@@ -3,15 +3,18 @@
 Loaded in the simulator too, through ``PEFORGE_PLUGINS=tests.mutants``.
 """
 
-from amaranth import Cat, Mux
+from types import SimpleNamespace
+
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data
 
 from hw.circulant_fft import CirculantFFT, CirculantParams, _ParallelDatapath
-from hw.crossbar import CrossbarParams, CrossbarSystem
+from hw.circulant_stream import elaborate_streaming
+from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, controller_logic
 from hw.fixed_mac import FixedMac, FixedMacParams
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
-from peforge.registry import PE, register
+from hw.registry import PE, register
 
 
 class SP2MacDropsCarry(SP2Mac):
@@ -69,3 +72,44 @@ class CirculantRoundsHalfDown(CirculantFFT):
 
 register(PE("circulant-fft-rounds-half-down", "mutant", CirculantParams, CirculantRoundsHalfDown,
             "tb.circulant_fft", "test"))
+
+
+class CirculantStreamNyquistFromIm(CirculantFFT):
+    """``arch="streaming"`` reading the Nyquist bin's weight (bin k/2, real) from its ignored imaginary field:
+    wrong whenever that field differs from the real one and the input has a Nyquist component."""
+
+    def elaborate(self, platform):
+        payload = Signal(self.params.input_layout)
+        half = self.params.fmt.block // 2
+        port = SimpleNamespace(valid=self.i.valid, ready=self.i.ready, payload=payload)
+        m = elaborate_streaming(SimpleNamespace(params=self.params, i=port, o=self.o))
+        m.d.comb += payload.eq(self.i.payload)
+        m.d.comb += payload.w[half].re.eq(self.i.payload.w[half].im)
+        return m
+
+
+register(PE("circulant-stream-nyquist-from-im", "mutant", CirculantParams, CirculantStreamNyquistFromIm,
+            "tb.circulant_fft", "test"))
+
+
+class CrossbarControllerFixedLatency(CrossbarController):
+    """Takes the ADC codes ``array_latency`` cycles after ``start`` instead of when ``valid`` says: right
+    behind the RTL emulator, wrong behind an array whose latency varies."""
+
+    def elaborate(self, platform):
+        m = Module()
+        start = Signal()
+        due = start
+        for n in range(self.params.array_latency):
+            later = Signal(name=f"start_d{n}")
+            m.d.sync += later.eq(due)
+            due = later
+        port = SimpleNamespace(sub=self.array.sub, wl=self.array.wl, start=start, adc=self.array.adc, valid=due)
+        m.d.comb += self.array.start.eq(start)
+        controller_logic(m, self.params, i=self.i, o=self.o, cfg=self.cfg, array=port, busy=self.busy,
+                         plane_mask=self.plane_mask)
+        return m
+
+
+register(PE("crossbar-controller-fixed-latency", "mutant", CrossbarParams, CrossbarControllerFixedLatency,
+            "tb.crossbar", "test"))

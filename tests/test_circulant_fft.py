@@ -11,7 +11,7 @@ from scipy.linalg import circulant
 from hw.circulant_fft import CirculantFFT, CirculantParams
 from hw.common import csd_digits
 from hw.verilog import lint, write_design
-from peforge import registry
+from hw import registry
 from sw.circulant import CirculantFormat, dequantize, export_spectra, golden_matvec, quantize_acts, sqnr_db
 from tb import circulant_fft as tb_cf
 from tb.runner import run
@@ -52,7 +52,18 @@ def test_params_errors(kwargs, kind, message):
 def test_derived_values():
     p = CirculantParams(fmt=CirculantFormat(block=16), arch="parallel")
     assert (p.block, p.initiation_interval, p.macs_per_cycle) == (16, 1, 256)
-    assert (p.acc_bits, p.out_bits) == (p.fmt.acc_bits(), p.fmt.out_bits())
+    # the output lanes hold the largest outputs: each bin driven to its extreme over max_q blocks
+    # (inputs at full scale with the bin's cosine/sine signs, every weight at its extreme)
+    f, n = p.fmt, np.arange(16)
+    x = np.array([np.where(phase(2 * np.pi * b * n / 16) >= 0, f.act_range[1], f.act_range[0])
+                  for b in range(f.bins) for phase in (np.cos, np.sin)])
+    peak = 0
+    for w_value in f.w_range:
+        w = np.full((1, f.max_q, f.bins, 2), w_value)
+        w[..., [0, -1], 1] = 0
+        y = golden_matvec(np.repeat(x[:, None, :], f.max_q, axis=1), w, f)
+        peak = max(peak, int(np.abs(y).max()))
+    assert 2 ** (p.out_bits - 5) <= peak < 2 ** (p.out_bits - 1)
     assert [name for name, _ in p.input_layout] == ["x", "w", "last"]
     assert p.input_layout.size == 16 * 8 + 9 * 2 * 12 + 1
     assert p.output_layout.size == 16 * p.fmt.out_bits()

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from hw.circulant_fft import CirculantParams
-from hw.circulant_stream import _plan, mult_stages, rotate_stages, streaming_latency
+from hw.circulant_stream import _plan, mult_stages, rotate_stages
 from hw.verilog import lint, write_design
-from peforge import registry
+from hw import registry
 from sw.circulant import CirculantFormat, golden_matvec
 from tb import circulant_fft as tb_cf
+from tb.batch import SimStats
 from tb.runner import run
 
 STREAM = "streaming"
@@ -35,7 +36,6 @@ def test_arch_default_and_derived_values():
     assert CirculantParams(fmt=CirculantFormat(block=16)).arch == "parallel"
     p = CirculantParams(fmt=CirculantFormat(block=32))
     assert p.arch == STREAM and p.initiation_interval == 32 and p.macs_per_cycle == 32
-    assert p.latency == streaming_latency(p.fmt)
     assert CirculantParams.from_json(p.to_json()) == p
     # the default is re-derived when the block size changes on the command line
     assert p.with_settings({"fmt.block": "8"}).arch == "parallel"
@@ -96,3 +96,27 @@ def test_streaming_equals_parallel_and_golden():
     for arch in ("parallel", STREAM):
         got = tb_cf.rtl_matvec(x, w, CirculantParams(fmt=fmt, arch=arch), p_valid=0.7, p_ready=0.6)
         np.testing.assert_array_equal(got, want, err_msg=arch)
+
+
+@pytest.mark.parametrize("params", SIM_GRID[1:3], ids=ident)
+def test_latency_and_interval_measured(params):
+    """``latency`` and ``initiation_interval`` against the cycles the simulation counted: n single-block
+    vectors back to back, the last one accepted in cycle (n - 1) II, its result transferred in the cycle
+    ``latency`` later; a wrong formula, or a datapath that does not keep to it, changes the count."""
+    fmt = params.fmt
+    rng = np.random.default_rng(9)
+    x = rng.integers(*fmt.act_range, (7, 1, fmt.block), endpoint=True)
+    w = rng.integers(*fmt.w_range, (2, 1, fmt.bins, 2), endpoint=True)
+    w[:, :, [0, -1], 1] = 0
+    y, stats = tb_cf.rtl_matvec(x, w, params, stats=True)
+    np.testing.assert_array_equal(y, golden_matvec(x, w, fmt))
+    n = len(x) * len(w)
+    assert stats == SimStats(cycles=(n - 1) * fmt.block + params.latency + 1, beats=n)
+    assert params.initiation_interval == fmt.block
+
+
+def test_testbench_catches_streaming_mutant(mutants):
+    """A streaming datapath that takes the Nyquist weight from the (ignored) imaginary field fails."""
+    ran, failures = run("circulant-stream-nyquist-from-im", SIM_GRID[0], testcases=["random_stalls", "extremes"],
+                        tag="mutant")
+    assert (ran, failures) == (2, 2)

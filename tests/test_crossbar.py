@@ -10,9 +10,10 @@ import pytest
 
 from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, IdealArray
 from hw.verilog import lint, to_verilog, write_design
-from peforge import registry
-from sw.forms import CrossbarFormat
+from hw import registry
+from sw.forms import CrossbarFormat, golden_mvm, map_weights
 from tb import crossbar as tb_xb
+from tb.batch import SimStats
 from tb.runner import run
 
 GRID = [
@@ -196,9 +197,36 @@ def test_controller_against_array_model(params, array_model):
 
 def test_testbench_catches_mutant(mutants):
     """Zero-skipping that forgets the last row of a sub-array: wrong y and too few steps, caught."""
-    ran, failures = run("crossbar-skips-last-row", GRID[0], testcases=["random_stalls", "edge_vectors"],
+    ran, failures = run("crossbar-skips-last-row", GRID[0], testcases=["random_stalls", "extremes"],
                         tag="mutant")
     assert ran == 2 and failures == 2
+
+
+def test_controller_mutant_fails_against_array_model(mutants):
+    """A controller that takes the ADC codes ``array_latency`` cycles after ``start`` instead of waiting for
+    ``valid``: right with the RTL emulator (fixed latency), wrong against the Python array model, whose
+    latency varies per read."""
+    ran, failures = run("crossbar-controller-fixed-latency", GRID[0], testcases=["random_stalls", "extremes"],
+                        extra={"latency": [1, 6]}, tag="mutant")
+    assert (ran, failures) == (2, 2)
+
+
+@pytest.mark.parametrize("params", GRID[1:], ids=ident)
+def test_batch_stats_are_the_simulated_cycles(params):
+    """Without stalls each vector takes ``vector_cycles`` of its reads per sub-array (the next one is accepted
+    in the cycle its result leaves), so the run takes their sum plus the cycle of the last transfer."""
+    f = params.fmt
+    rng = np.random.default_rng(4)
+    w = polarised(rng, f.rows, f.cols, f.rows_per_sub, f.w_max)
+    x = mixed_inputs(rng, 12, f.rows, f.act_max)
+    (y, steps), stats = tb_xb.rtl_mvm(x, w, params, stats=True)
+    want_y, want_steps = golden_mvm(x, map_weights(w, f), f, zero_skip=params.zero_skip)   # the ADC may clip
+    np.testing.assert_array_equal(y, want_y)
+    assert steps == want_steps
+    rps = f.rows_per_sub
+    reads = [[nonzero_planes(v[k * rps:(k + 1) * rps], rps, f.act_bits) if params.zero_skip else f.act_bits
+              for k in range(f.sub_arrays)] for v in x]
+    assert stats == SimStats(cycles=sum(params.vector_cycles(r) for r in reads) + 1, beats=len(x))
 
 
 # -- the command line with an inconsistent format, as a new user meets it ------------------------------------

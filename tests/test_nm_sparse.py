@@ -6,11 +6,11 @@ import pytest
 
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.verilog import lint, write_design
-from peforge import registry
+from hw import registry
 from sw.nm import NMFormat
 from tb import nm_sparse as tb_nm
 from tb.runner import run
-from tb.vector import CHECKS
+from tb.batch import SimStats
 
 # 2:4, 1:4, 2:8, 4:8, 1:16; signed and unsigned activations; 1 and 4 groups; DSP and LUT multipliers
 GRID = [
@@ -63,8 +63,8 @@ def test_generate_and_lint(tmp_path, params):
 
 @pytest.mark.parametrize("params", GRID, ids=ident)
 def test_nm_sparse_cocotb(params):
-    tests, failures = run("nm-sparse", params, testcases=CHECKS, tag="pytest")
-    assert (tests, failures) == (len(CHECKS), 0)
+    tests, failures = run("nm-sparse", params, testcases=tb_nm.CHECKS, tag="pytest")
+    assert (tests, failures) == (len(tb_nm.CHECKS), 0)
 
 
 def dense_reference(acts, values, indices, n, m):
@@ -95,6 +95,19 @@ def test_rtl_dot_vs_numpy(params):
     dense_w = rng.integers(-2 ** (params.w_bits - 1), 2 ** (params.w_bits - 1) - 1, (30, K), endpoint=True)
     got = tb_nm.rtl_dot(acts, dense_w, None, params, dense=True)
     np.testing.assert_array_equal(got, (acts.astype(np.float64) * dense_w).sum(axis=1).astype(np.int64))
+
+
+def test_batch_stats_are_the_simulated_cycles():
+    """Full beats back to back without stalls: ``n_beats + latency`` cycles (see tests/test_tb_dot.py)."""
+    p = GRID[1]
+    rng = np.random.default_rng(5)
+    rows, K = 20, 2 * p.acts_per_beat
+    acts = rng.integers(*p.act_range, (rows, K), endpoint=True)
+    values = rng.integers(-8, 7, (rows, K // p.fmt.m * p.fmt.n), endpoint=True)
+    indices = rng.integers(0, p.fmt.m, values.shape)
+    y, stats = tb_nm.rtl_dot(acts, values, indices, p, stats=True)
+    np.testing.assert_array_equal(y, dense_reference(acts, values, indices, p.fmt.n, p.fmt.m).astype(np.int64))
+    assert stats == SimStats(cycles=2 * rows + p.latency, beats=2 * rows)
 
 
 def test_rtl_dot_errors():

@@ -14,9 +14,11 @@ from hw.sp2_mac import SP2MacParams
 from sw.sp2 import SP2Format
 from tb import fixed_mac as tb_fixed
 from tb import sp2_mac as tb_sp2
+from tb.batch import SimStats
 from tb.runner import run
 
-from tb.vector import CHECKS as COCOTB_TESTS
+COCOTB_TESTS = tb_sp2.CHECKS
+
 
 # lanes 1/4/8, signed and unsigned activations, SP2 4/5/6 bits (incl. m2 = 0 and m2 = m1)
 SP2_GRID = [
@@ -41,7 +43,7 @@ def ident(p):
 
 
 def sp2_value(code: int, bits: int, m1: int) -> int:
-    """DESIGN.md's SP2 definition, written out independently of sw.sp2."""
+    """The SP2 definition of docs/sp2-mac.md, written out independently of sw.sp2."""
     m2 = bits - 1 - m1
     E = 2 ** m1 - 1
     sign, e1, e2 = code >> (bits - 1), (code >> m2) & (2 ** m1 - 1), code & (2 ** m2 - 1)
@@ -107,6 +109,22 @@ def test_rtl_dot_broadcast_weights_and_errors():
     with pytest.raises(ValueError, match=r"^Acts must be integers from -128 to 127, not 128 "):
         tb_sp2.rtl_dot([[128]], [1], p)
     assert tb_sp2.rtl_dot(np.zeros((0, 3), int), codes, p).shape == (0,)
+
+
+@pytest.mark.parametrize("rtl_dot, params, beats", [(tb_sp2.rtl_dot, SP2_GRID[2], 3), (tb_fixed.rtl_dot, FIXED_GRID[1], 1)])
+def test_batch_stats_are_the_simulated_cycles(rtl_dot, params, beats):
+    """Back to back without stalls, beat n is accepted in cycle n (from 0) and a vector's result is
+    transferred in the cycle ``latency`` after its last beat: the run takes ``n_beats + latency`` cycles."""
+    rng = np.random.default_rng(3)
+    rows = 25
+    K = params.lanes * beats
+    acts = rng.integers(*params.act_range, (rows, K), endpoint=True)
+    weights = np.ones((rows, K), np.int64)      # SP2 code 1 (its value from the table), fixed weight 1
+    y, stats = rtl_dot(acts, weights, params, stats=True)
+    one = params.fmt.table[1] if hasattr(params, "fmt") else 1
+    np.testing.assert_array_equal(y, acts.sum(axis=1) * one)
+    assert stats == SimStats(cycles=rows * beats + params.latency, beats=rows * beats)
+    assert rtl_dot(acts[:0], weights[0], params, stats=True)[1] == SimStats(0, 0)
 
 
 @pytest.mark.parametrize("pe, params", [("sp2-mac-drops-carry", SP2_GRID[0]),
