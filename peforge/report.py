@@ -1,8 +1,40 @@
-"""Tables for terminals and Markdown: one row per (PE, params, synthesis result)."""
+"""Tables for terminals and Markdown, and the benchmark results files they are rendered from.
+
+Results files
+-------------
+Every ``make bench`` suite writes ``docs/results/<suite>.json`` and renders ``<suite>.md`` from it;
+``peforge e2e`` reads the JSON. Schema version :data:`RESULTS_SCHEMA_VERSION` (checked by
+:func:`validate_results`)::
+
+    {"schema_version": 1, "suite": "nm", "date": "2026-11-21",
+     "git_revision": "ec7ea47" | null, "host": {"machine": "x86_64", "python": "3.11.7"},
+     "tools": {"amaranth": "0.5.10", ...}, "target": "ecp5-85k", "seeds": [1, 2, 3],
+     "provenance": "how these numbers were measured",
+     "designs": [{"label": "2:4 x4 groups DSP", "pe": "nm-sparse", "params": {Params.to_dict()},
+                  "digest": "Params.digest()", "wrapped": true,
+                  "synth": {"lut": 441, "ff": 618, "dsp": 8, "bram": 0, "fmax_mhz": 140.2,
+                            "per_seed": [{"seed": 1, "fmax_mhz": 139.0}, ...] | null} | null,
+                  "error": "first line of the synthesis error (only when synth is null)",
+                  ...suite-specific fields: "lanes", "macs_per_cycle", "sqnr_db"...}],
+     "study": {...suite-specific measurements that are not one design's (crossbar software study)}}
+
+``lut``/``ff``/``dsp``/``bram`` are the first seed's (the flow counts them once; placement barely
+changes them), ``fmax_mhz`` the median over the seeds, ``per_seed`` each seed's Fmax (null when not
+recorded); a number is null when the design has none (no register-to-register path) or it was not
+recorded.
+"""
 
 from __future__ import annotations
 
-__all__ = ["params_label", "synth_rows", "synth_table", "markdown_table", "text_table"]
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["params_label", "synth_rows", "synth_table", "markdown_table", "text_table",
+           "RESULTS_SCHEMA_VERSION", "synth_record", "validate_results", "load_results", "dump_results"]
+
+#: Version of the results-file schema above; a file with another version is rejected.
+RESULTS_SCHEMA_VERSION = 1
 
 
 def params_label(params) -> str:
@@ -46,3 +78,92 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def synth_table(entries) -> str:
     return text_table(*synth_rows(entries))
+
+
+# -- results files ------------------------------------------------------------------------------------
+
+def synth_record(result) -> dict | None:
+    """The ``synth`` entry of a design for a :class:`synth.SynthResult` (None for a failed synthesis)."""
+    if result is None:
+        return None
+    return {"lut": result.lut, "ff": result.ff, "dsp": result.dsp, "bram": result.bram,
+            "fmax_mhz": result.fmax_mhz,
+            "per_seed": [{"seed": s, "fmax_mhz": f} for s, f in zip(result.seeds, result.fmax_per_seed)]}
+
+
+_INT, _NUMBER, _STR, _BOOL = "an integer", "a number", "a string", "a boolean"
+_KINDS = {_INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          _NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          _STR: lambda v: isinstance(v, str), _BOOL: lambda v: isinstance(v, bool),
+          "a list": lambda v: isinstance(v, list), "an object": lambda v: isinstance(v, Mapping)}
+_TOP = {"schema_version": _INT, "suite": _STR, "date": _STR, "git_revision": (_STR, None),
+        "host": "an object", "tools": "an object", "target": _STR, "seeds": "a list", "provenance": _STR,
+        "designs": "a list", "study": "an object"}
+_DESIGN = {"label": _STR, "pe": _STR, "params": "an object", "digest": _STR, "wrapped": _BOOL,
+           "synth": ("an object", None)}
+_SYNTH = {"lut": (_INT, None), "ff": (_INT, None), "dsp": (_INT, None), "bram": (_INT, None),
+          "fmax_mhz": (_NUMBER, None), "per_seed": ("a list", None)}
+_SEED = {"seed": _INT, "fmax_mhz": (_NUMBER, None)}
+
+
+def _check_fields(node, spec: dict, where: str, source: str) -> None:
+    for name, kinds in spec.items():
+        field = f"{where}{name}"
+        if name not in node:
+            raise ValueError(f"Results file {source} must have field {field!r}")
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        value = node[name]
+        if not any(value is None if kind is None else _KINDS[kind](value) for kind in kinds):
+            wanted = " or ".join("null" if kind is None else kind for kind in kinds)
+            raise ValueError(f"Results file {source}: field {field!r} must be {wanted}, not {value!r}")
+
+
+def validate_results(doc, source: str = "<results>") -> dict:
+    """Check a results document against the schema above; return it unchanged.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the field, e.g. ``"Results file docs/results/nm.json: field
+        'designs[1].synth.lut' must be an integer or null, not '441'"``.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"Results file {source} must hold a JSON object, not {type(doc).__name__}")
+    _check_fields(doc, _TOP, "", source)
+    if doc["schema_version"] != RESULTS_SCHEMA_VERSION:
+        raise ValueError(f"Results file {source}: field 'schema_version' must be {RESULTS_SCHEMA_VERSION}, "
+                         f"not {doc['schema_version']!r}")
+    for n, seed in enumerate(doc["seeds"]):
+        _check_fields({f"seeds[{n}]": seed}, {f"seeds[{n}]": _INT}, "", source)
+    for n, design in enumerate(doc["designs"]):
+        where = f"designs[{n}]."
+        if not isinstance(design, Mapping):
+            raise ValueError(f"Results file {source}: field {where[:-1]!r} must be an object, not {design!r}")
+        _check_fields(design, _DESIGN, where, source)
+        synth = design["synth"]
+        if synth is None:
+            _check_fields(design, {"error": _STR}, where, source)
+            continue
+        _check_fields(synth, _SYNTH, f"{where}synth.", source)
+        for m, seed in enumerate(synth["per_seed"] or ()):
+            if not isinstance(seed, Mapping):
+                raise ValueError(f"Results file {source}: field '{where}synth.per_seed[{m}]' must be an object, "
+                                 f"not {seed!r}")
+            _check_fields(seed, _SEED, f"{where}synth.per_seed[{m}].", source)
+    return doc
+
+
+def load_results(path) -> dict:
+    """Read and validate one results file (raises the one-line ValueError of :func:`validate_results`)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"Results file {path} must be valid JSON, not invalid at line {exc.lineno} "
+                         f"column {exc.colno}: {exc.msg}") from None
+    return validate_results(doc, str(path))
+
+
+def dump_results(doc) -> str:
+    """The text of a results file: validated, indented, one trailing newline."""
+    return json.dumps(validate_results(doc), indent=1) + "\n"
