@@ -1,4 +1,4 @@
-"""The ``peforge`` command line: list, generate, sim, synth, demo, e2e, bench.
+"""The ``peforge`` command line: list, generate, sim, synth, compile, infer, demo, e2e, bench.
 
 Bad input (an unknown PE, a parameter out of range, a missing config file) prints one line naming the
 parameter and what is allowed, and exits with status 2; a failed check exits with status 1.
@@ -11,11 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from peforge.errors import UsageError
+
 __all__ = ["main"]
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
 
 
 # -- parameters ----------------------------------------------------------------------------------
@@ -32,7 +30,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def resolve(pe_name: str, settings: list[str], config: str | None):
     """Registry entry and validated params from ``--config`` then ``--set`` overrides."""
-    from peforge import registry
+    from hw import registry
 
     try:
         pe = registry.get(pe_name)
@@ -51,7 +49,7 @@ def resolve(pe_name: str, settings: list[str], config: str | None):
 
 
 def _add_params_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pe", help="PE name (see `peforge list`)")
+    parser.add_argument("pe", help="PE name (see `peforge list`); for synth also a `peforge compile` directory")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one parameter (repeatable; nested with dots, e.g. fmt.bits=5)")
     parser.add_argument("--config", metavar="FILE.json",
@@ -61,7 +59,7 @@ def _add_params_options(parser: argparse.ArgumentParser) -> None:
 # -- commands ------------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
-    from peforge import registry
+    from hw import registry
 
     for pe in registry.REGISTRY.values():
         if pe.source == "test":
@@ -89,7 +87,11 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     manifest = write_design(pe, params, out)
     if args.lint:
-        lint(out / f"{pe.top}.v", pe.top)
+        try:
+            lint(out / f"{pe.top}.v", pe.top)
+        except RuntimeError as exc:  # generated Verilog that does not lint is a bug: report it, exit 1
+            print(f"peforge generate: failed: {exc}", file=sys.stderr)
+            return 1
     print(f"wrote {out / (pe.top + '.v')} and {out / (pe.top + '.json')}"
           + (" (Verilator lint clean)" if args.lint else ""))
     derived = ", ".join(f"{k}={v}" for k, v in manifest["derived"].items())
@@ -97,32 +99,9 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def run_random_sim(pe, params, *, vectors: int, seed: int, waves: bool, p_valid: float,
-                   p_ready: float, progress=None) -> dict:
-    """Random vectors with stalls against golden in Verilator; returns the summary dict."""
-    import tempfile
-
-    from tb.runner import build, build_root, run
-
-    if progress:
-        progress.step("Verilator build (first build of a configuration: ~10-15 s)")
-    built = build(pe.name, params, waves=waves)
-    build_root().mkdir(parents=True, exist_ok=True)
-    summary_path = Path(tempfile.mkstemp(prefix="sim-", suffix=".json", dir=build_root())[1])
-    if progress:
-        progress.step(f"simulating {vectors} vectors")
-    tests, failures = run(pe.name, params, testcases=["random_vectors"], seed=seed, waves=waves,
-                          tag="cli", extra={"vectors": vectors, "summary": str(summary_path),
-                                            "p_valid": p_valid, "p_ready": p_ready})
-    summary = json.loads(summary_path.read_text()) if summary_path.stat().st_size else {}
-    summary_path.unlink()
-    summary["passed"] = failures == 0 and tests == 1 and summary.get("error") is None
-    summary["log"] = str(built.directory / "cli" / "sim.log")
-    return summary
-
-
 def cmd_sim(args) -> int:
     from peforge.progress import Progress
+    from tb.runner import random_sim
 
     pe, params = resolve(args.pe, args.set, args.config)
     if args.vectors < 1:
@@ -132,7 +111,7 @@ def cmd_sim(args) -> int:
         if not 0.05 <= value <= 1.0:
             raise UsageError(f"--{name.replace('_', '-')} must be a probability from 0.05 to 1, not {value}")
     with Progress(f"sim {pe.name}") as progress:
-        s = run_random_sim(pe, params, vectors=args.vectors, seed=args.seed, waves=args.waves,
+        s = random_sim(pe, params, vectors=args.vectors, seed=args.seed, waves=args.waves,
                            p_valid=args.p_valid, p_ready=args.p_ready, progress=progress)
     verdict = "PASS" if s["passed"] else "FAIL"
     rate = s.get("cycles", 0) / s["seconds"] if s.get("seconds") else 0.0
@@ -145,16 +124,6 @@ def cmd_sim(args) -> int:
     if args.waves:
         print(f"  waves: {Path(s['log']).parent / 'dump.vcd'}")
     return 0 if s["passed"] else 1
-
-
-def run_synth(pe, params, *, target: str, seeds, wrap, freq, progress=None):
-    from synth import synthesize
-    from tb.runner import build_root
-
-    directory = build_root() / "synth" / f"{pe.name}-{params.digest()}-{target}"
-    return synthesize(pe.build(params), name=pe.top, target=target, build_dir=directory,
-                      seeds=tuple(seeds), wrap=wrap, freq_mhz=freq,
-                      progress=progress.step if progress else None)
 
 
 def _seeds(text: str) -> list[int]:
@@ -174,16 +143,145 @@ def _wrap(text: str):
 def cmd_synth(args) -> int:
     from peforge.progress import Progress
     from peforge.report import synth_table
+    from synth import for_target, synthesize_network, synthesize_pe
 
+    if (Path(args.pe) / "compiled.json").is_file():  # a compiled network synthesises like a PE
+        if args.set or args.config:
+            raise UsageError("--set and --config must not be given for a compiled network (fold it with "
+                             "`peforge compile --set layer.N.lanes=..`), not "
+                             f"{' '.join(args.set) or args.config!r}")
+        compiled = _load_compiled(args.pe)
+        with Progress(f"synth network {compiled.digest()} for {args.target}", enabled=not args.json) as progress:
+            result = synthesize_network(compiled, target=args.target, seeds=_seeds(args.seeds),
+                                        wrap=_wrap(args.wrap), freq=args.freq, progress=progress)
+        rate = None if result.fmax_mhz is None else result.fmax_mhz * 1e6 / compiled.interval
+        if args.json:
+            print(json.dumps({"network": args.pe, "digest": compiled.digest(), "folding": compiled.folding.to_list(),
+                              "predicted_interval": compiled.interval, **result.to_dict(),
+                              "inferences_per_s_predicted": rate}, indent=2))
+        else:
+            from peforge.report import text_table
+
+            folding = " ".join(f"{n}:{f.lanes}x{f.pes}" for n, f in enumerate(compiled.folding.layers))
+            print(text_table(["network", "folding (layer:lanes x pes)", "target", "LUT", "FF", "DSP", "BRAM",
+                              "Fmax MHz", "wrapped"],
+                             [[compiled.digest(), folding, result.target, str(result.lut), str(result.ff),
+                               str(result.dsp), str(result.bram),
+                               "-" if result.fmax_mhz is None else f"{result.fmax_mhz:.1f}",
+                               "yes" if result.wrapped else "no"]]))
+            if rate is not None:
+                print(f"inferences/s = Fmax / interval = {result.fmax_mhz:.1f} MHz / {compiled.interval} cycles "
+                      f"(predicted; `peforge infer --rtl` measures the interval) = {rate:,.0f}")
+        return 0
     pe, params = resolve(args.pe, args.set, args.config)
+    params = for_target(params, args.target)  # the target's facts (DSP width), as synthesize_pe builds it
     with Progress(f"synth {pe.name} for {args.target}", enabled=not args.json) as progress:
-        result = run_synth(pe, params, target=args.target, seeds=_seeds(args.seeds),
+        result = synthesize_pe(pe, params, target=args.target, seeds=_seeds(args.seeds),
                            wrap=_wrap(args.wrap), freq=args.freq, progress=progress)
     if args.json:
         print(json.dumps({"pe": pe.name, "params": params.to_dict(), **result.to_dict()}, indent=2))
     else:
         print(synth_table([(pe.name, params, result)]))
     return 0
+
+
+def _load_network(path: str):
+    """A saved network directory (``network.json`` + ``weights.npz``), validated; one-line errors."""
+    from sw import network as net
+
+    if not Path(path).exists():
+        raise UsageError(f"Network must be a saved network directory, not {path!r} (no such file or directory)")
+    try:
+        return net.load(path)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load_compiled(path: str):
+    from hw.network import load_compiled
+
+    try:
+        return load_compiled(path)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_compile(args) -> int:
+    from hw.network import CompiledNetwork
+    from peforge.report import text_table
+
+    network = _load_network(args.network)
+    try:
+        compiled = CompiledNetwork.default(network).with_settings(_settings(args.set))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"Output must be a directory, not the file {args.output!r}")
+    manifest = compiled.write(out)
+    rows = [[str(r["layer"]), r["scheme"], f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
+             "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
+             str(r["compute_cycles"]), str(r["drain_cycles"]), str(r["cycles"])]
+            for r in manifest["layers"]]
+    print(text_table(["layer", "scheme", "size", "lanes", "pes", "PE", "multipliers", "load", "compute", "drain",
+                      "cycles"], rows))
+    print(f"predicted interval: {manifest['predicted_interval']} cycles per sample (the slowest engine); "
+          f"cycles per sample and engine, without stalls")
+    print(f"wrote {out / 'accelerator.v'}, {out / 'compiled.json'}, the network and {out / 'memories'}/ "
+          f"(digest {manifest['digest']})")
+    return 0
+
+
+def _npy(path: str, what: str):
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise UsageError(f"{what} must be an existing .npy file, not {path!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{what} must be a .npy array file: {path}: {exc}") from None
+
+
+def cmd_infer(args) -> int:
+    import numpy as np
+
+    compiled = _load_compiled(args.compiled)
+    network = compiled.network
+    x = _npy(args.input, "--input")
+    try:
+        golden = network.golden(x)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--input {args.input}: {exc}") from None
+    labels = None
+    if args.labels:
+        labels = _npy(args.labels, "--labels")
+        if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
+            raise UsageError(f"--labels must be an integer array of shape ({len(x)},) like the inputs, not "
+                             f"{labels.dtype} {labels.shape}")
+    logits = golden
+    line = f"golden: {len(x)} samples"
+    exit_code = 0
+    if args.rtl:
+        from peforge.progress import Progress
+        from tb.network import rtl_infer
+
+        with Progress(f"infer {len(x)} samples in Verilator") as progress:
+            progress.step("Verilator build (cached by digest) and simulation")
+            logits, stats = rtl_infer(compiled, x)
+        same = int(np.sum(np.all(logits == golden, axis=1)))
+        line = (f"RTL: {len(x)} samples, RTL == golden on {same}/{len(x)}; latency {stats.latency} cycles, "
+                f"interval {stats.interval:g} cycles per sample (predicted {compiled.interval}), "
+                f"{stats.cycles} cycles in all (counted in the simulation)")
+        exit_code = 0 if same == len(x) else 1
+    if labels is not None:
+        accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
+        line += f"; accuracy {100 * accuracy:.2f} %"
+    if args.output:
+        np.save(args.output, logits)
+        line += f"; logits written to {args.output}"
+    print(line)
+    return exit_code
 
 
 def cmd_demo(args) -> int:
@@ -193,20 +291,21 @@ def cmd_demo(args) -> int:
 
 
 def cmd_e2e(args) -> int:
-    from sw.models import SCHEMES
+    from peforge.digits import SCHEMES
 
     for scheme in args.scheme:
         if scheme not in SCHEMES:
             raise UsageError(f"--scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
     from peforge.e2e import run_e2e
 
-    return run_e2e(list(dict.fromkeys(args.scheme)) or None, out_dir=Path(args.out) if args.out else None)
+    return run_e2e(list(dict.fromkeys(args.scheme)) or None, out_dir=Path(args.out) if args.out else None,
+                   settings=_settings(args.set), synth=not args.no_synth)
 
 
 def cmd_bench(args) -> int:
     from peforge.bench import run_bench
 
-    return run_bench(args.suite, out_dir=Path(args.out), seeds=_seeds(args.seeds))
+    return run_bench(args.suite, out_dir=Path(args.out), seeds=_seeds(args.seeds), render_only=args.render_only)
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -246,21 +345,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("compile", help="a saved network as one streaming accelerator: Verilog, manifest, memories")
+    p.add_argument("network", help="saved network directory (network.json + weights.npz)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
+                   help="fold layer N (from 0): layer.N.lanes (input elements per beat) or layer.N.pes (PE slots)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("infer", help="run a compiled network: golden model, or the RTL in Verilator with --rtl")
+    p.add_argument("compiled", metavar="DIR", help="directory written by `peforge compile`")
+    p.add_argument("--input", required=True, metavar="X.npy", help="samples [N, features], integers")
+    p.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here")
+    p.add_argument("--labels", metavar="L.npy", help="labels [N]: print the accuracy")
+    p.add_argument("--rtl", action="store_true", help="simulate the accelerator (Verilator) and compare with golden")
+    p.set_defaults(func=cmd_infer)
+
     p = sub.add_parser("demo", help="every PE: generate, simulate against golden, synthesise; one table")
     p.add_argument("--vectors", type=int, default=200, help="random vectors per PE (default 200)")
     p.add_argument("--target", default="ecp5-85k", choices=sorted(TARGETS))
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("e2e", help="compressed digits classifiers with every multiply-accumulate in the RTL")
+    p = sub.add_parser("e2e", help="compressed digits classifiers compiled into accelerators: RTL, cycles, synthesis")
     p.add_argument("--scheme", action="append", default=[], metavar="S",
                    help="fixed8, sp2, msq, nm, circulant or forms (repeatable; default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
+                   help="refold every scheme's default folding: layer.N.lanes or layer.N.pes (repeatable)")
+    p.add_argument("--no-synth", action="store_true",
+                   help="skip synthesis (no LUT/FF/DSP/BRAM/Fmax, inferences/s or UP5K fit)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default build/demo)")
     p.set_defaults(func=cmd_e2e)
 
-    p = sub.add_parser("bench", help="synthesis benchmarks written to docs/results/")
+    p = sub.add_parser("bench", help="synthesis benchmarks: docs/results/<suite>.json, rendered to .md")
     p.add_argument("suite", nargs="*", help="suites to run (default: all)")
     p.add_argument("--out", default="docs/results", help="output directory (default docs/results)")
     p.add_argument("--seeds", default="1,2,3", help="nextpnr seeds (default 1,2,3; Fmax median)")
+    p.add_argument("--render-only", action="store_true",
+                   help="synthesise nothing: render the Markdown pages again from the JSON results")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -279,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SimulationError, SynthError) as exc:
         print(f"peforge {args.command}: failed: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `peforge list | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # a path that cannot be read or written: the user's input, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"peforge {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("peforge: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,234 @@
+"""Whole-network accelerators (hw/network.py, tb/network.py): planning and folding, lint of generated
+networks, the whole network in one Verilator simulation against the golden model, and the command line.
+
+The random networks come from :func:`sw.network.random_network` (every scheme, depth 1 to 4, odd sizes); the
+expected logits come from :meth:`sw.network.Network.golden`, itself checked against independent integer
+arithmetic in ``tests/test_sw_network.py``.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.network import CompiledNetwork, Folding, LayerFolding, default_folding, load_compiled, plan_engine
+from hw.verilog import lint, to_verilog
+from sw import network as net
+from sw.sp2 import SP2Format
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fixed_layer(rng, n_in, n_out, *, relu=True, out_bits=8, in_bits=8, in_signed=False, out_signed=False):
+    w = rng.integers(-128, 128, (n_out, n_in))
+    return net.Layer(net.FixedWeights(w, 8), multiplier=rng.integers(1 << 20, 1 << 21, n_out), shift=30,
+                     offset=rng.integers(-(1 << 28), 1 << 28, n_out), relu=relu, in_bits=in_bits,
+                     in_signed=in_signed, out_bits=out_bits, out_signed=out_signed)
+
+
+def two_layer(rng, n_in=10, hidden=12, n_out=3) -> net.Network:
+    first = fixed_layer(rng, n_in, hidden)
+    last = fixed_layer(rng, hidden, n_out, relu=False, out_bits=16, out_signed=True)
+    return net.Network(net.InputSpec(n_in, 8, False), (first, last))
+
+
+# -- plans and folding -----------------------------------------------------------------------------------------
+
+def test_plan_counts_beats_groups_and_cycles():
+    network = two_layer(np.random.default_rng(0))
+    plan = plan_engine(network.layers[0], LayerFolding(lanes=4, pes=3))
+    # 10 inputs in beats of 4: 3 beats; 12 rows on 3 slots: 4 groups; per group max(3 beats, 3 results)
+    assert (plan.lanes, plan.beats, plan.groups, len(plan.slots), plan.width) == (4, 3, 4, 3, 1)
+    assert [s.rows for s in plan.slots][0] == ((0,), (3,), (6,), (9,))
+    assert plan.multipliers == 12 and plan.macs == 120
+    assert plan.cycles == max(10, 4 * max(3, 3)) == 12
+    # padding rows: 12 rows on 5 slots leave 3 empty entries in the last group
+    plan = plan_engine(network.layers[0], LayerFolding(lanes=10, pes=5))
+    assert plan.groups == 3 and sum(r == (-1,) for s in plan.slots for r in s.rows) == 3
+
+
+def test_default_folding_balances_to_the_slowest_stream():
+    rng = np.random.default_rng(1)
+    layers = (fixed_layer(rng, 64, 32), fixed_layer(rng, 32, 10, relu=False, out_bits=16, out_signed=True))
+    network = net.Network(net.InputSpec(64, 8, False), layers)
+    compiled = CompiledNetwork(network, default_folding(network))
+    # loading 64 inputs takes 64 cycles: every engine is folded to keep up with that, and no faster
+    assert compiled.interval == 64
+    assert [p.cycles <= 64 for p in compiled.plans] == [True, True]
+    first = compiled.plans[0]
+    assert first.multipliers * 64 >= 64 * 32  # enough multiplier lanes for 2048 MACs in 64 cycles
+    assert first.macs / (first.multipliers * compiled.interval) >= 0.9
+
+
+@pytest.mark.parametrize("scheme, folding, message", [
+    ("fixed", LayerFolding(lanes=4, pes=13), r"Layer fixed pes must be at most its 12 output rows, not 13"),
+    ("nm", LayerFolding(lanes=6, pes=1), r"Layer nm lanes must be a multiple of M = 4, not 6"),
+    ("circulant", LayerFolding(lanes=4, pes=1), r"Layer circulant lanes must be the block size 8 \(or left at 1\), "
+                                                r"not 4"),
+])
+def test_bad_folding_is_one_line(scheme, folding, message):
+    rng = np.random.default_rng(2)
+    if scheme == "fixed":
+        layer = fixed_layer(rng, 10, 12)
+    else:
+        layer = next(l for seed in range(200)
+                     for l in net.random_network(np.random.default_rng(seed), schemes=[scheme]).layers
+                     if l.scheme == scheme and (scheme != "nm" or l.weights.fmt.m == 4)
+                     and (scheme != "circulant" or l.weights.fmt.block == 8))
+    with pytest.raises(ValueError, match=rf"^{message}$"):
+        plan_engine(layer, folding)
+
+
+def test_settings_refold_and_name_the_bad_one():
+    compiled = CompiledNetwork.default(two_layer(np.random.default_rng(3)))
+    refolded = compiled.with_settings({"layer.0.lanes": "2", "layer.1.pes": "3"})
+    assert refolded.folding.layers[0].lanes == 2 and refolded.folding.layers[1].pes == 3
+    assert refolded.digest() != compiled.digest()
+    with pytest.raises(ValueError, match=r"^Setting 'layer.2.lanes' must name a layer from 0 to 1, not 2$"):
+        compiled.with_settings({"layer.2.lanes": "2"})
+    with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes or layer.N.pes, not 'width'$"):
+        compiled.with_settings({"layer.0.width": "2"})
+    with pytest.raises(ValueError, match=r"^Lanes must be an integer from 1 to 4096, not 0$"):
+        compiled.with_settings({"layer.0.lanes": "0"})
+
+
+def test_compiled_directory_round_trip(tmp_path):
+    compiled = CompiledNetwork.default(two_layer(np.random.default_rng(4))).with_settings({"layer.0.lanes": "4"})
+    manifest = compiled.write(tmp_path)
+    again = load_compiled(tmp_path)
+    assert again.digest() == compiled.digest() == manifest["digest"]
+    assert again.network == compiled.network and again.folding == compiled.folding
+    assert compiled.is_written_in(tmp_path)
+    # the memory image holds the weights: slot 0's first word is row 0, inputs 0..3, lane 0 at the LSBs
+    first = int((tmp_path / "memories" / "layer0_slot0.hex").read_text().split()[0], 16)
+    w = compiled.network.layers[0].weights.weights
+    assert first == sum((int(v) & 0xFF) << (8 * n) for n, v in enumerate(w[0, :4]))
+    (tmp_path / "compiled.json").write_text(json.dumps({"format": "peforge-compiled", "version": 1,
+                                                        "folding": [{"lanes": 0, "pes": 1}] * 2}))
+    with pytest.raises(ValueError, match=r"compiled.json: folding: Lanes must be an integer from 1 to 4096, not 0$"):
+        load_compiled(tmp_path)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_networks_lint_clean(tmp_path, seed):
+    rng = np.random.default_rng(100 + seed)
+    network = net.random_network(rng, depth=int(rng.integers(1, 5)))
+    compiled = CompiledNetwork.default(network)
+    path = tmp_path / "accelerator.v"
+    path.write_text(to_verilog(compiled.build(), "accelerator"))
+    lint(path, "accelerator")
+
+
+# -- the whole network in Verilator ------------------------------------------------------------------------------
+
+def _rtl_network(seed: int, schemes=None, depth=None) -> CompiledNetwork:
+    rng = np.random.default_rng(seed)
+    network = net.random_network(rng, depth=depth, schemes=schemes, max_features=12)
+    compiled = CompiledNetwork.default(network)
+    if len(compiled.plans) > 1:  # fold one layer away from the default, so non-default foldings run too
+        p = compiled.plans[0]
+        if p.scheme in ("fixed", "sp2", "msq") and p.layer.out_features > 2:
+            compiled = compiled.with_settings({"layer.0.pes": str(2 + seed % (p.layer.out_features - 1))})
+    return compiled
+
+
+#: networks the RTL tests draw: together they hold every scheme, mixed, at depths 1 to 4
+RTL_NETWORKS = [(11, None, 4), (12, ["crossbar", "circulant"], 2), (13, ["msq", "nm", "sp2"], 3), (14, ["fixed"], 1),
+                (15, ["circulant", "nm"], 3)]
+
+
+def test_rtl_networks_cover_every_scheme():
+    schemes = {layer.scheme for seed, s, d in RTL_NETWORKS for layer in _rtl_network(seed, s, d).network.layers}
+    assert schemes == set(net.SCHEMES), schemes
+    assert {len(_rtl_network(seed, s, d).plans) for seed, s, d in RTL_NETWORKS} == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("seed, schemes, depth", RTL_NETWORKS)
+def test_rtl_network_equals_golden(seed, schemes, depth):
+    """Every sample under every stall mix, extremes, resets mid-sample and with results pending, and the
+    steady-state interval measured in the simulation against the prediction (tb/network.py)."""
+    from tb.network import CHECKS, NetworkDesign
+    from tb.runner import run_design
+
+    compiled = _rtl_network(seed, schemes, depth)
+    tests, failures = run_design(NetworkDesign(compiled), testcases=CHECKS, seed=seed)
+    assert (tests, failures) == (len(CHECKS), 0), [p.scheme for p in compiled.plans]
+
+
+def test_rtl_infer_returns_the_counts_of_the_simulation():
+    from tb.network import rtl_infer
+
+    compiled = _rtl_network(*RTL_NETWORKS[2])
+    rng = np.random.default_rng(5)
+    x = rng.integers(*compiled.network.input.range, (40, compiled.network.input.features), endpoint=True)
+    logits, stats = rtl_infer(compiled, x)
+    assert np.array_equal(logits, compiled.network.golden(x))
+    assert stats.samples == 40 and len(stats.result_cycles) == 40
+    assert stats.interval == compiled.interval            # steady state, as predicted
+    assert stats.latency == stats.result_cycles[0] - 1 > compiled.network.input.features
+    assert stats.cycles == stats.result_cycles[-1]        # the run ends with the last result
+    spacing = np.diff(stats.result_cycles)
+    assert spacing.min() >= compiled.interval - 1 and np.median(spacing) == compiled.interval
+    # with stalls on both sides the logits are the same and the run takes longer
+    stalled, slow = rtl_infer(compiled, x, p_valid=0.5, p_ready=0.5, seed=2)
+    assert np.array_equal(stalled, logits) and slow.cycles > stats.cycles
+    with pytest.raises(ValueError, match=rf"^Network input must have shape \(N, {compiled.network.input.features}\), "
+                                         rf"not \(2, 1\)$"):
+        rtl_infer(compiled, [[0], [0]])
+
+
+# -- command line ----------------------------------------------------------------------------------------------
+
+def peforge(*args, cwd=None):
+    result = subprocess.run([sys.executable, "-m", "peforge", *args], capture_output=True, text=True, cwd=cwd)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_cli_compile_and_infer(tmp_path):
+    compiled = _rtl_network(*RTL_NETWORKS[3])
+    compiled.network.save(tmp_path / "net")
+    x = np.random.default_rng(6).integers(*compiled.network.input.range, (16, compiled.network.input.features),
+                                          endpoint=True)
+    np.save(tmp_path / "x.npy", x)
+    labels = compiled.network.golden(x).argmax(1)
+    np.save(tmp_path / "labels.npy", labels)
+    code, out, err = peforge("compile", str(tmp_path / "net"), "-o", str(tmp_path / "acc"), "--set", "layer.0.pes=2")
+    assert code == 0, err
+    assert re.search(r"^0\s+fixed\s+\d+ -> \d+\s+\d+\s+2\s+fixed-mac", out, re.M), out
+    assert load_compiled(tmp_path / "acc").folding.layers[0].pes == 2
+    code, out, err = peforge("infer", str(tmp_path / "acc"), "--input", str(tmp_path / "x.npy"), "--labels",
+                             str(tmp_path / "labels.npy"), "--output", str(tmp_path / "y.npy"), "--rtl")
+    assert code == 0, err
+    assert "RTL == golden on 16/16" in out and "accuracy 100.00 %" in out
+    assert np.array_equal(np.load(tmp_path / "y.npy"), compiled.network.golden(x))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compile", "missing", "-o", "out"], r"Network must be a saved network directory, not 'missing' \(no such file "
+                                          r"or directory\)"),
+    (["compile", "{net}", "-o", "out", "--set", "layer.7.pes=2"], r"Setting 'layer.7.pes' must name a layer from 0 "
+                                                                  r"to 0, not 7"),
+    (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N.lanes or "
+                                                                   r"layer.N.pes \(N from 0 to 0\), not 'layers.0.pes'"),
+    (["infer", "{net}", "--input", "x.npy"], r"Compiled network .*compiled.json must exist \(write it with `peforge "
+                                             r"compile`\), not missing"),
+    (["infer", "{acc}", "--input", "nothing.npy"], r"--input must be an existing .npy file, not 'nothing.npy'"),
+    (["infer", "{acc}", "--input", "bad.npy"], r"--input bad.npy: Network input must have shape \(N, \d+\), not "
+                                               r"\(2, 1\)"),
+    (["synth", "{acc}", "--set", "lanes=2"], r"--set and --config must not be given for a compiled network .*"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    compiled = CompiledNetwork.default(net.random_network(np.random.default_rng(8), depth=1))
+    compiled.network.save(tmp_path / "net")
+    compiled.write(tmp_path / "acc")
+    np.save(tmp_path / "bad.npy", np.zeros((2, 1), np.int64))
+    args = [a.format(net=tmp_path / "net", acc=tmp_path / "acc") for a in args]
+    code, out, err = peforge(*args, cwd=tmp_path)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(rf"peforge {args[0]}: error: {message}", lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
