@@ -1,15 +1,25 @@
-"""``peforge e2e``: compressed digits classifiers whose every multiply-accumulate runs in the generated RTL.
+"""``peforge e2e``: compressed digits classifiers compiled into whole-network accelerators, simulated and synthesised.
 
-For each scheme (:data:`sw.models.SCHEMES`) the runner trains the model (seeded), exports its integer network
-(:func:`sw.models.build`), runs the 360 test images through the golden pipeline and through the RTL (every
-layer's products on its PE in Verilator, one build per PE configuration, all images in one simulation per
-layer), and reports float / golden / RTL accuracy, RTL == golden agreement, weight storage, cycles and wall
-time. It writes ``e2e.md``, ``e2e.json`` and ``e2e.png`` (accuracy against weight bits and against the ECP5
-LUTs and DSPs of the PEs used) to ``build/demo/`` (or ``out_dir``).
+For each scheme (:data:`peforge.digits.SCHEMES`) the runner trains the model (seeded) and turns it into an
+integer network through :func:`sw.from_torch.from_torch` (:func:`peforge.digits.build`), compiles it with the
+default (balanced) folding, or that folding with ``--set layer.N.lanes=..`` overrides
+(:class:`hw.network.CompiledNetwork`), and then measures it:
 
-ECP5 resources are not synthesised here: they come from the benchmark pages ``docs/results/*.md``
-(``make bench``) when a page has the configuration's row, else from :data:`MEASURED` (single
-``peforge synth`` runs, documented there).
+* accuracy of the float model, of the golden integer network (:meth:`sw.network.Network.golden`) and of the
+  RTL, and the number of test images whose RTL logits equal the golden ones: all 360 test images stream
+  through ONE Verilator simulation of the whole accelerator (:func:`tb.network.rtl_infer`);
+* latency (first input beat to logits) and the steady-state interval between results, both counted in that
+  simulation (:class:`tb.network.NetworkStats`), and how busy the slowest engine's multipliers are
+  (useful MACs / (multiplier lanes x measured interval));
+* LUT / FF / DSP / BRAM / Fmax of the whole accelerator on ECP5-85F from a real synthesis
+  (:func:`synth.synthesize_network`), inferences/s = Fmax / measured interval, and whether it fits the
+  iCE40-UP5K (a real iCE40 synthesis: nextpnr places it or fails to). Every synthesis result is cached as JSON
+  under ``build/e2e-synth/<compiled digest>-<target>.json``, together with the generator fingerprint
+  (:func:`hw.verilog.generator_fingerprint`), so a rerun with the same code resynthesises nothing.
+  ``synth=False`` (``--no-synth``) skips synthesis and leaves those columns empty.
+
+It writes ``e2e.md``, ``e2e.json`` and ``e2e.png`` (accuracy against ECP5 LUTs and against inferences/s) to
+``build/demo/`` (or ``out_dir``).
 """
 
 from __future__ import annotations
@@ -20,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from peforge.errors import UsageError
 from peforge.progress import Progress
-from peforge.report import markdown_table, params_label, text_table
+from peforge.report import markdown_table, text_table
 
-__all__ = ["run_e2e", "pe_resources", "MEASURED"]
-
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["run_e2e", "run_scheme", "cached_synth", "SYNTH_TARGETS", "UP5K_LC", "ICE40_ATTEMPT_LUTS"]
 
 #: What each scheme is, for the tables.
 DESCRIPTIONS = {
@@ -39,110 +48,187 @@ DESCRIPTIONS = {
     "forms-nonideal": "FORMS on a non-ideal array (software only)",
 }
 
-#: ECP5-85F resources of PE configurations that no ``docs/results`` page holds, from one
-#: ``peforge synth <pe> --config <params.json> --target ecp5-85k --seeds 1`` run each (in the pin wrapper;
-#: 2026-11-21, the hw/ code of that day): ``(pe, params digest) -> (LUT, DSP)``. A changed parameter set
-#: changes the digest, and the row then shows "-" until it is measured again.
-MEASURED: dict[tuple[str, str], tuple[int, int]] = {
-    # k = 8 parallel, 8-bit unsigned acts, 8-bit spectra, guard 4, prod_shift 4, max_q 8: 3085 FF, 140.8 MHz
-    ("circulant-fft", "04a76eade151"): (2155, 11),
-    # 64 x 16, 8-row sub-arrays, 8-bit inputs and magnitudes in 2-bit cells, lossless 5-bit ADC: the
-    # controller AND the ideal-array emulator (8192 cell flip-flops and the column adders, which a real
-    # ReRAM array replaces); 11642 FF, 55.9 MHz
-    ("crossbar", "95b4aa68fc6e"): (21373, 0),
-}
+#: The ECP5 part every resource column is measured on, and the small part the fit is tested on.
+SYNTH_TARGETS = ("ecp5-85k", "ice40-up5k")
+#: Logic cells of the iCE40-UP5K.
+UP5K_LC = 5280
+#: An accelerator whose ECP5 synthesis needs more LUT4s than this is not synthesised for the UP5K (an ECP5 LUT4
+#: and an iCE40 logic cell hold the same 4-input LUT, so it cannot fit 5280 cells); it is reported as not fitting.
+ICE40_ATTEMPT_LUTS = 2 * UP5K_LC
 
 
-def _bench_key(pe: str, params) -> tuple[str, str, int] | None:
-    """``(page, design label, lanes)`` of the ``make bench`` row for a PE configuration, if it has one.
+# -- synthesis, cached by digest ---------------------------------------------------------------------------
 
-    The bench rows are sized for ``max_len = 4096`` and signed activations; the e2e PEs for ``max_len = 64``
-    and unsigned ones, so the accumulator is a few bits narrower: the row is the nearest measured design.
+def _cache_path(compiled, target: str) -> Path:
+    from hw.verilog import build_root
+
+    return build_root() / "e2e-synth" / f"{compiled.digest()}-{target}.json"
+
+
+def cached_synth(compiled, target: str, *, progress=None) -> dict:
+    """The synthesis of ``compiled`` (the whole accelerator) for ``target``, from the cache when it holds this
+    digest and generator, else run (:func:`synth.synthesize_network`, seed 1) and cached.
+
+    Returns a dict: ``placed`` (nextpnr placed and routed it), ``lut``, ``ff``, ``dsp``, ``bram``, ``fmax_mhz``
+    (None unless placed), ``error`` (the failing tool's message, or None), ``seconds`` (of the synthesis that
+    produced it), ``cached`` (read from the cache), ``digest``, ``target``, ``generator``.
     """
-    if pe == "sp2-mac":
-        return "sp2.md", f"SP2-{params.fmt.bits} (m1={params.fmt.m1})", params.lanes
-    if pe == "fixed-mac":
-        return "sp2.md", f"fixed-{params.w_bits} {'DSP' if params.dsp else 'LUT'}", params.lanes
-    if pe == "nm-sparse":
-        return ("nm.md", f"{params.fmt.n}:{params.fmt.m} x{params.groups} groups {'DSP' if params.dsp else 'LUT'}",
-                params.lanes)
-    return None
+    from hw.verilog import generator_fingerprint
+    from synth import SynthError, synthesize_network
 
-
-def _bench_rows(page: Path) -> dict[tuple[str, int], tuple[int, int]]:
-    """``(design, lanes) -> (LUT, DSP)`` from the first table of a results page that has each row."""
-    rows: dict[tuple[str, int], tuple[int, int]] = {}
-    columns = None
-    for line in page.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
-        if not cells:
-            columns = None
-            continue
-        if {"design", "lanes", "LUT", "DSP"} <= set(cells):
-            columns = {name: i for i, name in enumerate(cells)}
-            continue
-        if columns is None or set(line) <= set("|-: "):
-            continue
+    path, generator = _cache_path(compiled, target), generator_fingerprint()
+    if path.is_file():
         try:
-            key = (cells[columns["design"]], int(cells[columns["lanes"]]))
-            rows.setdefault(key, (int(cells[columns["LUT"]]), int(cells[columns["DSP"]])))
-        except (ValueError, IndexError):
-            continue
-    return rows
+            entry = json.loads(path.read_text())
+        except ValueError:
+            entry = {}
+        if entry.get("generator") == generator and entry.get("digest") == compiled.digest():
+            return {**entry, "cached": True}
+    start = time.monotonic()
+    try:
+        result = synthesize_network(compiled, target=target, progress=progress)
+        entry = {**{k: getattr(result, k) for k in ("lut", "ff", "dsp", "bram", "fmax_mhz", "wrapped")},
+                 "placed": True, "error": None}
+    except SynthError as exc:  # nextpnr cannot place it (too big for the part), or a tool failed
+        entry = {"lut": None, "ff": None, "dsp": None, "bram": None, "fmax_mhz": None, "wrapped": None,
+                 "placed": False, "error": str(exc)}
+    entry.update(digest=compiled.digest(), target=target, generator=generator,
+                 seconds=round(time.monotonic() - start, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return {**entry, "cached": False}
 
 
-def pe_resources(pe: str, params, results_dir: Path | None = None) -> tuple[int, int, str] | None:
-    """``(LUT, DSP, source)`` of one PE configuration on ECP5-85F, or None when nothing is measured."""
-    results_dir = results_dir or ROOT / "docs" / "results"
-    key = _bench_key(pe, params)
-    if key is not None and (results_dir / key[0]).is_file():
-        found = _bench_rows(results_dir / key[0]).get(key[1:])
-        if found is not None:
-            return found[0], found[1], f"docs/results/{key[0]}: {key[1]}, {key[2]} lanes"
-    measured = MEASURED.get((pe, params.digest()))
-    if measured is not None:
-        return measured[0], measured[1], f"peforge synth {pe} {params.digest()}"
-    return None
+def _fits_up5k(compiled, ecp5: dict, progress) -> dict:
+    """The iCE40-UP5K attempt: a real synthesis unless the ECP5 LUTs alone exceed :data:`ICE40_ATTEMPT_LUTS`."""
+    if ecp5.get("lut") is not None and ecp5["lut"] > ICE40_ATTEMPT_LUTS:
+        return {"placed": False, "attempted": False, "lut": None, "ff": None, "dsp": None, "bram": None,
+                "fmax_mhz": None, "error": f"not attempted: {ecp5['lut']} ECP5 LUT4s, more than 2 x the UP5K's "
+                                            f"{UP5K_LC} logic cells", "cached": False, "seconds": 0.0}
+    return {**cached_synth(compiled, "ice40-up5k", progress=progress), "attempted": True}
 
 
-def _scheme_resources(pes) -> tuple[int | None, int | None, list[str]]:
-    """Summed LUT/DSP of a network's PEs (None if any is unmeasured) and where each number came from."""
-    lut = dsp = 0
-    sources = []
-    for name, params in pes:
-        found = pe_resources(name, params)
-        if found is None:
-            sources.append(f"{name} {params.digest()}: not measured")
-            lut = dsp = None
-            continue
-        if lut is not None:
-            lut, dsp = lut + found[0], dsp + found[1]
-        sources.append(f"{name} {params.digest()}: {found[2]}")
-    return lut, dsp, sources
+# -- one scheme ------------------------------------------------------------------------------------------------
 
+def _busy(compiled, interval: float) -> float | None:
+    """Useful MACs / (multiplier lanes x interval) of the slowest engine (None: it has no multiplier lanes).
+
+    Useful MACs: ``in x out``, for N:M layers only the kept ``n`` of every ``m`` weights (``EnginePlan.macs``
+    counts them dense)."""
+    slowest = max(compiled.plans, key=lambda p: p.cycles)
+    if not slowest.multipliers or not interval:
+        return None
+    macs, w = slowest.macs, slowest.layer.weights
+    if slowest.scheme == "nm":
+        macs = macs * w.fmt.n // w.fmt.m
+    return macs / (slowest.multipliers * interval)
+
+
+def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None = None, synth: bool = True,
+               progress=None) -> dict:
+    """Train, export, compile, simulate (and synthesise) one scheme; the result row as a dict.
+
+    Raises
+    ------
+    UsageError
+        ``settings`` that fold no layer of this scheme's network (the message of
+        :meth:`hw.network.CompiledNetwork.with_settings`, prefixed with the scheme).
+    """
+    from hw.network import CompiledNetwork
+    from peforge import digits
+    from tb.network import rtl_infer
+
+    split = digits.load_split()
+    step = progress.step if progress else (lambda text: None)
+    step("training (seeded, one CPU thread) and from_torch")
+    trained = digits.build(scheme)
+    network = trained.network
+    golden = network.golden(split.x_test)
+    compiled = CompiledNetwork.default(network)
+    if settings:
+        try:
+            compiled = compiled.with_settings(settings)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--set for {scheme}: {exc}") from None
+    step(f"RTL: {len(split.x_test)} images through one simulation of the accelerator {compiled.digest()}")
+    start = time.perf_counter()
+    rtl, stats = rtl_infer(compiled, split.x_test)
+    rtl_seconds = time.perf_counter() - start
+    equal = np.all(rtl == golden, axis=1)
+    interval = stats.interval
+    pes = sorted({slot.pe for plan in compiled.plans for slot in plan.slots})
+    row = {
+        "scheme": scheme, "description": DESCRIPTIONS[scheme], "layers": [layer.scheme for layer in network.layers],
+        "pes": pes, "digest": compiled.digest(), "network_digest": network.digest(),
+        "folding": compiled.folding.to_list(), "settings": dict(settings or {}), "plans": compiled.summary(),
+        "images": len(split.y_test), "float_acc": float_acc, "compressed_float_acc": trained.float_accuracy,
+        "golden_acc": digits.accuracy(golden, split.y_test), "rtl_acc": digits.accuracy(rtl, split.y_test),
+        "agree": int(np.sum(golden.argmax(1) == rtl.argmax(1))), "rtl_equal": int(equal.sum()),
+        "logits_equal": bool(equal.all()),
+        "weight_bits": sum(digits.weight_bits(layer) for layer in network.layers),
+        "float32_bits": sum(32 * layer.in_features * layer.out_features for layer in network.layers),
+        "samples": stats.samples, "cycles": stats.cycles, "latency": stats.latency, "interval": interval,
+        "predicted_interval": compiled.interval, "busy": _busy(compiled, interval),
+        "rtl_seconds": rtl_seconds, "train_seconds": trained.train_seconds,
+        "ecp5": None, "ice40": None, "inferences_per_s": None, "fits_up5k": None,
+    }
+    if synth:
+        step("synthesis: ECP5-85F (yosys + nextpnr; cached by digest)")
+        ecp5 = cached_synth(compiled, "ecp5-85k", progress=progress)
+        step("synthesis: iCE40-UP5K (does it fit?)")
+        ice40 = _fits_up5k(compiled, ecp5, progress)
+        row.update(ecp5=ecp5, ice40=ice40, fits_up5k=ice40["placed"])
+        if ecp5["fmax_mhz"] and interval:
+            row["inferences_per_s"] = ecp5["fmax_mhz"] * 1e6 / interval
+    if scheme == "forms":
+        row["nonideal"] = {"settings": dict(digits.NONIDEAL),
+                           "golden_acc": digits.accuracy(digits.nonideal_logits(network, split.x_test),
+                                                         split.y_test)}
+    return row
+
+
+# -- the report ---------------------------------------------------------------------------------------------
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _num(value, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _folding(r: dict) -> str:
+    return ", ".join(f"{f['lanes']}x{f['pes']}" for f in r["folding"]) if r.get("folding") else "-"
+
+
+def _up5k(r: dict) -> str:
+    ice = r.get("ice40")
+    if ice is None:
+        return "-"
+    if ice["placed"]:
+        return f"yes ({ice['lut']} LUT, {ice['dsp']} DSP, {ice['bram']} EBR, {_num(ice['fmax_mhz'], '{:.1f}')} MHz)"
+    return "no" if ice.get("attempted") is False or "nextpnr" in (ice["error"] or "") else "synthesis failed"
+
+
 def _row(r: dict) -> list[str]:
+    ecp5 = r.get("ecp5") or {}
     bits = r["weight_bits"]
-    return [r["scheme"], " + ".join(r["pes"]) or "-", _pct(r["float_acc"]), _pct(r.get("compressed_float_acc")),
-            _pct(r.get("golden_acc")), _pct(r.get("rtl_acc")),
-            "-" if r.get("agree") is None else f"{r['agree']}/{r['images']}", str(bits),
-            f"{r['float32_bits'] / bits:.1f}x", "-" if r.get("cycles") is None else str(r["cycles"]),
-            "-" if r.get("rtl_seconds") is None else f"{r['rtl_seconds']:.1f}",
-            "-" if r.get("lut") is None else str(r["lut"]), "-" if r.get("dsp") is None else str(r["dsp"])]
+    return [r["scheme"], " + ".join(r.get("pes", [])) or "-", _folding(r), _pct(r["float_acc"]),
+            _pct(r.get("compressed_float_acc")), _pct(r.get("golden_acc")), _pct(r.get("rtl_acc")),
+            "-" if r.get("rtl_equal") is None else f"{r['rtl_equal']}/{r['images']}", str(bits),
+            f"{r['float32_bits'] / bits:.1f}x", _num(r.get("latency")), _num(r.get("interval"), "{:g}"),
+            _pct(r.get("busy")), _num(r.get("rtl_seconds"), "{:.1f}"), _num(ecp5.get("lut")), _num(ecp5.get("ff")),
+            _num(ecp5.get("dsp")), _num(ecp5.get("bram")), _num(ecp5.get("fmax_mhz"), "{:.1f}"),
+            _num(r.get("inferences_per_s"), "{:,.0f}"), _up5k(r)]
 
 
-HEADER = ["scheme", "PEs", "float %", "compressed float %", "golden %", "RTL %", "RTL == golden", "weight bits",
-          "vs float32", "RTL cycles", "RTL wall s", "LUT", "DSP"]
+HEADER = ["scheme", "PEs", "folding (lanes x pes)", "float %", "compressed float %", "golden %", "RTL %",
+          "RTL == golden", "weight bits", "vs float32", "latency", "interval", "busy %", "RTL wall s", "LUT", "FF",
+          "DSP", "BRAM", "Fmax MHz", "inferences/s", "fits UP5K"]
 
-
-#: One colour and marker per row of the table, the same in every panel.
-_STYLE = {"float": ("black", "*"), "fixed8": ("tab:blue", "o"), "sp2": ("tab:orange", "s"),
-          "msq": ("tab:green", "D"), "nm": ("tab:red", "^"), "circulant": ("tab:purple", "v"),
-          "forms": ("tab:brown", "P"), "forms-nonideal": ("tab:gray", "X")}
+#: One colour and marker per scheme, the same in both panels.
+_STYLE = {"fixed8": ("tab:blue", "o"), "sp2": ("tab:orange", "s"), "msq": ("tab:green", "D"),
+          "nm": ("tab:red", "^"), "circulant": ("tab:purple", "v"), "forms": ("tab:brown", "P")}
 
 
 def _plot(results: list[dict], path: Path) -> None:
@@ -151,94 +237,108 @@ def _plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), sharey=True)
-    panels = [("weight_bits", "weight storage (bits, log scale)", True),
-              ("lut", "ECP5 LUTs of the PEs used (log scale)", True),
-              ("dsp", "ECP5 DSPs (MULT18X18D) of the PEs used", False)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    panels = [(lambda r: (r.get("ecp5") or {}).get("lut"), "ECP5-85F LUTs of the whole accelerator (log scale)"),
+              (lambda r: r.get("inferences_per_s"), "inferences/s = Fmax / measured interval (log scale)")]
+    float_acc = next((r["float_acc"] for r in results if r["scheme"] == "float"), None)
     handles = {}
-    for ax, (key, label, log) in zip(axes, panels):
-        for r in results:
-            acc = r.get("rtl_acc", r.get("golden_acc", r["float_acc"]))
-            if r.get(key) is None or acc is None:
-                continue
+    for ax, (x_of, label) in zip(axes, panels):
+        points = [(r, x_of(r)) for r in results if r.get("rtl_acc") is not None and x_of(r)]
+        for r, x in points:
             color, marker = _STYLE.get(r["scheme"], ("tab:olive", "o"))
-            handles[r["scheme"]] = ax.scatter(r[key], 100 * acc, s=70, c=color, marker=marker, alpha=0.85,
-                                              label=r["scheme"])
-        if log:
+            name = f"{r['scheme']} ({_folding(r)})"
+            handles[name] = ax.scatter(x, 100 * r["rtl_acc"], s=70, c=color, marker=marker, alpha=0.85, label=name)
+        if float_acc is not None:
+            handles["float baseline"] = ax.axhline(100 * float_acc, color="black", ls="--", lw=1,
+                                                   label="float baseline")
+        if points:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:
+            ax.text(0.5, 0.3, "not synthesised (--no-synth)", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
         ax.set_xlabel(label)
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("test accuracy on 360 digits (%)")
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), frameon=False)
-    fig.suptitle("peforge e2e: MLP 64-32-10 on sklearn digits; compressed schemes: RTL accuracy "
-                 "(every multiply-accumulate in the generated RTL); float and forms-nonideal: software")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    axes[0].set_ylabel("RTL test accuracy on 360 digits (%)")
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 4), frameon=False)
+    fig.suptitle("peforge e2e: MLP 64-32-10 on sklearn digits, each scheme compiled into one accelerator "
+                 "(folding lanes x pes per layer)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run_scheme(scheme: str, *, float_acc: float, progress=None) -> dict:
-    """Train, export and run one scheme (golden and RTL); the result row as a dict."""
-    from sw import models
+def _note(split_size: int, synth: bool, elapsed: float) -> str:
+    from peforge import digits
 
-    split = models.load_split()
-    step = progress.step if progress else (lambda text: None)
-    step("training (seeded, one CPU thread)")
-    net = models.build(scheme)
-    step("golden inference")
-    golden = net.golden_logits(split.x_test)
-    start = time.perf_counter()
-    rtl, cycles = net.rtl_logits(split.x_test, step=step)
-    seconds = time.perf_counter() - start
-    lut, dsp, sources = _scheme_resources(net.pes)
-    row = {
-        "scheme": scheme, "description": DESCRIPTIONS[scheme], "pes": [name for name, _ in net.pes],
-        "params": [{"pe": name, "digest": p.digest(), "label": params_label(p), "params": p.to_dict()}
-                   for name, p in net.pes],
-        "images": len(split.y_test), "float_acc": float_acc, "compressed_float_acc": net.float_accuracy,
-        "golden_acc": models.accuracy(golden, split.y_test), "rtl_acc": models.accuracy(rtl, split.y_test),
-        "agree": int(np.sum(golden.argmax(1) == rtl.argmax(1))), "logits_equal": bool(np.array_equal(golden, rtl)),
-        "weight_bits": net.weight_bits, "float32_bits": net.float32_bits, "cycles": int(cycles),
-        "rtl_seconds": seconds, "train_seconds": net.train_seconds, "lut": lut, "dsp": dsp,
-        "resource_sources": sources,
-    }
-    if scheme == "forms":
-        row["nonideal"] = {"settings": dict(models.NONIDEAL),
-                           "golden_acc": models.accuracy(net.nonideal_logits(split.x_test), split.y_test)}
-    return row
+    settings = ", ".join(f"{k}={v}" for k, v in digits.NONIDEAL.items())
+    resources = ("LUT/FF/DSP/BRAM/Fmax: the whole accelerator on ECP5-85F (yosys + nextpnr, seed 1, cached by "
+                 "compiled digest under build/e2e-synth/); inferences/s = Fmax / measured interval; fits UP5K: "
+                 f"placed and routed on the iCE40-UP5K by nextpnr (accelerators over {ICE40_ATTEMPT_LUTS} ECP5 "
+                 "LUTs are not attempted: no); forms: controller + register emulator of the array (a real ReRAM "
+                 "array replaces the emulator)." if synth else
+                 "Not synthesised (--no-synth): no LUT/FF/DSP/BRAM/Fmax, inferences/s or UP5K fit.")
+    return (f"MLP 64-{digits.HIDDEN}-10 on sklearn digits, {split_size} test images (stratified split, seed "
+            f"{digits.SPLIT_SEED}), trained at run time (seed {digits.TRAIN_SEED}) and exported by "
+            f"sw.from_torch.from_torch (input: the pixels 0..16 as {digits.INPUT_BITS}-bit unsigned integers, "
+            f"hidden {digits.ACT_BITS}-bit unsigned, logits {digits.LOGIT_BITS}-bit signed). *float*: the float32 "
+            f"baseline; *compressed float*: the trained compressed model in torch; *golden*: "
+            f"sw.network.Network.golden; *RTL*: the compiled accelerator (default balanced folding, lanes x pes "
+            f"per layer) in ONE Verilator simulation of all test images back to back; RTL == golden: images "
+            f"whose 10 logits are all equal. Latency (first input beat to logits) and interval (steady-state "
+            f"cycles between results) are counted in that simulation; busy: useful MACs / (multiplier lanes x "
+            f"interval) of the slowest engine (- for circulant and crossbar engines, which have no multiplier "
+            f"lanes). RTL wall s: the simulation including Verilator build check and start-up, builds cached. "
+            f"{resources} Weight bits: codes/values/indices/spectra/cells + sign bits (scales, biases, "
+            f"requantisation excluded). forms-nonideal: the forms network on sw.forms.NonIdealArray ({settings}), "
+            f"software only. Total {elapsed:.0f} s.")
 
 
-def run_e2e(schemes=None, *, out_dir: Path | None = None) -> int:
+def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, str] | None = None,
+            synth: bool = True) -> int:
     """Run ``schemes`` (default: all), print the table, write ``e2e.md``/``e2e.json``/``e2e.png``.
 
-    Returns 0 when the RTL gives the golden predictions for every image of every scheme, else 1.
-    """
-    from sw import models
-    from tb.runner import build_root
+    ``settings`` (``{"layer.0.lanes": "8"}``) refold every scheme's default folding; ``synth=False`` skips
+    synthesis. Returns 0 when the RTL logits equal the golden ones on every image of every scheme, else 1.
 
-    schemes = list(schemes or models.SCHEMES)
-    unknown = [s for s in schemes if s not in models.SCHEMES]
+    Raises
+    ------
+    ValueError
+        ``"Scheme must be one of fixed8, sp2, msq, nm, circulant, forms, not 'int4'"``.
+    """
+    from hw.verilog import build_root
+    from peforge import digits
+
+    schemes = list(schemes or digits.SCHEMES)
+    unknown = [s for s in schemes if s not in digits.SCHEMES]
     if unknown:
-        raise ValueError(f"Scheme must be one of {', '.join(models.SCHEMES)}, not {unknown[0]!r}")
+        raise ValueError(f"Scheme must be one of {', '.join(digits.SCHEMES)}, not {unknown[0]!r}")
     out_dir = Path(out_dir) if out_dir else build_root() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
-    split = models.load_split()
+    split = digits.load_split()
     start = time.monotonic()
     with Progress("e2e float baseline") as progress:
         progress.step("training (seeded, one CPU thread)")
-        float_acc, float_seconds = models.train_float()
-    dense_bits = 32 * (64 * models.HIDDEN + models.HIDDEN * 10)
+        float_acc, float_seconds = digits.train_float()
+    dense_bits = 32 * (64 * digits.HIDDEN + digits.HIDDEN * 10)
     results = [{"scheme": "float", "description": DESCRIPTIONS["float"], "pes": [], "images": len(split.y_test),
                 "float_acc": float_acc, "weight_bits": dense_bits, "float32_bits": dense_bits,
                 "train_seconds": float_seconds}]
     print(f"float: {100 * float_acc:.2f} % (torch, trained in {float_seconds:.1f} s)", flush=True)
     for n, scheme in enumerate(schemes, 1):
+        begin = time.monotonic()
         with Progress(f"e2e [{n}/{len(schemes)}] {scheme}") as progress:
-            row = run_scheme(scheme, float_acc=float_acc, progress=progress)
+            row = run_scheme(scheme, float_acc=float_acc, settings=settings, synth=synth, progress=progress)
+        row["seconds"] = time.monotonic() - begin
         results.append(row)
+        ecp5 = row["ecp5"]
+        hardware = "" if ecp5 is None else (f", ECP5 {_num(ecp5['lut'])} LUT {_num(ecp5['fmax_mhz'], '{:.1f}')} MHz, "
+                                            f"{_num(row['inferences_per_s'], '{:,.0f}')} inferences/s, UP5K "
+                                            f"{_up5k(row)}")
         print(f"{scheme}: golden {_pct(row['golden_acc'])} %, RTL {_pct(row['rtl_acc'])} %, RTL == golden "
-              f"{row['agree']}/{row['images']}, {row['cycles']} cycles, RTL {row['rtl_seconds']:.1f} s", flush=True)
+              f"{row['rtl_equal']}/{row['images']}, latency {row['latency']}, interval {row['interval']:g} cycles "
+              f"(predicted {row['predicted_interval']}), RTL {row['rtl_seconds']:.1f} s{hardware}; "
+              f"{row['seconds']:.0f} s in all", flush=True)
         if "nonideal" in row:
             ni = row["nonideal"]
             results.append({"scheme": "forms-nonideal", "description": DESCRIPTIONS["forms-nonideal"],
@@ -250,24 +350,14 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None) -> int:
     rows = [_row(r) for r in results]
     print()
     print(text_table(HEADER, rows))
-    failed = [r["scheme"] for r in results if r.get("agree") is not None and r["agree"] != r["images"]]
-    settings = ", ".join(f"{k}={v}" for k, v in models.NONIDEAL.items())
-    note = (f"MLP 64-{models.HIDDEN}-10 on sklearn digits, {len(split.y_test)} test images (stratified split, "
-            f"seed {models.SPLIT_SEED}), trained at run time (seed {models.TRAIN_SEED}). *float*: the float32 "
-            f"baseline; *compressed float*: the trained compressed model in torch (fake-quantised weights, float "
-            f"activations); *golden*: the integer pipeline (8-bit activations, integer requantisation) on the "
-            f"PE golden models; *RTL*: the same pipeline with every layer's products computed by the generated "
-            f"RTL in Verilator. Weight bits: codes/values/indices/spectra/cells + sign bits (scales and biases "
-            f"excluded), against float32 weights. RTL cycles: PE cycles without stalls, summed over layers. "
-            f"RTL wall s: all layers' simulations (cocotb + Verilator), builds cached. LUT/DSP: ECP5-85F, "
-            f"summed over the PEs used, from docs/results (make bench) or else one peforge synth run "
-            f"(peforge.e2e.MEASURED); forms: controller + register emulator of the array. forms-nonideal: the "
-            f"forms network on sw.forms.NonIdealArray ({settings}), software only. Total {elapsed:.0f} s.")
-    (out_dir / "e2e.md").write_text("# peforge e2e: compressed digits classifiers on the generated RTL\n\n"
+    failed = [r["scheme"] for r in results if r.get("rtl_equal") is not None and r["rtl_equal"] != r["images"]]
+    note = _note(len(split.y_test), synth, elapsed)
+    (out_dir / "e2e.md").write_text("# peforge e2e: compressed digits classifiers as whole-network accelerators\n\n"
                                     + markdown_table(HEADER, rows) + "\n\n" + note + "\n")
-    (out_dir / "e2e.json").write_text(json.dumps({"results": results, "seconds": elapsed}, indent=2) + "\n")
+    (out_dir / "e2e.json").write_text(json.dumps({"results": results, "synth": synth, "seconds": elapsed},
+                                                 indent=2) + "\n")
     _plot(results, out_dir / "e2e.png")
     print(f"\n{note}\nreport: {out_dir / 'e2e.md'}, {out_dir / 'e2e.json'}, {out_dir / 'e2e.png'}")
     for scheme in failed:
-        print(f"FAILED {scheme}: RTL predictions differ from golden")
+        print(f"FAILED {scheme}: RTL logits differ from golden")
     return 1 if failed else 0

