@@ -113,15 +113,12 @@ def _fits_up5k(compiled, ecp5: dict, progress) -> dict:
 def _busy(compiled, interval: float) -> float | None:
     """Useful MACs / (multiplier lanes x interval) of the slowest engine (None: it has no multiplier lanes).
 
-    Useful MACs: ``in x out``, for N:M layers only the kept ``n`` of every ``m`` weights (``EnginePlan.macs``
-    counts them dense)."""
+    Useful MACs: :attr:`hw.network.EnginePlan.macs` (``in x out``; N:M layers only the kept ``n`` of every
+    ``m`` weights)."""
     slowest = max(compiled.plans, key=lambda p: p.cycles)
     if not slowest.multipliers or not interval:
         return None
-    macs, w = slowest.macs, slowest.layer.weights
-    if slowest.scheme == "nm":
-        macs = macs * w.fmt.n // w.fmt.m
-    return macs / (slowest.multipliers * interval)
+    return slowest.macs / (slowest.multipliers * interval)
 
 
 def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None = None, synth: bool = True,

@@ -113,7 +113,7 @@ def test_compiled_directory_round_trip(tmp_path):
         load_compiled(tmp_path)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(3))
 def test_random_networks_lint_clean(tmp_path, seed):
     rng = np.random.default_rng(100 + seed)
     network = net.random_network(rng, depth=int(rng.integers(1, 5)))
@@ -137,8 +137,7 @@ def _rtl_network(seed: int, schemes=None, depth=None) -> CompiledNetwork:
 
 
 #: networks the RTL tests draw: together they hold every scheme, mixed, at depths 1 to 4
-RTL_NETWORKS = [(11, None, 4), (12, ["crossbar", "circulant"], 2), (13, ["msq", "nm", "sp2"], 3), (14, ["fixed"], 1),
-                (15, ["circulant", "nm"], 3)]
+RTL_NETWORKS = [(11, None, 4), (12, ["crossbar", "circulant"], 2), (13, ["msq", "nm", "sp2"], 3), (14, ["fixed"], 1)]
 
 
 def test_rtl_networks_cover_every_scheme():
@@ -235,3 +234,11 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert re.fullmatch(rf"peforge {args[0]}: error: {message}", lines[0]), lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_useful_macs_count_the_kept_nm_weights():
+    layer = next(l for seed in range(200) for l in net.random_network(np.random.default_rng(seed), schemes=["nm"]).layers
+                 if l.weights.fmt.n * 2 == l.weights.fmt.m)
+    plan = plan_engine(layer, LayerFolding(lanes=layer.weights.fmt.m, pes=1))
+    assert plan.macs * 2 == layer.in_features * layer.out_features   # n of every m = 1/2 of the dense products
+    assert plan.multipliers == layer.weights.fmt.n                   # one group: n multipliers
