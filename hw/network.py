@@ -67,7 +67,7 @@ from .nm_sparse import NMSparse, NMSparseParams
 from .sp2_mac import SP2Mac, SP2MacParams
 
 __all__ = ["LayerFolding", "Folding", "EnginePlan", "plan_engine", "plan_network", "default_folding",
-           "element_layout", "Requantizer", "Engine", "Accelerator", "CompiledNetwork", "load_compiled", "SCHEME_PES"]
+           "element_layout", "Budget", "Requantizer", "Engine", "Accelerator", "CompiledNetwork", "load_compiled", "SCHEME_PES"]
 
 #: The PE each scheme's slots hold (msq slots hold either).
 SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "fixed-mac"), "nm": ("nm-sparse",),
@@ -75,6 +75,8 @@ SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "
 #: Default folding search: the largest ``lanes`` and ``lanes * pes`` (multipliers) of one layer.
 DEFAULT_MAX_LANES = 16
 DEFAULT_MAX_MULTIPLIERS = 32
+#: The slowest requantiser: cycles per result (:class:`Requantizer`).
+MAX_REQUANT_CYCLES = 64
 
 
 # -- folding ---------------------------------------------------------------------------------------------
@@ -91,10 +93,13 @@ class LayerFolding(Params):
 
     lanes: int = field(default=1, metadata={"doc": "input elements per beat"})
     pes: int = field(default=1, metadata={"doc": "PE slots, output rows computed in parallel"})
+    requant: int = field(default=1, metadata={
+        "doc": "cycles per requantised result (1: one multiplier; more: shifts and adds in LUTs)"})
 
     def __post_init__(self):
         check_int("Lanes", self.lanes, min=1, max=4096)
         check_int("PEs (pes)", self.pes, min=1, max=1024)
+        check_int("Requantiser cycles (requant)", self.requant, min=1, max=MAX_REQUANT_CYCLES)
 
 
 @dataclass(frozen=True)
@@ -186,15 +191,57 @@ class EnginePlan:
 
     @property
     def drain_cycles(self) -> int:
-        """Results the collector hands to the requantiser per input vector, one per cycle."""
-        return self.groups * len(self.slots) * self.width
+        """Cycles the collector takes per input vector to hand its results to the requantiser, which takes
+        one every ``folding.requant`` cycles."""
+        return self.groups * len(self.slots) * self.width * self.folding.requant
 
     @property
     def cycles(self) -> int:
         """Predicted cycles per input vector in steady state: loading the buffer, or per row group the longer
         of issuing its beats and draining the previous group's results, whichever is slowest."""
-        per_group = max(self.beats * self.interval, len(self.slots) * self.width)
+        per_group = max(self.beats * self.interval, len(self.slots) * self.width * self.folding.requant)
         return max(self.load_cycles, self.groups * per_group)
+
+    @property
+    def acc_shape(self) -> Shape:
+        """The accumulators the collector holds and the requantiser takes: the widest slot result, signed."""
+        widths = []
+        for s in self.slots:
+            shape = s.params.output_layout["y"].shape
+            elem = shape.elem_shape if isinstance(shape, data.ArrayLayout) else shape
+            widths.append(Shape.cast(elem).width)
+        return signed(max(widths))
+
+    def dsps(self, dsp_bits: int) -> int:
+        """Predicted DSP multipliers of ``dsp_bits``-bit operands: one per multiplier lane of the fixed-point
+        and N:M slots (more if a product is wider), and the requantiser's ``acc x M`` when ``requant`` is 1.
+        SP2 slots shift; circulant and crossbar slots are not counted. Synthesis measures the real number."""
+        def pieces(a_bits, b_bits):
+            return _ceil_div(a_bits, dsp_bits) * _ceil_div(b_bits, dsp_bits)
+
+        act = self.layer.in_bits + (0 if self.layer.in_signed else 1)
+        total = 0
+        for s in self.slots:
+            if s.pe in ("fixed-mac", "nm-sparse"):
+                total += getattr(s.params, "lanes", 0) * pieces(act, s.params.w_bits)
+        if self.folding.requant == 1:
+            m_bits = max(1, int(self.layer.multiplier.max()).bit_length()) + 1
+            total += pieces(self.acc_shape.width, m_bits)
+        return total
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the engine's weight memories (one word per row group and beat per slot; crossbar cells
+        sit in the arrays, not counted)."""
+        if self.scheme == "crossbar":
+            return 0
+        total = 0
+        for slot in self.slots:
+            layout = slot.params.input_layout
+            total += self.groups * self.beats * sum(layout[f].shape.size if isinstance(layout[f].shape, data.Layout)
+                                                    else Shape.cast(layout[f].shape).width
+                                                    for f in _weight_fields(self.scheme, slot))
+        return total
 
     @property
     def macs(self) -> int:
@@ -256,7 +303,8 @@ def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
 
             slots = tuple([Slot("sp2-mac", sp2_params(w.sp2_fmt), r, "sp2") for r in spread(sp2_rows, n_sp2)]
                           + [Slot("fixed-mac", fixed_params(w.w_bits), r, "fixed") for r in spread(fixed_rows, n_fixed)])
-        return EnginePlan(layer, LayerFolding(lanes=lanes, pes=pes), lanes, beats, groups, 1, slots, 1)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=lanes, pes=pes), lanes, beats, groups, 1, slots,
+                          1)
     if scheme == "nm":
         m_ = w.fmt.m
         if lanes % m_ and lanes != 1:
@@ -267,7 +315,7 @@ def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
         params = NMSparseParams(fmt=w.fmt, groups=lanes // m_, w_bits=w.w_bits, max_len=beats * lanes, dsp=True,
                                 **act)
         groups, rows = _dot_rows(layer.out_features, pes)
-        return EnginePlan(layer, LayerFolding(lanes=lanes, pes=pes), lanes, beats, groups, 1,
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=lanes, pes=pes), lanes, beats, groups, 1,
                           tuple(Slot("nm-sparse", params, r) for r in rows), 1)
     if scheme == "circulant":
         k = w.fmt.block
@@ -282,7 +330,8 @@ def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
                            tuple(tuple((g * pes + s) * k + e if g * pes + s < p and (g * pes + s) * k + e < layer.out_features
                                        else -1 for e in range(k)) for g in range(groups)))
                       for s in range(pes))
-        return EnginePlan(layer, LayerFolding(lanes=k, pes=pes), k, q, groups, k, slots, params.initiation_interval)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=k, pes=pes), k, q, groups, k, slots,
+                          params.initiation_interval)
     if scheme == "crossbar":
         fmt = w.fmt
         tiles = len(w.mappings)
@@ -295,7 +344,8 @@ def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
                                                       else -1 for c in range(fmt.cols)),))
                       for t in range(tiles))
         worst = params.vector_cycles([fmt.act_bits] * fmt.sub_arrays)
-        return EnginePlan(layer, LayerFolding(lanes=fmt.rows, pes=tiles), fmt.rows, 1, 1, fmt.cols, slots, worst)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=fmt.rows, pes=tiles), fmt.rows, 1, 1, fmt.cols,
+                          slots, worst)
     raise ValueError(f"Layer scheme must be one of {', '.join(map(repr, net.SCHEMES))}, not {scheme!r}")
 
 
@@ -330,7 +380,23 @@ def _cost(plan: EnginePlan) -> int:
     return plan.multipliers + len(plan.slots)
 
 
-def default_folding(network) -> Folding:
+@dataclass(frozen=True)
+class Budget:
+    """What a device offers the default folding: ``dsps`` DSP multipliers of ``dsp_bits``-bit operands
+    (the synthesis targets give theirs: ``synth.budget(target)``)."""
+
+    dsps: int
+    dsp_bits: int
+
+
+def _requant_cycles(plan: EnginePlan, target: int) -> int:
+    """The slowest requantiser that keeps ``plan`` within ``target`` cycles (1 if none is slower)."""
+    per_group = _ceil_div(target, plan.groups) if plan.groups else target
+    c = per_group // max(1, len(plan.slots) * plan.width)
+    return max(1, min(c, MAX_REQUANT_CYCLES))
+
+
+def default_folding(network, budget: Budget | None = None) -> Folding:
     """Balanced folding: every engine as fast as the slowest has to be, with the fewest multipliers.
 
     The target interval ``T`` is the largest, over the layers, of what the element streams allow (loading
@@ -338,18 +404,43 @@ def default_folding(network) -> Folding:
     :data:`DEFAULT_MAX_LANES` lanes and :data:`DEFAULT_MAX_MULTIPLIERS` multipliers. Each layer then takes the
     cheapest folding (:func:`_cost`: multiplier lanes plus slots) whose predicted cycles are at most ``T``, so
     no engine starves the next and none is bigger than the pipeline's pace needs.
+
+    With a ``budget`` the folding must also fit the device's DSPs (:meth:`EnginePlan.dsps`): ``T`` grows
+    until it does, first with the cheapest foldings, then with the fewest DSPs (each requantiser as slow as
+    ``T`` allows: shifts and adds instead of a multiplier).
+
+    Raises
+    ------
+    ValueError
+        ``"Network must fit 8 DSPs: its slowest folding still needs 12"``.
     """
-    options = []
-    for layer in network.layers:
-        plans = [plan_engine(layer, f) for f in _candidates(layer)]
-        options.append(plans)
-    target = max(min(p.cycles for p in plans) for plans in options)
-    chosen = []
-    for plans in options:
-        fit = [p for p in plans if p.cycles <= target]
-        best = min(fit, key=lambda p: (_cost(p), p.cycles, len(p.slots)))
-        chosen.append(best.folding)
-    return Folding(tuple(chosen))
+    options = [[plan_engine(layer, f) for f in _candidates(layer)] for layer in network.layers]
+    fastest = max(min(p.cycles for p in plans) for plans in options)
+
+    def cheapest(target):
+        return [min((p for p in plans if p.cycles <= target), key=lambda p: (_cost(p), p.cycles, len(p.slots)))
+                for plans in options]
+
+    if budget is None:
+        return Folding(tuple(p.folding for p in cheapest(fastest)))
+
+    def fewest_dsps(target):
+        chosen = []
+        for plans in options:
+            slow = [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target)))
+                    for p in plans if p.cycles <= target]
+            chosen.append(min(slow, key=lambda p: (p.dsps(budget.dsp_bits), _cost(p), p.cycles)))
+        return chosen
+
+    least = None
+    for target in sorted({p.cycles for plans in options for p in plans if p.cycles >= fastest}):
+        for choose in (cheapest, fewest_dsps):
+            plans = choose(target)
+            need = sum(p.dsps(budget.dsp_bits) for p in plans)
+            if need <= budget.dsps:
+                return Folding(tuple(p.folding for p in plans))
+            least = need
+    raise ValueError(f"Network must fit {budget.dsps} DSPs: its slowest folding still needs {least}")
 
 
 # -- streams ---------------------------------------------------------------------------------------------------
@@ -368,10 +459,17 @@ def element_layout(shape, words: int, lanes: int) -> data.StructLayout:
 # -- requantisation -----------------------------------------------------------------------------------------
 
 class Requantizer(wiring.Component):
-    """``z = clip((acc * M[row] + B[row] + 2^(S-1)) >> S, lo, hi)`` (:mod:`sw.requant`), one result per cycle.
+    """``z = clip(round((acc * M[row] + B[row]) / 2^S), lo, hi)`` (:mod:`sw.requant`), one result per
+    ``cycles`` cycles.
 
-    Three register stages (table read + input, product, sum/shift/clip), all on ``en = ~o.valid | o.ready``.
-    ``M``, ``B`` and the destination (``word``, ``lane``) of each row sit in one ROM indexed by ``row``.
+    Three stages: the table read beside the accumulator; the product ``acc * M``; the bias, rounding (the
+    layer's mode: half up ``(t + 2^(S-1)) >> S``, half even ``(t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S``,
+    floor ``t >> S``, with ``t = acc * M + B``) and clip. ``M``, ``B`` and the destination (``word``, ``lane``)
+    of each row sit in one ROM indexed by ``row``. With ``cycles = 1`` the product is one multiplier (a DSP
+    where the target has them); with ``cycles = c > 1`` it is computed over ``c`` cycles, ``ceil(M bits / c)``
+    bits of ``M`` per cycle, by shifts and adds (LUTs only), for engines whose results come slowly enough.
+    Each stage hands over to the next in the cycle the next can take it, so the unit takes a new accumulator
+    every ``cycles`` cycles exactly.
 
     Members
     -------
@@ -379,9 +477,8 @@ class Requantizer(wiring.Component):
     o : Out(stream.Signature(element_layout(...)))
     """
 
-    LATENCY = 3
-
-    def __init__(self, *, acc_shape, layer, dest: Sequence[tuple[int, int]], out_layout: data.StructLayout):
+    def __init__(self, *, acc_shape, layer, dest: Sequence[tuple[int, int]], out_layout: data.StructLayout,
+                 cycles: int = 1):
         self._layer = layer
         rows = layer.out_features
         self._dest = list(dest)
@@ -390,14 +487,23 @@ class Requantizer(wiring.Component):
         self._acc_shape = Shape.cast(acc_shape)
         self._row_bits = max(1, ceil_log2(rows))
         self._out_layout = out_layout
+        check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
+        self._cycles = cycles
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"acc": acc_shape, "row": unsigned(self._row_bits)}))),
             "o": Out(stream.Signature(out_layout)),
         })
 
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted accumulator to its result on ``o`` (without stalls)."""
+        return self._cycles + 2
+
     def elaborate(self, platform):
         m = Module()
         layer = self._layer
+        c = self._cycles
+        digit = -(-self._m_bits // c)           # bits of M per cycle
         word_w = self._out_layout["word"].shape.width
         lane_w = self._out_layout["lane"].shape.width
         entry = data.StructLayout({"m": unsigned(self._m_bits), "b": signed(self._b_bits),
@@ -407,33 +513,72 @@ class Requantizer(wiring.Component):
         m.submodules.table = table = _rom(entry.size, init)
         rd = table.read_port()
 
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en), rd.en.eq(en),
-                     rd.addr.eq(self.i.payload.row)]
-        # stage 1: the accumulator beside its row's table entry
+        # stage 3 (output register) takes a finished product when it is empty or being read
+        free3 = Signal()
+        m.d.comb += free3.eq(~self.o.valid | self.o.ready)
+        # stage 2: the product, one digit of M per cycle; `done2` when its last digit is in
+        v2 = Signal()
+        count = Signal(range(max(c, 2)))
+        done2 = Signal()
+        m.d.comb += done2.eq(v2 & _is(count, c - 1))
+        load2 = Signal()
+        m.d.comb += load2.eq(~v2 | (done2 & free3))
+        # stage 1: the accumulator beside its row's table entry (the ROM's read register)
         v1 = Signal()
         acc1 = Signal(self._acc_shape, reset_less=True)
-        with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), acc1.eq(self.i.payload.acc)]
+        en1 = Signal()
+        m.d.comb += [en1.eq(~v1 | load2), rd.en.eq(en1), rd.addr.eq(self.i.payload.row)]
+        # With several cycles per product, stage 1 refills in the cycle after it empties and is still full in
+        # time, so its `ready` can be a register (no path from `o.ready` back to `i.ready`). With one cycle
+        # per product that would halve the rate: then `ready` passes the next stages' state through.
+        m.d.comb += self.i.ready.eq(~v1 if c > 1 else en1)
+        with m.If(en1):
+            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc)]
         e1 = entry(rd.data)
-        # stage 2: the product
-        v2 = Signal()
-        prod = acc1 * e1.m
-        p2 = Signal(signed(len(prod) + 1), reset_less=True)
+
+        acc_w = self._acc_shape.width
+        prod = Signal(signed(acc_w + self._m_bits + 1), reset_less=True)
         b2 = Signal(signed(self._b_bits), reset_less=True)
         d2 = Signal(unsigned(word_w + lane_w), reset_less=True)
-        with m.If(en):
-            m.d.sync += [v2.eq(v1), p2.eq(prod), b2.eq(e1.b), d2.eq(Cat(e1.word, e1.lane))]
+
+        def partial(a, bits):
+            # a * bits (bits unsigned, `digit` wide): one multiplier for the whole of M, else shifts and adds
+            if c == 1:
+                return a * bits
+            return sum(Mux(bits[k], a << k, 0) for k in range(len(bits)))
+
+        with m.If(load2):
+            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(Cat(e1.word, e1.lane)),
+                         prod.eq(partial(acc1, e1.m[:digit]))]
+        if c > 1:
+            acc_sh = Signal(signed(acc_w + self._m_bits), reset_less=True)   # acc << (digit * (count + 1))
+            m_rest = Signal(unsigned(max(1, self._m_bits - digit)), reset_less=True)
+            with m.If(load2):
+                m.d.sync += [acc_sh.eq(acc1 << digit), m_rest.eq(e1.m[digit:] if self._m_bits > digit else 0)]
+            with m.Elif(v2 & ~done2):
+                m.d.sync += [count.eq(count + 1), prod.eq(prod + partial(acc_sh, m_rest[:digit])),
+                             acc_sh.eq(acc_sh << digit), m_rest.eq(m_rest >> digit)]
+
         # stage 3: bias, rounding, shift, clip
         shift = layer.shift
-        total = p2 + b2 + (1 << (shift - 1))
-        z = total >> shift
+        total = Signal(signed(max(len(prod), self._b_bits) + 2))
+        m.d.comb += total.eq(prod + b2)
+        rounding = layer.rounding
+        if rounding == "half_up":
+            z = (total + (1 << (shift - 1))) >> shift
+        elif rounding == "half_even":
+            z = (total + ((1 << (shift - 1)) - 1) + total[shift]) >> shift
+        elif rounding == "floor":
+            z = total >> shift
+        else:
+            raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
         lo, hi = layer.out_range
         clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(v2)
-            m.d.sync += [self.o.payload.x.eq(clipped), self.o.payload.word.eq(d2[:word_w]),
-                         self.o.payload.lane.eq(d2[word_w:])]
+        with m.If(free3):
+            m.d.sync += self.o.valid.eq(done2)
+            with m.If(done2):
+                m.d.sync += [self.o.payload.x.eq(clipped), self.o.payload.word.eq(d2[:word_w]),
+                             self.o.payload.lane.eq(d2[word_w:])]
         return m
 
 
@@ -476,6 +621,13 @@ def _select(values: list, index: Value) -> Value:
     return level[0]
 
 
+def _weight_fields(scheme: str, slot: Slot) -> list[str]:
+    """The payload fields of ``slot``'s beat that its weight memory fills."""
+    if scheme in ("fixed", "sp2", "msq"):
+        return [slot.params.weight_field]
+    return {"nm": ["values", "indices"], "circulant": ["w"]}[scheme]
+
+
 def _weight_words(plan: EnginePlan, slot: Slot) -> tuple[list[int], list[str]]:
     """Memory image of ``slot``: one word per (row group, beat), and the payload fields it fills."""
     w, lanes, beats = plan.layer.weights, plan.lanes, plan.beats
@@ -494,9 +646,7 @@ def _weight_words(plan: EnginePlan, slot: Slot) -> tuple[list[int], list[str]]:
                     src = w.weights if plan.scheme == "fixed" else w.codes
                     vals = list(src[row, b * lanes:(b + 1) * lanes])
                 vals += [0] * (lanes - len(vals))
-                field_name = slot.params.weight_field
-                words.append(_field_bits(layout, field_name, vals))
-                fields = [field_name]
+                words.append(_field_bits(layout, slot.params.weight_field, vals))
             elif plan.scheme == "nm":
                 n_ = slot.params.lanes
                 if row < 0:
@@ -508,7 +658,6 @@ def _weight_words(plan: EnginePlan, slot: Slot) -> tuple[list[int], list[str]]:
                 idx += [0] * (n_ - len(idx))
                 vw = layout["values"].shape.size
                 words.append(_field_bits(layout, "values", vals) | _field_bits(layout, "indices", idx) << vw)
-                fields = ["values", "indices"]
             elif plan.scheme == "circulant":
                 i = g * len(plan.slots) + plan.slots.index(slot)
                 bins = w.spectra[i, b] if i < w.spectra.shape[0] else np.zeros(w.spectra.shape[2:], np.int64)
@@ -518,10 +667,9 @@ def _weight_words(plan: EnginePlan, slot: Slot) -> tuple[list[int], list[str]]:
                 for n, (re, im) in enumerate(bins):
                     word |= ((int(re) & mask) | (int(im) & mask) << bits) << (2 * bits * n)
                 words.append(word)
-                fields = ["w"]
             else:
                 raise AssertionError(plan.scheme)  # crossbar slots have no weight words
-    return words, fields
+    return words, _weight_fields(plan.scheme, slot)
 
 
 class Engine(wiring.Component):
@@ -551,14 +699,6 @@ class Engine(wiring.Component):
     @property
     def plan(self) -> EnginePlan:
         return self._plan
-
-    def _acc_shape(self):
-        widths, signed_any = [], True
-        for s in self._plan.slots:
-            shape = s.params.output_layout["y"].shape
-            elem = shape.elem_shape if isinstance(shape, data.ArrayLayout) else shape
-            widths.append(Shape.cast(elem).width)
-        return signed(max(widths))
 
     def elaborate(self, platform):
         m = Module()
@@ -658,13 +798,13 @@ class Engine(wiring.Component):
                 m.d.comb += [payload.acts.as_value().eq(xword), payload.last.eq(staged_last)]
 
         # -- collector: every slot's result for a row group, then one per cycle to the requantiser -----------
-        acc_shape = self._acc_shape()
+        acc_shape = plan.acc_shape
         entries = len(slots) * plan.width
         table = [[r for slot in plan.slots for r in slot.rows[gg]] for gg in range(groups)]
         held = [Signal(acc_shape, name=f"held{e}", reset_less=True) for e in range(entries)]
         busy = Signal()
-        cg = Signal(range(max(groups, 2)))       # the row group being drained
-        ce = Signal(range(max(entries, 2)))
+        ce = Signal(range(max(entries, 2)))      # the entry of the row group being drained
+        ci = Signal(range(max(groups * entries, 2)))   # its index in the row table: group * entries + ce
         all_valid = Signal()
         m.d.comb += all_valid.eq(Cat(*[s.o.valid for s in slots]).all())
         take = Signal()
@@ -684,21 +824,20 @@ class Engine(wiring.Component):
         flat = [r for gg in range(groups) for r in table[gg]]
         m.submodules.rows = rows_rom = _rom(row_bits + 1, [(r if r >= 0 else 0) | (r >= 0) << row_bits for r in flat])
         rr = rows_rom.read_port(domain="comb")
-        m.d.comb += rr.addr.eq(cg * entries + ce)
+        m.d.comb += rr.addr.eq(ci)   # a counter, not group * entries + ce: no adder before the table
         row_valid = rr.data[row_bits]
 
         dest = [(n // self._dest_lanes, n % self._dest_lanes) for n in range(layer.out_features)]
         out_layout = element_layout(self._out_shape, self._dest_words, self._dest_lanes)
-        m.submodules.requant = rq = Requantizer(acc_shape=acc_shape, layer=layer, dest=dest, out_layout=out_layout)
+        m.submodules.requant = rq = Requantizer(acc_shape=acc_shape, layer=layer, dest=dest, out_layout=out_layout,
+                                                cycles=plan.folding.requant)
         m.d.comb += [rq.i.valid.eq(busy & row_valid), rq.i.payload.acc.eq(_select(held, ce)),
                      rq.i.payload.row.eq(rr.data[:row_bits])]
         step = Signal()
         m.d.comb += [step.eq(busy & (~row_valid | rq.i.ready)), finishing.eq(step & _is(ce, entries - 1))]
         with m.If(step):
-            with m.If(_is(ce, entries - 1)):
-                m.d.sync += [ce.eq(0), cg.eq(Mux(_is(cg, groups - 1), 0, cg + 1))]
-            with m.Else():
-                m.d.sync += ce.eq(ce + 1)
+            m.d.sync += [ce.eq(Mux(_is(ce, entries - 1), 0, ce + 1)),
+                         ci.eq(Mux(_is(ci, groups * entries - 1), 0, ci + 1))]
         with m.If(take):
             m.d.sync += busy.eq(1)
         with m.Elif(finishing):
@@ -864,8 +1003,9 @@ class CompiledNetwork:
         object.__setattr__(self, "folding", Folding(tuple(p.folding for p in self._plans)))
 
     @classmethod
-    def default(cls, network) -> CompiledNetwork:
-        return cls(network, default_folding(network))
+    def default(cls, network, budget: Budget | None = None) -> CompiledNetwork:
+        """``network`` with its :func:`default_folding` (for a device's ``budget`` if given)."""
+        return cls(network, default_folding(network, budget))
 
     @property
     def plans(self) -> tuple[EnginePlan, ...]:
@@ -893,13 +1033,14 @@ class CompiledNetwork:
         for name, value in settings.items():
             parts = name.split(".")
             if len(parts) != 3 or parts[0] != "layer" or not parts[1].isdigit():
-                raise ValueError(f"Setting {name!r} must be layer.N.lanes or layer.N.pes (N from 0 to "
-                                 f"{len(layers) - 1}), not {name!r}")
+                raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes or layer.N.requant (N from 0 "
+                                 f"to {len(layers) - 1}), not {name!r}")
             index, key = int(parts[1]), parts[2]
             if index >= len(layers):
                 raise ValueError(f"Setting {name!r} must name a layer from 0 to {len(layers) - 1}, not {index}")
-            if key not in ("lanes", "pes"):
-                raise ValueError(f"Setting {name!r} must be layer.N.lanes or layer.N.pes, not {key!r}")
+            if key not in ("lanes", "pes", "requant"):
+                raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes or layer.N.requant, not "
+                                 f"{key!r}")
             layers[index] = layers[index].with_settings({key: value})
         return CompiledNetwork(self.network, Folding(tuple(layers)))
 
@@ -909,7 +1050,8 @@ class CompiledNetwork:
     def summary(self) -> list[dict]:
         """Per layer: scheme, sizes, folding and the predicted cycles per sample."""
         return [{"layer": n, "scheme": p.scheme, "in": p.layer.in_features, "out": p.layer.out_features,
-                 "lanes": p.folding.lanes, "pes": p.folding.pes, "slots": len(p.slots), "beats": p.beats,
+                 "lanes": p.folding.lanes, "pes": p.folding.pes, "requant": p.folding.requant,
+                 "slots": len(p.slots), "beats": p.beats,
                  "groups": p.groups, "multipliers": p.multipliers, "load_cycles": p.load_cycles,
                  "compute_cycles": p.compute_cycles, "drain_cycles": p.drain_cycles, "cycles": p.cycles,
                  "pes_used": [s.pe for s in p.slots]}

@@ -8,9 +8,11 @@ shift: :mod:`sw.requant`, where the formula is defined), ReLU or not, and its ou
     x_0 = input                                     integers of input.bits (signed or not)
     for every layer l:
         acc_l = PE_l(x_l)                           exact integers: the PE's golden model
-        z_l   = requantize(acc_l, M_l, S_l, B_l)    sw.requant.requantize (round half up)
-        x_l+1 = clip(z_l, lo_l, hi_l)               [lo, hi] = range of output.bits / output.signed,
-                                                    lo raised to 0 with ReLU
+        z_l   = requantize(acc_l, M_l, S_l, B_l)    sw.requant.requantize, rounded as the layer says
+                                                    (half_up, the default; half_even; floor)
+        x_l+1 = clip(z_l, lo_l, hi_l)               [lo, hi] = range of output.bits / output.signed
+                                                    (narrowed by one code with output.narrow, as
+                                                    QONNX's min_int / max_int), lo raised to 0 with ReLU
     logits = x_L
 
 Every layer clips to its output range, the last one included: the logits are ``output.bits`` integers (the
@@ -47,13 +49,13 @@ from .forms import CrossbarFormat
 from .intops import INT64_MAX, as_int_array, as_real_array, int_range
 from .nm import NMFormat
 from .params import Params, check_bool, check_choice, check_int
-from .requant import REQUANT_BITS, Requant
+from .requant import REQUANT_BITS, ROUNDINGS, Requant, check_rounding
 from .sp2 import SP2Format
 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
     "MSQWeights", "NMWeights", "CirculantWeights", "CrossbarWeights", "Layer", "Network", "load", "save",
-    "random_network",
+    "layer_from_manifest", "narrow_range", "random_network",
 ]
 
 #: The manifest's ``format`` and ``version``.
@@ -82,6 +84,23 @@ def _check_scale(subject: str, scale: Any) -> None:
         return
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"{subject} must be a positive finite number or None, not {scale!r}")
+
+
+def narrow_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """Inclusive ``(lo, hi)`` of a ``bits``-wide integer, narrowed as QONNX's ``min_int`` / ``max_int``.
+
+    ``narrow`` drops one code: the most negative of a signed range, the largest of an unsigned one.
+
+    Examples
+    --------
+    >>> narrow_range(8, True, True), narrow_range(8, False, True), narrow_range(8, True, False)
+    ((-127, 127), (0, 254), (-128, 127))
+    """
+    lo, hi = int_range(bits, signed)
+    check_bool("Narrow", narrow)
+    if narrow:
+        return (lo + 1, hi) if signed else (lo, hi - 1)
+    return lo, hi
 
 
 def _range_text(bits: int, signed: bool) -> str:
@@ -652,8 +671,9 @@ def _check_requant_fits(acc_bound: int, multiplier: np.ndarray, offset: np.ndarr
 class Layer:
     """One dense layer of an integer network: weights on a PE, requantisation, ReLU, output range.
 
-    ``output = clip(requantize(acc, multiplier, shift, offset), lo, hi)`` (:class:`sw.requant.Requant`) with
-    ``[lo, hi]`` the range of ``out_bits`` / ``out_signed`` and ``lo`` raised to 0 by ``relu``.
+    ``output = clip(requantize(acc, multiplier, shift, offset, rounding=rounding), lo, hi)``
+    (:class:`sw.requant.Requant`) with ``[lo, hi]`` the range of ``out_bits`` / ``out_signed`` (narrowed by
+    ``out_narrow``: :func:`narrow_range`) and ``lo`` raised to 0 by ``relu``.
 
     Members
     -------
@@ -672,6 +692,11 @@ class Layer:
         The output range, 1 to 32 bits; every output is clipped to it.
     out_scale : float or None
         Real value of one output LSB (documentation for front-ends; not used by the integer network).
+    rounding : str
+        The requantisation's rounding (:data:`sw.requant.ROUNDINGS`): ``"half_up"`` (default),
+        ``"half_even"`` (QONNX / Brevitas ``ROUND``) or ``"floor"``.
+    out_narrow : bool
+        Narrow output range (QONNX ``narrow``): no ``-2^(bits-1)`` when signed, no ``2^bits - 1`` when unsigned.
 
     Raises
     ------
@@ -693,6 +718,8 @@ class Layer:
     out_bits: int
     out_signed: bool
     out_scale: float | None = None
+    rounding: str = "half_up"
+    out_narrow: bool = False
 
     def __post_init__(self):
         if not isinstance(self.weights, tuple(SCHEMES.values())):
@@ -700,14 +727,17 @@ class Layer:
             raise TypeError(f"Layer weights must be one of {names}, not {self.weights!r}")
         _check_layer_scalars("Layer", self.shift, self.relu, self.in_bits, self.in_signed, self.out_bits,
                              self.out_signed, self.out_scale)
+        check_rounding("Layer rounding", self.rounding)
+        check_bool("Layer output narrow", self.out_narrow)
         self.weights.check_input(self.in_bits, self.in_signed, "Layer input")
         m, b = _requant_arrays(self.multiplier, self.offset, self.out_features)
         object.__setattr__(self, "multiplier", m)
         object.__setattr__(self, "offset", b)
         _check_requant_fits(self.acc_bound, m, b, self.shift)
-        lo, hi = int_range(self.out_bits, self.out_signed)
+        lo, hi = narrow_range(self.out_bits, self.out_signed, self.out_narrow)
         object.__setattr__(self, "_requant", Requant(m, self.shift, b, max(lo, 0) if self.relu else lo, hi,
-                                                     math.nan if self.out_scale is None else float(self.out_scale)))
+                                                     math.nan if self.out_scale is None else float(self.out_scale),
+                                                     self.rounding))
 
     @property
     def scheme(self) -> str:
@@ -727,7 +757,8 @@ class Layer:
 
     @property
     def out_range(self) -> tuple[int, int]:
-        """Inclusive ``(lo, hi)`` of an output: the ``out_bits`` range, ``lo >= 0`` with ReLU."""
+        """Inclusive ``(lo, hi)`` of an output: the ``out_bits`` range (narrowed by ``out_narrow``), ``lo >= 0``
+        with ReLU."""
         return self._requant.lo, self._requant.hi
 
     @property
@@ -780,6 +811,11 @@ class Layer:
             "output": {"bits": self.out_bits, "signed": self.out_signed, "scale": self.out_scale},
             "arrays": keys,
         }
+        # optional fields, written only when not the default (older manifests load, digests stay)
+        if self.rounding != ROUNDINGS[0]:
+            entry["requant"]["rounding"] = self.rounding
+        if self.out_narrow:
+            entry["output"]["narrow"] = True
         return entry, {keys[role]: arr for role, arr in arrays.items()}
 
     def __eq__(self, other: object) -> bool:
@@ -1044,6 +1080,18 @@ def load(directory: str | os.PathLike) -> Network:
     return Network(spec, tuple(layers))
 
 
+def layer_from_manifest(entry: Any, arrays: Mapping[str, np.ndarray], where: str = "layer") -> Layer:
+    """The :class:`Layer` of one manifest entry (:meth:`Layer.manifest`) and its arrays by key, validated as
+    :func:`load` validates a layer; errors start with ``where``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        The errors of :func:`load` for one layer, e.g. ``"node 'x': layers[0].scheme must be one of ..."``.
+    """
+    return _load_layer(0, entry, arrays, set(), where, where)
+
+
 def _load_layer(i: int, entry: Any, stored: Mapping[str, np.ndarray], used: set[str], jname: str,
                 nname: str) -> Layer:
     at = f"layers[{i}]"
@@ -1052,8 +1100,11 @@ def _load_layer(i: int, entry: Any, stored: Mapping[str, np.ndarray], used: set[
     _prefixed(jname, lambda: check_choice(f"{at}.scheme", entry["scheme"], SCHEMES))
     cls = SCHEMES[entry["scheme"]]
     inp = _prefixed(jname, lambda: _keys(f"{at}.input", entry["input"], ("bits", "signed")))
-    out = _prefixed(jname, lambda: _keys(f"{at}.output", entry["output"], ("bits", "signed"), ("scale",)))
-    req = _prefixed(jname, lambda: _keys(f"{at}.requant", entry["requant"], ("shift",)))
+    out = _prefixed(jname, lambda: _keys(f"{at}.output", entry["output"], ("bits", "signed"), ("scale", "narrow")))
+    req = _prefixed(jname, lambda: _keys(f"{at}.requant", entry["requant"], ("shift",), ("rounding",)))
+    rounding, narrow = req.get("rounding", ROUNDINGS[0]), out.get("narrow", False)
+    _prefixed(jname, lambda: check_rounding(f"{at}.requant.rounding", rounding))
+    _prefixed(jname, lambda: check_bool(f"{at}.output.narrow", narrow))
     names = {"shift": f"{at}.requant.shift", "relu": f"{at}.relu", "in_bits": f"{at}.input.bits",
              "in_signed": f"{at}.input.signed", "out_bits": f"{at}.output.bits", "out_signed": f"{at}.output.signed",
              "out_scale": f"{at}.output.scale"}
@@ -1082,7 +1133,7 @@ def _load_layer(i: int, entry: Any, stored: Mapping[str, np.ndarray], used: set[
     _prefixed(jname, lambda: weights.check_input(inp["bits"], inp["signed"], f"{at}.input"))
     return _prefixed(f"{nname}: {at}", lambda: Layer(
         weights, arrays["multiplier"], req["shift"], arrays["offset"], entry["relu"], inp["bits"], inp["signed"],
-        out["bits"], out["signed"], out.get("scale")))
+        out["bits"], out["signed"], out.get("scale"), rounding, narrow))
 
 
 # -- random networks (tests, hardware tests) -----------------------------------------------------------------
@@ -1138,14 +1189,16 @@ def _random_weights(scheme: str, rng: np.random.Generator, n_in: int, n_out: int
 
 
 def random_network(rng: np.random.Generator, *, depth: int | None = None, schemes: Sequence[str] | None = None,
-                   max_features: int = 24, samples: int = 64) -> Network:
+                   max_features: int = 24, samples: int = 64, rounding: str = "half_up",
+                   narrow: bool = False) -> Network:
     """A random valid network, for tests: depth 1 to 4, sizes 1 to ``max_features`` (most not a multiple of
     anything; N:M and circulant inputs a multiple of their m or k), a random scheme per layer (from
     ``schemes``; crossbar layers only where the input is unsigned), random formats, weights, ranges and ReLU.
 
     The requantisation is calibrated on ``samples`` random inputs so that the outputs spread over their range
     (about 2 standard deviations of the accumulator map to the top of the range) with random offsets; the last
-    layer gives 16- to 32-bit signed logits.
+    layer gives 16- to 32-bit signed logits. Every layer rounds with ``rounding`` and has ``out_narrow =
+    narrow`` (neither changes the random draws).
 
     Raises
     ------
@@ -1158,6 +1211,8 @@ def random_network(rng: np.random.Generator, *, depth: int | None = None, scheme
     check_int("Depth", depth, min=1, max=4)
     check_int("Max features", max_features, min=8)
     check_int("Samples", samples, min=1)
+    check_rounding("Rounding", rounding)
+    check_bool("Narrow", narrow)
     pool = list(SCHEMES) if schemes is None else list(schemes)
     if not pool:
         raise ValueError(f"Schemes must be a non-empty list, not {pool!r}")
@@ -1202,7 +1257,7 @@ def random_network(rng: np.random.Generator, *, depth: int | None = None, scheme
             if worst <= INT64_MAX or shift == 1:
                 break
             shift -= 1
-        layer = Layer(w, mult, shift, offset, relu, bits[i], signed[i], out_bits, out_signed)
+        layer = Layer(w, mult, shift, offset, relu, bits[i], signed[i], out_bits, out_signed, None, rounding, narrow)
         layers.append(layer)
         x = layer.forward(x)
     return Network(spec, tuple(layers))

@@ -8,10 +8,19 @@ units of the next activation scale ``s_out``::
     S    = 30 - floor(log2(max_j m[j]))         (one shift per layer: the largest M in [2^30, 2^31))
     M[j] = rint(m[j] 2^S)                       (31-bit integer multipliers)
     B[j] = rint(bias[j] / s_out 2^S)            (the bias, added at 2^-S of an output LSB)
-    z[j] = (acc[j] M[j] + B[j] + 2^(S-1)) >> S  = floor((acc M + B) / 2^S + 1/2)    (round half up)
+    z[j] = round(t[j] / 2^S)                    t = acc M + B, rounded as the layer says (below)
 
 so ``z ~ (acc * acc_scale + bias) / s_out`` with a relative error of the multiplier below ``2^-30``. Every
 operand is int64 and the worst case ``max|acc| * max M + max|B| + 2^(S-1)`` is checked to fit.
+
+Rounding modes (:data:`ROUNDINGS`), each one integer formula on ``t`` (arithmetic shifts)::
+
+    "half_up"    (t + 2^(S-1)) >> S                          floor(t / 2^S + 1/2): ties toward +inf (default)
+    "half_even"  (t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S     ties to the even integer: numpy.round, QONNX and
+                                                             Brevitas ``ROUND``
+    "floor"      t >> S                                      floor(t / 2^S): QONNX ``FLOOR``
+
+The hardware requantiser (``hw.network.Requantizer``) computes the same formulas.
 """
 
 from __future__ import annotations
@@ -25,23 +34,35 @@ import numpy as np
 from .intops import INT64_MAX, as_int_array, as_real_array
 from .params import check_int
 
-__all__ = ["REQUANT_BITS", "requantize", "Requant"]
+__all__ = ["REQUANT_BITS", "ROUNDINGS", "check_rounding", "requantize", "Requant"]
 
 #: Requantisation multipliers are unsigned integers below 2^REQUANT_BITS.
 REQUANT_BITS = 31
+#: Rounding modes of :func:`requantize` (the module docstring gives each formula); the first is the default.
+ROUNDINGS = ("half_up", "half_even", "floor")
 
 
-def requantize(acc: Any, multiplier: Any, shift: int, offset: Any = 0) -> np.ndarray:
-    """Integer requantisation ``floor((acc * multiplier + offset) / 2^shift + 1/2)`` (round half up).
+def check_rounding(subject: str, rounding: Any) -> None:
+    """Raise ``"<subject> must be one of 'half_up', 'half_even', 'floor', not 'up'"`` unless a rounding mode."""
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        allowed = ", ".join(map(repr, ROUNDINGS))
+        raise ValueError(f"{subject} must be one of {allowed}, not {rounding!r}")
 
-    Computed as ``(acc * multiplier + offset + 2^(shift - 1)) >> shift`` on int64 (arithmetic shift);
-    ``multiplier`` and ``offset`` broadcast against ``acc`` (one per output column). The caller keeps the
-    operands in range (:meth:`Requant.fit` checks the worst case).
+
+def requantize(acc: Any, multiplier: Any, shift: int, offset: Any = 0, *, rounding: str = "half_up") -> np.ndarray:
+    """Integer requantisation: ``t = acc * multiplier + offset`` divided by ``2^shift`` and rounded.
+
+    ``rounding`` (:data:`ROUNDINGS`): ``"half_up"`` ``(t + 2^(shift-1)) >> shift`` (ties toward +inf),
+    ``"half_even"`` ``(t + 2^(shift-1) - 1 + ((t >> shift) & 1)) >> shift`` (ties to even, as
+    ``numpy.round``), ``"floor"`` ``t >> shift``; int64 arithmetic shifts. ``multiplier`` and ``offset``
+    broadcast against ``acc`` (one per output column). The caller keeps the operands in range
+    (:meth:`Requant.fit` checks the worst case).
 
     Raises
     ------
     TypeError, ValueError
-        ``"Requantisation shift must be an integer from 1 to 62, not 0"``.
+        ``"Requantisation shift must be an integer from 1 to 62, not 0"``,
+        ``"Requantisation rounding must be one of 'half_up', 'half_even', 'floor', not 'up'"``.
 
     Examples
     --------
@@ -49,15 +70,26 @@ def requantize(acc: Any, multiplier: Any, shift: int, offset: Any = 0) -> np.nda
     [19, -19, 1, -1]
     >>> requantize([[10, 10]], [1, 3], 1, [0, -1]).tolist()  # 5, 14.5
     [[5, 15]]
+    >>> requantize([5, 7, -5, 3], 1, 1, rounding="half_even").tolist()  # 2.5, 3.5, -2.5, 1.5
+    [2, 4, -2, 2]
+    >>> requantize([5, -5, 3], 1, 1, rounding="floor").tolist()
+    [2, -3, 1]
     """
     check_int("Requantisation shift", shift, min=1, max=62)
+    check_rounding("Requantisation rounding", rounding)
     acc = as_int_array("Accumulators", acc, -INT64_MAX, INT64_MAX)
-    return (acc * np.asarray(multiplier, np.int64) + np.asarray(offset, np.int64) + (1 << (shift - 1))) >> shift
+    t = acc * np.asarray(multiplier, np.int64) + np.asarray(offset, np.int64)
+    if rounding == "floor":
+        return t >> shift
+    half = np.int64(1 << (shift - 1))
+    if rounding == "half_even":
+        return (t + (half - 1) + ((t >> shift) & 1)) >> shift
+    return (t + half) >> shift
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Requant:
-    """One layer's requantisation: ``clip(requantize(acc, multiplier, shift, offset), lo, hi)``.
+    """One layer's requantisation: ``clip(requantize(acc, multiplier, shift, offset, rounding=rounding), lo, hi)``.
 
     Members
     -------
@@ -70,6 +102,8 @@ class Requant:
         Clipping bounds (hidden layers: ``0`` and ``255``, ReLU and 8 bits); ``None`` for the logits.
     out_scale : float
         Real value of one output LSB.
+    rounding : str
+        One of :data:`ROUNDINGS` (default ``"half_up"``).
     """
 
     multiplier: np.ndarray
@@ -78,10 +112,14 @@ class Requant:
     lo: int | None
     hi: int | None
     out_scale: float
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        check_rounding("Requantisation rounding", self.rounding)
 
     @classmethod
     def fit(cls, acc_scale: Any, bias: Any, out_scale: float, *, acc_bound: int, lo: int | None = None,
-            hi: int | None = None) -> Requant:
+            hi: int | None = None, rounding: str = "half_up") -> Requant:
         """The multipliers, shift and offsets of the module docstring for ``z ~ (acc * acc_scale + bias) / out_scale``.
 
         Raises
@@ -113,10 +151,10 @@ class Requant:
                              f"2^{math.log2(worst):.1f}")
         for arr in (multiplier, offset):
             arr.flags.writeable = False
-        return cls(multiplier, shift, offset, lo, hi, float(out_scale))
+        return cls(multiplier, shift, offset, lo, hi, float(out_scale), rounding)
 
     def __call__(self, acc: Any) -> np.ndarray:
-        z = requantize(acc, self.multiplier, self.shift, self.offset)
+        z = requantize(acc, self.multiplier, self.shift, self.offset, rounding=self.rounding)
         if self.lo is not None or self.hi is not None:
             z = np.clip(z, self.lo, self.hi)
         return z

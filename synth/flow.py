@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 
 from .wrapper import PinWrapper, port_bits
 
-__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "synthesize", "for_target"]
+__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "synthesize", "for_target"]
 
 #: nextpnr runs at the same time (the reference machine has 2 cores).
 PARALLEL_SEEDS = 2
@@ -40,6 +40,11 @@ PARALLEL_SEEDS = 2
 
 class SynthError(RuntimeError):
     """yosys or nextpnr failed; the message ends with the last lines of the tool's log."""
+
+
+class DoesNotFit(SynthError):
+    """The design needs more of a resource than the target device has (one line: what, how many, how many
+    the device has). The command line reports it as bad input (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,14 @@ class Target:
     dsp: tuple[str, str]
     bram: tuple[str, str]
     dsp_bits: int
+    dsps: int                      # DSP multipliers on the device
+    bram_bits: int                 # block RAM on the device (bits)
+
+    def budget(self):
+        """What the device offers the default folding of a network (:class:`hw.network.Budget`)."""
+        from hw.network import Budget
+
+        return Budget(dsps=self.dsps, dsp_bits=self.dsp_bits)
 
     def count(self, resource, report, stat):
         """Count ``resource`` ("lut", "ff", "dsp" or "bram") in a nextpnr report or yosys stat."""
@@ -93,6 +106,7 @@ TARGETS = MappingProxyType({
         lut=("report", "TRELLIS_COMB"), ff=("report", "TRELLIS_FF"),
         dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
         dsp_bits=18,                  # MULT18X18D: signed 18 x 18
+        dsps=156, bram_bits=208 * 18 * 1024,   # LFE5U-85F: 156 MULT18X18D, 208 DP16KD of 18 kbit
     ),
     # iCE40UP5K in SG48 bonds 39 user IOs (SB_IO "available" in nextpnr's report, and the data
     # sheet). An ICESTORM_LC holds a LUT4, a carry and a FF, and an FF without logic still fills
@@ -108,6 +122,7 @@ TARGETS = MappingProxyType({
         lut=("stat", "SB_LUT4"), ff=("stat", "SB_DFF"),
         dsp=("report", "ICESTORM_DSP"), bram=("report", "ICESTORM_RAM"),
         dsp_bits=16,                  # SB_MAC16: 16 x 16
+        dsps=8, bram_bits=30 * 4 * 1024,       # iCE40UP5K: 8 SB_MAC16, 30 SB_RAM40_4K of 4 kbit
     ),
 })
 
@@ -213,6 +228,16 @@ def _builtin_yosys():
             os.environ["AMARANTH_USE_YOSYS"] = old
 
 
+def _raise_if_over(log, name, tgt: Target) -> None:
+    """Raise :class:`DoesNotFit` naming the first resource nextpnr's utilisation table shows over 100 %."""
+    with open(log, errors="replace") as f:
+        for line in f:
+            found = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
+            if found and int(found[2]) > int(found[3]):
+                raise DoesNotFit(f"Design {name} must fit the {tgt.device} ({tgt.name}): it needs {found[2]} "
+                                 f"{found[1]}, the device has {found[3]} (log: {log})")
+
+
 def _fmax(report):
     """Worst achieved Fmax over the real clocks of a nextpnr report (None if there is none)."""
     achieved = [clock["achieved"] for name, clock in report.get("fmax", {}).items()
@@ -301,9 +326,13 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     def place_and_route(seed):
         step(f"nextpnr seed {seed}")
         report = f"report_seed{seed}.json"
-        _run(tgt.nextpnr, [*tgt.nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
-                           "--seed", str(seed), "--report", report, "--timing-allow-fail"],
-             log=os.path.join(build_dir, f"nextpnr_seed{seed}.log"), cwd=build_dir)
+        log = os.path.join(build_dir, f"nextpnr_seed{seed}.log")
+        try:
+            _run(tgt.nextpnr, [*tgt.nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
+                               "--seed", str(seed), "--report", report, "--timing-allow-fail"], log=log, cwd=build_dir)
+        except SynthError:
+            _raise_if_over(log, name, tgt)
+            raise
         with open(os.path.join(build_dir, report)) as f:
             return json.load(f)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 
 from hw.verilog import build_root
 
-from .flow import SynthResult, for_target, synthesize
+from .flow import DoesNotFit, SynthResult, _target, for_target, synthesize
 
-__all__ = ["synthesize_pe", "synthesize_network"]
+__all__ = ["synthesize_pe", "synthesize_network", "check_fits"]
 
 
 def synthesize_pe(pe, params, *, target: str, seeds: Iterable[int] = (1,), wrap: bool | None = None,
@@ -31,10 +31,38 @@ def synthesize_pe(pe, params, *, target: str, seeds: Iterable[int] = (1,), wrap:
                       seeds=tuple(seeds), wrap=wrap, freq_mhz=freq, progress=step)
 
 
+def check_fits(compiled, target: str) -> None:
+    """Refuse, before any tool runs, a compiled network whose weight memories exceed the target's block RAM.
+
+    Raises
+    ------
+    DoesNotFit
+        ``"Network 1a2b3c4d5e6f must fit the iCE40UP5K's block RAM (120 kbit): its weight memories hold
+        300 kbit (layer 0: 256 kbit, layer 1: 44 kbit)"``.
+    ValueError
+        An unknown target.
+    """
+    tgt = _target(target)
+    bits = [p.weight_bits for p in compiled.plans]
+    if sum(bits) > tgt.bram_bits:
+        per_layer = ", ".join(f"layer {n}: {b / 1024:g} kbit" for n, b in enumerate(bits))
+        raise DoesNotFit(f"Network {compiled.digest()} must fit the {tgt.device}'s block RAM "
+                         f"({tgt.bram_bits / 1024:g} kbit): its weight memories hold {sum(bits) / 1024:g} kbit "
+                         f"({per_layer})")
+
+
 def synthesize_network(compiled, *, target: str, seeds: Iterable[int] = (1,), wrap: bool | None = None,
                        freq: float | None = None, progress=None) -> SynthResult:
     """Synthesise a :class:`hw.network.CompiledNetwork` (the whole accelerator, block RAM counted) for
-    ``target``; the arguments are those of :func:`synthesize_pe`."""
+    ``target``; the arguments are those of :func:`synthesize_pe`.
+
+    Raises
+    ------
+    DoesNotFit
+        Its weights exceed the target's block RAM (:func:`check_fits`, before any tool runs), or nextpnr
+        finds a resource over the device's count.
+    """
+    check_fits(compiled, target)
     directory = build_root() / "synth" / f"network-{compiled.digest()}-{target}"
     step: Callable[[str], None] | None = progress.step if progress is not None else None
     return synthesize(compiled.build(), name=compiled.top, target=target, build_dir=directory,

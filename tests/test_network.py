@@ -6,6 +6,7 @@ expected logits come from :meth:`sw.network.Network.golden`, itself checked agai
 arithmetic in ``tests/test_sw_network.py``.
 """
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -90,7 +91,8 @@ def test_settings_refold_and_name_the_bad_one():
     assert refolded.digest() != compiled.digest()
     with pytest.raises(ValueError, match=r"^Setting 'layer.2.lanes' must name a layer from 0 to 1, not 2$"):
         compiled.with_settings({"layer.2.lanes": "2"})
-    with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes or layer.N.pes, not 'width'$"):
+    with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes, layer.N.pes or "
+                                         r"layer.N.requant, not 'width'$"):
         compiled.with_settings({"layer.0.width": "2"})
     with pytest.raises(ValueError, match=r"^Lanes must be an integer from 1 to 4096, not 0$"):
         compiled.with_settings({"layer.0.lanes": "0"})
@@ -127,13 +129,39 @@ def test_random_networks_lint_clean(tmp_path, seed):
 
 def _rtl_network(seed: int, schemes=None, depth=None) -> CompiledNetwork:
     rng = np.random.default_rng(seed)
-    network = net.random_network(rng, depth=depth, schemes=schemes, max_features=12)
+    rounding, narrow = ROUNDING.get(seed, ("half_up", False))
+    network = net.random_network(rng, depth=depth, schemes=schemes, max_features=12, rounding=rounding, narrow=narrow)
+    if rounding != "half_up":
+        network = _power_of_two_scales(network)
     compiled = CompiledNetwork.default(network)
     if len(compiled.plans) > 1:  # fold one layer away from the default, so non-default foldings run too
         p = compiled.plans[0]
         if p.scheme in ("fixed", "sp2", "msq") and p.layer.out_features > 2:
             compiled = compiled.with_settings({"layer.0.pes": str(2 + seed % (p.layer.out_features - 1))})
+    # serial requantisers (shifts and adds over several cycles), one of them the slowest stage of its network
+    layer, cycles = SERIAL_REQUANT.get(seed, (None, 1))
+    if layer is not None:
+        compiled = compiled.with_settings({f"layer.{layer}.requant": str(cycles)})
     return compiled
+
+
+#: seed -> (layer, requantiser cycles) for the RTL networks
+SERIAL_REQUANT = {11: (1, 3), 13: (0, 7)}
+#: seed -> (rounding, narrow output ranges) for the RTL networks (the others: half up, full ranges)
+ROUNDING = {12: ("half_even", True), 13: ("floor", False), 14: ("half_even", False)}
+
+
+def _power_of_two_scales(network: net.Network) -> net.Network:
+    """``network`` with every multiplier rounded to a power of two (at most ``2^(S-1)``) and every offset to a
+    multiple of it (the QONNX/FINN convention), so that ``acc * M + B`` lands exactly halfway between outputs
+    often: the rounding modes differ only there."""
+    layers = []
+    for layer in network.layers:
+        e = np.minimum(np.rint(np.log2(np.maximum(layer.multiplier, 1))), layer.shift - 1).astype(np.int64)
+        m = np.left_shift(1, e)
+        b = np.rint(layer.offset / m).astype(np.int64) * m
+        layers.append(dataclasses.replace(layer, multiplier=m, offset=b))
+    return net.Network(network.input, tuple(layers))
 
 
 #: networks the RTL tests draw: together they hold every scheme, mixed, at depths 1 to 4
@@ -200,7 +228,7 @@ def test_cli_compile_and_infer(tmp_path):
     code, out, err = peforge("compile", str(tmp_path / "net"), "-o", str(tmp_path / "acc"),
                              "--set", f"layer.0.lanes={lanes}")
     assert code == 0, err
-    assert re.search(rf"^0\s+fixed\s+\d+ -> \d+\s+{lanes}\s+1\s+fixed-mac", out, re.M), out
+    assert re.search(rf"^0\s+fixed\s+\d+ -> \d+\s+{lanes}\s+1\s+1\s+fixed-mac", out, re.M), out
     assert load_compiled(tmp_path / "acc").digest() == compiled.digest()
     code, out, err = peforge("infer", str(tmp_path / "acc"), "--input", str(tmp_path / "x.npy"), "--labels",
                              str(tmp_path / "labels.npy"), "--output", str(tmp_path / "y.npy"), "--rtl")
@@ -214,8 +242,12 @@ def test_cli_compile_and_infer(tmp_path):
                                           r"or directory\)"),
     (["compile", "{net}", "-o", "out", "--set", "layer.7.pes=2"], r"Setting 'layer.7.pes' must name a layer from 0 "
                                                                   r"to 0, not 7"),
-    (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N.lanes or "
-                                                                   r"layer.N.pes \(N from 0 to 0\), not 'layers.0.pes'"),
+    (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N.lanes, "
+                                                                   r"layer.N.pes or layer.N.requant \(N from 0 to 0\), "
+                                                                   r"not 'layers.0.pes'"),
+    (["compile", "{big}", "-o", "out", "--target", "ice40-up5k"], r"Network \w+ must fit the iCE40UP5K's block RAM "
+                                                                  r"\(120 kbit\): its weight memories hold 128 kbit "
+                                                                  r"\(layer 0: 128 kbit\)"),
     (["infer", "{net}", "--input", "x.npy"], r"Compiled network .*compiled.json must exist \(write it with `peforge "
                                              r"compile`\), not missing"),
     (["infer", "{acc}", "--input", "nothing.npy"], r"--input must be an existing .npy file, not 'nothing.npy'"),
@@ -228,7 +260,10 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     compiled.network.save(tmp_path / "net")
     compiled.write(tmp_path / "acc")
     np.save(tmp_path / "bad.npy", np.zeros((2, 1), np.int64))
-    args = [a.format(net=tmp_path / "net", acc=tmp_path / "acc") for a in args]
+    # 256 x 64 8-bit weights: 128 kbit, more than the UP5K's 30 block RAMs of 4 kbit
+    big = fixed_layer(np.random.default_rng(9), 256, 64, relu=False, out_bits=16, out_signed=True)
+    net.Network(net.InputSpec(256, 8, False), (big,)).save(tmp_path / "big")
+    args = [a.format(net=tmp_path / "net", acc=tmp_path / "acc", big=tmp_path / "big") for a in args]
     code, out, err = peforge(*args, cwd=tmp_path)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
