@@ -185,16 +185,55 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _load_network(path: str):
-    """A saved network directory (``network.json`` + ``weights.npz``), validated; one-line errors."""
+def _load_network(path: str, settings: list[str] = ()):
+    """``(network, the settings left)``: a saved network directory (``network.json`` + ``weights.npz``) or a
+    QONNX ``.onnx`` model (:func:`sw.from_qonnx.from_qonnx`, taking the ``layer.N.scheme`` settings), validated;
+    one-line errors."""
     from sw import network as net
 
+    if str(path).endswith(".onnx"):
+        return _load_qonnx(path, settings)
     if not Path(path).exists():
         raise UsageError(f"Network must be a saved network directory, not {path!r} (no such file or directory)")
     try:
-        return net.load(path)
+        return net.load(path), list(settings)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+
+
+#: Random input samples on which `peforge compile MODEL.onnx` compares the network with execute_onnx.
+QONNX_CHECK_SAMPLES = 256
+
+
+def _load_qonnx(path: str, settings: list[str]):
+    """A QONNX model as a network (``layer.N.scheme`` settings taken out), with its comparison printed."""
+    import numpy as np
+
+    from sw.from_qonnx import compare, from_qonnx
+
+    if not Path(path).is_file():
+        raise UsageError(f"Network must be a saved network directory or a QONNX .onnx file, not {path!r} (no such "
+                         f"file)")
+    schemes, rest = {}, []
+    for name, value in _settings(settings).items():
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "layer" and parts[2] == "scheme":
+            if not parts[1].isdigit():
+                raise UsageError(f"Setting {name!r} must be layer.N.scheme with N a layer index, not {parts[1]!r}")
+            schemes[int(parts[1])] = value
+        else:
+            rest.append(f"{name}={value}")
+    try:
+        network = from_qonnx(path, schemes=schemes)
+        x = np.random.default_rng(0).integers(*network.input.range, size=(QONNX_CHECK_SAMPLES, network.in_features),
+                                              endpoint=True)
+        result = compare(path, network, x)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"QONNX {path}: {len(network.layers)} layers, input = codes of scale {network.input.scale:g}, output = "
+          f"logits x {network.layers[-1].out_scale:g}; against execute_onnx on {QONNX_CHECK_SAMPLES} random inputs: "
+          f"{result['differ']} of {result['outputs']} outputs differ (max {result['max_lsb']:g} output LSB)")
+    return network, rest
 
 
 def _load_compiled(path: str):
@@ -210,9 +249,18 @@ def cmd_compile(args) -> int:
     from hw.network import CompiledNetwork
     from peforge.report import text_table
 
-    network = _load_network(args.network)
+    network, fold_settings = _load_network(args.network, args.set)
     try:
-        compiled = CompiledNetwork.default(network).with_settings(_settings(args.set))
+        budget = None
+        if args.target is not None:
+            from synth import TARGETS
+
+            budget = TARGETS[args.target].budget()
+        compiled = CompiledNetwork.default(network, budget).with_settings(_settings(fold_settings))
+        if args.target is not None:
+            from synth import check_fits
+
+            check_fits(compiled, args.target)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.output)
@@ -220,11 +268,11 @@ def cmd_compile(args) -> int:
         raise UsageError(f"Output must be a directory, not the file {args.output!r}")
     manifest = compiled.write(out)
     rows = [[str(r["layer"]), r["scheme"], f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
-             "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
+             str(r["requant"]), "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
              str(r["compute_cycles"]), str(r["drain_cycles"]), str(r["cycles"])]
             for r in manifest["layers"]]
-    print(text_table(["layer", "scheme", "size", "lanes", "pes", "PE", "multipliers", "load", "compute", "drain",
-                      "cycles"], rows))
+    print(text_table(["layer", "scheme", "size", "lanes", "pes", "requant", "PE", "multipliers", "load", "compute",
+                      "drain", "cycles"], rows))
     print(f"predicted interval: {manifest['predicted_interval']} cycles per sample (the slowest engine); "
           f"cycles per sample and engine, without stalls")
     print(f"wrote {out / 'accelerator.v'}, {out / 'compiled.json'}, the network and {out / 'memories'}/ "
@@ -282,6 +330,26 @@ def cmd_infer(args) -> int:
         line += f"; logits written to {args.output}"
     print(line)
     return exit_code
+
+
+def cmd_export(args) -> int:
+    import onnx
+
+    from sw.to_qonnx import activation_scale, output_scale, save_qonnx
+
+    if (Path(args.network) / "compiled.json").is_file():
+        network = _load_compiled(args.network).network
+    else:
+        network, _ = _load_network(args.network)
+    out = Path(args.output)
+    if out.suffix != ".onnx" or out.is_dir():
+        raise UsageError(f"Output must be an .onnx file path, not {args.output!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_qonnx(network, out)
+    kinds = [n.op_type for n in onnx.load(str(out)).graph.node if n.op_type != "Quant"]
+    print(f"wrote {out}: {len(network.layers)} layers as {', '.join(kinds)}; input = codes x "
+          f"{activation_scale(network.input.scale):g}, output = logits x {output_scale(network):g}")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -349,7 +417,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="saved network directory (network.json + weights.npz)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
-                   help="fold layer N (from 0): layer.N.lanes (input elements per beat) or layer.N.pes (PE slots)")
+                   help="fold layer N (from 0): layer.N.lanes (input elements per beat), layer.N.pes (PE slots) "
+                        "or layer.N.requant (cycles per requantised result)")
+    p.add_argument("--target", choices=("ecp5-85k", "ice40-up5k"), default=None,
+                   help="fold for this device's DSPs and refuse a network its block RAM cannot hold "
+                        "(default: fold for speed, no device limits)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("infer", help="run a compiled network: golden model, or the RTL in Verilator with --rtl")
@@ -359,6 +431,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="L.npy", help="labels [N]: print the accuracy")
     p.add_argument("--rtl", action="store_true", help="simulate the accelerator (Verilator) and compare with golden")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("export", help="a compiled (or saved) network as a QONNX model that execute_onnx runs exactly")
+    p.add_argument("network", metavar="DIR", help="directory written by `peforge compile` (or a saved network)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="output QONNX file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="every PE: generate, simulate against golden, synthesise; one table")
     p.add_argument("--vectors", type=int, default=200, help="random vectors per PE (default 200)")
@@ -388,12 +465,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from synth import SynthError
+    from synth import DoesNotFit, SynthError
     from tb.runner import SimulationError
 
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, DoesNotFit) as exc:
         print(f"peforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (SimulationError, SynthError) as exc:

@@ -172,8 +172,20 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
     if synth:
         step("synthesis: ECP5-85F (yosys + nextpnr; cached by digest)")
         ecp5 = cached_synth(compiled, "ecp5-85k", progress=progress)
+        # the UP5K gets the folding for its 8 DSPs (unless --set folded the network by hand), measured itself
+        from synth import TARGETS
+
+        small = compiled if settings else CompiledNetwork.default(network, TARGETS["ice40-up5k"].budget())
         step("synthesis: iCE40-UP5K (does it fit?)")
-        ice40 = _fits_up5k(compiled, ecp5, progress)
+        ice40 = _fits_up5k(small, ecp5, progress)
+        ice40.update(folding=small.folding.to_list(), digest=small.digest(), interval=interval,
+                     inferences_per_s=None)
+        if ice40["placed"] and small is not compiled:
+            step(f"RTL: the UP5K folding {small.digest()}, every image")
+            small_rtl, small_stats = rtl_infer(small, split.x_test)
+            ice40.update(interval=small_stats.interval, rtl_equal=int(np.sum(np.all(small_rtl == golden, axis=1))))
+        if ice40["placed"] and ice40["fmax_mhz"]:
+            ice40["inferences_per_s"] = ice40["fmax_mhz"] * 1e6 / ice40["interval"]
         row.update(ecp5=ecp5, ice40=ice40, fits_up5k=ice40["placed"])
         if ecp5["fmax_mhz"] and interval:
             row["inferences_per_s"] = ecp5["fmax_mhz"] * 1e6 / interval
@@ -203,7 +215,10 @@ def _up5k(r: dict) -> str:
     if ice is None:
         return "-"
     if ice["placed"]:
-        return f"yes ({ice['lut']} LUT, {ice['dsp']} DSP, {ice['bram']} EBR, {_num(ice['fmax_mhz'], '{:.1f}')} MHz)"
+        folding = ", ".join(f"{f['lanes']}x{f['pes']}" for f in ice.get("folding") or [])
+        rate = _num(ice.get("inferences_per_s"), "{:,.0f} inf/s")
+        return (f"yes ({folding}: {ice['lut']} LUT, {ice['dsp']} DSP, {ice['bram']} EBR, "
+                f"{_num(ice['fmax_mhz'], '{:.1f}')} MHz, {rate})")
     return "no" if ice.get("attempted") is False or "nextpnr" in (ice["error"] or "") else "synthesis failed"
 
 
