@@ -113,3 +113,122 @@ class CrossbarControllerFixedLatency(CrossbarController):
 
 register(PE("crossbar-controller-fixed-latency", "mutant", CrossbarParams, CrossbarControllerFixedLatency,
             "tb.crossbar", "test"))
+
+
+# -- broken variants for the formal proofs (tb/formal.py, tests/test_formal.py); not registered as PEs -----------
+
+from amaranth import Const  # noqa: E402
+from amaranth.lib import wiring  # noqa: E402
+
+from hw.network import Requantizer  # noqa: E402
+
+
+class _Wrapped(wiring.Component):
+    """``inner`` behind the same signature; every member but ``i`` and ``o`` passes straight through, and a
+    subclass decides how ``i`` and ``o`` connect (:meth:`connect`)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        super().__init__(inner.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self.inner
+        for name, member in self.signature.members.items():
+            if name in ("i", "o"):
+                continue
+            outer, port = getattr(self, name), getattr(inner, name)
+            if member.is_port:
+                m.d.comb += (port.eq(outer) if member.flow == wiring.In else outer.eq(port))
+            elif member.flow == wiring.In:
+                wiring.connect(m, wiring.flipped(outer), port)
+            else:
+                wiring.connect(m, port, wiring.flipped(outer))
+        self.connect(m, inner)
+        return m
+
+    def connect(self, m, inner):
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        wiring.connect(m, inner.o, wiring.flipped(self.o))
+
+
+class IgnoresBackpressure(_Wrapped):
+    """The sink's ``ready`` never reaches the PE: a stalled result is overwritten or dropped (stream contract)."""
+
+    def connect(self, m, inner):
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        m.d.comb += [self.o.valid.eq(inner.o.valid), self.o.payload.eq(inner.o.payload), inner.o.ready.eq(1)]
+
+
+class ValidAtReset(_Wrapped):
+    """A reset-less flag keeps ``o.valid`` high from power-up and through reset until one beat is taken."""
+
+    def connect(self, m, inner):
+        stale = Signal(init=1, reset_less=True)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += stale.eq(0)
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        m.d.comb += [self.o.valid.eq(inner.o.valid | stale), self.o.payload.eq(inner.o.payload),
+                     inner.o.ready.eq(self.o.ready & ~stale)]
+
+
+class _Slice(_Wrapped):
+    """``inner`` then one output register, correct as a stream; ``twice`` sends every result two times."""
+
+    twice = False
+
+    def connect(self, m, inner):
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        again = Signal()
+        done = Const(1) if not self.twice else again
+        m.d.comb += inner.o.ready.eq(~self.o.valid | (self.o.ready & done))
+        with m.If(inner.o.valid & inner.o.ready):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(inner.o.payload), again.eq(0)]
+        with m.Elif(self.o.ready & self.o.valid):
+            if self.twice:
+                m.d.sync += [again.eq(1), self.o.valid.eq(~again)]
+            else:
+                m.d.sync += self.o.valid.eq(0)
+
+
+class LateByOne(_Slice):
+    """One register stage more than the Params' ``latency`` says (timing)."""
+
+
+class EmitsTwice(_Slice):
+    """Every result comes out twice (the counter property: nothing but a ``last`` yields an output)."""
+
+    twice = True
+
+
+class _Offset:
+    """A layer whose requantisation offsets are moved by ``delta`` (and rounding forced, if given)."""
+
+    def __init__(self, layer, delta=0, rounding=None):
+        self._layer, self.offset = layer, layer.offset + delta
+        if rounding is not None:
+            self.rounding = rounding
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+
+class RequantizerTiesDown(Requantizer):
+    """Adds ``2^(S-1) - 1`` instead of ``2^(S-1)`` (its offsets one lower): exact halves round down."""
+
+    def __init__(self, *, layer, **kwargs):
+        super().__init__(layer=_Offset(layer, -1), **kwargs)
+
+
+class RequantizerIgnoresRounding(Requantizer):
+    """Rounds half up whatever the layer's rounding mode says."""
+
+    def __init__(self, *, layer, **kwargs):
+        super().__init__(layer=_Offset(layer, 0, "half_up"), **kwargs)
+
+
+class CrossbarControllerSkipsLastRow(CrossbarController):
+    """The controller alone with the zero-skipping bug of ``crossbar-skips-last-row``."""
+
+    def plane_mask(self, rows):
+        return super().plane_mask(rows[:-1])
