@@ -66,8 +66,9 @@ from .fixed_mac import FixedMac, FixedMacParams
 from .nm_sparse import NMSparse, NMSparseParams
 from .sp2_mac import SP2Mac, SP2MacParams
 
-__all__ = ["LayerFolding", "Folding", "EnginePlan", "plan_engine", "plan_network", "default_folding",
-           "element_layout", "Budget", "Requantizer", "Engine", "Accelerator", "CompiledNetwork", "load_compiled", "SCHEME_PES"]
+__all__ = ["LayerFolding", "Folding", "EnginePlan", "plan_engine", "plan_network", "default_folding", "folding_at",
+           "slowest_interval", "element_layout", "Budget", "Requantizer", "Engine", "Accelerator", "CompiledNetwork",
+           "load_compiled", "SCHEME_PES"]
 
 #: The PE each scheme's slots hold (msq slots hold either).
 SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "fixed-mac"), "nm": ("nm-sparse",),
@@ -396,6 +397,27 @@ def _requant_cycles(plan: EnginePlan, target: int) -> int:
     return max(1, min(c, MAX_REQUANT_CYCLES))
 
 
+def _cheapest(options: list[list[EnginePlan]], target: int) -> list[EnginePlan]:
+    """Per layer the cheapest plan within ``target`` cycles (the fastest one if none is)."""
+    return [min((p for p in plans if p.cycles <= target), key=lambda p: (_cost(p), p.cycles, len(p.slots)),
+                default=min(plans, key=lambda p: (p.cycles, _cost(p))))
+            for plans in options]
+
+
+def folding_at(network, interval: int) -> Folding:
+    """The cheapest folding of every layer whose predicted cycles are at most ``interval`` (a layer that cannot
+    be that fast takes its fastest folding): the points of a folding sweep from fast and large to slow and
+    small. ``folding_at(network, default interval)`` is :func:`default_folding` (without a budget)."""
+    check_int("Interval", interval, min=1)
+    options = [[plan_engine(layer, f) for f in _candidates(layer)] for layer in network.layers]
+    return Folding(tuple(p.folding for p in _cheapest(options, interval)))
+
+
+def slowest_interval(network) -> int:
+    """The interval of the smallest folding :func:`folding_at` reaches (every layer at its slowest)."""
+    return max(max(plan_engine(layer, f).cycles for f in _candidates(layer)) for layer in network.layers)
+
+
 def default_folding(network, budget: Budget | None = None) -> Folding:
     """Balanced folding: every engine as fast as the slowest has to be, with the fewest multipliers.
 
@@ -418,8 +440,7 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
     fastest = max(min(p.cycles for p in plans) for plans in options)
 
     def cheapest(target):
-        return [min((p for p in plans if p.cycles <= target), key=lambda p: (_cost(p), p.cycles, len(p.slots)))
-                for plans in options]
+        return _cheapest(options, target)
 
     if budget is None:
         return Folding(tuple(p.folding for p in cheapest(fastest)))

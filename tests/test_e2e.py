@@ -208,7 +208,15 @@ def test_golden_matches_float_reimplementation(scheme):
 
 # -- the whole accelerator, image for image ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("scheme", per_scheme())
+#: make test runs the N:M network's accelerator (the e2e command-line test shares its build); the other five
+#: whole digits accelerators run with -m slow and in `make bench` (peforge bench network checks RTL == golden on
+#: every image of every folding). Every scheme's layers also run in RTL networks in tests/test_network.py.
+RTL_IN_MAKE_TEST = ("nm",)
+
+
+@pytest.mark.parametrize("scheme", [pytest.param(s, marks=[pytest.mark.xdist_group(f"e2e-{s}")]
+                                                 + ([] if s in RTL_IN_MAKE_TEST else [pytest.mark.slow]))
+                                    for s in SCHEMES])
 def test_rtl_equals_golden_on_every_image(scheme):
     logits, stats = rtl(scheme)
     golden = golden_logits(scheme)

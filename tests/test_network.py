@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.network import CompiledNetwork, Folding, LayerFolding, default_folding, load_compiled, plan_engine
+from hw.network import (CompiledNetwork, Folding, LayerFolding, default_folding, load_compiled, plan_engine,
+                        plan_network)
 from hw.verilog import lint, to_verilog
 from sw import network as net
 from sw.sp2 import SP2Format
@@ -82,6 +83,40 @@ def test_bad_folding_is_one_line(scheme, folding, message):
                      and (scheme != "circulant" or l.weights.fmt.block == 8))
     with pytest.raises(ValueError, match=rf"^{message}$"):
         plan_engine(layer, folding)
+
+
+def test_folding_sweep_points_slow_down_and_shrink():
+    from hw.network import folding_at, plan_network, slowest_interval
+
+    rng = np.random.default_rng(1)
+    layers = (fixed_layer(rng, 64, 32), fixed_layer(rng, 32, 10, relu=False, out_bits=16, out_signed=True))
+    network = net.Network(net.InputSpec(64, 8, False), layers)
+    assert folding_at(network, 64) == default_folding(network)
+    # every layer fully folded: 64 beats x 32 rows on one lane
+    assert slowest_interval(network) == 64 * 32
+    points = [plan_network(network, folding_at(network, t)) for t in (64, 256, 1024, 2048)]
+    intervals = [max(p.cycles for p in plans) for plans in points]
+    multipliers = [sum(p.multipliers for p in plans) for plans in points]
+    assert intervals == sorted(intervals) and all(i <= t for i, t in zip(intervals, (64, 256, 1024, 2048)))
+    assert multipliers == sorted(multipliers, reverse=True) and multipliers[-1] == 2
+
+
+def test_budget_folding_fits_the_dsps_and_says_when_it_cannot():
+    from hw.network import Budget
+
+    rng = np.random.default_rng(1)
+    layers = (fixed_layer(rng, 64, 32), fixed_layer(rng, 32, 10, relu=False, out_bits=16, out_signed=True))
+    network = net.Network(net.InputSpec(64, 8, False), layers)
+    for dsps in (8, 20, 200):
+        plans = plan_network(network, default_folding(network, Budget(dsps=dsps, dsp_bits=16)))
+        assert sum(p.dsps(16) for p in plans) <= dsps
+    # plenty of DSPs: the same folding as without a budget
+    assert default_folding(network, Budget(dsps=200, dsp_bits=18)) == default_folding(network)
+    # serial requantisers use no DSP: with 2 DSPs only the two multiplier lanes remain
+    tight = plan_network(network, default_folding(network, Budget(dsps=2, dsp_bits=16)))
+    assert [p.folding.requant > 1 for p in tight] == [True, True] and sum(p.multipliers for p in tight) == 2
+    with pytest.raises(ValueError, match=r"^Network must fit 1 DSPs: its slowest folding still needs 2$"):
+        default_folding(network, Budget(dsps=1, dsp_bits=16))
 
 
 def test_settings_refold_and_name_the_bad_one():

@@ -189,18 +189,19 @@ def test_execute_onnx_input_codes_are_exact():
     assert np.array_equal(np.asarray(back, np.float64) / network.input.scale, x)
 
 
-def test_rtl_infer_equals_execute_onnx():
+@pytest.mark.parametrize("name", ["d2-uint8", pytest.param("d1-int8", marks=pytest.mark.slow)])
+def test_rtl_infer_equals_execute_onnx(name):
+    """The accelerator in Verilator gives exactly execute_onnx's outputs (the second model with -m slow)."""
     from hw.network import CompiledNetwork
     from tb.network import rtl_infer
 
-    for name in ("d1-int8", "d2-uint8"):
-        sizes, w_bits, final, per_channel = MODELS[name]
-        path = brevitas_model(sizes, w_bits, final, per_channel=per_channel)
-        network = from_qonnx(path)
-        x = _inputs(network, n=40, seed=1)
-        ref = run_qonnx(path, dequantize_input(network, x, None).reshape(len(x), -1)).reshape(len(x), -1)
-        logits, _ = rtl_infer(CompiledNetwork.default(network), x)
-        assert np.array_equal(logits * network.layers[-1].out_scale, ref.astype(np.float64)), name
+    sizes, w_bits, final, per_channel = MODELS[name]
+    path = brevitas_model(sizes, w_bits, final, per_channel=per_channel)
+    network = from_qonnx(path)
+    x = _inputs(network, n=40, seed=1)
+    ref = run_qonnx(path, dequantize_input(network, x, None).reshape(len(x), -1)).reshape(len(x), -1)
+    logits, _ = rtl_infer(CompiledNetwork.default(network), x)
+    assert np.array_equal(logits * network.layers[-1].out_scale, ref.astype(np.float64)), name
 
 
 # -- hand-built QONNX graphs ------------------------------------------------------------------------------------
