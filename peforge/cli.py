@@ -1,4 +1,4 @@
-"""The ``peforge`` command line: list, generate, sim, synth, compile, infer, demo, e2e, bench.
+"""The ``peforge`` command line: list, generate, sim, synth, compile, infer, export, board, demo, e2e, bench.
 
 Bad input (an unknown PE, a parameter out of range, a missing config file) prints one line naming the
 parameter and what is allowed, and exits with status 2; a failed check exits with status 1.
@@ -459,6 +459,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--render-only", action="store_true",
                    help="synthesise nothing: render the Markdown pages again from the JSON results")
     p.set_defaults(func=cmd_bench)
+
+    from peforge import board as board_cli  # `peforge board build|run`
+
+    board_cli.add_parser(sub)
     return parser
 
 
