@@ -315,7 +315,10 @@ SUITES = {
     "nm": (nm_suite, render_nm),
     "circulant": (_in("peforge.bench_circulant", "circulant_suite"), _in("peforge.bench_circulant", "render")),
     "crossbar": (_in("peforge.bench_crossbar", "crossbar_suite"), _in("peforge.bench_crossbar", "render")),
+    "network": (_in("peforge.bench_network", "network_suite"), _in("peforge.bench_network", "render")),
 }
+#: name -> ``(results document, out_dir) -> [paths]``: figures a suite draws from its results beside the page
+FIGURES = {"network": _in("peforge.bench_network", "figures")}
 
 
 def render(doc: dict) -> str:
@@ -344,6 +347,9 @@ def run_bench(suites: list[str], *, out_dir: Path, seeds, render_only: bool = Fa
             print(f"bench {name}:", flush=True)
             data.write_text(dump_results(SUITES[name][0](seeds)))
             print(f"wrote {data}")
-        page.write_text(render(load_results(data)))
+        doc = load_results(data)
+        page.write_text(render(doc))
         print(f"wrote {page}")
+        for figure in FIGURES[name](doc, out_dir) if name in FIGURES else []:
+            print(f"wrote {figure}")
     return 0

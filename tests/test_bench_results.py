@@ -80,7 +80,7 @@ def test_render_failed_row_and_missing_row():
                                          r"wrapped=True\), not none$"):
         bench.render(results_doc("nm", designs[:2]))
     with pytest.raises(ValueError, match=r"^Results suite must be one of 'sp2', 'nm', 'circulant', 'crossbar', "
-                                         r"not 'e2e-synth'$"):
+                                         r"'network', not 'e2e-synth'$"):
         bench.render(results_doc("e2e-synth", []))
 
 
