@@ -55,13 +55,13 @@ from amaranth.lib.wiring import Flow
 from hw.circulant_fft import CirculantFFT, CirculantParams
 from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
 from hw.fixed_mac import FixedMac, FixedMacParams
-from hw.network import Requantizer, element_layout
+from hw.network import Accelerator, Engine, Folding, LayerFolding, Requantizer, element_layout, plan_engine
 from hw.nm_sparse import NMSparse, NMSparseParams
 from hw.sp2_mac import SP2Mac, SP2MacParams
 from hw.verilog import build_root
 from sw.circulant import CirculantFormat
 from sw.forms import CrossbarFormat
-from sw.network import FixedWeights, Layer
+from sw.network import FixedWeights, InputSpec, Layer, Network
 from sw.requant import ROUNDINGS
 from sw.nm import NMFormat
 from sw.sp2 import SP2Format
@@ -149,6 +149,29 @@ def _nm_pairs(params: NMSparseParams):
     return pairs
 
 
+def _requantized(m, t, layer, when, name) -> Value:
+    """``clip(round(t / 2^S), lo, hi)`` of ``layer`` by the definition of its rounding mode, on a free ``z``
+    assumed (while ``when``) to satisfy it (see :class:`_RequantReference`)."""
+    s = layer.shift
+    z = Signal(signed(len(t) - s + 2), name=f"{name}_z")
+    m.d.comb += z.eq(AnySeq(len(z)))
+    d = Signal(signed(len(t) + 2), name=f"{name}_d")
+    m.d.comb += d.eq(t - (z << s))
+    half = 1 << (s - 1)
+    if layer.rounding == "half_up":
+        ok = (d >= -half) & (d < half)
+    elif layer.rounding == "floor":
+        ok = (d >= 0) & (d < 2 * half)
+    elif layer.rounding == "half_even":
+        ok = (d >= -half) & (d <= half) & (((d != half) & (d != -half)) | ~z[0])
+    else:
+        raise ValueError(f"Rounding must be one of {', '.join(map(repr, ROUNDINGS))}, not {layer.rounding!r}")
+    with m.If(when):
+        m.d.comb += Assume(ok)
+    lo, hi = layer.out_range
+    return Mux(z < lo, lo, Mux(z > hi, hi, z))
+
+
 class _RequantReference:
     """``z = clip(round((acc * M[row] + B[row]) / 2^S), lo, hi)`` by the definition of each rounding mode, on a
     free ``z`` assumed to satisfy it (half_up: ``-2^(S-1) <= t - 2^S z < 2^(S-1)``; half_even: ``|t - 2^S z| <=
@@ -168,23 +191,7 @@ class _RequantReference:
         off = _pick([int(v) for v in layer.offset], row)
         t = Signal(signed(len(h.total) + 34 + 64), name="ref_t")
         m.d.comb += t.eq(h.total * mult + off)
-        z = Signal(signed(len(t) - s + 2), name="ref_z")
-        m.d.comb += z.eq(AnySeq(len(z)))
-        d = Signal(signed(len(t) + 2), name="ref_d")
-        m.d.comb += d.eq(t - (z << s))
-        half = 1 << (s - 1)
-        if self.rounding == "half_up":
-            ok = (d >= -half) & (d < half)
-        elif self.rounding == "floor":
-            ok = (d >= 0) & (d < 2 * half)
-        elif self.rounding == "half_even":
-            ok = (d >= -half) & (d <= half) & (((d != half) & (d != -half)) | ~z[0])
-        else:
-            raise ValueError(f"Rounding must be one of {', '.join(map(repr, ROUNDINGS))}, not {self.rounding!r}")
-        with m.If(h.ours):
-            m.d.comb += Assume(ok)
-        lo, hi = layer.out_range
-        clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
+        clipped = _requantized(m, t, layer, h.ours, "ref")
         word = _pick([w for w, _ in self.dest], row)
         lane = _pick([ln for _, ln in self.dest], row)
         return (o_payload.x == clipped) & (o_payload.word == word) & (o_payload.lane == lane)
@@ -232,6 +239,37 @@ class _CrossbarReference:
                 mask = Const((1 << planes) - 1, planes)
             steps = steps + _sum(mask[q] for q in range(planes))
         return ok & (o_payload.steps == steps)
+
+
+class _NetworkReference:
+    """The integer network of a tracked sample's features (``h.beats``), layer by layer: ``acc[r] = sum_k
+    w[r, k] x[k]`` (fixed-point weights, constants), then the rounding definition of :func:`_requantized` on
+    ``acc * M[r] + B[r]`` and the clip; ``cls`` the index of the largest logit, the first among equal ones."""
+
+    def __init__(self, network):
+        if any(layer.scheme != "fixed" for layer in network.layers):
+            raise ValueError(f"Network reference layers must be fixed, not {[lay.scheme for lay in network.layers]}")
+        self.network = network
+        self.total_shape = unsigned(1)
+
+    def term(self, m, payload):
+        return Const(0, 1)
+
+    def check(self, m, h, o_payload):
+        x = [h.beats[k].x for k in range(self.network.in_features)]
+        for n, layer in enumerate(self.network.layers):
+            out = []
+            for r in range(layer.out_features):
+                acc = _sum(int(w) * v for w, v in zip(layer.weights.weights[r], x))
+                t = Signal(signed(64), name=f"ref_t{n}_{r}")
+                m.d.comb += t.eq(acc * int(layer.multiplier[r]) + int(layer.offset[r]))
+                out.append(_requantized(m, t, layer, h.ours, f"ref{n}_{r}"))
+            x = out
+        best, cls = x[0], Const(0, 1)
+        for j in range(1, len(x)):
+            bigger = x[j] > best
+            best, cls = Mux(bigger, x[j], best), Mux(bigger, j, cls)
+        return Cat(*[o_payload.logits[j] == x[j] for j in range(len(x))]).all() & (o_payload.cls == cls)
 
 
 # -- environments for members other than the streams ----------------------------------------------------------
@@ -313,6 +351,14 @@ class Target:
         The datapath formula (``term``, ``check``, ``total_shape``); None: no datapath property.
     env : callable or None
         ``env(m, dut, harness)`` drives members other than streams (the crossbar controller's array).
+    assume : callable or None
+        ``assume(payload)``: what every valid input beat satisfies (an in-range row, word or lane).
+    frame : int
+        Input beats per vector, counted by the harness (0: the ``last`` field ends a vector, or every beat
+        does); an input with a ``last`` field is assumed to set it on every ``frame``-th beat exactly.
+    outputs : int
+        Output beats per vector (an engine's output elements); ``capacity`` and the results owed count beats,
+        the tracked vector's result is its final beat.
     """
 
     name: str
@@ -323,6 +369,8 @@ class Target:
     reference: object = None
     env: Callable | None = None
     assume: Callable | None = None
+    frame: int = 0
+    outputs: int = 1
 
 
 def _dot(name, cls, params, reference):
@@ -372,6 +420,28 @@ def _xbar_bound(params, latency):
     return 1 + f.sub_arrays * (f.act_bits * latency + 3)
 
 
+def _net_layer(weights, multiplier, offset, relu, in_signed):
+    # 2-bit inputs, 3-bit weights, 3-bit signed outputs: both clips, every rounding case and tied logits occur
+    return Layer(FixedWeights(np.array(weights), 3), multiplier=multiplier, shift=2, offset=offset, relu=relu,
+                 in_bits=2, in_signed=in_signed, out_bits=3 if not relu else 2, out_signed=not relu)
+
+
+#: one fixed layer, 2 inputs of 2 bits, 2 logits
+_NET = Network(InputSpec(2, 2, False), (_net_layer([[3, -2], [-1, 2]], [5, 3], [1, -2], False, False),))
+_NET_FOLDING = Folding((LayerFolding(lanes=2, pes=1),))
+#: the engine of the same layer folded onto one 1-lane slot: 2 beats x 2 row groups
+_ENGINE_PLAN = plan_engine(_NET.layers[0], LayerFolding(lanes=1, pes=1))
+
+
+def _engine(c=None):
+    return (c or Engine)(_ENGINE_PLAN, dest_words=2, dest_lanes=1)
+
+
+def _accelerator(network, folding):
+    return lambda c=None: (c or Accelerator)(network, folding)
+
+
+
 #: Every target, by name.
 TARGETS: dict[str, Target] = {t.name: t for t in [
     _dot("sp2-mac", SP2Mac, _SP2, _sp2_pairs(_SP2.fmt)),
@@ -388,17 +458,30 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            _ArrayEnv(_XBAR, _XBAR_ENV_LATENCY)),
     *[_requant(f"requant-{r.replace('_', '-')}", r, 1) for r in ROUNDINGS],
     _requant("requant-serial", "half_up", 3),
+    # bounds found by the solver (tight: each `latency` cover reaches it, the capacities are at most one
+    # result above a reached count): under full load with the sink always ready the last element of a vector
+    # comes 13 cycles after its last input (11 when idle); the accelerator's logits 18 cycles after (12 when
+    # idle), as it gathers the logits at one per cycle plus one to send them, 3 cycles per sample
+    Target("engine", _engine, 13, False, 10, frame=2, outputs=2,
+           assume=lambda payload: (payload.word < _ENGINE_PLAN.beats) & (payload.lane < _ENGINE_PLAN.lanes)),
+    Target("accelerator", _accelerator(_NET, _NET_FOLDING), 18, False, 8,
+           _NetworkReference(_NET), frame=2),
 ]}
 
 
 # -- the harness -----------------------------------------------------------------------------------------------
 
+def _has_last(payload) -> bool:
+    try:
+        payload.last
+    except AttributeError:
+        return False
+    return True
+
+
 def _last(payload) -> Value:
     """``last`` of an input beat; streams without the field carry one vector per beat."""
-    try:
-        return payload.last
-    except AttributeError:
-        return Const(1, 1)
+    return payload.last if _has_last(payload) else Const(1, 1)
 
 
 class Harness(Elaboratable):
@@ -445,16 +528,28 @@ class Harness(Elaboratable):
             m.d.comb += o.ready.eq(AnySeq(1))
 
         accept = i.valid & i.ready
+        # the beat that ends a vector: `last` (or every beat), or every `frame`-th beat counted here
+        end_beat = Signal(name="h_end_beat")
+        beat = Signal(range(max(t.frame, 2)), name="h_beat")
+        if t.frame:
+            m.d.comb += end_beat.eq(beat == t.frame - 1)
+            with m.If(accept):
+                m.d.sync += beat.eq(Mux(end_beat, 0, beat + 1))
+            if _has_last(i.payload):
+                with m.If(i.valid):
+                    m.d.comb += Assume(i.payload.last == end_beat)
+        else:
+            m.d.comb += end_beat.eq(_last(i.payload))
         last = Signal(name="h_last")
-        m.d.comb += last.eq(accept & _last(i.payload))
+        m.d.comb += last.eq(accept & end_beat)
         out = Signal(name="h_out")
         m.d.comb += out.eq(o.valid & o.ready)
 
-        # results owed: accepted `last` beats minus transferred results
-        owed = Signal(range(t.capacity + 2), name="h_owed")
-        with m.If(last & ~out):
-            m.d.sync += owed.eq(owed + 1)
-        with m.Elif(out & ~last):
+        # results owed: `outputs` per accepted `last` beat minus transferred results
+        owed = Signal(range(t.capacity + t.outputs + 2), name="h_owed")
+        with m.If(last):
+            m.d.sync += owed.eq(owed + t.outputs - out)
+        with m.Elif(out):
             m.d.sync += owed.eq(owed - 1)
         delivered = Signal(range(4), name="h_delivered")
         with m.If(out & (delivered != 3)):
@@ -465,7 +560,7 @@ class Harness(Elaboratable):
         m.d.comb += track.eq(AnySeq(1))
         first = Signal(init=1, name="h_first")
         with m.If(accept):
-            m.d.sync += first.eq(_last(i.payload))
+            m.d.sync += first.eq(end_beat)
         IDLE, COLLECT, WAIT, DONE = range(4)
         state = Signal(2, name="h_state")
         start = Signal(name="h_start")
@@ -473,24 +568,29 @@ class Harness(Elaboratable):
         collecting = Signal(name="h_collecting")
         m.d.comb += collecting.eq(start | (accept & (state == COLLECT)))
         self.ends = Signal(name="h_ends")
-        m.d.comb += self.ends.eq(collecting & _last(i.payload))
+        m.d.comb += self.ends.eq(collecting & end_beat)
         ref = t.reference
         self.total = Signal(ref.total_shape if ref is not None else 1, name="h_total")
         self.record = Signal(i.payload.shape(), name="h_record")
+        # a framed vector's beats, in order (for references that need every beat)
+        self.beats = [Signal(i.payload.shape(), name=f"h_beat{k}") for k in range(t.frame)]
+        for k, held_beat in enumerate(self.beats):
+            with m.If(collecting & (beat == k)):
+                m.d.sync += held_beat.eq(i.payload)
         if ref is not None and prop == "datapath":
             term = ref.term(m, i.payload)
             with m.If(start):
                 m.d.sync += self.total.eq(term)
             with m.Elif(collecting):
                 m.d.sync += self.total.eq(self.total + term)
-        remaining = Signal(range(t.capacity + 2), name="h_remaining")
+        remaining = Signal(range(t.capacity + t.outputs + 2), name="h_remaining")
         age = Signal(range(t.latency + 2), name="h_age")
         self.ours = Signal(name="h_ours")
         m.d.comb += self.ours.eq((state == WAIT) & out & (remaining == 0))
         with m.If(start & ~self.ends):
             m.d.sync += state.eq(COLLECT)
         with m.If(self.ends):
-            m.d.sync += [state.eq(WAIT), remaining.eq(owed - out), age.eq(1), self.record.eq(i.payload)]
+            m.d.sync += [state.eq(WAIT), remaining.eq(owed - out + t.outputs - 1), age.eq(1), self.record.eq(i.payload)]
         with m.If(state == WAIT):
             with m.If(age != t.latency + 1):
                 m.d.sync += age.eq(age + 1)
@@ -573,6 +673,13 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("crossbar-controller", "datapath", "bmc", 17, 21, slow=True),
     *_rows("requant-half-up"), *_rows("requant-half-even", ("datapath",)), *_rows("requant-floor", ("datapath",)),
     *_rows("requant-serial"),
+    # the network engine and the whole accelerator (k-induction converges for the accelerator's contract;
+    # the rest is BMC deep enough to fill the pipeline); make test runs the first three, -m slow the rest
+    Proof("accelerator", "contract", "prove", 20, 20), Proof("accelerator", "count", "bmc", 20, 20),
+    Proof("engine", "count", "bmc", 18, 18),
+    Proof("accelerator", "latency", "bmc", 34, 34, slow=True),
+    Proof("accelerator", "datapath", "bmc", 18, 18, slow=True),
+    Proof("engine", "contract", "prove", 15, 15, slow=True), Proof("engine", "latency", "bmc", 26, 26, slow=True),
 ]}
 
 

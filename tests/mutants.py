@@ -232,3 +232,61 @@ class CrossbarControllerSkipsLastRow(CrossbarController):
 
     def plane_mask(self, rows):
         return super().plane_mask(rows[:-1])
+
+
+# -- broken variants of the network engine and accelerator (tb/formal.py targets "engine", "accelerator") -------
+
+import dataclasses  # noqa: E402
+
+from hw.network import Accelerator  # noqa: E402
+from sw import network as _net  # noqa: E402
+
+
+class DropsRowZero(_Wrapped):
+    """The collector drops a result: the element bound for place 0 (``word`` and ``lane`` 0) is taken from the
+    engine and never sent on (fewer outputs than owed: bounded liveness)."""
+
+    def connect(self, m, inner):
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        drop = ~inner.o.payload.word.any() & ~inner.o.payload.lane.any()
+        m.d.comb += [self.o.valid.eq(inner.o.valid & ~drop), self.o.payload.eq(inner.o.payload),
+                     inner.o.ready.eq(self.o.ready | drop)]
+
+
+class PhantomBeatAfterReset(_Wrapped):
+    """Feeds the design one zero beat of its own after reset, so it frames every sample one host beat early: a
+    sample's result can come out before the host sent that sample's ``last`` (counting)."""
+
+    def connect(self, m, inner):
+        phantom = Signal(init=1)
+        with m.If(phantom & inner.i.ready):
+            m.d.sync += phantom.eq(0)
+        m.d.comb += [inner.i.valid.eq(phantom | self.i.valid),
+                     inner.i.payload.eq(Mux(phantom, 0, self.i.payload.as_value())),
+                     self.i.ready.eq(inner.i.ready & ~phantom)]
+        wiring.connect(m, inner.o, wiring.flipped(self.o))
+
+
+class ArgmaxLastOfEqual(_Wrapped):
+    """``cls`` picks the last of equal largest logits instead of the first (datapath)."""
+
+    def connect(self, m, inner):
+        wiring.connect(m, wiring.flipped(self.i), inner.i)
+        logits = inner.o.payload.logits
+        best, cls = logits[0], Const(0, 1)
+        for j in range(1, len(logits)):
+            bigger = logits[j] >= best
+            best, cls = Mux(bigger, logits[j], best), Mux(bigger, j, cls)
+        m.d.comb += [self.o.valid.eq(inner.o.valid), self.o.payload.logits.eq(logits), self.o.payload.cls.eq(cls),
+                     inner.o.ready.eq(self.o.ready)]
+
+
+class AcceleratorWrongWeight(Accelerator):
+    """Built with weight ``[0, 1]`` of the first layer one higher than the network says (its weight ROM)."""
+
+    def __init__(self, network, folding=None):
+        first = network.layers[0]
+        w = first.weights.weights.copy()
+        w[0, 1] += 1
+        layer = dataclasses.replace(first, weights=_net.FixedWeights(w, first.weights.w_bits))
+        super().__init__(_net.Network(network.input, (layer, *network.layers[1:])), folding)

@@ -40,6 +40,7 @@ BROKEN = [
     ("requant-half-up.datapath", "ties-down", _cls(mutants.RequantizerTiesDown)),
     *[(f"requant-{r}.datapath", "ignores-rounding", _cls(mutants.RequantizerIgnoresRounding))
       for r in ("half-even", "floor")],
+    ("accelerator.count", "phantom-beat", _wrapped(mutants.PhantomBeatAfterReset)),
 ]
 _WRAPPERS = {"contract": [("ignores-backpressure", mutants.IgnoresBackpressure),
                           ("valid-at-reset", mutants.ValidAtReset)],
@@ -49,7 +50,15 @@ SLOW = [*[(name, tag, _wrapped(cls)) for name in PROOFS for prop, wrappers in _W
           if name.endswith("." + prop) for tag, cls in wrappers
           if (name, tag) not in {(b[0], b[1]) for b in BROKEN}],
         ("sp2-mac-b5.datapath", "drops-carry", _cls(mutants.SP2MacDropsCarry)),
-        *[(f"requant-{r}.datapath", "ties-down", _cls(mutants.RequantizerTiesDown)) for r in ("half-even", "floor")]]
+        *[(f"requant-{r}.datapath", "ties-down", _cls(mutants.RequantizerTiesDown)) for r in ("half-even", "floor")],
+        # the engine's and the accelerator's -m slow rows
+        ("engine.count", "phantom-beat", _wrapped(mutants.PhantomBeatAfterReset)),
+        ("engine.contract-deep", "ignores-backpressure", _wrapped(mutants.IgnoresBackpressure)),
+        ("engine.latency-deep", "drops-row-zero", _wrapped(mutants.DropsRowZero)),
+        ("accelerator.latency-deep", "drops-row-zero", _wrapped(mutants.DropsRowZero)),
+        ("accelerator.latency-deep", "late-by-one", _wrapped(mutants.LateByOne)),
+        ("accelerator.datapath-deep", "wrong-weight", _cls(mutants.AcceleratorWrongWeight)),
+        ("accelerator.datapath-deep", "argmax-last-of-equal", _wrapped(mutants.ArgmaxLastOfEqual))]
 
 
 def _check_fails(name, tag, make):
@@ -82,6 +91,12 @@ def test_every_pe_and_property_has_a_proof():
         if p.prop in ("contract", "count", "latency"):
             # a result (held under a stall, for the contract's base case) must fit inside the bound
             assert p.depth > formal.TARGETS[p.target].latency
+
+
+def test_engine_and_accelerator_have_proofs():
+    props = {(p.target, p.prop) for p in formal.PROOFS.values()}
+    assert {("engine", "contract"), ("engine", "count"), ("accelerator", "contract"), ("accelerator", "count"),
+            ("accelerator", "latency"), ("accelerator", "datapath")} <= props
 
 
 def test_unknown_proof_is_rejected():
