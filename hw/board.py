@@ -28,7 +28,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .network import CompiledNetwork, _is
+from .common import equals
+from .network import CompiledNetwork
 
 __all__ = ["REQUEST_MAGIC", "ANSWER_MAGIC", "Status", "crc8", "WireFormat", "check_divider", "link_timing", "UARTRx", "UARTTx",
            "Deframer", "Framer", "BoardCore", "BoardTop", "BOARDS", "Board"]
@@ -270,11 +271,11 @@ class UARTRx(wiring.Component):
         m.d.sync += self.o.valid.eq(0)
         state = Signal(range(5))
         IDLE, START, DATA, STOP, BREAK = range(5)
-        with m.If(_is(state, IDLE)):
+        with m.If(equals(state, IDLE)):
             with m.If(~rx):
                 m.d.sync += count.eq(div // 2 - 1)
                 m.d.sync += state.eq(START)
-        with m.Elif(_is(state, START)):
+        with m.Elif(equals(state, START)):
             with m.If(count.any()):
                 m.d.sync += count.eq(count - 1)
             with m.Elif(rx):          # a glitch, not a start bit
@@ -282,14 +283,14 @@ class UARTRx(wiring.Component):
             with m.Else():
                 m.d.sync += [count.eq(div - 1), bit.eq(0)]
                 m.d.sync += state.eq(DATA)
-        with m.Elif(_is(state, DATA)):
+        with m.Elif(equals(state, DATA)):
             with m.If(count.any()):
                 m.d.sync += count.eq(count - 1)
             with m.Else():
                 m.d.sync += [shift.eq(Cat(shift[1:], rx)), bit.eq(bit + 1), count.eq(div - 1)]
-                with m.If(_is(bit, 7)):
+                with m.If(equals(bit, 7)):
                     m.d.sync += state.eq(STOP)
-        with m.Elif(_is(state, STOP)):
+        with m.Elif(equals(state, STOP)):
             with m.If(count.any()):
                 m.d.sync += count.eq(count - 1)
             with m.Elif(rx):
@@ -316,7 +317,7 @@ class UARTTx(wiring.Component):
         count = Signal(range(div))
         bits = Signal(range(11))          # bits still to send, the current one included
         shift = Signal(10, init=0x3FF)
-        m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(_is(bits, 0))]
+        m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(equals(bits, 0))]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [shift.eq(Cat(Const(0, 1), self.i.payload, Const(1, 1))), bits.eq(10), count.eq(div - 1)]
         with m.Elif(bits.any()):
@@ -403,15 +404,15 @@ class Deframer(wiring.Component):
                 event(Status.TIMEOUT, current + 1)
                 m.d.sync += state.eq(HUNT)
 
-        m.d.comb += self.busy.eq(~_is(state, HUNT) & ~_is(state, SKIP))
-        with m.If(_is(state, HUNT)):
+        m.d.comb += self.busy.eq(~equals(state, HUNT) & ~equals(state, SKIP))
+        with m.If(equals(state, HUNT)):
             with m.If(got):
                 with m.If(byte == REQUEST_MAGIC[0]):
                     m.d.sync += state.eq(MAGIC1)
                 with m.Else():
                     event(Status.BAD_MAGIC, byte)
                     m.d.sync += state.eq(SKIP)
-        with m.Elif(_is(state, MAGIC1)):
+        with m.Elif(equals(state, MAGIC1)):
             timed(MAGIC1)
             with m.If(got):
                 with m.If(byte == REQUEST_MAGIC[1]):
@@ -419,26 +420,26 @@ class Deframer(wiring.Component):
                 with m.Else():
                     event(Status.BAD_MAGIC, byte)
                     m.d.sync += state.eq(SKIP)
-        with m.Elif(_is(state, COUNT0)):
+        with m.Elif(equals(state, COUNT0)):
             timed(COUNT0)
             with m.If(got):
                 m.d.sync += lo.eq(byte)
                 m.d.sync += state.eq(COUNT1)
-        with m.Elif(_is(state, COUNT1)):
+        with m.Elif(equals(state, COUNT1)):
             timed(COUNT1)
             with m.If(got):
                 m.d.sync += remaining.eq(Cat(lo, byte))
                 m.d.sync += state.eq(FEATURES0)
-        with m.Elif(_is(state, FEATURES0)):
+        with m.Elif(equals(state, FEATURES0)):
             timed(FEATURES0)
             with m.If(got):
                 m.d.sync += lo.eq(byte)
                 m.d.sync += state.eq(FEATURES1)
-        with m.Elif(_is(state, FEATURES1)):
+        with m.Elif(equals(state, FEATURES1)):
             timed(FEATURES1)
             with m.If(got):
                 m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
-                with m.If(_is(remaining, 0)):
+                with m.If(equals(remaining, 0)):
                     event(Status.INFO, 0)
                     m.d.sync += state.eq(HUNT)
                 with m.Elif(Cat(lo, byte) != features):
@@ -446,31 +447,31 @@ class Deframer(wiring.Component):
                     m.d.sync += state.eq(SKIP)
                 with m.Else():
                     m.d.sync += state.eq(DATA)
-        with m.Elif(_is(state, DATA)):
+        with m.Elif(equals(state, DATA)):
             timed(DATA)
             with m.If(got):
-                with m.If((_is(feature, 0)) & (_is(lane, 0)) & Mux(wbank, full[1], full[0])):
+                with m.If((equals(feature, 0)) & (equals(lane, 0)) & Mux(wbank, full[1], full[0])):
                     event(Status.OVERRUN, 0)
                     m.d.sync += state.eq(SKIP)
                 with m.Else():
                     m.d.comb += wp.en.eq(1 << lane)
                     m.d.sync += crc.eq(_crc8_step(crc, byte))
-                    with m.If(_is(lane, nb - 1)):
+                    with m.If(equals(lane, nb - 1)):
                         m.d.sync += lane.eq(0)
-                        with m.If(_is(feature, features - 1)):
+                        with m.If(equals(feature, features - 1)):
                             m.d.sync += state.eq(CHECK)
                         with m.Else():
                             m.d.sync += feature.eq(feature + 1)
                     with m.Else():
                         m.d.sync += lane.eq(lane + 1)
-        with m.Elif(_is(state, CHECK)):
+        with m.Elif(equals(state, CHECK)):
             timed(CHECK)
             with m.If(got):
                 m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
                 with m.If(byte == crc):
                     m.d.comb += set_full.eq(Mux(wbank, 2, 1))
                     m.d.sync += [wbank.eq(~wbank), remaining.eq(remaining - 1)]
-                    with m.If(_is(remaining, 1)):
+                    with m.If(equals(remaining, 1)):
                         m.d.sync += state.eq(HUNT)
                     with m.Else():
                         m.d.sync += state.eq(DATA)
@@ -489,8 +490,8 @@ class Deframer(wiring.Component):
                      rp.addr.eq(Mux(fbank, features, 0) + fidx), rp.en.eq(advance),
                      self.o.payload.x.eq(rp.data[:Value.cast(self.o.payload.x).shape().width])]
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(_is(fidx, features - 1))]
-            with m.If(_is(fidx, features - 1)):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(equals(fidx, features - 1))]
+            with m.If(equals(fidx, features - 1)):
                 m.d.sync += [fidx.eq(0), fbank.eq(~fbank)]
                 m.d.comb += clr_full.eq(Mux(fbank, 2, 1))
             with m.Else():
@@ -527,8 +528,8 @@ class Framer(wiring.Component):
         shift = Signal(8 * longest)
         left = Signal(range(longest + 2))     # bytes still to send, the CRC included
         crc = Signal(8)
-        m.d.comb += [self.o.valid.eq(left.any()), self.o.payload.eq(Mux(_is(left, 1), crc, shift[:8]))]
-        idle = _is(left, 0)
+        m.d.comb += [self.o.valid.eq(left.any()), self.o.payload.eq(Mux(equals(left, 1), crc, shift[:8]))]
+        idle = equals(left, 0)
         res, ev = self.result, self.event
         m.d.comb += [ev.ready.eq(idle), res.ready.eq(idle & ~ev.valid)]
 

@@ -16,8 +16,9 @@ from amaranth.utils import ceil_log2
 
 from sw.params import Spec
 
-__all__ = ["TREE_LEVELS_PER_STAGE", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "register", "delay", "tree_stages",
-           "add_with_carry", "adder_tree", "multiply", "csd_digits", "accumulate_and_emit"]
+__all__ = ["TREE_LEVELS_PER_STAGE", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "equals",
+           "register", "delay", "tree_stages", "add_with_carry", "adder_tree", "multiply", "csd_digits",
+           "accumulate_and_emit"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
 #: ECP5-85F speed grade 6, leaving slack for 200 MHz; a third level costs ~30 MHz (docs/sp2-mac.md).
@@ -60,6 +61,12 @@ class StreamParams:
 
     i_signature = stream_signature("input_layout", "Signature of the input stream ``i``.")
     o_signature = stream_signature("output_layout", "Signature of the output stream ``o``.")
+
+
+def equals(value: Value, constant: int) -> Value:
+    """``value == constant``, written so that a comparison with 0 is a reduction (yosys would print ``!x``,
+    which Verilator's lint rejects for a multi-bit ``x``)."""
+    return ~value.any() if constant == 0 else value == constant
 
 
 def register(m: Module, value: Value, *, en: Value, name: str, reset_less: bool = True) -> Signal:

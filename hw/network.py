@@ -61,6 +61,7 @@ from sw.intops import int_range, signed_bits_for
 from sw.params import Params, check_int
 
 from .circulant_fft import CirculantFFT, CirculantParams
+from .common import equals
 from .crossbar import CrossbarParams, CrossbarSystem
 from .fixed_mac import FixedMac, FixedMacParams
 from .nm_sparse import NMSparse, NMSparseParams
@@ -541,7 +542,7 @@ class Requantizer(wiring.Component):
         v2 = Signal()
         count = Signal(range(max(c, 2)))
         done2 = Signal()
-        m.d.comb += done2.eq(v2 & _is(count, c - 1))
+        m.d.comb += done2.eq(v2 & equals(count, c - 1))
         load2 = Signal()
         m.d.comb += load2.eq(~v2 | (done2 & free3))
         # stage 1: the accumulator beside its row's table entry (the ROM's read register)
@@ -623,12 +624,6 @@ def _rom(width: int, words: list[int]) -> Memory:
     """A read-only memory of ``words`` (at least two deep, so its address has a bit)."""
     words = list(words) + [0] * max(0, 2 - len(words))
     return Memory(shape=unsigned(max(1, width)), depth=len(words), init=words)
-
-
-def _is(value: Value, constant: int) -> Value:
-    """``value == constant``, written so that a comparison with 0 is a reduction (yosys would print ``!x``,
-    which Verilator's lint rejects for a multi-bit ``x``)."""
-    return ~value.any() if constant == 0 else value == constant
 
 
 def _select(values: list, index: Value) -> Value:
@@ -748,10 +743,10 @@ class Engine(wiring.Component):
         release = Signal()  # the sequencer read the last word of bank `rbank`
         rbank = Signal()
         done_filling = Signal()
-        m.d.comb += done_filling.eq(self.i.valid & self.i.ready & _is(count, n_in - 1))
+        m.d.comb += done_filling.eq(self.i.valid & self.i.ready & equals(count, n_in - 1))
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += count.eq(Mux(_is(count, n_in - 1), 0, count + 1))
-            with m.If(_is(count, n_in - 1)):
+            m.d.sync += count.eq(Mux(equals(count, n_in - 1), 0, count + 1))
+            with m.If(equals(count, n_in - 1)):
                 m.d.sync += wbank.eq(~wbank)
         for bank in range(2):
             with m.If(done_filling & (wbank == bank)):
@@ -785,8 +780,8 @@ class Engine(wiring.Component):
         m.d.comb += advance.eq(~staged | fire)
         issue = Signal()
         m.d.comb += issue.eq(advance & Mux(rbank, full[1], full[0]) & loaded)
-        last_beat = _is(b, beats - 1)
-        last_group = _is(g, groups - 1)
+        last_beat = equals(b, beats - 1)
+        last_group = equals(g, groups - 1)
         m.d.comb += [rd.en.eq(advance),
                      rd.addr.eq(Cat(b, rbank) if beats & (beats - 1) == 0 and beats > 1 else rbank * beats + b),
                      release.eq(issue & last_beat & last_group)]
@@ -855,10 +850,10 @@ class Engine(wiring.Component):
         m.d.comb += [rq.i.valid.eq(busy & row_valid), rq.i.payload.acc.eq(_select(held, ce)),
                      rq.i.payload.row.eq(rr.data[:row_bits])]
         step = Signal()
-        m.d.comb += [step.eq(busy & (~row_valid | rq.i.ready)), finishing.eq(step & _is(ce, entries - 1))]
+        m.d.comb += [step.eq(busy & (~row_valid | rq.i.ready)), finishing.eq(step & equals(ce, entries - 1))]
         with m.If(step):
-            m.d.sync += [ce.eq(Mux(_is(ce, entries - 1), 0, ce + 1)),
-                         ci.eq(Mux(_is(ci, groups * entries - 1), 0, ci + 1))]
+            m.d.sync += [ce.eq(Mux(equals(ce, entries - 1), 0, ce + 1)),
+                         ci.eq(Mux(equals(ci, groups * entries - 1), 0, ci + 1))]
         with m.If(take):
             m.d.sync += busy.eq(1)
         with m.Elif(finishing):
@@ -873,7 +868,7 @@ class Engine(wiring.Component):
         fmt = params.fmt
         n_cfg, n_w = fmt.sub_arrays, fmt.rows
         step = Signal(range(n_cfg + n_w + 1))
-        m.d.comb += loaded.eq(_is(step, n_cfg + n_w))
+        m.d.comb += loaded.eq(equals(step, n_cfg + n_w))
         go = Signal()
         m.d.comb += go.eq(~loaded & Cat(*[Mux(step < n_cfg, s.cfg.ready, s.w.ready) for s in slots]).all())
         for n, (slot, comp) in enumerate(zip(plan.slots, slots)):
@@ -954,11 +949,11 @@ class Accelerator(wiring.Component):
         n_in = self._network.input.features
         count = Signal(range(n_in + 1))
         with m.If(self.i.valid & self.i.ready):
-            with m.If(_is(count, n_in - 1)):
+            with m.If(equals(count, n_in - 1)):
                 m.d.sync += [count.eq(0), lane.eq(0), word.eq(0)]
             with m.Else():
                 m.d.sync += count.eq(count + 1)
-                with m.If(_is(lane, first.lanes - 1)):
+                with m.If(equals(lane, first.lanes - 1)):
                     m.d.sync += [lane.eq(0), word.eq(word + 1)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
@@ -972,14 +967,14 @@ class Accelerator(wiring.Component):
         got = Signal(range(k + 1))
         fresh = Signal(init=1)  # no logit of the current sample has arrived yet
         complete = Signal()
-        m.d.comb += complete.eq(_is(got, k))
+        m.d.comb += complete.eq(equals(got, k))
         m.d.comb += src.ready.eq(~complete)
         idx = src.payload.word
         x = src.payload.x
         with m.If(src.valid & src.ready):
             m.d.sync += [got.eq(got + 1), fresh.eq(0)]
             for j in range(k):
-                with m.If(_is(idx, j)):
+                with m.If(equals(idx, j)):
                     m.d.sync += logits[j].eq(x)
             with m.If(fresh | (x > best) | ((x == best) & (idx < best_idx))):
                 m.d.sync += [best.eq(x), best_idx.eq(idx)]
@@ -1067,6 +1062,15 @@ class CompiledNetwork:
 
     def build(self) -> Accelerator:
         return Accelerator(self.network, self.folding)
+
+    def busy(self, interval: float) -> float | None:
+        """Useful MACs / (multiplier lanes x ``interval``) of the slowest engine (:attr:`EnginePlan.macs`:
+        ``in x out``, N:M layers only the kept ``n`` of every ``m`` weights); None if it has no multiplier
+        lanes (circulant, crossbar) or ``interval`` is 0."""
+        slowest = max(self._plans, key=lambda p: p.cycles)
+        if not slowest.multipliers or not interval:
+            return None
+        return slowest.macs / (slowest.multipliers * interval)
 
     def summary(self) -> list[dict]:
         """Per layer: scheme, sizes, folding and the predicted cycles per sample."""

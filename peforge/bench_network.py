@@ -21,6 +21,7 @@ import numpy as np
 from peforge.bench import TARGET, header, suite_document, target_table
 from peforge.progress import Progress
 from peforge.report import markdown_table, synth_record
+from peforge.report import or_dash as _num
 
 __all__ = ["network_suite", "render", "figures", "SCHEMES", "SWEEP"]
 
@@ -40,13 +41,6 @@ UP5K_LIMITS = {"lc": 5280, "dsp": 8, "bram": 30, "fmax_mhz": 24.0}
 
 def _folding_text(folding) -> str:
     return ", ".join(f"{f.lanes}x{f.pes}" + (f"/r{f.requant}" if f.requant > 1 else "") for f in folding.layers)
-
-
-def _busy(compiled, interval: float) -> float | None:
-    slowest = max(compiled.plans, key=lambda p: p.cycles)
-    if not slowest.multipliers or not interval:
-        return None
-    return slowest.macs / (slowest.multipliers * interval)
 
 
 def _logic_cells(result) -> int | None:
@@ -105,7 +99,7 @@ def _measure(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds,
               "digest": compiled.digest(), "wrapped": True, "synth": None,
               "scheme": scheme, "kind": kind, "target": target, "images": len(x), "rtl_equal": equal,
               "interval": stats.interval, "predicted_interval": compiled.interval, "latency": stats.latency,
-              "multipliers": sum(p.multipliers for p in compiled.plans), "busy": _busy(compiled, stats.interval),
+              "multipliers": sum(p.multipliers for p in compiled.plans), "busy": compiled.busy(stats.interval),
               "weight_bits": sum(p.weight_bits for p in compiled.plans), "inferences_per_s": None}
     try:
         result = synthesize_network(compiled, target=target, seeds=seeds, wrap=True)
@@ -214,10 +208,6 @@ def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
 
 
 # -- the page --------------------------------------------------------------------------------------------------
-
-def _num(value, fmt="{}") -> str:
-    return "-" if value is None else fmt.format(value)
-
 
 def _row(d: dict) -> list[str]:
     s = d["synth"] or {}

@@ -33,6 +33,7 @@ import numpy as np
 from peforge.errors import UsageError
 from peforge.progress import Progress
 from peforge.report import markdown_table, text_table
+from peforge.report import or_dash as _num
 
 __all__ = ["run_e2e", "run_scheme", "cached_synth", "SYNTH_TARGETS", "UP5K_LC", "ICE40_ATTEMPT_LUTS"]
 
@@ -110,17 +111,6 @@ def _fits_up5k(compiled, ecp5: dict, progress) -> dict:
 
 # -- one scheme ------------------------------------------------------------------------------------------------
 
-def _busy(compiled, interval: float) -> float | None:
-    """Useful MACs / (multiplier lanes x interval) of the slowest engine (None: it has no multiplier lanes).
-
-    Useful MACs: :attr:`hw.network.EnginePlan.macs` (``in x out``; N:M layers only the kept ``n`` of every
-    ``m`` weights)."""
-    slowest = max(compiled.plans, key=lambda p: p.cycles)
-    if not slowest.multipliers or not interval:
-        return None
-    return slowest.macs / (slowest.multipliers * interval)
-
-
 def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None = None, synth: bool = True,
                progress=None) -> dict:
     """Train, export, compile, simulate (and synthesise) one scheme; the result row as a dict.
@@ -165,7 +155,7 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
         "weight_bits": sum(digits.weight_bits(layer) for layer in network.layers),
         "float32_bits": sum(32 * layer.in_features * layer.out_features for layer in network.layers),
         "samples": stats.samples, "cycles": stats.cycles, "latency": stats.latency, "interval": interval,
-        "predicted_interval": compiled.interval, "busy": _busy(compiled, interval),
+        "predicted_interval": compiled.interval, "busy": compiled.busy(interval),
         "rtl_seconds": rtl_seconds, "train_seconds": trained.train_seconds,
         "ecp5": None, "ice40": None, "inferences_per_s": None, "fits_up5k": None,
     }
@@ -202,8 +192,6 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def _num(value, fmt: str = "{}") -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def _folding(r: dict) -> str:

@@ -30,7 +30,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["params_label", "synth_rows", "synth_table", "markdown_table", "text_table",
+__all__ = ["or_dash", "params_label", "synth_rows", "synth_table", "markdown_table", "text_table",
            "RESULTS_SCHEMA_VERSION", "synth_record", "validate_results", "load_results", "dump_results"]
 
 #: Version of the results-file schema above; a file with another version is rejected.
@@ -68,6 +68,11 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def or_dash(value, fmt: str = "{}") -> str:
+    """``fmt.format(value)``, or ``"-"`` for a value that was not measured (None)."""
+    return "-" if value is None else fmt.format(value)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
