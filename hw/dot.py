@@ -10,8 +10,8 @@ PEs differ only in how one lane forms ``a * v(w)``; everything else lives here o
 
 Pipeline (all stages advance on ``en = ~o.valid | o.ready``, see :mod:`hw.common`)::
 
-    i.payload -> lane products -> [product_stages regs] -> adder tree -> [tree_stages regs]
-              -> accumulator (+ output register)
+    i.payload -> [operand_stages regs] -> lane products -> [product_stages regs] -> adder tree
+              -> [tree_stages regs] -> accumulator (+ output register)
 
 so the result of a vector is valid ``latency`` cycles after its ``last`` beat is accepted.
 """
@@ -26,10 +26,12 @@ from amaranth.lib.wiring import In, Out
 from sw.intops import int_range, signed_bits_for
 from sw.params import Spec
 
-from .common import StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register, tree_stages
+from .common import (TREE_LEVELS_PER_STAGE, StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register,
+                     tree_stages)
+from .dsp import DSP_CELL, INFERRED, product_stages, registered_product
 
 __all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS",
-           "LANES", "ACT_BITS", "ACT_SIGNED", "MAX_LEN", "DSP"]
+           "LANES", "ACT_BITS", "ACT_SIGNED", "MAX_LEN", "DSP", "DSP_CELL", "TREE_LEVELS"]
 
 #: Widest accumulator allowed, so every result fits the int64 golden model and numpy arrays.
 MAX_ACC_BITS = 62
@@ -41,14 +43,17 @@ ACT_SIGNED = Spec("Signed activations (act_signed)", "activations are two's comp
 MAX_LEN = Spec("Maximum vector length (max_len)", "longest vector (elements); sizes the accumulator",
                min=1, max=1 << 24)
 DSP = Spec("DSP use (dsp)", "allow DSP multipliers (false: LUT partial products)", kind=bool)
+TREE_LEVELS = Spec("Adder-tree levels per stage (tree_levels)",
+                   "adder levels between registers of the lane sum (1: more registers, a shorter path; "
+                   f"default {TREE_LEVELS_PER_STAGE})", min=1, max=8)
 
 
 class DotParams(StreamParams):
     """Derived values shared by the dot-product Params dataclasses.
 
     A subclass is a frozen dataclass (and :class:`sw.params.Params`) with fields ``lanes``,
-    ``act_bits``, ``act_signed``, ``max_len`` (declared with :data:`LANES`, :data:`ACT_BITS`,
-    :data:`ACT_SIGNED`, :data:`MAX_LEN`, checked by ``check_fields``) and its weight format, and provides
+    ``act_bits``, ``act_signed``, ``max_len``, ``tree_levels`` (declared with :data:`LANES`, :data:`ACT_BITS`,
+    :data:`ACT_SIGNED`, :data:`MAX_LEN`, :data:`TREE_LEVELS`, checked by ``check_fields``) and its weight format, and provides
     :attr:`weight_bits`, :attr:`weight_shape` and :attr:`weight_range`.
 
     Members
@@ -101,7 +106,7 @@ class DotParams(StreamParams):
     def latency(self) -> int:
         """Register stages from ``i`` to ``o``: the result of a ``last`` beat accepted in cycle c is
         valid in cycle c + latency (without output stalls)."""
-        return self.operand_stages + self.product_stages + tree_stages(self.lanes) + 1
+        return self.operand_stages + self.product_stages + tree_stages(self.lanes, self.tree_levels) + 1
 
     @property
     def macs_per_cycle(self) -> int:
@@ -128,7 +133,16 @@ class DotParams(StreamParams):
 
 
 class FixedPointWeights:
-    """Params mixin for signed ``w_bits`` weights multiplied as they are (fixed-mac, nm-sparse)."""
+    """Params mixin for signed ``w_bits`` weights multiplied as they are (fixed-mac, nm-sparse), by DSPs
+    (``dsp``, through the target's primitive ``dsp_cell`` when it has one) or LUT partial products."""
+
+    @property
+    def product_stages(self) -> int:
+        """Registers from a lane's operands to its product: the DSP primitive's input and output registers
+        (2) when ``dsp_cell`` names one that the operands fit (:func:`hw.dsp.product_stages`), else 1."""
+        if not self.dsp:
+            return 1
+        return product_stages(self.dsp_cell, self.act_shape, self.weight_shape)
 
     @property
     def weight_bits(self) -> int:
@@ -171,18 +185,29 @@ class DotProductPE(wiring.Component):
         return [(payload.acts[lane], weights[lane]) for lane in range(self._params.lanes)]
 
     def lane_product(self, m: Module, act: Value, weight: Value, lane: int) -> tuple[Value, Value | None]:
-        """Return ``(value, carry)`` with ``value + carry == act * v(weight)``.
+        """Return ``(value, carry)`` with ``value + carry == act * v(weight)``, combinationally.
 
         ``carry`` is a 1-bit correction (``None`` if unused) that enters the adder tree as a carry-in
         (:func:`hw.common.adder_tree`), so a negation costs a one's complement and no adder.
         """
         raise NotImplementedError
 
-    def multiplier_product(self, m: Module, act: Value, weight: Value, lane: int):
-        """A :meth:`lane_product` for ``FixedPointWeights`` params: ``act * weight``, by DSP or LUTs."""
-        product = Signal(signed(signed_bits_for(*self._params.product_range)), name=f"lane{lane}_product")
-        m.d.comb += product.eq(multiply(m, act, weight, dsp=self._params.dsp, name=f"lane{lane}_mul"))
-        return product, None
+    def lane_stage(self, m: Module, act: Value, weight: Value, lane: int, en: Value) -> tuple[Value, Value | None]:
+        """``(value, carry)`` of :meth:`lane_product` after the ``product_stages`` registers (by default one)."""
+        value, carry = self.lane_product(m, act, weight, lane)
+        return (register(m, value, en=en, name=f"prod{lane}"),
+                None if carry is None else register(m, carry, en=en, name=f"carry{lane}"))
+
+    def multiplier_stage(self, m: Module, act: Value, weight: Value, lane: int, en: Value):
+        """A :meth:`lane_stage` for ``FixedPointWeights`` params: ``act * weight`` by the target's DSP primitive
+        with its registers (:func:`hw.dsp.registered_product`), an inferred DSP, or LUT partial products."""
+        p = self._params
+        width = signed_bits_for(*p.product_range)
+        if p.dsp:
+            return registered_product(m, act, weight, en=en, cell=p.dsp_cell, width=width, name=f"lane{lane}_mul"), None
+        product = Signal(signed(width), name=f"lane{lane}_product")
+        m.d.comb += product.eq(multiply(m, act, weight, dsp=False, name=f"lane{lane}_mul"))
+        return register(m, product, en=en, name=f"prod{lane}"), None
 
     def elaborate(self, platform):
         p = self._params
@@ -205,15 +230,15 @@ class DotProductPE(wiring.Component):
 
         values, carries = [], []
         for lane, (act, weight) in enumerate(operands):
-            value, carry = self.lane_product(m, act, weight, lane)
-            values.append(register(m, value, en=en, name=f"prod{lane}"))
+            value, carry = self.lane_stage(m, act, weight, lane, en)
+            values.append(value)
             if carry is not None:
-                carries.append(register(m, carry, en=en, name=f"carry{lane}"))
-        valid = register(m, valid, en=en, name="prod_valid", reset_less=False)
-        last = register(m, last, en=en, name="prod_last", reset_less=False)
+                carries.append(carry)
+        valid = delay(m, valid, p.product_stages, en=en, name="prod_valid", reset_less=False)
+        last = delay(m, last, p.product_stages, en=en, name="prod_last", reset_less=False)
 
-        total, carry = adder_tree(m, values, carries=carries, en=en, name="tree")
-        stages = tree_stages(len(values))
+        total, carry = adder_tree(m, values, carries=carries, en=en, name="tree", levels_per_stage=p.tree_levels)
+        stages = tree_stages(len(values), p.tree_levels)
         valid = delay(m, valid, stages, en=en, name="tree_valid", reset_less=False)
         last = delay(m, last, stages, en=en, name="tree_last", reset_less=False)
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from sw.fixed import check_w_bits
 from sw.params import Params
 
-from .dot import ACT_BITS, ACT_SIGNED, DSP, LANES, MAX_LEN, DotParams, DotProductPE, FixedPointWeights
+from .common import TREE_LEVELS_PER_STAGE
+from .dot import (ACT_BITS, ACT_SIGNED, DSP, DSP_CELL, LANES, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE,
+                  FixedPointWeights)
+from .dsp import TARGET
 
 __all__ = ["FixedMacParams", "FixedMac"]
 
@@ -34,7 +37,9 @@ class FixedMacParams(FixedPointWeights, DotParams, Params):
     act_signed: bool = ACT_SIGNED.field(True)
     w_bits: int = field(default=8, metadata={"doc": "signed weight width"})
     max_len: int = MAX_LEN.field(4096)
+    tree_levels: int = TREE_LEVELS.field(TREE_LEVELS_PER_STAGE)
     dsp: bool = DSP.field(True)
+    dsp_cell: str = DSP_CELL.field(TARGET)
 
     weight_field = "weights"
 
@@ -59,4 +64,4 @@ class FixedMac(DotProductPE):
             raise TypeError(f"FixedMac params must be FixedMacParams, not {params!r}")
         super().__init__(params)
 
-    lane_product = DotProductPE.multiplier_product
+    lane_stage = DotProductPE.multiplier_stage

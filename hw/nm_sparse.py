@@ -22,7 +22,10 @@ from sw.fixed import check_w_bits
 from sw.nm import NMFormat
 from sw.params import Params, Spec
 
-from .dot import ACT_BITS, ACT_SIGNED, DSP, MAX_LEN, DotParams, DotProductPE, FixedPointWeights
+from .common import TREE_LEVELS_PER_STAGE
+from .dot import (ACT_BITS, ACT_SIGNED, DSP, DSP_CELL, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE,
+                  FixedPointWeights)
+from .dsp import TARGET
 
 __all__ = ["NMSparseParams", "NMSparse"]
 
@@ -48,7 +51,9 @@ class NMSparseParams(FixedPointWeights, DotParams, Params):
     act_signed: bool = ACT_SIGNED.field(True)
     w_bits: int = field(default=8, metadata={"doc": "signed weight (value) width"})
     max_len: int = MAX_LEN.field(4096)
+    tree_levels: int = TREE_LEVELS.field(TREE_LEVELS_PER_STAGE)
     dsp: bool = DSP.field(True)
+    dsp_cell: str = DSP_CELL.field(TARGET)
     mux_register: bool = _MUX_REGISTER.field(True)
 
     weight_field = "values"
@@ -121,4 +126,4 @@ class NMSparse(DotProductPE):
                 operands.append((act, payload.values[lane]))
         return operands
 
-    lane_product = DotProductPE.multiplier_product
+    lane_stage = DotProductPE.multiplier_stage

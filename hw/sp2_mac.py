@@ -35,7 +35,8 @@ from sw.intops import signed_bits_for
 from sw.params import Params
 from sw.sp2 import SP2Format
 
-from .dot import ACT_BITS, ACT_SIGNED, LANES, MAX_LEN, DotParams, DotProductPE
+from .common import TREE_LEVELS_PER_STAGE
+from .dot import ACT_BITS, ACT_SIGNED, LANES, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE
 
 __all__ = ["SP2MacParams", "SP2Mac"]
 
@@ -56,6 +57,7 @@ class SP2MacParams(DotParams, Params):
     act_signed: bool = ACT_SIGNED.field(True)
     fmt: SP2Format = field(default_factory=SP2Format, metadata={"doc": "SP2 weight code format"})
     max_len: int = MAX_LEN.field(4096)
+    tree_levels: int = TREE_LEVELS.field(TREE_LEVELS_PER_STAGE)
 
     weight_field = "codes"
 

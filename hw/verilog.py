@@ -21,8 +21,10 @@ from pathlib import Path
 from amaranth import Value
 from amaranth.back import verilog
 
+from .dsp import cells_used, sim_models
+
 __all__ = ["LINT_WAIVERS", "build_root", "generator_fingerprint", "to_verilog", "write_design", "design_is_current",
-           "verilator_env", "lint"]
+           "sim_sources", "verilator_env", "lint"]
 
 LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT", "-Wno-DECLFILENAME")
 
@@ -64,6 +66,9 @@ def write_design(pe, params, out_dir: Path) -> dict:
     component = pe.build(params)
     text = to_verilog(component, pe.top)
     _write_if_changed(out_dir / f"{pe.top}.v", text)
+    models = sim_models(cells_used(params))
+    for name, model in models.items():
+        _write_if_changed(out_dir / name, model)
     manifest = {
         "pe": pe.name,
         "top": pe.top,
@@ -74,6 +79,8 @@ def write_design(pe, params, out_dir: Path) -> dict:
                     if hasattr(params, name)},
         "ports": {path: {"width": Value.cast(value).shape().width, "direction": direction}
                   for path, direction, value in _ports(component)},
+        # Verilator models of the vendor primitives the Verilog instantiates (hw.dsp); synthesis never reads them
+        "sim_models": sorted(models),
     }
     _write_if_changed(out_dir / f"{pe.top}.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -87,7 +94,19 @@ def design_is_current(pe, params, out_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (manifest.get("digest") == params.digest() and manifest.get("generator") == generator_fingerprint()
-            and manifest.get("params") == params.to_dict() and (out_dir / f"{pe.top}.v").is_file())
+            and manifest.get("params") == params.to_dict() and (out_dir / f"{pe.top}.v").is_file()
+            and all((out_dir / name).is_file() for name in manifest.get("sim_models", ())))
+
+
+def sim_sources(verilog: Path) -> list[Path]:
+    """``verilog`` and the simulation models its manifest (``<top>.json`` beside it) lists: what Verilator
+    compiles. A file without a manifest (a network, a wrapper) is simulated alone."""
+    verilog = Path(verilog)
+    try:
+        manifest = json.loads(verilog.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    return [verilog, *(verilog.parent / name for name in manifest.get("sim_models", ()))]
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -119,10 +138,11 @@ def verilator_env() -> dict[str, str]:
 
 
 def lint(path: Path, top: str) -> None:
-    """Run ``verilator --lint-only -Wall`` with the project's waivers; raise with its output on failure."""
+    """Run ``verilator --lint-only -Wall`` with the project's waivers on ``path`` and the primitive models its
+    manifest lists (:func:`sim_sources`); raise with its output on failure."""
     env = verilator_env()
     exe = shutil.which("verilator", path=env["PATH"])
-    cmd = [exe, "--lint-only", "-Wall", *LINT_WAIVERS, "--top-module", top, str(path)]
+    cmd = [exe, "--lint-only", "-Wall", *LINT_WAIVERS, "--top-module", top, *map(str, sim_sources(path))]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0 or "%Warning" in result.stderr:
         raise RuntimeError(f"Verilator lint of {path} failed:\n{result.stderr.strip()}")

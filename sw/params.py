@@ -67,9 +67,15 @@ class Spec:
     doc : str
         One line for ``peforge list`` (the field's ``metadata["doc"]``).
     kind : type
-        ``int`` (checked with :func:`check_int`) or ``bool`` (:func:`check_bool`).
+        ``int`` (checked with :func:`check_int`), ``bool`` (:func:`check_bool`) or ``str`` (one of
+        ``choices``, :func:`check_choice`).
     min, max : int or None
         Range of an ``int`` parameter (inclusive; None: unbounded).
+    choices : tuple of str
+        The values a ``str`` parameter may take. A ``str`` parameter that stands for a target fact has the
+        choice ``"target"`` (the target's value, once the flow knows the target) and ``portable`` choices that
+        every target accepts; any other choice is accepted only by the target whose value it is
+        (:meth:`for_target`).
     target : str or None
         A fact of the synthesis target this parameter stands for (an attribute of ``synth.Target``, e.g.
         ``"dsp_bits"``): the synthesis flow sets it for the target it builds for; elsewhere the default
@@ -90,9 +96,27 @@ class Spec:
     min: int | None = None
     max: int | None = None
     target: str | None = None
+    choices: tuple[str, ...] = ()
+    portable: tuple[str, ...] = ()
 
     def __post_init__(self):
-        check_choice("Spec kind", self.kind, (int, bool))
+        check_choice("Spec kind", self.kind, (int, bool, str))
+        if (self.kind is str) != bool(self.choices):
+            raise ValueError(f"Spec choices must be given for a str parameter and only for one, not {self.choices!r}")
+
+    def for_target(self, value: Any, fact: Any, target: str) -> Any:
+        """The value this parameter takes on a target whose fact (``getattr(target, self.target)``) is ``fact``.
+
+        An ``int`` fact replaces the value. A ``str`` parameter keeps a ``portable`` value or the target's own,
+        and turns ``"target"`` into ``fact``; another target's value raises ``ValueError`` naming what
+        ``target`` allows.
+        """
+        if self.kind is not str or value == "target":
+            return fact
+        if value in self.portable or value == fact:
+            return value
+        allowed = ", ".join(repr(c) for c in ("target", *self.portable, fact))
+        raise ValueError(f"{self.subject} must be one of {allowed} for {target}, not {value!r}")
 
     def field(self, default: Any) -> Any:
         """A dataclass field with this spec: ``lanes: int = LANES.field(8)``."""
@@ -103,6 +127,8 @@ class Spec:
         owner (nm-sparse's ``max_len`` starts at its group size ``M``)."""
         if self.kind is bool:
             check_bool(self.subject, value)
+        elif self.kind is str:
+            check_choice(self.subject, value, self.choices)
         else:
             check_int(self.subject, value, min=self.min if min is None else min,
                       max=self.max if max is None else max)

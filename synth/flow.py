@@ -55,8 +55,9 @@ class Target:
     that bel type) or from yosys' ``stat`` after synthesis (``("stat", prefix)``: the number of cells
     whose type starts with ``prefix``).
 
-    ``dsp_bits`` is the signed operand width of the device's DSP multiplier, the one target fact a
-    generator takes as a parameter (:func:`for_target` sets it; ``hw.common.DSP_BITS``).
+    ``dsp_bits`` (the signed operand width of the device's DSP multiplier, ``hw.common.DSP_BITS``) and
+    ``dsp_cell`` (its primitive, which generators instantiate with its registers, ``hw.dsp.DSP_CELL``) are the
+    target facts a generator takes as parameters (:func:`for_target` sets them).
     """
 
     name: str
@@ -73,6 +74,7 @@ class Target:
     dsp: tuple[str, str]
     bram: tuple[str, str]
     dsp_bits: int
+    dsp_cell: str                  # the DSP primitive generators instantiate with its registers (hw.dsp)
     dsps: int                      # DSP multipliers on the device
     bram_bits: int                 # block RAM on the device (bits)
 
@@ -105,7 +107,7 @@ TARGETS = MappingProxyType({
         freq_mhz=200, io_pins=205, usable_io=200,
         lut=("report", "TRELLIS_COMB"), ff=("report", "TRELLIS_FF"),
         dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
-        dsp_bits=18,                  # MULT18X18D: signed 18 x 18
+        dsp_bits=18, dsp_cell="MULT18X18D",   # MULT18X18D: signed 18 x 18
         dsps=156, bram_bits=208 * 18 * 1024,   # LFE5U-85F: 156 MULT18X18D, 208 DP16KD of 18 kbit
     ),
     # iCE40UP5K in SG48 bonds 39 user IOs (SB_IO "available" in nextpnr's report, and the data
@@ -121,7 +123,7 @@ TARGETS = MappingProxyType({
         freq_mhz=48, io_pins=39, usable_io=36,
         lut=("stat", "SB_LUT4"), ff=("stat", "SB_DFF"),
         dsp=("report", "ICESTORM_DSP"), bram=("report", "ICESTORM_RAM"),
-        dsp_bits=16,                  # SB_MAC16: 16 x 16
+        dsp_bits=16, dsp_cell="SB_MAC16",     # SB_MAC16: 16 x 16
         dsps=8, bram_bits=30 * 4 * 1024,       # iCE40UP5K: 8 SB_MAC16, 30 SB_RAM40_4K of 4 kbit
     ),
 })
@@ -137,8 +139,9 @@ def _target(name: str) -> Target:
 def for_target(params, target: str):
     """``params`` (a :class:`sw.params.Params`, nested sets included) with every parameter that stands
     for a fact of ``target`` set to that target's value: a field whose :class:`sw.params.Spec` names
-    ``target="dsp_bits"`` takes ``TARGETS[target].dsp_bits``. Parameters of other kinds are unchanged,
-    and so is a set without such fields.
+    ``target="dsp_bits"`` takes ``TARGETS[target].dsp_bits``; ``dsp_cell="target"`` becomes the target's DSP
+    primitive, ``"inferred"`` stays (:meth:`sw.params.Spec.for_target`). Parameters of other kinds are
+    unchanged, and so is a set without such fields.
 
     >>> from hw.circulant_fft import CirculantParams
     >>> for_target(CirculantParams(), "ice40-up5k").dsp_bits
@@ -147,14 +150,15 @@ def for_target(params, target: str):
     Raises
     ------
     ValueError
-        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``.
+        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``; ``"DSP cell (dsp_cell) must be one of
+        'target', 'inferred', 'SB_MAC16' for ice40-up5k, not 'MULT18X18D'"``.
     """
     tgt = _target(target)
     changes = {}
     for f in dataclasses.fields(params):
         spec, value = f.metadata.get("spec"), getattr(params, f.name)
         if spec is not None and spec.target is not None:
-            changes[f.name] = getattr(tgt, spec.target)
+            changes[f.name] = spec.for_target(value, getattr(tgt, spec.target), tgt.name)
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             nested = for_target(value, target)
             if nested is not value:

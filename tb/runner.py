@@ -21,7 +21,7 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from hw.verilog import LINT_WAIVERS, build_root, design_is_current, verilator_env, write_design
+from hw.verilog import LINT_WAIVERS, build_root, design_is_current, sim_sources, verilator_env, write_design
 from hw import registry
 
 __all__ = ["build_root", "PEDesign", "Build", "build", "build_design", "run", "run_design", "random_sim",
@@ -125,7 +125,7 @@ def build_design(design, *, waves: bool = False, runner=None) -> Build:
         # -CFLAGS -O0 (after Verilator's -Os, so it wins): the testbench's Python sets the pace, not the
         # model, while compiling the model is most of a cold run; measured on a 4-layer network, the C++
         # build 33 s -> 17 s (a bigger one 65 s -> 24 s), its cocotb run 4.3 s -> 5.0 s.
-        kwargs = dict(sources=[result.verilog], hdl_toplevel=design.top, build_dir=directory,
+        kwargs = dict(sources=sim_sources(result.verilog), hdl_toplevel=design.top, build_dir=directory,
                       build_args=[*LINT_WAIVERS, "-O2", "--output-split", "0", "-CFLAGS", "-O0"], waves=waves,
                       log_file=directory / "build.log")
         try:

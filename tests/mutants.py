@@ -28,8 +28,8 @@ class SP2MacDropsCarry(SP2Mac):
 class FixedMacTruncates(FixedMac):
     """Drops the top partial product of the weight (wrong for negative weights only)."""
 
-    def lane_product(self, m, act, weight, lane):
-        return super().lane_product(m, act, Mux(weight[-1], 0, weight), lane)
+    def lane_operands(self, m, payload):
+        return [(act, Mux(weight[-1], 0, weight)) for act, weight in super().lane_operands(m, payload)]
 
 
 register(PE("sp2-mac-drops-carry", "mutant", SP2MacParams, SP2MacDropsCarry, "tb.sp2_mac", "test"))

@@ -2,6 +2,7 @@
 fixture is written here; no number is read from docs/results."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,9 @@ def test_render_failed_row_and_missing_row():
     with pytest.raises(ValueError, match=r"^Bench results must have a row '2:4 x4 groups LUT' \(lanes=None, "
                                          r"wrapped=True\), not none$"):
         bench.render(results_doc("nm", designs[:2]))
-    with pytest.raises(ValueError, match=r"^Results suite must be one of 'sp2', 'nm', 'circulant', 'crossbar', "
-                                         r"'network', not 'e2e-synth'$"):
+    suites = ", ".join(repr(name) for name in bench.SUITES)      # every suite, in the order they are listed
+    assert suites.startswith("'sp2', 'nm', 'circulant', 'crossbar', 'network'")
+    with pytest.raises(ValueError, match=rf"^Results suite must be one of {re.escape(suites)}, not 'e2e-synth'$"):
         bench.render(results_doc("e2e-synth", []))
 
 
@@ -153,3 +155,28 @@ def test_schema_rejects_bad_json(tmp_path):
         load_results(path)
 
 
+
+
+def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
+    from peforge.bench_dsp import critical_path
+
+    log = "\n".join([
+        "Info: Critical path report for clock 'clk' (posedge -> posedge):",      # an earlier (pre-route) report
+        "Info:   clk-to-q  0.52  0.52 Source dut.old.Q",
+        "Info:    routing  9.00  9.52 Net dut.old (1,1) -> (2,2)",
+        "Info:                          Sink dut.older.DI",
+        "Info: Critical path report for clock 'clk' (posedge -> posedge):",
+        "Info:   clk-to-q  0.74  0.74 Source dut.lane8_mul.P2",
+        "Info:    routing  3.99  4.73 Net dut.lane8_mul_p[2] (58,58) -> (18,71)",
+        "Info:                          Sink dut.tree_s1_4$CCU2_COMB0.B",
+        "Info:      logic  0.45  5.18 Source dut.tree_s1_4$CCU2_COMB0.FCO",
+        "Info:    routing  1.07  6.25 Net dut.tree_s1_4[6] (19,71) -> (19,72)",
+        "Info:                          Sink dut.tree_l2_2_TRELLIS_FF_Q_1.DI",
+        "Info: 1.19 ns logic, 5.06 ns routing",
+        "Info: Critical path report for cross-domain path '<async>' -> 'posedge clk':",
+        "Info:    routing  7.95  7.95 Net rst$TRELLIS_IO_IN (0,56) -> (122,35)",
+        "Info:                          Sink dut.acc.LSR",
+    ])
+    assert critical_path(log) == {"from": "lane8_mul.P2", "to": "tree_l2_2_TRELLIS_FF_Q_1.DI", "ns": 6.25,
+                                  "routing_ns": 5.06}
+    assert critical_path("Info: no timing here") is None

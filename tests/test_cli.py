@@ -47,7 +47,8 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     (["generate", "fixed-mac", "--set", "dsp=maybe"], r"Parameter 'dsp' must be true or false, not 'maybe'"),
     (["generate", "fixed-mac", "--set", "lanes"], r"--set must be given as name=value, not 'lanes'"),
     (["generate", "sp2-mac", "--set", "width=3"], r"Parameter 'width' is not a parameter of SP2MacParams; "
-                                                   r"allowed: lanes, act_bits, act_signed, fmt.bits, fmt.m1, max_len"),
+                                                   r"allowed: lanes, act_bits, act_signed, fmt.bits, fmt.m1, max_len, "
+                                                   r"tree_levels"),
     (["generate", "conv-pe"], r"PE must be one of 'sp2-mac', 'fixed-mac'(, '[a-z-]+')*, not 'conv-pe'"),
     (["generate", "sp2-mac", "--config", "missing.json"], r"Config file must exist, not 'missing.json'"),
     (["generate", "nm-sparse", "--set", "fmt.n=4"], r"N:M n must be an integer from 1 to 3 for m = 4 \(n < m\), not 4"),

@@ -29,16 +29,19 @@ SP2_GRID = [
     SP2MacParams(lanes=8, act_signed=True, fmt=SP2Format(5, 3), max_len=4096),
     SP2MacParams(lanes=8, act_signed=False, act_bits=6, fmt=SP2Format(6, 3), max_len=100),
 ]
+# DSP lanes through each target's primitive and its simulation model (hw/dsp.py: one more register stage,
+# which the latency test measures); inferred DSP products are covered by nm-sparse and the networks
 FIXED_GRID = [
-    FixedMacParams(lanes=1, act_signed=True, w_bits=8, dsp=True, max_len=64),
+    FixedMacParams(lanes=1, act_signed=True, w_bits=8, dsp=True, dsp_cell="MULT18X18D", max_len=64),
     FixedMacParams(lanes=4, act_signed=False, w_bits=4, dsp=False, max_len=64),
     FixedMacParams(lanes=8, act_signed=True, w_bits=4, dsp=False, max_len=4096),
-    FixedMacParams(lanes=3, act_signed=True, act_bits=12, w_bits=12, dsp=True, max_len=50),
+    FixedMacParams(lanes=3, act_signed=True, act_bits=12, w_bits=12, dsp=True, dsp_cell="SB_MAC16", max_len=50),
 ]
 
 
 def ident(p):
-    fmt = f"sp2{p.fmt.bits}m{p.fmt.m1}" if hasattr(p, "fmt") else f"w{p.w_bits}{'dsp' if p.dsp else 'lut'}"
+    dsp = ("dsp" if p.dsp_cell == "target" else p.dsp_cell) if getattr(p, "dsp", False) else "lut"
+    fmt = f"sp2{p.fmt.bits}m{p.fmt.m1}" if hasattr(p, "fmt") else f"w{p.w_bits}{dsp}"
     return f"l{p.lanes}-{'s' if p.act_signed else 'u'}{p.act_bits}-{fmt}-k{p.max_len}"
 
 
