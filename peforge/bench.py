@@ -316,10 +316,11 @@ SUITES = {
     "circulant": (_in("peforge.bench_circulant", "circulant_suite"), _in("peforge.bench_circulant", "render")),
     "crossbar": (_in("peforge.bench_crossbar", "crossbar_suite"), _in("peforge.bench_crossbar", "render")),
     "network": (_in("peforge.bench_network", "network_suite"), _in("peforge.bench_network", "render")),
+    "explore": (_in("peforge.explore_bench", "explore_suite"), _in("peforge.explore_bench", "render")),
     "dsp": (_in("peforge.bench_dsp", "dsp_suite"), _in("peforge.bench_dsp", "render")),
 }
 #: name -> ``(results document, out_dir) -> [paths]``: figures a suite draws from its results beside the page
-FIGURES = {"network": _in("peforge.bench_network", "figures")}
+FIGURES = {"network": _in("peforge.bench_network", "figures"), "explore": _in("peforge.explore_bench", "figures")}
 
 
 def render(doc: dict) -> str:

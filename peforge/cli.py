@@ -463,6 +463,9 @@ def _parser() -> argparse.ArgumentParser:
     from peforge import board as board_cli  # `peforge board build|run`
 
     board_cli.add_parser(sub)
+    from peforge import explore  # `peforge explore SPACE -o DIR`
+
+    explore.add_parser(sub)
     return parser
 
 
