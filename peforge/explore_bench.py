@@ -30,7 +30,7 @@ __all__ = ["explore_suite", "render", "figures", "SPEEDUP_TARGET"]
 SPEEDUP_TARGET = 1.8
 #: Seconds a point of the real sweep may take: the crossbar network (its ideal-array emulators, ~47k LUTs) does
 #: not route on ECP5 in 30 minutes (docs/results/network.md), and is recorded as timed out with its accuracy.
-SWEEP_TIMEOUT = 600.0
+SWEEP_TIMEOUT = 300.0
 
 
 def _design(record: dict, kind: str) -> dict:
