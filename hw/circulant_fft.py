@@ -90,7 +90,8 @@ class CirculantParams(StreamParams, Params):
     arch : str or None
         ``"parallel"``: every butterfly in hardware, one block per cycle (II = 1), ``k <= 16``.
         ``"streaming"``: one sample per cycle through one butterfly per stage (II = ``k``), any ``k``.
-        ``None`` (the default) picks ``"parallel"`` up to ``k = 16`` and ``"streaming"`` above.
+        ``None`` (the default) picks ``"parallel"`` up to ``k = 16`` and ``"streaming"`` above (and for the
+        scaled inverse schedule, ``fmt.ifft_scale``, which only ``"streaming"`` builds).
         Both compute the same bits (:func:`sw.circulant.golden_matvec`).
     dsp_bits : int
         Signed operand width of the target's DSP multiplier, 8 to 64 (default 18, ECP5 MULT18X18D; the
@@ -110,7 +111,8 @@ class CirculantParams(StreamParams, Params):
     ValueError
         ``"Architecture (arch) must be one of 'parallel', 'streaming', not 'serial'"``,
         ``"Block size (fmt.block) must be at most 16 for arch='parallel', not 32 (larger blocks need
-        arch='streaming')"``.
+        arch='streaming')"``, ``"Inverse stage scaling (fmt.ifft_scale) must be False for arch='parallel',
+        not True (it needs arch='streaming')"``.
     """
 
     fmt: CirculantFormat = field(default_factory=CirculantFormat, metadata={
@@ -124,7 +126,8 @@ class CirculantParams(StreamParams, Params):
         if not isinstance(self.fmt, CirculantFormat):
             raise TypeError(f"Circulant format (fmt) must be a CirculantFormat, not {self.fmt!r}")
         if self.arch is None:
-            object.__setattr__(self, "arch", "parallel" if self.fmt.block <= MAX_PARALLEL_BLOCK else "streaming")
+            parallel = self.fmt.block <= MAX_PARALLEL_BLOCK and not self.fmt.ifft_scale
+            object.__setattr__(self, "arch", "parallel" if parallel else "streaming")
         if not isinstance(self.arch, str):
             raise TypeError(f"Architecture (arch) must be a string, not {self.arch!r}")
         if self.arch not in ARCHITECTURES:
@@ -133,6 +136,9 @@ class CirculantParams(StreamParams, Params):
         if self.arch == "parallel" and self.fmt.block > MAX_PARALLEL_BLOCK:
             raise ValueError(f"Block size (fmt.block) must be at most {MAX_PARALLEL_BLOCK} for arch='parallel', "
                              f"not {self.fmt.block!r} (larger blocks need arch='streaming')")
+        if self.arch == "parallel" and self.fmt.ifft_scale:
+            raise ValueError("Inverse stage scaling (fmt.ifft_scale) must be False for arch='parallel', not True "
+                             "(it needs arch='streaming')")
         self.check_fields()
 
     # -- derived values ------------------------------------------------------------------------

@@ -8,10 +8,18 @@ block is accepted every ``k`` cycles (II = ``k``) and the hardware grows with ``
 Data flow (every register advances on ``step``, see *Sequencing*)::
 
     i (x_j, W_ij) -> x buffer      -> stage-1 butterfly on the pair (x[n], x[n + k/2]) -> rotate (real input)
-                  -> weight banks  -> SDF DIF stages 2 .. L (delay line k/2^s, rotate) -> X, natural position
+                  -> weight banks  -> SDF DIF stages 2 .. L (delay line 2 k/2^s, rotate) -> X, natural position
                                    -> X * W[bitrev(pos)] exact, R_sp, += accumulator RAM (two banks)
     on ``last``: the finished bank is read in bit-reversed order with the Hermitian extension
-                  -> SDF DIT stages 1 .. L (rotate, delay line 2^(s-1)) -> R_L(re) -> lane ``pos`` of o.y
+                  -> SDF DIT stages 1 .. L (rotate, delay line 2^s; ``ifft_scale``: halve)
+                  -> R_L(re) (its bias came with bin 0) -> lane ``pos`` of o.y
+
+Cost (issue 16; docs/circulant-fft.md has the per-block breakdown): the weight, accumulator and twiddle
+memories are block RAM (``BLOCK_RAM``); a block RAM's output is registered before any logic; the
+delay lines are flip-flop chains without multiplexers in front (:meth:`_Builder.sdf`); in the inverse
+transform the roundings of the rotations, the conjugates of the Hermitian extension and the ``+-j``
+negations are left pending as carries of the next butterfly (:meth:`_Builder.rotate`, ``pending``); the
+multipliers have :data:`DSP_PIPELINE` more registers on each side.
 
 Every value is the golden schedule's: the SDF stages compute exactly the butterflies of
 :func:`sw.circulant.golden_matvec`, in position order, with the twiddle of each position read from
@@ -26,7 +34,8 @@ Sequencing
 A *slot* is one ``step`` of the pipeline; a block takes ``k`` consecutive slots. ``t`` counts the slots
 of the block at the input; a point of the pipeline ``d`` registers downstream sees position
 ``(t - d) mod k`` of the block that entered ``d`` slots earlier, so one counter times every stage, and
-the per-block flags (valid, first, last, weight bank) live in a short history indexed by ``d div k``.
+the per-block flags (valid, first, last, weight bank, accumulator bank) live in a short history indexed by
+``d div k``.
 The pipeline steps while a block is being serialised; at a block boundary it starts the next block when
 a beat is offered, or an empty (bubble) block while a result is still in flight, and otherwise stops, so
 a vector's result comes out without waiting for more input. The output lanes are written one per slot;
@@ -50,23 +59,47 @@ from .common import DEFAULT_DSP_BITS, add_with_carry
 
 __all__ = ["streaming_latency", "elaborate_streaming"]
 
-#: Delay lines at least this deep live in distributed RAM (ECP5 DPR16X4, 16 deep) rather than flip-flops;
-#: shorter ones stay in flip-flops, where a half-used RAM would cost more LUTs than it saves.
-LINE_RAM_DEPTH = 16
+#: The weight and accumulator RAMs go into block RAM (ECP5 DP16KD) at every depth: yosys would put these
+#: shallow, wide memories into distributed RAM (k = 16: 70 DPR16X4 slices, about 450 LUTs with their read
+#: multiplexers), and block RAM costs no LUT.
+#: ``no_rw_check``: no port of these memories ever reads an address written in the same cycle (the schedule
+#: keeps a block between them), so yosys need not emulate the read-before-write behaviour across the block
+#: RAM's two ports (a multiplexer per data bit and a copy of the write data).
+BLOCK_RAM = {"ram_style": "block", "rom_style": "block", "no_rw_check": 1}
+
+
+#: Block size from which each position signal is a counter of its own rather than ``t`` minus a constant.
+POS_COUNTER_BLOCK = 32
+
+#: Extra registers on each side of every multiplier (flip-flops only): yosys leaves the MULT18X18D's own
+#: registers unused, so a register the placer can put next to the DSP takes the route to the fabric in a
+#: cycle of its own (k = 16: the DSP paths set Fmax at 102-113 MHz with a single register on each side).
+DSP_PIPELINE = 1
 
 
 def mult_stages(a_bits: int, b_bits: int, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
     """Registers of an exact signed product on ``dsp_bits`` x ``dsp_bits`` DSPs (the target's operand
-    width, :attr:`hw.circulant_fft.CirculantParams.dsp_bits`): 1 when both operands fit one DSP or both
-    are wider (left to yosys), 2 when one must be split into ``dsp_bits - 1``-bit pieces (partial
-    products, then their sum)."""
-    return 2 if min(a_bits, b_bits) <= dsp_bits < max(a_bits, b_bits) else 1
+    width, :attr:`hw.circulant_fft.CirculantParams.dsp_bits`): :data:`DSP_PIPELINE` on each side, and 1
+    when both operands fit one DSP or both are wider (left to yosys), 2 when one must be split into
+    ``dsp_bits - 1``-bit pieces (partial products, then their sum)."""
+    return (2 if min(a_bits, b_bits) <= dsp_bits < max(a_bits, b_bits) else 1) + 2 * DSP_PIPELINE
 
 
 def rotate_stages(data_bits: int, tw_bits: int, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
     """Registers of a twiddle rotation with multipliers: operands (and ``re + im``), products, the two
     sums, the rounding. ``data_bits``: the width of ``re + im``; ``tw_bits``: of ``c + d`` and ``d - c``."""
     return 3 + mult_stages(data_bits, tw_bits, dsp_bits)
+
+
+def _mux_tree(values, sel):
+    """``values[sel]`` as a balanced tree of 2:1 multiplexers on the bits of ``sel`` (``len(values)`` a power
+    of two): maps onto LUT4 + PFUMX/L6MUX cleanly, where yosys builds a ``$pmux`` of equality decoders."""
+    level = list(values)
+    for n in range(len(sel)):
+        if len(level) == 1:
+            break
+        level = [Mux(sel[n], level[i + 1], level[i]) for i in range(0, len(level), 2)]
+    return level[0]
 
 
 def _table_bits(values) -> int:
@@ -90,13 +123,32 @@ def _kind(table: list[tuple[int, int]], one: int) -> str:
     return "multiply"
 
 
-def _rotation_latency(kind: str, table, data_bits: int, dsp_bits: int) -> int:
+def _rotation_form(table, data_bits: int, dsp_bits: int, real: bool = False) -> tuple[str, int]:
+    """How a rotation of ``data_bits`` values multiplies, and its registers: ``"direct"`` (a real operand, or
+    the real part only: products with ``c`` and ``d`` themselves), ``"four"`` (4 products, when every
+    operand fits a DSP: one DSP more than three products but no pre-adder, cheaper in LUT + DSP) or
+    ``"three"`` (3 products, when operands must be split: fewer split sums)."""
+    cd_bits = _table_bits([v for row in table for v in row])
+    if real:
+        return "direct", rotate_stages(data_bits, cd_bits, dsp_bits)
+    if data_bits <= dsp_bits and cd_bits <= dsp_bits:
+        return "four", rotate_stages(data_bits, cd_bits, dsp_bits)
+    tw_bits = _table_bits([v for row in _three_mult_table(table) for v in row])
+    return "three", rotate_stages(data_bits + 1, tw_bits, dsp_bits)
+
+
+def _rotation_latency(kind: str, table, data_bits: int, dsp_bits: int, real: bool = False) -> int:
+    """Registers of a rotation of ``data_bits`` values (:func:`_rotation_form`)."""
     if kind == "none":
         return 0
     if kind == "swap":
         return 1
-    tw_bits = _table_bits([v for row in _three_mult_table(table) for v in row])
-    return rotate_stages(data_bits + 1, tw_bits, dsp_bits)
+    return _rotation_form(table, data_bits, dsp_bits, real)[1]
+
+
+def _product_four(fmt: CirculantFormat, dsp_bits: int) -> bool:
+    """The product ``X W`` with four multipliers (spectrum and weight fit a DSP: no pre-adders), else three."""
+    return max(fmt.fft_bits(fmt.stages), fmt.w_bits) <= dsp_bits
 
 
 @dataclass(frozen=True)
@@ -116,9 +168,17 @@ class _Plan:
     dsp_bits: int         # the target's DSP operand width (splits of the multipliers)
 
 
-def _conj_bits(lo_hi) -> int:
-    lo, hi = lo_hi
-    return signed_bits_for(min(lo, -hi), max(hi, -lo))
+def _output_bias(fmt: CirculantFormat) -> int:
+    """``2^(L-1)``, the output rounding's bias, carried in ``re`` of bin 0 from the accumulator's start value
+    (position 0 is a top in every inverse stage, never rotated, and adds to every output); 0 with
+    ``ifft_scale`` (no output rounding)."""
+    return 0 if fmt.ifft_scale else 1 << (fmt.stages - 1)
+
+
+def _ifft_bits(fmt: CirculantFormat, s: int) -> int:
+    """Width of the values of inverse stage ``s`` (1 .. L) with the output bias in."""
+    lo, hi = fmt.ifft_range(s)
+    return signed_bits_for(lo, hi + _output_bias(fmt))
 
 
 @functools.lru_cache(maxsize=64)
@@ -135,28 +195,29 @@ def _plan(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> _Plan:
     fft_kind = [_kind(t, one) for t in fft_tw]
     ifft_kind = [_kind(t, one) for t in ifft_tw]
     # a rotation multiplies re + im (one bit wider than the stage's values) by a twiddle sum
-    fft_lat = [_rotation_latency(fft_kind[s - 1], fft_tw[s - 1], fmt.fft_bits(s), dsp_bits)
+    fft_lat = [_rotation_latency(fft_kind[s - 1], fft_tw[s - 1], fmt.fft_bits(s), dsp_bits, real=s == 1)
                for s in range(1, L + 1)]
-    ifft_lat = [_rotation_latency(ifft_kind[s - 1], ifft_tw[s - 1],
-                                  fmt.ifft_bits(s - 1) if s > 1 else _conj_bits(fmt.acc_range()), dsp_bits)
-                for s in range(1, L + 1)]
+    # the last inverse stage needs the real part only
+    ifft_lat = [_rotation_latency(ifft_kind[s - 1], ifft_tw[s - 1], _ifft_bits(fmt, s - 1) if s > 1 else 0, dsp_bits,
+                                  real=s == L) for s in range(1, L + 1)]
     # forward: pair register, sum/difference register, rotation; then per SDF stage the delay line, its
     # output register and the rotation
     d = 2 + fft_lat[0]
     for s in range(2, L + 1):
         d += (k >> s) + 1 + fft_lat[s - 1]
     forward = d
-    product_mult = mult_stages(fmt.fft_bits(L) + 1, fmt.w_bits + 1, dsp_bits)
+    product_mult = (mult_stages(fmt.fft_bits(L), fmt.w_bits, dsp_bits) if _product_four(fmt, dsp_bits)
+                    else mult_stages(fmt.fft_bits(L) + 1, fmt.w_bits + 1, dsp_bits))
     acc = forward + 1 + product_mult + 1          # operands, products, exact sums
     ifft_in = acc + k + 2                         # one block later: bank read address, read data, conj
     d = ifft_in
     for s in range(1, L + 1):
         d += ifft_lat[s - 1] + (1 << (s - 1)) + 1
-    # Weight RAM: bin m of a block is written in its slot m + 1 and read (one slot before the product
-    # stage) in slot forward - 1 + bitrev^-1(m); a bank is written again B blocks later, so
-    # B k >= forward + k - 2.
+    # Weight RAM: bin m of a block is written in its slot m + 1 and read (two slots before the product
+    # stage: the block RAM's output is registered) in slot forward - 2 + bitrev^-1(m); a bank is written
+    # again B blocks later, so B k >= forward + k - 2.
     rev = bit_reverse(k)
-    late = [int(rev[p]) + 1 - (forward - 2 + p) for p in range(k) if rev[p] <= k // 2]
+    late = [int(rev[p]) + 1 - (forward - 3 + p) for p in range(k) if rev[p] <= k // 2]
     if max(late) > 0:
         raise RuntimeError(f"streaming weights would be read {max(late)} slots before they are written")
     return _Plan(fft_tw, ifft_tw, fft_kind, ifft_kind, fft_lat, ifft_lat, product_mult, forward, acc,
@@ -181,9 +242,18 @@ class _Builder:
 
     def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int):
         self.m, self.k, self.step, self.t, self.history = m, k, step, t, history
+        self.top = m
         self.dsp_bits = dsp_bits
         self.bits = ceil_log2(k)
         self._pos = {}
+
+    def section(self, name: str) -> Module:
+        """A submodule of the top for the next block of the datapath (``fft``, ``mac``, ...): the Verilog
+        keeps one module per block, so synthesis without flattening counts each one's cells."""
+        sub = Module()
+        self.top.submodules[name] = sub
+        self.m = sub
+        return sub
 
     def reg(self, value, shape, name):
         r = Signal(shape, name=name, reset_less=True)
@@ -192,11 +262,20 @@ class _Builder:
         return r
 
     def pos(self, d: int):
-        """Position (0 .. k-1) of the sample at offset ``d``: ``(t - d) mod k``."""
+        """Position (0 .. k-1) of the sample at offset ``d``: ``(t - d) mod k``. From ``k =``
+        :data:`POS_COUNTER_BLOCK` on a counter of its own that steps with ``t`` (a register: these select
+        the tables and wide multiplexers, k = 64 without it: 90 MHz on a subtractor and a 32:1
+        multiplexer); below, a subtractor on ``t`` is cheaper (k = 16: 50 LUTs)."""
         d %= self.k
+        if d == 0:
+            return self.t
         if d not in self._pos:
-            p = Signal(unsigned(self.bits), name=f"pos_{d}")
-            self.m.d.comb += p.eq((self.t - d)[:self.bits] if d else self.t)
+            p = Signal(unsigned(self.bits), name=f"pos_{d}", init=(self.t.init - d) % self.k)
+            if self.k >= POS_COUNTER_BLOCK:
+                with self.top.If(self.step):
+                    self.top.d.sync += p.eq(p + 1)
+            else:
+                self.m.d.comb += p.eq((self.t - d)[:self.bits])
             self._pos[d] = p
         return self._pos[d]
 
@@ -222,15 +301,29 @@ class _Builder:
                     self.m.d.comb += sig.eq(v)
         return sig
 
-    def rotate(self, re, im, table, kind: str, d: int, frac: int, out_shape, name):
+    def rotate(self, re, im, table, kind: str, d: int, frac: int, out_shape, name, *, pending: bool = False,
+               re_only: bool = False):
         """``rot(b, tw[pos])`` of the golden schedule for the sample at offset ``d``; ``im is None`` for a
-        real operand. Returns the rotated pair, :func:`_rotation_latency` slots later."""
+        real operand. Returns the rotated pair, :func:`_rotation_latency` slots later; with ``re_only`` the
+        imaginary part is None (two products ``re c - im d``, no pre-add).
+
+        With ``pending`` each component comes back as ``(v, c)``, standing for ``v + c`` (``c`` one bit or
+        None for 0), for a consumer that adds it anyway (:meth:`sdf`): the rounding
+        ``R_F(s) = (s >> F) + s[F-1]`` and the negation ``-v = ~v + 1`` of a ``+-j`` rotation leave their
+        ``+1`` to the consumer's adder as a carry, so they cost no adder here."""
         if kind == "none":
-            return re, im
+            return ((re, None), (im, None)) if pending else (re, im)
         if kind == "swap":                       # (re + j im) * (+-j), exact
             plus_j = any(ti > 0 for _, ti in table)
             sel = self.table([int(ti != 0) for _, ti in table], d, unsigned(1), f"{name}_swap")
             im_v = Const(0, 1).as_signed() if im is None else im
+            if pending:
+                neg = self.reg(sel, unsigned(1), f"{name}_neg")
+                if plus_j:                       # * +j = (-im, re) = (~im + 1, re)
+                    return ((self.reg(Mux(sel, ~im_v, re), out_shape, f"{name}_re"), neg),
+                            (self.reg(Mux(sel, re, im_v), out_shape, f"{name}_im"), None))
+                return ((self.reg(Mux(sel, im_v, re), out_shape, f"{name}_re"), None),
+                        (self.reg(Mux(sel, ~re, im_v), out_shape, f"{name}_im"), neg))
             if plus_j:                           # * +j = (-im, re)
                 out = (Mux(sel, -im_v, re), Mux(sel, re, im_v))
             else:                                # * -j = (im, -re)
@@ -238,20 +331,31 @@ class _Builder:
             return (self.reg(out[0], out_shape, f"{name}_re"), self.reg(out[1], out_shape, f"{name}_im"))
         # 3-multiplier complex product (exact): with t = c + jd, k1 = c (re + im), k2 = re (d - c),
         # k3 = im (c + d); re t = k1 - k3, im t = k1 + k2. The twiddle sums come from the table.
-        rows = _three_mult_table(table)
+        real = im is None
+        form, lat = _rotation_form(table, len(re), self.dsp_bits, real or re_only)
+        rows = _three_mult_table(table) if form == "three" else [tuple(row) for row in table]
         tw_shape = signed(_table_bits([v for row in rows for v in row]))
-        lat = _rotation_latency(kind, table, len(re), self.dsp_bits)
         ms = lat - 3
-        c, dc, cd = (self.reg(self.table([row[n] for row in rows], d, tw_shape, f"{name}_tw{n}"), tw_shape,
-                              f"{name}_t{n}") for n in range(3))
         a_re = self.reg(re, re.shape(), f"{name}_a_re")
-        half = 1 << (frac - 1)
-        if im is None:                           # real operand: re t = re c, im t = re d = re ((c + d) - c)
+        if real:                                 # real operand: re t = re c, im t = re d
+            c, d_ = self.rom(rows, d, tw_shape, f"{name}_tw")
             k1 = self.mul(a_re, c, ms, f"{name}_k1")
-            k2 = self.mul(a_re, dc, ms, f"{name}_k2")
+            k2 = self.mul(a_re, d_, ms, f"{name}_k2")
             sum_re = self.reg(k1, k1.shape(), f"{name}_sre")
-            sum_im = self.reg(k1 + k2, signed(len(k1) + 1), f"{name}_sim")
+            sum_im = self.reg(k2, k2.shape(), f"{name}_sim")
+        elif form == "direct" or form == "four":  # re t = re c - im d, im t = re d + im c
+            c, d_ = self.rom(rows, d, tw_shape, f"{name}_tw")
+            a_im = self.reg(im, im.shape(), f"{name}_a_im")
+            k1 = self.mul(a_re, c, ms, f"{name}_k1")
+            k2 = self.mul(a_im, d_, ms, f"{name}_k2")
+            sum_re = self.reg(k1 - k2, signed(max(len(k1), len(k2)) + 1), f"{name}_sre")
+            sum_im = None
+            if not re_only:
+                k3 = self.mul(a_re, d_, ms, f"{name}_k3")
+                k4 = self.mul(a_im, c, ms, f"{name}_k4")
+                sum_im = self.reg(k3 + k4, signed(max(len(k3), len(k4)) + 1), f"{name}_sim")
         else:
+            c, dc, cd = self.rom(rows, d, tw_shape, f"{name}_tw")
             a_im = self.reg(im, im.shape(), f"{name}_a_im")
             a_sum = self.reg(re + im, signed(len(re) + 1), f"{name}_a_sum")
             k1 = self.mul(a_sum, c, ms, f"{name}_k1")
@@ -259,17 +363,40 @@ class _Builder:
             k3 = self.mul(a_im, cd, ms, f"{name}_k3")
             sum_re = self.reg(k1 - k3, signed(len(k1) + 1), f"{name}_sre")
             sum_im = self.reg(k1 + k2, signed(len(k1) + 1), f"{name}_sim")
-        return (self.reg((sum_re + half) >> frac, out_shape, f"{name}_re"),
-                self.reg((sum_im + half) >> frac, out_shape, f"{name}_im"))
+        if pending:                              # R_F(s) = (s >> F) + s[F-1], the +s[F-1] left to the consumer
+            return tuple(None if v is None else
+                         (self.reg(v[frac:frac + out_shape.width].as_signed(), out_shape, f"{name}_{part}"),
+                          self.reg(v[frac - 1], unsigned(1), f"{name}_{part}_c"))
+                         for v, part in ((sum_re, "re"), (sum_im, "im")))
+        # R_F(s) = (s >> F) + s[F-1]: an adder of the high part only, the rounding bit as its carry
+        return tuple(None if v is None else
+                     self.reg(add_with_carry(v[frac:].as_signed(), Const(0, 1), v[frac - 1]), out_shape,
+                              f"{name}_{part}") for v, part in ((sum_re, "re"), (sum_im, "im")))
+
+    def rom(self, rows, d: int, shape, name):
+        """The twiddle constants ``rows[pos]`` (``(c, d - c, c + d)``, or ``(c, d)`` for a real operand) of the
+        sample at offset ``d``, one slot later (as a register of :meth:`table` would give them): a ROM in
+        block RAM read with the position, where a table in logic costs up to a LUT per bit."""
+        used = len(rows[0])
+        layout = data.StructLayout({f"t{n}": shape for n in range(used)})
+        init = [{f"t{n}": row[n] for n in range(used)} for row in rows]
+        mem = Memory(shape=layout, depth=self.k, init=init, attrs=BLOCK_RAM)
+        self.m.submodules[name] = mem
+        rd = mem.read_port(domain="sync")
+        self.m.d.comb += [rd.addr.eq(self.pos(d)), rd.en.eq(self.step)]
+        return tuple(getattr(rd.data, f"t{n}") for n in range(used))
 
     def mul(self, a, b, stages: int, name):
-        """The exact product ``a * b`` after ``stages`` registers. An operand wider than a DSP (when the
-        other fits) is split into ``dsp_bits - 1``-bit unsigned pieces (the top one signed) whose partial
-        products are registered, then summed."""
+        """The exact product ``a * b`` after ``stages`` registers (at least :func:`mult_stages`). An operand
+        wider than a DSP (when the other fits) is split into ``dsp_bits - 1``-bit unsigned pieces (the top
+        one signed) whose partial products are registered, then summed: each partial product adds only
+        above the bits of the ones below it."""
         shape = signed(len(a) + len(b))
         dsp = self.dsp_bits
-        natural = mult_stages(len(a), len(b), dsp)
-        if natural == 2:
+        split = mult_stages(len(a), len(b), dsp) - 2 * DSP_PIPELINE == 2
+        for n in range(DSP_PIPELINE):
+            a, b = self.reg(a, a.shape(), f"{name}_a{n}"), self.reg(b, b.shape(), f"{name}_b{n}")
+        if split:
             wide, narrow = (a, b) if len(a) > len(b) else (b, a)
             step = dsp - 1
             pieces = [wide[n:n + step] for n in range(0, len(wide) - dsp, step)]
@@ -278,44 +405,53 @@ class _Builder:
                        for n, piece in enumerate(pieces)]
             total = partial[0]
             for n, pp in enumerate(partial[1:], 1):
-                total = total + (pp << (n * step))
+                total = Cat(total[:n * step], total[n * step:].as_signed() + pp).as_signed()
             value = self.reg(total, shape, name)
         else:
             value = self.reg(a * b, shape, name)
-        for n in range(stages - natural):
+        for n in range(stages - mult_stages(len(a), len(b), dsp) + DSP_PIPELINE):
             value = self.reg(value, shape, f"{name}_pad{n}")
         return value
 
-    def sdf(self, re, im, d: int, half: int, line_shape, out_shape, name):
+    def sdf(self, re, im, d: int, half: int, out_shape, name, *, scale: bool = False):
         """A radix-2 single-path delay-feedback butterfly on the stream at offset ``d`` whose pairs are
-        ``half`` positions apart: tops go into the delay line, each bottom meets its top and the sum
-        leaves at once while the difference waits in the line for the next group's top slots. Returns
-        the registered stream (position ``p - half`` at offset ``d + half + 1``)."""
+        ``half`` positions apart, for inputs ``(v, c)`` standing for ``v + c`` (:meth:`rotate` with
+        ``pending``; ``c is None``: 0; ``im is None``: the real part only).
+
+        Every input enters one delay line of ``2 half`` registers, no multiplexer in front: in a bottom
+        slot the top sits ``half`` deep and the sum ``a + b`` leaves; in the next group's top slot the pair
+        sits at ``half`` and ``2 half`` and the difference ``a - b`` leaves (2 adders and a multiplexer per
+        bit, where a line fed back through a subtractor and multiplexers costs 4). In an inverse (DIT) stage
+        a top has twiddle 1, so its carry is 0; the bottom's enters the adder and the subtractor as their
+        carry and borrow (``a + (v + c)``, ``(2a - (2v + c)) >> 1 = a - (v + c)``). ``scale`` halves the
+        result (``floor``: the schedule's ``ifft_scale``). Returns the registered stream (position
+        ``p - half`` at offset ``d + half + 1``)."""
         bottom = self.pos(d)[ceil_log2(half)]
-        if half >= LINE_RAM_DEPTH:
-            # a circular buffer in distributed RAM, addressed by the low position bits: each slot reads the
-            # entry written ``half`` slots ago and overwrites it
-            layout = data.StructLayout({"re": line_shape, "im": line_shape})
-            mem = Memory(shape=layout, depth=half, init=[])
-            self.m.submodules[f"{name}_line"] = mem
-            rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            ptr = self.pos(d)[:ceil_log2(half)]
-            old_re, old_im = rd.data.re, rd.data.im
-            self.m.d.comb += [rd.addr.eq(ptr), wr.addr.eq(ptr), wr.en.eq(self.step),
-                              wr.data.re.eq(Mux(bottom, old_re - re, re)),
-                              wr.data.im.eq(Mux(bottom, old_im - im, im))]
-        else:
-            line_re = [Signal(line_shape, name=f"{name}_line{n}_re", reset_less=True) for n in range(half)]
-            line_im = [Signal(line_shape, name=f"{name}_line{n}_im", reset_less=True) for n in range(half)]
-            old_re, old_im = line_re[-1], line_im[-1]
+        outs = []
+        for comp, part in ((re, "re"), (im, "im")):
+            if comp is None:
+                outs.append(None)
+                continue
+            v, c = comp
+            line = [Signal(v.shape(), name=f"{name}_line{n}_{part}", reset_less=True) for n in range(2 * half)]
             with self.m.If(self.step):
-                self.m.d.sync += [line_re[0].eq(Mux(bottom, old_re - re, re)),
-                                  line_im[0].eq(Mux(bottom, old_im - im, im))]
-                self.m.d.sync += [line_re[n].eq(line_re[n - 1]) for n in range(1, half)]
-                self.m.d.sync += [line_im[n].eq(line_im[n - 1]) for n in range(1, half)]
-        out_re = Mux(bottom, old_re + re, old_re)
-        out_im = Mux(bottom, old_im + im, old_im)
-        return self.reg(out_re, out_shape, f"{name}_re"), self.reg(out_im, out_shape, f"{name}_im")
+                self.m.d.sync += line[0].eq(v)
+                self.m.d.sync += [line[n].eq(line[n - 1]) for n in range(1, 2 * half)]
+            top, bot, first = line[half - 1], line[2 * half - 1], None
+            if c is not None:
+                carry = [Signal(name=f"{name}_line{n}_{part}_c", reset_less=True) for n in range(half)]
+                with self.m.If(self.step):
+                    self.m.d.sync += carry[0].eq(c)
+                    self.m.d.sync += [carry[n].eq(carry[n - 1]) for n in range(1, half)]
+                first = carry[-1]
+            total = add_with_carry(top, v, c)
+            # a - (v + c) as one subtractor: (2a - (2v + c)) >> 1 (an inverted operand would cost a LUT per bit;
+            # a subtractor inverts inside the carry chain)
+            diff = ((Cat(Const(0, 1), bot).as_signed() - Cat(first, top).as_signed()) >> 1
+                    if first is not None else bot - top)
+            value = Mux(bottom, total, diff)
+            outs.append(self.reg(value >> 1 if scale else value, out_shape, f"{name}_{part}"))
+        return tuple(outs)
 
 
 # -- the component's body --------------------------------------------------------------------------------
@@ -334,7 +470,7 @@ def elaborate_streaming(pe) -> Module:
     t = Signal(unsigned(ceil_log2(k)), init=k - 1)          # slot of the block at the input
     drain = Signal(range(plan.out + k + 1))                  # steps until the last result is out
     flushing = Signal()                                      # drain != 0, registered (off the step path)
-    block_end = t == k - 1
+    block_end = Signal(init=1)                               # t == k - 1, registered (step: one LUT level)
     start = Signal()                                         # a new block (beat or bubble) begins
     step = Signal()
     m.d.comb += [
@@ -344,28 +480,32 @@ def elaborate_streaming(pe) -> Module:
     ]
     accept = pe.i.valid & pe.i.ready
 
-    flag_layout = {"valid": 1, "first": 1, "last": 1, "bank": range(plan.weight_banks)}
+    # bank: of the weight RAM; abank: of the accumulator RAM, one per vector (toggled by each `last`)
+    flag_layout = {"valid": 1, "first": 1, "last": 1, "bank": range(plan.weight_banks), "abank": 1}
     flags_shape = data.StructLayout(flag_layout)
     depth = plan.out // k + 2
     history = [Signal(flags_shape, name=f"block{n}") for n in range(depth)]
     first = Signal(init=1)                                    # the next beat starts a vector
     wsel = Signal(range(plan.weight_banks))                   # the weight bank the next beat fills
+    abank = Signal()                                          # the accumulator bank the next vector fills
     with m.If(step):
-        m.d.sync += t.eq(t + 1)
+        m.d.sync += [t.eq(t + 1), block_end.eq(t == k - 2)]
         with m.If(flushing):
             m.d.sync += [drain.eq(drain - 1), flushing.eq(drain != 1)]
     with m.If(start):
         m.d.sync += [history[n].eq(history[n - 1]) for n in range(1, depth)]
         m.d.sync += [history[0].valid.eq(accept), history[0].first.eq(first),
-                     history[0].last.eq(pe.i.payload.last), history[0].bank.eq(wsel)]
+                     history[0].last.eq(pe.i.payload.last), history[0].bank.eq(wsel),
+                     history[0].abank.eq(abank)]
     with m.If(accept):
         m.d.sync += first.eq(pe.i.payload.last)
         m.d.sync += wsel.eq(Mux(wsel == plan.weight_banks - 1, 0, wsel + 1))
         with m.If(pe.i.payload.last):
-            m.d.sync += [drain.eq(plan.out + k), flushing.eq(1)]
+            m.d.sync += [drain.eq(plan.out + k), flushing.eq(1), abank.eq(~abank)]
     b = _Builder(m, k, step, t, history, p.dsp_bits)
 
     # -- input buffers: the block being serialised; its weights go into the weight RAM, one bin per slot --
+    m = b.section("inbuf")
     x_shape = p.act_shape
     xbuf = [Signal(x_shape, name=f"x{n}", reset_less=True) for n in range(k)]
     wbuf = [(Signal(signed(fmt.w_bits), name=f"w{n}_re", reset_less=True),
@@ -376,16 +516,18 @@ def elaborate_streaming(pe) -> Module:
                      for part, field in zip(pair, ("re", "im"))]
     zero_w = Const(0, signed(fmt.w_bits))
     bin_layout = data.StructLayout({"re": signed(fmt.w_bits), "im": signed(fmt.w_bits)})
-    wmem = Memory(shape=bin_layout, depth=plan.weight_banks * k, init=[])
+    wmem = Memory(shape=bin_layout, depth=plan.weight_banks * k, init=[], attrs=BLOCK_RAM)
     m.submodules.weights = wmem
     w_write = wmem.write_port()
     # bin m is selected in slot m and written in slot m + 1 (registered, off the counter's critical path);
     # bins 0 and k/2 are real: their imaginary fields are ignored
     w_addr = b.reg(Cat(t, history[0].bank), unsigned(len(w_write.addr)), "w_addr")
-    w_re_in = b.reg(b.select([wbuf[n][0] if n <= half else zero_w for n in range(k)], 0, signed(fmt.w_bits),
-                             "w_in_re"), signed(fmt.w_bits), "w_re_in")
-    w_im_in = b.reg(b.select([wbuf[n][1] if 0 < n < half else zero_w for n in range(k)], 0, signed(fmt.w_bits),
-                             "w_in_im"), signed(fmt.w_bits), "w_im_in")
+    # a binary multiplexer tree on t (positions above k/2 are never written: don't care)
+    low = t[:L - 1] if L > 1 else Const(0, 1)
+    w_re_in = b.reg(Mux(t[L - 1], wbuf[half][0], _mux_tree([wbuf[n][0] for n in range(half)], low)),
+                    signed(fmt.w_bits), "w_re_in")
+    w_im_in = b.reg(Mux(t[L - 1], zero_w, _mux_tree([zero_w] + [wbuf[n][1] for n in range(1, half)], low)),
+                    signed(fmt.w_bits), "w_im_in")
     w_en = Signal(name="w_en")
     with m.If(step):
         m.d.sync += w_en.eq(history[0].valid & (t <= half))
@@ -393,6 +535,7 @@ def elaborate_streaming(pe) -> Module:
                  w_write.en.eq(step & w_en)]
 
     # -- forward stage 1 on the buffered pair (x[n], x[n + k/2]), real input ---------------------------
+    m = b.section("fft")
     pair = t[:L - 1] if L > 1 else Const(0, 1)
     top_x, bot_x = Array(xbuf[:half])[pair], Array(xbuf[half:])[pair]
     in_shape = _range_shape(fmt.fft_range(0))
@@ -406,8 +549,7 @@ def elaborate_streaming(pe) -> Module:
     d = 2 + plan.fft_lat[0]
     for s in range(2, L + 1):
         shape = _range_shape(fmt.fft_range(s))
-        line = _range_shape(fmt.fft_range(s - 1), fmt.fft_range(s))
-        u_re, u_im = b.sdf(u_re, u_im, d, k >> s, line, shape, f"fft{s}")
+        u_re, u_im = b.sdf((u_re, None), (u_im, None), d, k >> s, shape, f"fft{s}")
         d += (k >> s) + 1
         u_re, u_im = b.rotate(u_re, u_im, plan.fft_tw[s - 1], plan.fft_kind[s - 1], d, frac, shape, f"fft{s}_rot")
         d += plan.fft_lat[s - 1]
@@ -415,51 +557,75 @@ def elaborate_streaming(pe) -> Module:
         raise RuntimeError(f"streaming plan out of step: forward offset {d} != {plan.forward}")
 
     # -- products X[m] * W[m] for the bins m = bitrev(pos) <= k/2, exact, registered ------------------
-    # the weight of bin bitrev(pos), read one slot ahead so it arrives with the spectrum
+    # the weight of bin bitrev(pos), read two slots ahead so it arrives with the spectrum (the block RAM's
+    # output is registered: its clock-to-output alone is about 6 ns on ECP5)
+    m = b.section("product")
     w_read = wmem.read_port(domain="sync")
-    flags_w = data.View(flags_shape, b.flags(d - 1))
-    bin_at = b.table([rev[pos] if rev[pos] <= half else 0 for pos in range(k)], d - 1, unsigned(L), "w_bin")
+    flags_w = data.View(flags_shape, b.flags(d - 2))
+    bin_at = b.table([rev[pos] if rev[pos] <= half else 0 for pos in range(k)], d - 2, unsigned(L), "w_bin")
     m.d.comb += [w_read.en.eq(step), w_read.addr.eq(Cat(bin_at, flags_w.bank))]
-    w_re_sel, w_im_sel = w_read.data.re, w_read.data.im
-    # 3-multiplier complex product, exact: k1 = w_re (x_re + x_im), k2 = x_re (w_im - w_re),
-    # k3 = x_im (w_re + w_im); re P = k1 - k3, im P = k1 + k2
+    w_re_sel = b.reg(w_read.data.re, signed(fmt.w_bits), "w_read_re")
+    w_im_sel = b.reg(w_read.data.im, signed(fmt.w_bits), "w_read_im")
+    # four products when spectrum and weight fit a DSP, else the 3-multiplier complex product, exact:
+    # k1 = w_re (x_re + x_im), k2 = x_re (w_im - w_re), k3 = x_im (w_re + w_im); re P = k1 - k3, im P = k1 + k2
     x_shape_f = _range_shape(fmt.fft_range(L))
     ws = signed(fmt.w_bits + 1)
     x_re, x_im = b.reg(u_re, x_shape_f, "x_re"), b.reg(u_im, x_shape_f, "x_im")
-    x_sum = b.reg(u_re + u_im, signed(x_shape_f.width + 1), "x_sum")
     w_re = b.reg(w_re_sel, signed(fmt.w_bits), "w_re")
-    w_dif, w_sum = b.reg(w_im_sel - w_re_sel, ws, "w_dif"), b.reg(w_re_sel + w_im_sel, ws, "w_sum")
-    k1 = b.mul(x_sum, w_re, plan.product_mult, "p_k1")
-    k2 = b.mul(x_re, w_dif, plan.product_mult, "p_k2")
-    k3 = b.mul(x_im, w_sum, plan.product_mult, "p_k3")
     prod_shape = _range_shape(fmt.product_range)
-    prod_re, prod_im = b.reg(k1 - k3, prod_shape, "prod_re"), b.reg(k1 + k2, prod_shape, "prod_im")
+    if _product_four(fmt, p.dsp_bits):      # four products, no pre-adders (cheaper in LUT + DSP)
+        w_im = b.reg(w_im_sel, signed(fmt.w_bits), "w_im")
+        kp = [b.mul(xs, ws_, plan.product_mult, f"p_k{n}")
+              for n, (xs, ws_) in enumerate(((x_re, w_re), (x_im, w_im), (x_re, w_im), (x_im, w_re)))]
+        prod_re, prod_im = b.reg(kp[0] - kp[1], prod_shape, "prod_re"), b.reg(kp[2] + kp[3], prod_shape, "prod_im")
+    else:
+        x_sum = b.reg(u_re + u_im, signed(x_shape_f.width + 1), "x_sum")
+        w_dif, w_sum = b.reg(w_im_sel - w_re_sel, ws, "w_dif"), b.reg(w_re_sel + w_im_sel, ws, "w_sum")
+        k1 = b.mul(x_sum, w_re, plan.product_mult, "p_k1")
+        k2 = b.mul(x_re, w_dif, plan.product_mult, "p_k2")
+        k3 = b.mul(x_im, w_sum, plan.product_mult, "p_k3")
+        prod_re, prod_im = b.reg(k1 - k3, prod_shape, "prod_re"), b.reg(k1 + k2, prod_shape, "prod_im")
     d += 1 + plan.product_mult + 1
 
     # -- accumulation in RAM: two banks of k positions, the one being read by the IFFT and the other ------
-    acc_shape = signed(fmt.acc_bits())
+    m = b.section("acc")
+    bias = _output_bias(fmt)
+    lo, hi = fmt.acc_range()
+    acc_shape = _range_shape((lo, hi + bias))
     acc_layout = data.StructLayout({"re": acc_shape, "im": acc_shape})
-    mem = Memory(shape=acc_layout, depth=2 * k, init=[])
-    m.submodules.acc = mem
-    bank = Signal()                                           # the bank being accumulated
+    mem = Memory(shape=acc_layout, depth=2 * k, init=[], attrs=BLOCK_RAM)
+    m.submodules.acc_mem = mem
+    # read two slots ahead (the block RAM's output registered), the sum written one slot later (registered):
+    # a position is read again one block after its write, so k >= 4 leaves no hazard
     flags_acc = data.View(flags_shape, b.flags(d))
+    flags_rmw = data.View(flags_shape, b.flags(d - 2))
     rmw = mem.read_port(domain="sync")
-    m.d.comb += [rmw.en.eq(step), rmw.addr.eq((bank << L) | b.pos(d - 1))]
+    m.d.comb += [rmw.en.eq(step), rmw.addr.eq(Cat(b.pos(d - 2), flags_rmw.abank))]
+    # the first block of a vector starts from 0, re of bin 0 (position 0) from the output rounding's bias:
+    # the register after the block RAM loads that instead of the old sum (its flip-flops' synchronous
+    # reset, written as its own branch; the bias bits cost a LUT each)
+    first_pre = data.View(flags_shape, b.flags(d - 1)).first
+    start = b.table([bias if pos == 0 else 0 for pos in range(k)], d - 1, acc_shape, "acc_start")
+    old_re = Signal(acc_shape, name="acc_old_re", reset_less=True)
+    old_im = Signal(acc_shape, name="acc_old_im", reset_less=True)
+    with m.If(step):
+        with m.If(first_pre):
+            m.d.sync += [old_re.eq(start), old_im.eq(0)]
+        with m.Else():
+            m.d.sync += [old_re.eq(rmw.data.re), old_im.eq(rmw.data.im)]
     needed = b.table([int(rev[pos] <= half) for pos in range(k)], d, unsigned(1), "acc_needed")
 
     def accumulate(prod, old):
         rounded = (prod >> sp, prod[sp - 1]) if sp else (prod, None)
-        return add_with_carry(Mux(flags_acc.first, 0, old), *rounded)
+        return add_with_carry(old, *rounded)
 
     wr = mem.write_port()
     m.d.comb += [
-        wr.addr.eq((bank << L) | b.pos(d)),
-        wr.data.re.eq(accumulate(prod_re, rmw.data.re)),
-        wr.data.im.eq(accumulate(prod_im, rmw.data.im)),
-        wr.en.eq(step & flags_acc.valid & needed),
+        wr.addr.eq(b.reg(Cat(b.pos(d), flags_acc.abank), unsigned(L + 1), "acc_waddr")),
+        wr.data.re.eq(b.reg(accumulate(prod_re, old_re), acc_shape, "acc_new_re")),
+        wr.data.im.eq(b.reg(accumulate(prod_im, old_im), acc_shape, "acc_new_im")),
+        wr.en.eq(step & b.reg(flags_acc.valid & needed, unsigned(1), "acc_we")),
     ]
-    with m.If(step & flags_acc.valid & flags_acc.last & (b.pos(d) == k - 1)):
-        m.d.sync += bank.eq(~bank)
     if d != plan.acc:
         raise RuntimeError(f"streaming plan out of step: accumulator offset {d} != {plan.acc}")
 
@@ -470,39 +636,51 @@ def elaborate_streaming(pe) -> Module:
         mbin = rev[pos]
         read_addr.append(pos if mbin <= half else rev[k - mbin])
         conj.append(int(mbin > half))
+    # read one slot ahead, the block RAM's output registered
     rd = mem.read_port(domain="sync")
-    m.d.comb += [rd.en.eq(step), rd.addr.eq((~bank << L) | b.table(read_addr, d, unsigned(L), "ifft_addr"))]
+    flags_rd = data.View(flags_shape, b.flags(d - 1))
+    m.d.comb += [rd.en.eq(step), rd.addr.eq(Cat(b.table(read_addr, d - 1, unsigned(L), "ifft_addr"), flags_rd.abank))]
+    rd_re, rd_im = b.reg(rd.data.re, acc_shape, "ifft_read_re"), b.reg(rd.data.im, acc_shape, "ifft_read_im")
     d += 1
     neg = b.table(conj, d, unsigned(1), "ifft_conj")
-    lo, hi = fmt.acc_range()
-    v_range = (min(lo, -hi), max(hi, -lo))
-    v_shape = _range_shape(v_range)
-    v_re = b.reg(rd.data.re, v_shape, "v0_re")
-    v_im = b.reg(Mux(neg, -rd.data.im, rd.data.im), v_shape, "v0_im")
+    # v_0 with the conjugates pending: -im = ~im + 1, the +1 a carry of the first butterfly (the conjugated
+    # positions are odd, bottoms of stage 1)
+    v_shape = _range_shape((lo - 1, hi + bias), (-hi - 1, -lo))
+    v = ((b.reg(rd_re, v_shape, "v0_re"), None),
+         (b.reg(Mux(neg, ~rd_im, rd_im), v_shape, "v0_im"), b.reg(neg, unsigned(1), "v0_neg")))
     d += 1
     if d != plan.ifft_in:
         raise RuntimeError(f"streaming plan out of step: inverse offset {d} != {plan.ifft_in}")
+    m = b.section("ifft")
+    if plan.ifft_kind[0] != "none":
+        raise RuntimeError("streaming plan: the first inverse stage must have no rotation")
     for s in range(1, L + 1):
-        shape = _range_shape(fmt.ifft_range(s))
-        v_re, v_im = b.rotate(v_re, v_im, plan.ifft_tw[s - 1], plan.ifft_kind[s - 1], d, frac, shape,
-                              f"ifft{s}_rot")
+        shape = signed(_ifft_bits(fmt, s))
+        if s > 1:                                # rotate the resolved stream, the roundings pending
+            v = b.rotate(v[0], v[1], plan.ifft_tw[s - 1], plan.ifft_kind[s - 1], d, frac,
+                         signed(shape.width + 1), f"ifft{s}_rot", pending=True, re_only=s == L)
         d += plan.ifft_lat[s - 1]
-        line = _range_shape(fmt.ifft_range(s - 1) if s > 1 else v_range, fmt.ifft_range(s))
-        v_re, v_im = b.sdf(v_re, v_im, d, 1 << (s - 1), line, shape, f"ifft{s}")
+        v = b.sdf(v[0], v[1] if s < L else None, d, 1 << (s - 1), shape, f"ifft{s}", scale=fmt.ifft_scale)
         d += (1 << (s - 1)) + 1
     if d != plan.out:
         raise RuntimeError(f"streaming plan out of step: output offset {d} != {plan.out}")
 
-    # -- output: y[pos] = R_L(re v_L), one lane per slot; o.valid with the last lane --------------------
-    flags_out = data.View(flags_shape, b.flags(d))
-    done = flags_out.valid & flags_out.last
-    y = ((v_re + (1 << (L - 1))) >> L)
-    pos_out = b.pos(d)
-    with m.If(step & done):
-        with m.Switch(pos_out):
-            for n in range(k):
-                with m.Case(n):
-                    m.d.sync += pe.o.payload.y[n].eq(y)
+    # -- output: y[pos] = R_L(re v_L) = (re v_L + bias) >> L (the bias came with bin 0), one lane per slot;
+    # with ifft_scale the stages did the 1/k: y = re v_L. o.valid with the last lane
+    m = b.section("outbuf")
+    # the lane enables and the result flag registered one slot ahead (one LUT per lane clock enable)
+    flags_pre = data.View(flags_shape, b.flags(d - 1))
+    done = Signal(name="y_done")                              # reset: no stale result after a reset
+    with m.If(step):
+        m.d.sync += done.eq(flags_pre.valid & flags_pre.last)
+    lane = [b.reg(b.table([int(pos == n) for pos in range(k)], d - 1, unsigned(1), f"y_lane{n}_t"), unsigned(1),
+                  f"y_lane{n}") for n in range(k)]
+    y = v[0] if fmt.ifft_scale else v[0] >> L
+    # gated by en, not step (one LUT: o.valid, o.ready, done, lane): when en is high and the pipeline idles
+    # (no beat, nothing in flight), the sample at the output belongs to no result, so nothing is written
+    for n in range(k):
+        with m.If(en & done & lane[n]):
+            m.d.sync += pe.o.payload.y[n].eq(y)
     with m.If(en):
-        m.d.sync += pe.o.valid.eq(step & done & (pos_out == k - 1))
-    return m
+        m.d.sync += pe.o.valid.eq(step & done & lane[k - 1])
+    return b.top

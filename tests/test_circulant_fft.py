@@ -43,6 +43,9 @@ def ident(p):
     ({"fmt": CirculantFormat(block=32), "arch": "parallel"}, ValueError,
      r"^Block size \(fmt\.block\) must be at most 16 for arch='parallel', not 32 "
      r"\(larger blocks need arch='streaming'\)$"),
+    ({"fmt": CirculantFormat(ifft_scale=True), "arch": "parallel"}, ValueError,
+     r"^Inverse stage scaling \(fmt\.ifft_scale\) must be False for arch='parallel', not True "
+     r"\(it needs arch='streaming'\)$"),
 ])
 def test_params_errors(kwargs, kind, message):
     with pytest.raises(kind, match=message):

@@ -15,25 +15,28 @@ from tb.runner import run
 
 STREAM = "streaming"
 
-# k = 4 (no multiplier at all), a narrow k = 8 without guard bits, and k = 16 and 64 with the default
-# widths; max_q is small to keep the runs short (max_q only sizes the accumulator and inverse widths)
+# k = 4 (no multiplier at all), a narrow k = 8 without guard bits, k = 16 on the scaled inverse schedule
+# (every inverse stage halved, two more bits off each product) and k = 64 with the default widths; max_q is
+# small to keep the runs short (max_q only sizes the accumulator and inverse widths)
 SIM_GRID = [
     CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
                                         guard_bits=1, max_q=8), arch=STREAM),
     CirculantParams(fmt=CirculantFormat(block=8, act_bits=5, w_bits=6, tw_bits=8, guard_bits=0, max_q=4),
                     arch=STREAM),
-    CirculantParams(fmt=CirculantFormat(block=16, max_q=8), arch=STREAM),
+    CirculantParams(fmt=CirculantFormat(block=16, max_q=8, ifft_scale=True, prod_shift=8), arch=STREAM),
     CirculantParams(fmt=CirculantFormat(block=64, max_q=4), arch=STREAM),
 ]
 
 
 def ident(p):
     f = p.fmt
-    return f"k{f.block}-{'s' if f.act_signed else 'u'}{f.act_bits}-w{f.w_bits}-tw{f.tw_bits}-q{f.max_q}"
+    return (f"k{f.block}-{'s' if f.act_signed else 'u'}{f.act_bits}-w{f.w_bits}-tw{f.tw_bits}-q{f.max_q}"
+            f"{'-scaled' if f.ifft_scale else ''}")
 
 
 def test_arch_default_and_derived_values():
     assert CirculantParams(fmt=CirculantFormat(block=16)).arch == "parallel"
+    assert CirculantParams(fmt=CirculantFormat(block=16, ifft_scale=True)).arch == STREAM
     p = CirculantParams(fmt=CirculantFormat(block=32))
     assert p.arch == STREAM and p.initiation_interval == 32 and p.macs_per_cycle == 32
     assert CirculantParams.from_json(p.to_json()) == p
@@ -42,9 +45,10 @@ def test_arch_default_and_derived_values():
 
 
 def test_mult_stages():
-    # one DSP (18 x 18 signed) in one register; one wide operand is split into 17-bit pieces (+1 register)
-    assert [mult_stages(a, b) for a, b in ((18, 18), (19, 18), (36, 12), (12, 40), (19, 19))] == [1, 2, 2, 2, 1]
-    assert rotate_stages(12, 17) == 4 and rotate_stages(27, 17) == 5
+    # one DSP (18 x 18 signed) in one register, DSP_PIPELINE (1) more on each side; one wide operand is
+    # split into 17-bit pieces (+1 register)
+    assert [mult_stages(a, b) for a, b in ((18, 18), (19, 18), (36, 12), (12, 40), (19, 19))] == [3, 4, 4, 4, 3]
+    assert rotate_stages(12, 17) == 6 and rotate_stages(27, 17) == 7
 
 
 @pytest.mark.parametrize("k", [4, 8, 16, 32, 64])

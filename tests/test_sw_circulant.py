@@ -59,19 +59,21 @@ def ref_fft(v, tw, k, frac):
     return out
 
 
-def ref_ifft(v, tw, k, frac):
-    """Recursive radix-2 decimation in time with conjugate twiddles, natural order in and out (k x IDFT)."""
+def ref_ifft(v, tw, k, frac, scale=False):
+    """Recursive radix-2 decimation in time with conjugate twiddles, natural order in and out (k x IDFT;
+    with ``scale`` every butterfly output is halved, floor: the IDFT)."""
     n = len(v)
     if n == 1:
         return v
     h = n // 2
-    even, odd = ref_ifft(v[0::2], tw, k, frac), ref_ifft(v[1::2], tw, k, frac)
+    even, odd = ref_ifft(v[0::2], tw, k, frac, scale), ref_ifft(v[1::2], tw, k, frac, scale)
     out = [None] * n
+    s = int(scale)
     for j in range(h):
         c, d = tw[j * (k // n)]
         t = ref_rot(odd[j], (c, -d), frac)
-        out[j] = (even[j][0] + t[0], even[j][1] + t[1])
-        out[j + h] = (even[j][0] - t[0], even[j][1] - t[1])
+        out[j] = ((even[j][0] + t[0]) >> s, (even[j][1] + t[1]) >> s)
+        out[j + h] = ((even[j][0] - t[0]) >> s, (even[j][1] - t[1]) >> s)
     return out
 
 
@@ -88,7 +90,8 @@ def ref_matvec(x, spectra, fmt):
             for m, ((a, b), (c, d)) in enumerate(zip(xj, wj)):
                 acc[m] = (acc[m][0] + ref_round(a * c - b * d, sp), acc[m][1] + ref_round(a * d + b * c, sp))
         full = acc + [(re, -im) for re, im in acc[1:k // 2][::-1]]
-        y.append([ref_round(re, fmt.stages) for re, _ in ref_ifft(full, tw, k, frac)])
+        v = ref_ifft(full, tw, k, frac, fmt.ifft_scale)
+        y.append([re if fmt.ifft_scale else ref_round(re, fmt.stages) for re, _ in v])
     return y
 
 
@@ -135,7 +138,11 @@ def test_default_format_and_widths():
     assert fmt.fft_range(0) == (-512, 508) and fmt.fft_range(4) == (-8192, 8160)
     docs = {name: doc for name, _, _, doc in fmt.describe()}
     assert set(docs) == {"block", "act_bits", "act_signed", "w_bits", "tw_bits", "guard_bits", "prod_shift",
-                         "max_q"} and all(docs.values())
+                         "max_q", "ifft_scale"} and all(docs.values())
+    assert fmt.ifft_scale is False
+    # halving every inverse stage keeps it at the accumulator's width; the output needs no shift
+    assert fmt.replace(ifft_scale=True).widths() == {**fmt.widths(), "ifft1": 26, "ifft2": 26, "ifft3": 26,
+                                                     "ifft4": 26, "out": 26}
 
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -161,6 +168,7 @@ def test_forward_widths_grow_one_bit_per_stage(block):
     ({"tw_bits": True}, TypeError, r"^Circulant twiddle bits must be an integer, not True$"),
     ({"guard_bits": 9}, ValueError, r"^Circulant guard bits must be an integer from 0 to 8, not 9$"),
     ({"max_q": 0}, ValueError, r"^Circulant max_q must be an integer from 1 to 65536, not 0$"),
+    ({"ifft_scale": 1}, TypeError, r"^Circulant ifft_scale must be a bool, not 1$"),
     ({"prod_shift": -1}, ValueError, r"^Circulant product shift must be a non-negative integer, not -1$"),
     ({"prod_shift": 30}, ValueError,
      r"^Circulant product shift must be an integer from 0 to 24 \(below the 26-bit product\), not 30$"),
@@ -389,7 +397,8 @@ def formats(draw, max_q=4):
     block = draw(st.sampled_from(BLOCKS))
     kwargs = dict(block=block, act_bits=draw(st.integers(2, 12)), act_signed=draw(st.booleans()),
                   w_bits=draw(st.integers(4, 16)), tw_bits=draw(st.integers(4, 18)),
-                  guard_bits=draw(st.integers(0, 4)), max_q=draw(st.integers(1, max_q)))
+                  guard_bits=draw(st.integers(0, 4)), max_q=draw(st.integers(1, max_q)),
+                  ifft_scale=draw(st.booleans()))
     fmt = CirculantFormat(**kwargs)
     try:  # a small prod_shift can make the inverse FFT too wide (checked by test_every_format_fits_or_says_why)
         return fmt.replace(prod_shift=draw(st.integers(0, fmt.product_bits - 2)))
@@ -550,6 +559,21 @@ def test_sqnr_default_configuration(block, floor):
     sqnr = measure_sqnr(fmt)
     print(f"k = {block}: {sqnr:.1f} dB")
     assert sqnr >= floor >= 50
+
+
+@pytest.mark.parametrize("block", [16, 64])
+def test_sqnr_scaled_inverse(block):
+    """Halving every inverse stage (``ifft_scale``, floor) keeps the inverse values at the accumulator's width
+    and costs at most 0.5 dB at the default format (k = 16: 62.5 -> 62.5 dB, k = 64: 60.2 -> 59.8 dB in the
+    bench recipe); two more bits off each product (``prod_shift + 2``) cost more (k = 64: 4 dB; the inverse
+    stages' floors then sit 4x coarser) but stay at 55 dB or more."""
+    fmt = CirculantFormat(block=block)
+    scaled = fmt.replace(ifft_scale=True)
+    assert [scaled.ifft_bits(s) for s in range(fmt.stages + 1)] == [fmt.acc_bits()] * (fmt.stages + 1)
+    assert scaled.out_bits() <= fmt.out_bits() + 1
+    base, half, coarse = (measure_sqnr(f) for f in (fmt, scaled, scaled.replace(prod_shift=fmt.prod_shift + 2)))
+    print(f"k = {block}: {base:.2f} dB, ifft_scale {half:.2f} dB, and prod_shift + 2 {coarse:.2f} dB")
+    assert base - 0.5 <= half <= base + 0.2 and half - 4.5 <= coarse < half and coarse >= 55
 
 
 def test_fine_quantisation_approaches_float():
