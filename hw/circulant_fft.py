@@ -67,6 +67,7 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 from sw.params import Params
 
+from .dsp import DSP_CELL, TARGET
 from .common import (DEFAULT_DSP_BITS, DSP_BITS, TREE_LEVELS_PER_STAGE, StreamParams, add_with_carry, csd_digits,
                      delay, register)
 
@@ -99,6 +100,10 @@ class CirculantParams(StreamParams, Params):
         the bits: ``"parallel"`` takes three multipliers per complex product when every operand fits, else
         four; ``"streaming"`` splits an operand wider than a DSP into ``dsp_bits - 1``-bit pieces. The
         latency follows.
+    dsp_cell : str
+        ``"target"`` (default: the synthesis target's DSP primitive, :mod:`hw.dsp`), ``"inferred"`` or a
+        primitive. ``"streaming"`` builds each product whose operands fit the primitive from it, with its own
+        registers (the same latency); ``"parallel"`` leaves its multiplies to synthesis.
     input_layout, output_layout : data.StructLayout
         The ``i`` and ``o`` payloads; ``i_signature``, ``o_signature`` their stream signatures
         (:class:`hw.common.StreamParams`).
@@ -121,6 +126,7 @@ class CirculantParams(StreamParams, Params):
         "doc": "'parallel' (one block per cycle, block <= 16) or 'streaming' (one sample per cycle); "
                "default: parallel up to block 16, streaming above"})
     dsp_bits: int = DSP_BITS.field(DEFAULT_DSP_BITS)
+    dsp_cell: str = DSP_CELL.field(TARGET)
 
     def __post_init__(self):
         if not isinstance(self.fmt, CirculantFormat):

@@ -56,6 +56,7 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 
 from .common import DEFAULT_DSP_BITS, add_with_carry
+from .dsp import TARGET, fits, registered_product
 
 __all__ = ["streaming_latency", "elaborate_streaming"]
 
@@ -71,9 +72,11 @@ BLOCK_RAM = {"ram_style": "block", "rom_style": "block", "no_rw_check": 1}
 #: Block size from which each position signal is a counter of its own rather than ``t`` minus a constant.
 POS_COUNTER_BLOCK = 32
 
-#: Extra registers on each side of every multiplier (flip-flops only): yosys leaves the MULT18X18D's own
-#: registers unused, so a register the placer can put next to the DSP takes the route to the fabric in a
-#: cycle of its own (k = 16: the DSP paths set Fmax at 102-113 MHz with a single register on each side).
+#: Extra registers on each side of every multiplier: yosys leaves the MULT18X18D's own registers unused, so a
+#: register the placer can put next to the DSP takes the route to the fabric in a cycle of its own (k = 16: the
+#: DSP paths set Fmax at 102-113 MHz with a single register on each side). With ``dsp_cell`` naming the
+#: target's primitive (``synth.for_target``), a product whose operands fit it is that primitive with its own
+#: registers and a fabric register (:func:`hw.dsp.registered_product`): the same three stages.
 DSP_PIPELINE = 1
 
 
@@ -240,10 +243,10 @@ def _range_shape(*ranges: tuple[int, int]):
 class _Builder:
     """Shared state of one streaming datapath: the module, the step enable and the slot counter."""
 
-    def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int):
+    def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int, dsp_cell: str = TARGET):
         self.m, self.k, self.step, self.t, self.history = m, k, step, t, history
         self.top = m
-        self.dsp_bits = dsp_bits
+        self.dsp_bits, self.dsp_cell = dsp_bits, dsp_cell
         self.bits = ceil_log2(k)
         self._pos = {}
 
@@ -394,6 +397,14 @@ class _Builder:
         shape = signed(len(a) + len(b))
         dsp = self.dsp_bits
         split = mult_stages(len(a), len(b), dsp) - 2 * DSP_PIPELINE == 2
+        if not split and DSP_PIPELINE == 1 and fits(self.dsp_cell, a.shape(), b.shape()):
+            # a fabric register on the operands (they come from block RAM and adders), then the target's primitive
+            # with its own operand and product registers (hw/dsp.py): the same three registers as below
+            value = registered_product(self.m, a, b, en=self.step, cell=self.dsp_cell, width=shape.width, name=name,
+                                       fabric="before")
+            for n in range(stages - mult_stages(len(a), len(b), dsp)):
+                value = self.reg(value, shape, f"{name}_pad{n}")
+            return value
         for n in range(DSP_PIPELINE):
             a, b = self.reg(a, a.shape(), f"{name}_a{n}"), self.reg(b, b.shape(), f"{name}_b{n}")
         if split:
@@ -502,7 +513,7 @@ def elaborate_streaming(pe) -> Module:
         m.d.sync += wsel.eq(Mux(wsel == plan.weight_banks - 1, 0, wsel + 1))
         with m.If(pe.i.payload.last):
             m.d.sync += [drain.eq(plan.out + k), flushing.eq(1), abank.eq(~abank)]
-    b = _Builder(m, k, step, t, history, p.dsp_bits)
+    b = _Builder(m, k, step, t, history, p.dsp_bits, p.dsp_cell)
 
     # -- input buffers: the block being serialised; its weights go into the weight RAM, one bin per slot --
     m = b.section("inbuf")

@@ -17,13 +17,15 @@ STREAM = "streaming"
 
 # k = 4 (no multiplier at all), a narrow k = 8 without guard bits, k = 16 on the scaled inverse schedule
 # (every inverse stage halved, two more bits off each product) and k = 64 with the default widths; max_q is
-# small to keep the runs short (max_q only sizes the accumulator and inverse widths)
+# small to keep the runs short (max_q only sizes the accumulator and inverse widths); k = 8 and 16 build their
+# products from the iCE40 / ECP5 DSP primitive and its simulation model (hw/dsp.py), k = 64 infers them
 SIM_GRID = [
     CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
                                         guard_bits=1, max_q=8), arch=STREAM),
     CirculantParams(fmt=CirculantFormat(block=8, act_bits=5, w_bits=6, tw_bits=8, guard_bits=0, max_q=4),
-                    arch=STREAM),
-    CirculantParams(fmt=CirculantFormat(block=16, max_q=8, ifft_scale=True, prod_shift=8), arch=STREAM),
+                    arch=STREAM, dsp_cell="SB_MAC16"),
+    CirculantParams(fmt=CirculantFormat(block=16, max_q=8, ifft_scale=True, prod_shift=8), arch=STREAM,
+                    dsp_cell="MULT18X18D"),
     CirculantParams(fmt=CirculantFormat(block=64, max_q=4), arch=STREAM),
 ]
 
@@ -31,7 +33,7 @@ SIM_GRID = [
 def ident(p):
     f = p.fmt
     return (f"k{f.block}-{'s' if f.act_signed else 'u'}{f.act_bits}-w{f.w_bits}-tw{f.tw_bits}-q{f.max_q}"
-            f"{'-scaled' if f.ifft_scale else ''}")
+            f"{'-scaled' if f.ifft_scale else ''}{'' if p.dsp_cell == 'target' else '-' + p.dsp_cell}")
 
 
 def test_arch_default_and_derived_values():
