@@ -38,6 +38,8 @@ from amaranth.hdl import Shape
 
 from sw.params import Spec
 
+from .common import register
+
 __all__ = ["DspCell", "DSP_CELLS", "DSP_CELL", "INFERRED", "TARGET", "fits", "product_stages", "registered_product",
            "behavioural_product", "cells_used", "sim_models"]
 
@@ -84,24 +86,17 @@ def product_stages(cell: str, a_shape: Shape, b_shape: Shape) -> int:
     return DSP_CELLS[cell].stages + 1 if fits(cell, a_shape, b_shape) else 1
 
 
-def _enabled(m: Module, value: Value, en: Value, name: str) -> Signal:
-    reg = Signal(value.shape(), name=name, reset_less=True)
-    with m.If(en):
-        m.d.sync += reg.eq(value)
-    return reg
-
-
 def behavioural_product(m: Module, a: Value, b: Value, *, en: Value, stages: int, width: int, name: str) -> Value:
     """``a * b`` after ``stages`` registers that advance on ``en``: with 1 a product register after the
     multiply; with more, operand registers, the product register, then ``stages - 2`` more (what
     :func:`registered_product` does with a primitive: its input and output registers, then the fabric's)."""
     if stages >= 2:
-        a, b = _enabled(m, a, en, f"{name}_a"), _enabled(m, b, en, f"{name}_b")
+        a, b = register(m, a, en=en, name=f"{name}_a"), register(m, b, en=en, name=f"{name}_b")
     product = Signal(signed(width), name=f"{name}_p", reset_less=True)
     with m.If(en):
         m.d.sync += product.eq(a * b)
     for n in range(stages - 2):
-        product = _enabled(m, product, en, f"{name}_p{n + 2}")
+        product = register(m, product, en=en, name=f"{name}_p{n + 2}")
     return product
 
 
@@ -120,7 +115,7 @@ def registered_product(m: Module, a: Value, b: Value, *, en: Value, cell: str, w
     if not fits(cell, a.shape(), b.shape()):
         return behavioural_product(m, a, b, en=en, stages=1, width=width, name=name)
     if fabric == "before":
-        a, b = _enabled(m, a, en, f"{name}_fa"), _enabled(m, b, en, f"{name}_fb")
+        a, b = register(m, a, en=en, name=f"{name}_fa"), register(m, b, en=en, name=f"{name}_fb")
     spec = DSP_CELLS[cell]
     ax = Signal(signed(spec.bits), name=f"{name}_a")
     bx = Signal(signed(spec.bits), name=f"{name}_b")
