@@ -5,6 +5,10 @@ of registers that all advance together on one enable, ``en = ~o.valid | o.ready`
 register is empty or being drained every stage moves one step per cycle (II = 1); when the output is
 full and stalled the whole pipeline holds and ``i.ready`` is low. The output is registered, so
 ``o.valid`` never depends combinationally on ``o.ready``; ``i.ready`` does (ready-to-ready only).
+
+A large PE whose enable reaches thousands of flip-flops uses :class:`SkidOutput` instead: the enable is
+itself a register, so neither ``i.ready`` nor any register's clock enable depends on ``o.ready``
+combinationally, at the cost of one skid register of the output's width.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from amaranth.utils import ceil_log2
 
 from sw.params import Spec
 
-__all__ = ["TREE_LEVELS_PER_STAGE", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "equals",
+__all__ = ["TREE_LEVELS_PER_STAGE", "TREE_LEVELS", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "equals",
            "register", "delay", "tree_stages", "add_with_carry", "adder_tree", "multiply", "csd_digits",
-           "accumulate_and_emit"]
+           "accumulate_and_emit", "SkidOutput"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
 #: ECP5-85F speed grade 6, leaving slack for 200 MHz; a third level costs ~30 MHz (docs/sp2-mac.md).
 TREE_LEVELS_PER_STAGE = 2
+TREE_LEVELS = Spec("Adder-tree levels per stage (tree_levels)",
+                   "carry-chain adder levels between pipeline registers (1: more registers, a shorter path; "
+                   f"default {TREE_LEVELS_PER_STAGE})", min=1, max=8)
 
 #: The target's DSP operand width, a parameter of the generators whose multipliers it shapes. It is a fact
 #: of the synthesis target (``synth.TARGETS[...].dsp_bits``: ECP5 MULT18X18D 18, iCE40 SB_MAC16 16), so
@@ -227,3 +234,47 @@ def accumulate_and_emit(m: Module, *, en: Value, valid: Value, last: Value, valu
         m.d.sync += acc.eq(0)
     with m.Elif(en & valid):
         m.d.sync += acc.eq(total)
+
+
+class SkidOutput:
+    """A pipeline enable that is a flip-flop, and the skid register that makes it one.
+
+    With ``en = ~o.valid | o.ready`` the consumer's ``ready`` reaches every clock enable of the pipeline in
+    the same cycle: in a PE of 17k flip-flops (circulant-fft parallel, k = 16) that fan-out, and the
+    accumulators' clear gated by it, set Fmax (a LUT and 5-7 ns of routing, 116-135 MHz). Here ``en`` is
+    a register: the PE writes its output register ``valid`` / ``payload`` on ``en`` as before, and when
+    the consumer does not take a result while the pipeline advances, that result moves to a skid register
+    and ``en`` drops in the next cycle, until the consumer has taken it. No result is lost or reordered;
+    with ``o.ready`` high the timing is the plain pipeline's (same latency and interval); ``i.ready``
+    should be ``en``. ``en_next`` is the value ``en`` takes in the next cycle, for control signals that are
+    registered a cycle ahead (:meth:`ahead`). Costs one register and one 2:1 multiplexer per output bit.
+
+    ``o`` is the PE's output stream; build this before writing ``valid`` and ``payload``.
+    """
+
+    def __init__(self, m: Module, o, *, name: str = "out"):
+        self.en = Signal(init=1, name=f"{name}_en")             # 0 exactly while the skid register is full
+        # `full` is ~en in a flip-flop of its own: the control logic reads it, not the enable's huge net
+        self.full = Signal(name=f"{name}_full")
+        self.en_next = Signal(name=f"{name}_en_next")
+        self.valid = Signal(name=f"{name}_valid")
+        self.payload = Signal(o.payload.shape(), name=f"{name}_payload", reset_less=True)
+        skid = Signal(o.payload.shape(), name=f"{name}_skid", reset_less=True)
+        m.d.comb += [
+            self.en_next.eq(o.ready | ~(self.full | self.valid)),
+            o.valid.eq(self.full | self.valid),
+            o.payload.eq(Mux(self.full, skid, self.payload)),
+        ]
+        m.d.sync += [self.en.eq(self.en_next), self.full.eq(~self.en_next)]
+        with m.If(~self.full & self.valid & ~o.ready):
+            m.d.sync += skid.eq(self.payload)
+
+    def ahead(self, m: Module, value: Value, *, name: str, stalled: Value, init: int = 0) -> Signal:
+        """A register equal to ``en & r`` in every cycle, for ``r`` a register that advances on ``en``:
+        ``value`` is the input ``r`` takes on ``en``, ``stalled`` is ``r`` itself (what it keeps while ``en``
+        is low). One flip-flop instead of an AND gate on the path, so a high fan-out clear or clock enable
+        starts at a register. ``init`` is its value in reset (1 for a clear that also stands for the reset,
+        so the flip-flops it clears need no reset of their own)."""
+        reg = Signal(name=name, init=init)
+        m.d.sync += reg.eq(self.en_next & Mux(self.full, stalled, value))
+        return reg

@@ -26,8 +26,8 @@ from amaranth.lib.wiring import In, Out
 from sw.intops import int_range, signed_bits_for
 from sw.params import Spec
 
-from .common import (TREE_LEVELS_PER_STAGE, StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register,
-                     tree_stages)
+from .common import (TREE_LEVELS, TREE_LEVELS_PER_STAGE, StreamParams, accumulate_and_emit, adder_tree, delay,
+                     multiply, register, tree_stages)
 from .dsp import DSP_CELL, INFERRED, product_stages, registered_product
 
 __all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS",
@@ -43,9 +43,6 @@ ACT_SIGNED = Spec("Signed activations (act_signed)", "activations are two's comp
 MAX_LEN = Spec("Maximum vector length (max_len)", "longest vector (elements); sizes the accumulator",
                min=1, max=1 << 24)
 DSP = Spec("DSP use (dsp)", "allow DSP multipliers (false: LUT partial products)", kind=bool)
-TREE_LEVELS = Spec("Adder-tree levels per stage (tree_levels)",
-                   "adder levels between registers of the lane sum (1: more registers, a shorter path; "
-                   f"default {TREE_LEVELS_PER_STAGE})", min=1, max=8)
 
 
 class DotParams(StreamParams):

@@ -448,7 +448,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     _dot("sp2-mac-b5", SP2Mac, _SP2_B5, _sp2_pairs(_SP2_B5.fmt)),
     _dot("fixed-mac", FixedMac, _FIXED, _fixed_pairs),
     _dot("nm-sparse", NMSparse, _NM, _nm_pairs(_NM)),
-    Target("circulant-fft", lambda c=None: (c or CirculantFFT)(_CIRC), _CIRC.latency, True, _CIRC.latency),
+    # capacity: the pipeline's latency stages and the skid register of its registered enable (hw.common.SkidOutput)
+    Target("circulant-fft", lambda c=None: (c or CirculantFFT)(_CIRC), _CIRC.latency, True, _CIRC.latency + 1),
     Target("circulant-stream", lambda c=None: (c or CirculantFFT)(_CIRC_STREAM), _CIRC_STREAM.latency, True,
            _CIRC_STREAM.latency),
     Target("crossbar", lambda c=None: (c or CrossbarSystem)(_XBAR), _xbar_bound(_XBAR, _XBAR.array_latency),
