@@ -15,8 +15,10 @@ Architecture ``"streaming"`` (any ``k``, one sample per cycle, a block every ``k
 :mod:`hw.circulant_stream`; the same ports and bits.
 
 Architecture ``"parallel"`` (``k <= 16``; docs/circulant-fft.md): every butterfly of both transforms is
-its own hardware, one input block per cycle (II = 1). All registers advance on ``en = ~o.valid | o.ready``
-(see :mod:`hw.common`). The datapath is a graph of terms scheduled as soon as possible by
+its own hardware, one input block per cycle (II = 1). All registers advance on one enable ``en``, itself a
+flip-flop (:class:`hw.common.SkidOutput`: a result the consumer does not take moves to a skid register and ``en``
+drops a cycle later), since it reaches every one of the PE's 10-17k registers; the accumulators' clear and update
+are registered a cycle ahead on it. The datapath is a graph of terms scheduled as soon as possible by
 :class:`_Pipeline`: a register after every two carry-chain adders and around every DSP product, delay
 registers where values meet from different cycles::
 
@@ -43,7 +45,8 @@ Exactness and the cheap parts:
   ``R_F(v 2^F) = v``); the others are shift-and-add trees over the canonical signed digits of the
   constants (no DSP), exact, with the rounding bias wired into a known-zero low bit (:func:`_rotate_part`).
 * The complex products ``X W`` take three DSP multipliers (four if an operand would exceed the target's
-  DSP operand width, ``dsp_bits``: 18 on ECP5).
+  DSP operand width, ``dsp_bits``: 18 on ECP5); with ``dsp_cell`` a primitive, each is that primitive with its
+  own registers (:func:`hw.dsp.registered_product`, one register more per product).
 * ``R_s(v) = (v + 2^(s-1)) >> s`` equals ``(v >> s) + v[s-1]``: the product rounding enters the
   accumulator's adder as its carry (:func:`hw.common.add_with_carry`); the output rounding's bias enters
   ``re V[0]``, which reaches every output of the inverse DIT unrotated, so the output is a shift.
@@ -67,9 +70,9 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 from sw.params import Params
 
-from .dsp import DSP_CELL, TARGET
-from .common import (DEFAULT_DSP_BITS, DSP_BITS, TREE_LEVELS_PER_STAGE, StreamParams, add_with_carry, csd_digits,
-                     delay, register)
+from .dsp import DSP_CELL, TARGET, fits, product_stages, registered_product
+from .common import (DEFAULT_DSP_BITS, DSP_BITS, TREE_LEVELS, TREE_LEVELS_PER_STAGE, SkidOutput, StreamParams,
+                     add_with_carry, csd_digits, delay, register)
 
 __all__ = ["ARCHITECTURES", "MAX_PARALLEL_BLOCK", "CirculantParams", "CirculantFFT"]
 
@@ -102,8 +105,13 @@ class CirculantParams(StreamParams, Params):
         latency follows.
     dsp_cell : str
         ``"target"`` (default: the synthesis target's DSP primitive, :mod:`hw.dsp`), ``"inferred"`` or a
-        primitive. ``"streaming"`` builds each product whose operands fit the primitive from it, with its own
-        registers (the same latency); ``"parallel"`` leaves its multiplies to synthesis.
+        primitive. Each product whose operands fit the primitive is built from it, with its own registers:
+        ``"streaming"`` at the same latency, ``"parallel"`` with one register more per product (the latency
+        follows).
+    tree_levels : int
+        ``"parallel"``: carry-chain adders between pipeline registers, 1 to 8 (default 2; 1 registers every
+        adder: a shorter path, more flip-flops; the latency follows). ``"streaming"`` registers every butterfly
+        stage itself and ignores it.
     input_layout, output_layout : data.StructLayout
         The ``i`` and ``o`` payloads; ``i_signature``, ``o_signature`` their stream signatures
         (:class:`hw.common.StreamParams`).
@@ -127,6 +135,7 @@ class CirculantParams(StreamParams, Params):
                "default: parallel up to block 16, streaming above"})
     dsp_bits: int = DSP_BITS.field(DEFAULT_DSP_BITS)
     dsp_cell: str = DSP_CELL.field(TARGET)
+    tree_levels: int = TREE_LEVELS.field(TREE_LEVELS_PER_STAGE)
 
     def __post_init__(self):
         if not isinstance(self.fmt, CirculantFormat):
@@ -163,7 +172,7 @@ class CirculantParams(StreamParams, Params):
     def latency(self) -> int:
         """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls."""
         if self.arch == "parallel":
-            return parallel_latency(self.fmt, self.dsp_bits)
+            return parallel_latency(self.fmt, self.dsp_bits, self.dsp_cell, self.tree_levels)
         from .circulant_stream import streaming_latency
         return streaming_latency(self.fmt, self.dsp_bits)
 
@@ -213,7 +222,8 @@ class CirculantParams(StreamParams, Params):
 # -- the parallel datapath: generation-time arithmetic on pipelined terms -------------------------------
 
 @functools.lru_cache(maxsize=64)
-def parallel_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
+def parallel_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS, dsp_cell: str = TARGET,
+                     tree_levels: int = TREE_LEVELS_PER_STAGE) -> int:
     """Register stages of the ``"parallel"`` architecture from ``i`` to ``o`` (its latency in cycles).
 
     The datapath is scheduled as soon as possible with a register after every
@@ -221,7 +231,8 @@ def parallel_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> 
     count follows from ``fmt`` (block size, widths and twiddles); it is computed by building the datapath
     without a module (k = 4, 8, 16 at the default format: 6, 12, 16).
     """
-    return _ParallelDatapath(fmt, None, Const(1), dsp_bits=dsp_bits).latency
+    return _ParallelDatapath(fmt, None, Const(1), dsp_bits=dsp_bits, dsp_cell=dsp_cell,
+                             tree_levels=tree_levels).latency
 
 
 @dataclass(frozen=True)
@@ -268,9 +279,10 @@ class _Pipeline:
     schedules (for :func:`parallel_latency`).
     """
 
-    def __init__(self, m: Module | None, en: Value, levels: int = TREE_LEVELS_PER_STAGE):
-        self.m, self.en, self.levels = m, en, levels
+    def __init__(self, m: Module | None, en: Value, levels: int = TREE_LEVELS_PER_STAGE, cell: str = TARGET):
+        self.m, self.en, self.levels, self.cell = m, en, levels, cell
         self.scope = "dp"
+        self._products = 0
         # id(value) -> (value, its register / its keep signal); the value is held so its id stays unique
         self._registered: dict[int, tuple[Value, Signal]] = {}
         self._kept: dict[int, tuple[Value, Signal]] = {}
@@ -366,17 +378,31 @@ class _Pipeline:
         return _Term(-t.value, *t.real_range, cycle=t.cycle, depth=t.depth + 1, tz=t.tz)
 
     def multiply(self, a: _Term, b: _Term, bound: tuple[int, int]) -> _Term:
-        """``a * b`` of two runtime operands: one DSP ``*`` between two registers on each side.
+        """``a * b`` of two runtime operands: one DSP product with registers on both sides.
 
-        yosys leaves the MULT18X18D's own registers unused on ECP5, and the DSPs sit in a few rows of the
-        die: with a single register on each side nextpnr often stretched a route across the chip (k = 16:
-        89-126 MHz over three seeds). A register right at each operand and at the product lets the placer
-        put those next to the DSP and take the long route in a cycle of its own."""
+        The DSPs sit in a few rows of the die, so a register right at each operand (placed next to the DSP)
+        lets the long route from the adders take a cycle of its own. With ``cell`` a primitive the operands
+        fit (:mod:`hw.dsp`), the product is that primitive with its input and output registers and a fabric
+        register after it (:func:`hw.dsp.registered_product`): 4 registers from operands to a usable
+        product. Otherwise (``inferred``, or operands too wide) yosys maps ``*`` and leaves the MULT18X18D's
+        own registers unused: a register after the product and one more before any adder (k = 16 with a
+        single register on each side: 89-126 MHz over three seeds), 3 registers."""
         if a.value is None or b.value is None:
             return _ZERO
         a, b = (self.register(t) for t in self.align([a, b], self.levels))
-        product = _Term(a.value * b.value, *_held_range(bound, a.neg != b.neg), neg=a.neg != b.neg,
-                        cycle=a.cycle, depth=self.levels)
+        neg = a.neg != b.neg
+        held = _held_range(bound, neg)
+        if fits(self.cell, a.value.shape(), b.value.shape()):
+            width = signed_bits_for(*held)
+            stages = product_stages(self.cell, a.value.shape(), b.value.shape())
+            self._products += 1
+            if self.m is None:
+                value = Signal(signed(width))
+            else:
+                value = registered_product(self.m, a.value, b.value, en=self.en, cell=self.cell, width=width,
+                                           name=f"{self.scope}_dsp{self._products}")
+            return _Term(value, *held, neg=neg, cycle=a.cycle + stages)
+        product = _Term(a.value * b.value, *held, neg=neg, cycle=a.cycle, depth=self.levels)
         return replace(self.register(product), depth=self.levels)
 
 
@@ -464,17 +490,19 @@ class _ParallelDatapath:
 
     Built on demand from the outputs backwards, so a value no output needs (butterflies feeding only bins
     ``k/2+1 .. k-1``, imaginary parts of the last inverse stage) is never built. ``m = None`` only
-    schedules: :attr:`latency` without hardware.
+    schedules: :attr:`latency` without hardware. ``en`` is ``skid.en``, the registered enable of the PE's
+    :class:`hw.common.SkidOutput` (required with a module: the accumulators' controls are registered on it).
     """
 
     def __init__(self, fmt: CirculantFormat, m: Module | None, en: Value, *, x: list[Value] | None = None,
                  w: list[tuple[Value, Value]] | None = None, valid: Value | None = None,
-                 last: Value | None = None, dsp_bits: int = DEFAULT_DSP_BITS):
+                 last: Value | None = None, dsp_bits: int = DEFAULT_DSP_BITS, dsp_cell: str = TARGET,
+                 tree_levels: int = TREE_LEVELS_PER_STAGE, skid: SkidOutput | None = None):
         self.fmt, self.m, self.dsp_bits = fmt, m, dsp_bits
         k, L, half = fmt.block, fmt.stages, fmt.block // 2
         self.tw = [(int(re), int(im)) for re, im in fmt.twiddles]
         self.order = [int(i) for i in bit_reverse(k)]
-        self.pipe = pipe = _Pipeline(m, en)
+        self.pipe = pipe = _Pipeline(m, en, tree_levels, cell=dsp_cell)
         if x is None:
             x = [Signal(signed(fmt.act_bits + 1)) for _ in range(k)]
             w = [(Signal(signed(fmt.w_bits)), Signal(signed(fmt.w_bits))) for _ in range(half + 1)]
@@ -496,10 +524,20 @@ class _ParallelDatapath:
         flat = [pipe.positive(t) for pair in products for t in pair]
         flat = pipe.align(flat, 1)
         self.acc_cycle = next(t.cycle for t in flat if t.value is not None)
+        clear = update = None
         if m is not None:
-            valid = delay(m, valid, self.acc_cycle, en=en, name="acc_valid", reset_less=False)
-            last = delay(m, last, self.acc_cycle, en=en, name="acc_last", reset_less=False)
-        sums = [self.accumulate(t, n // 2, "re" if n % 2 == 0 else "im", en, valid, last)
+            # the accumulators' synchronous clear and clock enable, `en & last` and `en & valid`, reach every
+            # accumulator bit (18 x 26 at k = 16): with a registered enable (SkidOutput) they are registers
+            # of their own, a cycle ahead, instead of a gate on that fan-out
+            valid_pre = delay(m, valid, self.acc_cycle - 1, en=en, name="acc_valid", reset_less=False)
+            last_pre = delay(m, last, self.acc_cycle - 1, en=en, name="acc_last", reset_less=False)
+            valid = register(m, valid_pre, en=en, name=f"acc_valid_d{self.acc_cycle}", reset_less=False)
+            last = register(m, last_pre, en=en, name=f"acc_last_d{self.acc_cycle}", reset_less=False)
+            # acc_clear is 1 in reset: the accumulators start from their clear value without a reset of their
+            # own (their synchronous reset input is the clear alone, not ORed with the reset on that fan-out)
+            clear = skid.ahead(m, last_pre, stalled=last, name="acc_clear", init=1)
+            update = skid.ahead(m, valid_pre, stalled=valid, name="acc_update")
+        sums = [self.accumulate(t, n // 2, "re" if n % 2 == 0 else "im", clear, update)
                 for n, t in enumerate(flat)]
         acc = [(sums[2 * b], sums[2 * b + 1]) for b in range(half + 1)]
         # 5. inverse: Hermitian extension in bit-reversed order
@@ -582,7 +620,7 @@ class _ParallelDatapath:
         return pipe.add(k1, k3, sub=True, bound=bound), pipe.add(k1, k2, bound=bound)
 
     # -- accumulation: acc += R_sp(P) = (P >> sp) + P[sp-1], the rounding as the adder's carry-in ---------
-    def accumulate(self, t: _Term, b: int, part: str, en, valid, last) -> _Term:
+    def accumulate(self, t: _Term, b: int, part: str, clear, update) -> _Term:
         fmt, pipe = self.fmt, self.pipe
         if t.value is None:
             return _ZERO
@@ -592,15 +630,15 @@ class _ParallelDatapath:
         pipe.scope = f"acc{b}_{part}"
         t = pipe.keep(t)
         sp = fmt.prod_shift
-        held = Signal(signed(signed_bits_for(lo, hi)), name=f"acc{b}_{part}", init=bias)
+        held = Signal(signed(signed_bits_for(lo, hi)), name=f"acc{b}_{part}", init=bias, reset_less=True)
         total = Signal(signed(signed_bits_for(lo, hi)), name=f"acc{b}_{part}_next")
         if self.m is not None:
             self.m.d.comb += total.eq(add_with_carry(held, t.value >> sp, t.value[sp - 1]) if sp
                                       else held + t.value)
             # clear in its own branch: the flip-flops' synchronous set/reset (hw.common.accumulate_and_emit)
-            with self.m.If(en & last):
+            with self.m.If(clear):
                 self.m.d.sync += held.eq(bias)
-            with self.m.Elif(en & valid):
+            with self.m.Elif(update):
                 self.m.d.sync += held.eq(total)
         return pipe.register(_Term(total, lo, hi, cycle=t.cycle, depth=1))
 
@@ -681,18 +719,22 @@ class CirculantFFT(wiring.Component):
     def _elaborate_parallel(self):
         p, fmt = self._params, self._params.fmt
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        # a registered enable (hw.common.SkidOutput): this PE's enable reaches every one of its registers
+        out = SkidOutput(m, self.o)
+        en = out.en
+        m.d.comb += self.i.ready.eq(en)
         accept = self.i.valid & en
         payload = self.i.payload
         # `last` travels as "valid and last"; both reset, the datapath does not
         dp = self._datapath(fmt, m, en, x=[payload.x[n] for n in range(fmt.block)],
                                w=[(payload.w[b].re, payload.w[b].im) for b in range(fmt.bins)],
-                               valid=accept, last=accept & payload.last, dsp_bits=p.dsp_bits)
+                               valid=accept, last=accept & payload.last, dsp_bits=p.dsp_bits,
+                               dsp_cell=p.dsp_cell, tree_levels=p.tree_levels, skid=out)
         if dp.latency != p.latency:
             raise RuntimeError(f"parallel datapath latency {dp.latency} differs from params.latency {p.latency}")
         # 6. output register: y[n] = R_L(re v_L[n]) (the bias is already in)
+        y = out.payload
         with m.If(en):
-            m.d.sync += self.o.valid.eq(dp.valid)
-            m.d.sync += [self.o.payload.y[n].eq(t.value) for n, t in enumerate(dp.y)]
+            m.d.sync += out.valid.eq(dp.valid)
+            m.d.sync += [y.y[n].eq(t.value) for n, t in enumerate(dp.y)]
         return m

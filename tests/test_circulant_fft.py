@@ -17,12 +17,13 @@ from tb import circulant_fft as tb_cf
 from tb.runner import run
 
 # k = 4: unsigned 6-bit activations, narrow weights and twiddles, one guard bit, few blocks;
-# k = 8: the default schedule (8-bit signed activations, 12-bit weights, 16-bit twiddles, max_q = 64).
+# k = 8: the default schedule (8-bit signed activations, 12-bit weights, 16-bit twiddles, max_q = 64), its
+# products on ECP5's MULT18X18D primitive with its own registers (hw/dsp.py; k = 4 infers its multiplies).
 # (the parallel architecture; tests/test_circulant_stream.py covers the streaming one)
 SIM_GRID = [
     CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
                                         guard_bits=1, max_q=8), arch="parallel"),
-    CirculantParams(fmt=CirculantFormat(block=8), arch="parallel"),
+    CirculantParams(fmt=CirculantFormat(block=8), arch="parallel", dsp_cell="MULT18X18D"),
 ]
 # k = 16 with 18-bit weights and 4 guard bits: the spectrum and the weight pre-adds exceed an 18 x 18 DSP,
 # so the complex products take four multipliers instead of three
@@ -75,6 +76,9 @@ def test_derived_values():
     # the as-soon-as-possible schedule (two adder levels per register, registered DSP products), pinned:
     # the testbench checks the RTL against it cycle for cycle
     assert [CirculantParams(fmt=CirculantFormat(block=k), arch="parallel").latency for k in (4, 8, 16)] == [6, 12, 16]
+    # a DSP primitive with its own registers: one more register per product (4 instead of 3)
+    assert [CirculantParams(fmt=CirculantFormat(block=k), arch="parallel", dsp_cell=cell).latency
+            for k in (4, 8, 16) for cell in ("MULT18X18D", "SB_MAC16")] == [7, 7, 13, 13, 17, 17]
     assert CirculantParams.from_json(p.to_json()) == p
     assert p.with_settings({"fmt.block": "8"}).fmt.block == 8
 
