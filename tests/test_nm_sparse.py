@@ -12,20 +12,26 @@ from tb import nm_sparse as tb_nm
 from tb.runner import run
 from tb.batch import SimStats
 
-# 2:4, 1:4, 2:8, 4:8, 1:16; signed and unsigned activations; 1 and 4 groups; DSP and LUT multipliers
+# 2:4, 1:4, 2:8, 4:8, 1:16; signed and unsigned activations; 1 and 4 groups; DSP and LUT multipliers; the
+# target DSP primitives with their own registers (hw/dsp.py: ECP5 MULT18X18D with one adder per stage, iCE40
+# SB_MAC16) next to inferred multiplies
 GRID = [
     NMSparseParams(fmt=NMFormat(2, 4), groups=4, act_signed=True, w_bits=8, max_len=128),
     NMSparseParams(fmt=NMFormat(1, 4), groups=1, act_signed=False, w_bits=4, max_len=24, dsp=False),
-    NMSparseParams(fmt=NMFormat(2, 8), groups=4, act_signed=False, w_bits=8, max_len=256),
+    NMSparseParams(fmt=NMFormat(2, 8), groups=4, act_signed=False, w_bits=8, max_len=256, dsp_cell="MULT18X18D",
+                   tree_levels=1),
     NMSparseParams(fmt=NMFormat(4, 8), groups=1, act_signed=True, w_bits=6, max_len=40, mux_register=False),
-    NMSparseParams(fmt=NMFormat(1, 16), groups=4, act_signed=True, act_bits=4, w_bits=8, max_len=512),
+    NMSparseParams(fmt=NMFormat(1, 16), groups=4, act_signed=True, act_bits=4, w_bits=8, max_len=512,
+                   dsp_cell="SB_MAC16"),
     NMSparseParams(fmt=NMFormat(2, 4), groups=1, act_signed=True, w_bits=8, max_len=4096),
 ]
 
 
 def ident(p):
     return (f"{p.fmt.n}of{p.fmt.m}-g{p.groups}-{'s' if p.act_signed else 'u'}{p.act_bits}-w{p.w_bits}"
-            f"{'' if p.dsp else 'lut'}{'' if p.mux_register else '-nomuxreg'}-k{p.max_len}")
+            f"{'' if p.dsp else 'lut'}{'' if p.mux_register else '-nomuxreg'}-k{p.max_len}"
+            f"{'' if p.dsp_cell in ('target', 'inferred') else '-' + p.dsp_cell}"
+            f"{'' if p.tree_levels == 2 else f'-t{p.tree_levels}'}")
 
 
 @pytest.mark.parametrize("kwargs, kind, message", [
