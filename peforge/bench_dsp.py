@@ -17,7 +17,7 @@ from peforge.bench import (TARGET, WRAPPER_NOTE, Design, _find, _fmax, header, m
                            suite_document, target_table)
 from peforge.report import markdown_table
 
-__all__ = ["dsp_designs", "dsp_suite", "render", "critical_path"]
+__all__ = ["dsp_designs", "dsp_suite", "render", "critical_path", "path_fields", "path_table"]
 
 VARIANTS = (  # (label suffix, dsp_cell, tree_levels)
     ("inferred DSP", "inferred", 2),
@@ -62,14 +62,32 @@ def critical_path(log: str) -> dict | None:
             "ns": float(steps[-1][2]), "routing_ns": round(routing, 2)}
 
 
-def _path_fields(design: Design) -> dict:
+def path_fields(design: Design) -> dict:
+    """The row's ``latency`` (of the parameters built for the bench target) and ``critical_path``: the first
+    seed's, read from the nextpnr log of the synthesis just run (None when there is none)."""
     from synth import for_target
 
     params = for_target(design.params, TARGET)
     log = build_root() / "synth" / f"{design.pe}-{params.digest()}-{TARGET}" / "nextpnr_seed1.log"
     path = critical_path(log.read_text()) if log.is_file() else None
-    return {"lanes": params.lanes, "macs_per_cycle": params.macs_per_cycle, "latency": params.latency,
-            "critical_path": path}
+    return {"latency": params.latency, "critical_path": path}
+
+
+def path_table(designs: list[dict]) -> str:
+    """Markdown: each row's latency and seed-1 critical path (rows measured without them show "-")."""
+    rows = []
+    for d in designs:
+        path = d.get("critical_path")
+        rows.append([d["label"], str(d.get("latency", "-")),
+                     "-" if path is None else f"{path['from']} -> {path['to']}",
+                     "-" if path is None else f"{path['ns']:.2f}",
+                     "-" if path is None else f"{path['routing_ns']:.2f}"])
+    return markdown_table(["design", "latency", "critical path", "ns", "routing ns"], rows)
+
+
+def _path_fields(design: Design) -> dict:
+    params = design.params
+    return {"lanes": params.lanes, "macs_per_cycle": params.macs_per_cycle, **path_fields(design)}
 
 
 def dsp_suite(seeds) -> dict:
@@ -91,13 +109,6 @@ def render(doc: dict) -> str:
         ("nm-sparse 2:4 with DSPs >= 200 MHz", _fmax(nm) >= 200,
          f"{_fmax(nm):.1f} MHz (inferred: {_fmax(before_nm):.1f})"),
     ]
-    paths = []
-    for d in designs:
-        path = d.get("critical_path")
-        paths.append([d["label"], str(d["latency"]),
-                      "-" if path is None else f"{path['from']} -> {path['to']}",
-                      "-" if path is None else f"{path['ns']:.2f}",
-                      "-" if path is None else f"{path['routing_ns']:.2f}"])
     return "\n".join([
         header("Registered DSP primitives: before and after", doc),
         "All designs: 8-bit signed activations and weights, accumulator for max_len = 4096 (28 bits), DSP "
@@ -116,7 +127,7 @@ def render(doc: dict) -> str:
         "RTL test measures it equal). Critical path: where nextpnr's slowest register-to-register path starts and "
         "ends, its length and how much of it is routing.",
         "",
-        markdown_table(["design", "latency", "critical path", "ns", "routing ns"], paths),
+        path_table(designs),
         "",
         "## Targets",
         "",
