@@ -59,6 +59,8 @@ The accumulator is sized for ``fmt.max_q`` input blocks per output block; a long
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from amaranth import Cat, Const, Module, Signal, Value, signed, unsigned
@@ -282,6 +284,8 @@ class _Pipeline:
     def __init__(self, m: Module | None, en: Value, levels: int = TREE_LEVELS_PER_STAGE, cell: str = TARGET):
         self.m, self.en, self.levels, self.cell = m, en, levels, cell
         self.scope = "dp"
+        #: the enable of the registers built in a scope (default: ``en`` everywhere)
+        self.enable_for: Callable[[str], Value] = lambda scope: en
         self._products = 0
         # id(value) -> (value, its register / its keep signal); the value is held so its id stays unique
         self._registered: dict[int, tuple[Value, Signal]] = {}
@@ -289,7 +293,7 @@ class _Pipeline:
 
     def _sync(self, target: Signal, value: Value) -> None:
         if self.m is not None:
-            with self.m.If(self.en):
+            with self.m.If(self.enable_for(self.scope)):
                 self.m.d.sync += target.eq(value)
 
     def _comb(self, target: Signal, value: Value) -> None:
@@ -399,7 +403,8 @@ class _Pipeline:
             if self.m is None:
                 value = Signal(signed(width))
             else:
-                value = registered_product(self.m, a.value, b.value, en=self.en, cell=self.cell, width=width,
+                value = registered_product(self.m, a.value, b.value, en=self.enable_for(self.scope), cell=self.cell,
+                                           width=width,
                                            name=f"{self.scope}_dsp{self._products}")
             return _Term(value, *held, neg=neg, cycle=a.cycle + stages)
         product = _Term(a.value * b.value, *held, neg=neg, cycle=a.cycle, depth=self.levels)
@@ -503,6 +508,17 @@ class _ParallelDatapath:
         self.tw = [(int(re), int(im)) for re, im in fmt.twiddles]
         self.order = [int(i) for i in bit_reverse(k)]
         self.pipe = pipe = _Pipeline(m, en, tree_levels, cell=dsp_cell)
+        if skid is not None:
+            # one replica of the enable per region (transform stage, products, accumulators, outputs): nets of
+            # 1-2k clock enables instead of one of 17k (k = 16)
+            regions: dict[str, Value] = {}
+
+            def enable_for(scope: str) -> Value:
+                region = _region(scope)
+                if region not in regions:
+                    regions[region] = skid.replica()
+                return regions[region]
+            pipe.enable_for = enable_for
         if x is None:
             x = [Signal(signed(fmt.act_bits + 1)) for _ in range(k)]
             w = [(Signal(signed(fmt.w_bits)), Signal(signed(fmt.w_bits))) for _ in range(half + 1)]
@@ -669,6 +685,13 @@ class _ParallelDatapath:
             self.pipe.scope = f"ifft{s}_{n}_t{'re' if part == 0 else 'im'}"
             self._rot[key] = _rotate_part(self.pipe, b, coefs, self.fmt.tw_frac)
         return self._rot[key]
+
+
+def _region(scope: str) -> str:
+    """The region of a datapath scope for its enable replica: ``fft<stage>``, ``ifft<stage>``, ``prod``, ``acc``,
+    ``y`` or ``dp``."""
+    match = re.match(r"(i?fft\d+|[a-z]+)", scope)
+    return match.group(1) if match else scope
 
 
 def _mul_range(a: _Term, b: _Term) -> tuple[int, int]:

@@ -266,8 +266,19 @@ class SkidOutput:
             o.payload.eq(Mux(self.full, skid, self.payload)),
         ]
         m.d.sync += [self.en.eq(self.en_next), self.full.eq(~self.en_next)]
+        self._m, self._o, self._name, self._chain = m, o, name, self.en
         with m.If(~self.full & self.valid & ~o.ready):
             m.d.sync += skid.eq(self.payload)
+
+    def replica(self) -> Signal:
+        """Another flip-flop equal to ``en`` in every cycle, for a region of the pipeline of its own (a net of a
+        few thousand clock enables instead of all of them). yosys merges flip-flops with the same inputs, so
+        each replica is computed from the previous one: ``en'(t + 1) = o.ready | (en(t) & ~valid(t))``, equal
+        to ``en`` by induction from reset (all start at 1)."""
+        reg = Signal(init=1, name=f"{self._name}_en_r")
+        self._m.d.sync += reg.eq(self._o.ready | (self._chain & ~self.valid))
+        self._chain = reg
+        return reg
 
     def ahead(self, m: Module, value: Value, *, name: str, stalled: Value, init: int = 0) -> Signal:
         """A register equal to ``en & r`` in every cycle, for ``r`` a register that advances on ``en``:

@@ -4,7 +4,7 @@ plain Python model of the stream (every value out once, in order) under random s
 import random
 
 import pytest
-from amaranth import Module, Signal, unsigned
+from amaranth import Cat, Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -16,18 +16,20 @@ STAGES = 3
 
 class _Pipe(wiring.Component):
     """``y = x + 1`` after ``STAGES`` registers on a SkidOutput enable, with ``ahead`` of the last stage's valid
-    exposed for the check ``ahead == en & valid``."""
+    exposed for the check ``ahead == en & valid``, and two replicas of ``en``."""
 
     i: In(stream.Signature(unsigned(8)))
     o: Out(stream.Signature(unsigned(9)))
     en: Out(1)
     ahead: Out(1)
     last_valid: Out(1)
+    replicas: Out(2)
 
     def elaborate(self, platform):
         m = Module()
         out = SkidOutput(m, self.o)
-        m.d.comb += [self.i.ready.eq(out.en), self.en.eq(out.en)]
+        m.d.comb += [self.i.ready.eq(out.en), self.en.eq(out.en),
+                     self.replicas.eq(Cat(out.replica(), out.replica()))]
         data, valid = self.i.payload + 1, self.i.valid & out.en
         for n in range(STAGES - 1):
             data = register(m, data, en=out.en, name=f"d{n}")
@@ -61,6 +63,8 @@ def _run(p_valid, p_ready, cycles=3000, seed=1):
                 value = (value + 1) % 256
             # the registered copy of `en & valid` of the last stage, every cycle
             assert ctx.get(dut.ahead) == (ctx.get(dut.en) & ctx.get(dut.last_valid))
+            # every replica of the enable equals it
+            assert ctx.get(dut.replicas) == 3 * ctx.get(dut.en)
             await ctx.tick()
 
     sim = Simulator(dut)
