@@ -18,8 +18,10 @@ Cost (issue 16; docs/circulant-fft.md has the per-block breakdown): the weight, 
 memories are block RAM (``BLOCK_RAM``); a block RAM's output is registered before any logic; the
 delay lines are flip-flop chains without multiplexers in front (:meth:`_Builder.sdf`); in the inverse
 transform the roundings of the rotations, the conjugates of the Hermitian extension and the ``+-j``
-negations are left pending as carries of the next butterfly (:meth:`_Builder.rotate`, ``pending``); the
-multipliers have :data:`DSP_PIPELINE` more registers on each side.
+negations are left pending as carries of the next butterfly (:meth:`_Builder.rotate`, ``pending``; in the
+forward transform the swap stage's negation too); the multipliers have :data:`DSP_PIPELINE` more registers
+on each side; the input serialisers are AND-OR multiplexers on a one-hot ring that rotates with ``t``
+(:func:`_onehot_mux`, :meth:`_Builder.onehot`); the RAM write enables are registered (:attr:`_Builder.stepped`).
 
 Every value is the golden schedule's: the SDF stages compute exactly the butterflies of
 :func:`sw.circulant.golden_matvec`, in position order, with the twiddle of each position read from
@@ -47,7 +49,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
@@ -94,15 +96,37 @@ def rotate_stages(data_bits: int, tw_bits: int, dsp_bits: int = DEFAULT_DSP_BITS
     return 3 + mult_stages(data_bits, tw_bits, dsp_bits)
 
 
-def _mux_tree(values, sel):
-    """``values[sel]`` as a balanced tree of 2:1 multiplexers on the bits of ``sel`` (``len(values)`` a power
-    of two): maps onto LUT4 + PFUMX/L6MUX cleanly, where yosys builds a ``$pmux`` of equality decoders."""
-    level = list(values)
-    for n in range(len(sel)):
-        if len(level) == 1:
-            break
-        level = [Mux(sel[n], level[i + 1], level[i]) for i in range(0, len(level), 2)]
-    return level[0]
+def _onehot_mux(m: Module, values, onehot, name: str):
+    """``values[n]`` for the one set bit ``onehot[n]``, all values of one shape: AND-OR terms of two values per
+    LUT4 and an OR of up to four terms per LUT4, each level a ``keep`` signal so that abc maps it as such (k = 16:
+    5 LUT4 per bit for 8 values, 6 for 9, where abc maps a 2:1 multiplexer tree of 8 values on the select bits
+    into 6 and a case statement into about 9). An odd last value is a 2:1 multiplexer after the rest (an OR of
+    it mapped worse)."""
+    shape = values[0].shape()
+    if len(values) == 1:
+        return values[0]
+    if len(values) % 2:
+        return Mux(onehot[len(values) - 1], values[-1], _onehot_mux(m, values[:-1], onehot, name))
+    width = shape.width
+    terms = []
+    for n in range(0, len(values), 2):
+        term = Signal(width, name=f"{name}_and{n}", attrs={"keep": 1})
+        m.d.comb += term.eq((values[n].as_unsigned() & onehot[n].replicate(width))
+                            | (values[n + 1].as_unsigned() & onehot[n + 1].replicate(width)))
+        terms.append(term)
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for n in range(0, len(terms), 4):
+            term = Signal(width, name=f"{name}_or{level}_{n}", attrs={"keep": 1})
+            group = terms[n:n + 4]
+            value = group[0]
+            for g in group[1:]:
+                value = value | g
+            m.d.comb += term.eq(value)
+            nxt.append(term)
+        terms, level = nxt, level + 1
+    return terms[0].as_signed() if shape.signed else terms[0]
 
 
 def _table_bits(values) -> int:
@@ -249,6 +273,8 @@ class _Builder:
         self.dsp_bits, self.dsp_cell = dsp_bits, dsp_cell
         self.bits = ceil_log2(k)
         self._pos = {}
+        self._onehot = {}
+        self._stepped = None
 
     def section(self, name: str) -> Module:
         """A submodule of the top for the next block of the datapath (``fft``, ``mac``, ...): the Verilog
@@ -281,6 +307,28 @@ class _Builder:
                 self.m.d.comb += p.eq((self.t - d)[:self.bits])
             self._pos[d] = p
         return self._pos[d]
+
+    @property
+    def stepped(self):
+        """High in the cycle after a step, as a register: a RAM write enabled by it lands in the cycle after the
+        step that registered its address and data, at the next step at the latest (no read port reads between
+        two steps, so the memories hold the same values at every step as with ``step`` itself), and it keeps the
+        step enable, which depends on ``o.ready`` and fans out to every register, off the block RAMs' write
+        enables (k = 64: o.ready -> weight RAM byte enable, 8.4 ns with 6.9 ns of routing)."""
+        if self._stepped is None:
+            self._stepped = Signal(name="stepped")
+            self.top.d.sync += self._stepped.eq(self.step)
+        return self._stepped
+
+    def onehot(self, n: int):
+        """``t mod n`` one-hot (bit ``p`` set in slot ``p``), a ring of ``n`` flip-flops that rotates with ``t``
+        (``n`` divides ``k``): the selects of the input serialisers without a decoder, and off ``t``'s fan-out."""
+        if n not in self._onehot:
+            ring = Signal(n, name=f"slot_onehot{n}", init=1 << (self.t.init % n))
+            with self.top.If(self.step):
+                self.top.d.sync += ring.eq(Cat(ring[-1], ring[:-1]))
+            self._onehot[n] = ring
+        return self._onehot[n]
 
     def flags(self, d: int):
         """The flags of the block at offset ``d``: the one that entered ``d`` slots ago."""
@@ -405,6 +453,24 @@ class _Builder:
             for n in range(stages - mult_stages(len(a), len(b), dsp)):
                 value = self.reg(value, shape, f"{name}_pad{n}")
             return value
+        if split and DSP_PIPELINE == 1:
+            wide, narrow = (a, b) if len(a) > len(b) else (b, a)
+            step = dsp - 1
+            pieces = [wide[n:n + step] for n in range(0, len(wide) - dsp, step)]
+            pieces.append(wide[len(pieces) * step:].as_signed())
+            if all(fits(self.dsp_cell, piece.shape(), narrow.shape()) for piece in pieces):
+                # each partial product on the target's primitive with its registers, the fabric register on its
+                # operands (k = 64: the inferred partial product, 8.9 ns with 4.4 ns of routing, set Fmax)
+                partial = [registered_product(self.m, piece, narrow, en=self.step, cell=self.dsp_cell,
+                                              width=len(piece) + len(narrow) + 1, name=f"{name}_pp{n}",
+                                              fabric="before") for n, piece in enumerate(pieces)]
+                total = partial[0]
+                for n, pp in enumerate(partial[1:], 1):
+                    total = Cat(total[:n * step], total[n * step:].as_signed() + pp).as_signed()
+                value = self.reg(total, shape, name)
+                for n in range(stages - mult_stages(len(a), len(b), dsp)):
+                    value = self.reg(value, shape, f"{name}_pad{n}")
+                return value
         for n in range(DSP_PIPELINE):
             a, b = self.reg(a, a.shape(), f"{name}_a{n}"), self.reg(b, b.shape(), f"{name}_b{n}")
         if split:
@@ -533,37 +599,50 @@ def elaborate_streaming(pe) -> Module:
     # bin m is selected in slot m and written in slot m + 1 (registered, off the counter's critical path);
     # bins 0 and k/2 are real: their imaginary fields are ignored
     w_addr = b.reg(Cat(t, history[0].bank), unsigned(len(w_write.addr)), "w_addr")
-    # a binary multiplexer tree on t (positions above k/2 are never written: don't care)
-    low = t[:L - 1] if L > 1 else Const(0, 1)
-    w_re_in = b.reg(Mux(t[L - 1], wbuf[half][0], _mux_tree([wbuf[n][0] for n in range(half)], low)),
+    # AND-OR multiplexers on a one-hot copy of t (positions above k/2 are never written: don't care; bins 0 and
+    # k/2 have no imaginary part: no term, 0)
+    slot = b.onehot(k)
+    w_re_in = b.reg(_onehot_mux(m, [wbuf[n][0] for n in range(half + 1)], slot, "w_re_sel"),
                     signed(fmt.w_bits), "w_re_in")
-    w_im_in = b.reg(Mux(t[L - 1], zero_w, _mux_tree([zero_w] + [wbuf[n][1] for n in range(1, half)], low)),
+    w_im_in = b.reg(_onehot_mux(m, [zero_w] + [wbuf[n][1] for n in range(1, half)], slot, "w_im_sel"),
                     signed(fmt.w_bits), "w_im_in")
     w_en = Signal(name="w_en")
     with m.If(step):
         m.d.sync += w_en.eq(history[0].valid & (t <= half))
     m.d.comb += [w_write.addr.eq(w_addr), w_write.data.re.eq(w_re_in), w_write.data.im.eq(w_im_in),
-                 w_write.en.eq(step & w_en)]
+                 w_write.en.eq(b.stepped & w_en)]
 
     # -- forward stage 1 on the buffered pair (x[n], x[n + k/2]), real input ---------------------------
     m = b.section("fft")
-    pair = t[:L - 1] if L > 1 else Const(0, 1)
-    top_x, bot_x = Array(xbuf[:half])[pair], Array(xbuf[half:])[pair]
-    in_shape = _range_shape(fmt.fft_range(0))
-    a = b.reg(top_x << g, in_shape, "fft1_a")
-    c = b.reg(bot_x << g, in_shape, "fft1_c")
+    pair = b.onehot(half)                                    # t mod k/2, one-hot
+    top_x, bot_x = _onehot_mux(m, xbuf[:half], pair, "x_top"), _onehot_mux(m, xbuf[half:], pair, "x_bot")
+    a = b.reg(top_x, x_shape, "fft1_a")
+    c = b.reg(bot_x, x_shape, "fft1_c")
     s1_shape = _range_shape(fmt.fft_range(1))
-    u = b.reg(Mux(b.pos(1)[L - 1], a - c, a + c), s1_shape, "fft1_sum")
+    # a + c in the first half of the block, a - c = a + ~c + 1 in the second: one adder whose operand is
+    # inverted (a LUT per bit) and whose carry is the select, instead of an adder, a subtractor and a
+    # multiplexer; on the activations themselves, the guard bits (zeros) appended after it
+    diff = b.pos(1)[L - 1]
+    c_s = c if c.shape().signed else Cat(c, Const(0, 1)).as_signed()
+    u = b.reg(add_with_carry(a, Mux(diff, ~c_s, c_s), diff) << g, s1_shape, "fft1_sum")
     u_re, u_im = b.rotate(u, None, plan.fft_tw[0], plan.fft_kind[0], 2, frac, s1_shape, "fft1_rot")
     if u_im is None:
         u_im = Const(0, s1_shape)
     d = 2 + plan.fft_lat[0]
+    u = ((u_re, None), (u_im, None))
     for s in range(2, L + 1):
         shape = _range_shape(fmt.fft_range(s))
-        u_re, u_im = b.sdf((u_re, None), (u_im, None), d, k >> s, shape, f"fft{s}")
+        u_re, u_im = b.sdf(*u, d, k >> s, shape, f"fft{s}")
         d += (k >> s) + 1
-        u_re, u_im = b.rotate(u_re, u_im, plan.fft_tw[s - 1], plan.fft_kind[s - 1], d, frac, shape, f"fft{s}_rot")
+        # a swap stage (groups of 4, twiddles 1 and -j: only odd positions rotate, the bottoms of the last stage)
+        # leaves its negation's +1 to the last stage's butterfly as a carry, as the inverse transform does
+        pending = plan.fft_kind[s - 1] == "swap" and s < L
+        u = b.rotate(u_re, u_im, plan.fft_tw[s - 1], plan.fft_kind[s - 1], d, frac, shape, f"fft{s}_rot",
+                     pending=pending)
+        if not pending:
+            u = ((u[0], None), (u[1], None))
         d += plan.fft_lat[s - 1]
+    (u_re, _), (u_im, _) = u
     if d != plan.forward:
         raise RuntimeError(f"streaming plan out of step: forward offset {d} != {plan.forward}")
 
@@ -635,7 +714,7 @@ def elaborate_streaming(pe) -> Module:
         wr.addr.eq(b.reg(Cat(b.pos(d), flags_acc.abank), unsigned(L + 1), "acc_waddr")),
         wr.data.re.eq(b.reg(accumulate(prod_re, old_re), acc_shape, "acc_new_re")),
         wr.data.im.eq(b.reg(accumulate(prod_im, old_im), acc_shape, "acc_new_im")),
-        wr.en.eq(step & b.reg(flags_acc.valid & needed, unsigned(1), "acc_we")),
+        wr.en.eq(b.stepped & b.reg(flags_acc.valid & needed, unsigned(1), "acc_we")),
     ]
     if d != plan.acc:
         raise RuntimeError(f"streaming plan out of step: accumulator offset {d} != {plan.acc}")
@@ -679,13 +758,14 @@ def elaborate_streaming(pe) -> Module:
     # -- output: y[pos] = R_L(re v_L) = (re v_L + bias) >> L (the bias came with bin 0), one lane per slot;
     # with ifft_scale the stages did the 1/k: y = re v_L. o.valid with the last lane
     m = b.section("outbuf")
-    # the lane enables and the result flag registered one slot ahead (one LUT per lane clock enable)
+    # the result flag registered one slot ahead (one LUT per lane clock enable); the lanes below
     flags_pre = data.View(flags_shape, b.flags(d - 1))
     done = Signal(name="y_done")                              # reset: no stale result after a reset
     with m.If(step):
         m.d.sync += done.eq(flags_pre.valid & flags_pre.last)
-    lane = [b.reg(b.table([int(pos == n) for pos in range(k)], d - 1, unsigned(1), f"y_lane{n}_t"), unsigned(1),
-                  f"y_lane{n}") for n in range(k)]
+    # lane n is written when pos(d) == n, i.e. in slot (n + d) mod k: a bit of the one-hot slot ring
+    slot = b.onehot(k)
+    lane = [slot[(n + d) % k] for n in range(k)]
     y = v[0] if fmt.ifft_scale else v[0] >> L
     # gated by en, not step (one LUT: o.valid, o.ready, done, lane): when en is high and the pipeline idles
     # (no beat, nothing in flight), the sample at the output belongs to no result, so nothing is written
