@@ -19,7 +19,8 @@ its own hardware, one input block per cycle (II = 1). All registers advance on o
 flip-flop (:class:`hw.common.SkidOutput`: a result the consumer does not take moves to a skid register and ``en``
 drops a cycle later), since it reaches every one of the PE's 10-17k registers; the accumulators' clear and update
 are registered a cycle ahead on it. The datapath is a graph of terms scheduled as soon as possible by
-:class:`_Pipeline`: a register after every two carry-chain adders and around every DSP product, delay
+:class:`_Pipeline`: a register after every ``tree_levels`` (default two) carry-chain adders and around every
+DSP product, delay
 registers where values meet from different cycles::
 
     i.payload.x -> DIF stages 1 .. L (add/sub, CSD twiddle trees) -> X[0 .. k/2] (bit-reversed positions)
@@ -404,8 +405,7 @@ class _Pipeline:
                 value = Signal(signed(width))
             else:
                 value = registered_product(self.m, a.value, b.value, en=self.enable_for(self.scope), cell=self.cell,
-                                           width=width,
-                                           name=f"{self.scope}_dsp{self._products}")
+                                           width=width, name=f"{self.scope}_dsp{self._products}")
             return _Term(value, *held, neg=neg, cycle=a.cycle + stages)
         product = _Term(a.value * b.value, *held, neg=neg, cycle=a.cycle, depth=self.levels)
         return replace(self.register(product), depth=self.levels)
@@ -551,8 +551,8 @@ class _ParallelDatapath:
             last = register(m, last_pre, en=en, name=f"acc_last_d{self.acc_cycle}", reset_less=False)
             # acc_clear is 1 in reset: the accumulators start from their clear value without a reset of their
             # own (their synchronous reset input is the clear alone, not ORed with the reset on that fan-out)
-            clear = skid.ahead(m, last_pre, stalled=last, name="acc_clear", init=1)
-            update = skid.ahead(m, valid_pre, stalled=valid, name="acc_update")
+            clear = skid.ahead(last_pre, stalled=last, name="acc_clear", init=1)
+            update = skid.ahead(valid_pre, stalled=valid, name="acc_update")
         sums = [self.accumulate(t, n // 2, "re" if n % 2 == 0 else "im", clear, update)
                 for n, t in enumerate(flat)]
         acc = [(sums[2 * b], sums[2 * b + 1]) for b in range(half + 1)]

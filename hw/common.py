@@ -20,8 +20,8 @@ from amaranth.utils import ceil_log2
 
 from sw.params import Spec
 
-__all__ = ["TREE_LEVELS_PER_STAGE", "TREE_LEVELS", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature", "equals",
-           "register", "delay", "tree_stages", "add_with_carry", "adder_tree", "multiply", "csd_digits",
+__all__ = ["TREE_LEVELS_PER_STAGE", "TREE_LEVELS", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature",
+           "equals", "register", "delay", "tree_stages", "add_with_carry", "adder_tree", "multiply", "csd_digits",
            "accumulate_and_emit", "SkidOutput"]
 
 #: Adder-tree levels between pipeline registers. Two carry-chain adds plus routing fit in ~4 ns on
@@ -266,9 +266,10 @@ class SkidOutput:
             o.payload.eq(Mux(self.full, skid, self.payload)),
         ]
         m.d.sync += [self.en.eq(self.en_next), self.full.eq(~self.en_next)]
-        self._m, self._o, self._name, self._chain = m, o, name, self.en
         with m.If(~self.full & self.valid & ~o.ready):
             m.d.sync += skid.eq(self.payload)
+        self._m, self._o, self._name = m, o, name
+        self._chain = self.en   # the flip-flop the next replica is computed from
 
     def replica(self) -> Signal:
         """Another flip-flop equal to ``en`` in every cycle, for a region of the pipeline of its own (a net of a
@@ -280,12 +281,12 @@ class SkidOutput:
         self._chain = reg
         return reg
 
-    def ahead(self, m: Module, value: Value, *, name: str, stalled: Value, init: int = 0) -> Signal:
+    def ahead(self, value: Value, *, name: str, stalled: Value, init: int = 0) -> Signal:
         """A register equal to ``en & r`` in every cycle, for ``r`` a register that advances on ``en``:
         ``value`` is the input ``r`` takes on ``en``, ``stalled`` is ``r`` itself (what it keeps while ``en``
         is low). One flip-flop instead of an AND gate on the path, so a high fan-out clear or clock enable
         starts at a register. ``init`` is its value in reset (1 for a clear that also stands for the reset,
         so the flip-flops it clears need no reset of their own)."""
         reg = Signal(name=name, init=init)
-        m.d.sync += reg.eq(self.en_next & Mux(self.full, stalled, value))
+        self._m.d.sync += reg.eq(self.en_next & Mux(self.full, stalled, value))
         return reg

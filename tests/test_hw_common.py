@@ -35,7 +35,7 @@ class _Pipe(wiring.Component):
             data = register(m, data, en=out.en, name=f"d{n}")
             previous = valid
             valid = register(m, valid, en=out.en, name=f"v{n}", reset_less=False)
-        m.d.comb += [self.ahead.eq(out.ahead(m, previous, stalled=valid, name="v_ahead")),
+        m.d.comb += [self.ahead.eq(out.ahead(previous, stalled=valid, name="v_ahead")),
                      self.last_valid.eq(valid)]
         with m.If(out.en):
             m.d.sync += [out.valid.eq(valid), out.payload.eq(data)]
