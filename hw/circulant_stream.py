@@ -38,10 +38,13 @@ of the block at the input; a point of the pipeline ``d`` registers downstream se
 ``(t - d) mod k`` of the block that entered ``d`` slots earlier, so one counter times every stage, and
 the per-block flags (valid, first, last, weight bank, accumulator bank) live in a short history indexed by
 ``d div k``.
-The pipeline steps while a block is being serialised; at a block boundary it starts the next block when
-a beat is offered, or an empty (bubble) block while a result is still in flight, and otherwise stops, so
-a vector's result comes out without waiting for more input. The output lanes are written one per slot;
-``o.valid`` rises with the last lane. Like every PE, all of it holds while ``o`` is full and stalled.
+The pipeline steps while a block is being serialised; a beat is taken in the slot before a block boundary
+(or while the pipeline waits at one) and its block starts at the boundary, else an empty (bubble) block
+starts while a result is still in flight, and otherwise the pipeline stops, so a vector's result comes out
+without waiting for more input. The step enable is a flip-flop (:class:`hw.common.SkidOutput` on the stream
+of output samples, before the lanes) ANDed with ``go``, a register computed from the next state of what it
+depends on, and each block of the datapath has its own replica of it. The output lanes are written one per
+sample; ``o.valid`` rises with the last lane.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from amaranth.utils import ceil_log2
 from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 
-from .common import DEFAULT_DSP_BITS, add_with_carry
+from .common import DEFAULT_DSP_BITS, SkidOutput, add_with_carry
 from .dsp import TARGET, fits, registered_product
 
 __all__ = ["streaming_latency", "elaborate_streaming"]
@@ -127,6 +130,16 @@ def _onehot_mux(m: Module, values, onehot, name: str):
             nxt.append(term)
         terms, level = nxt, level + 1
     return terms[0].as_signed() if shape.signed else terms[0]
+
+
+class _SamplePort:
+    """The stream of output samples between the pipeline and the output lanes (for :class:`hw.common.SkidOutput`,
+    which drives ``valid`` and ``payload`` and reads ``ready``)."""
+
+    def __init__(self, shape):
+        self.valid = Signal(name="lane_valid")
+        self.ready = Signal(name="lane_ready")
+        self.payload = Signal(shape, name="lane_y")
 
 
 def _table_bits(values) -> int:
@@ -252,10 +265,11 @@ def _plan(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> _Plan:
 
 
 def streaming_latency(fmt: CirculantFormat, dsp_bits: int = DEFAULT_DSP_BITS) -> int:
-    """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls: the block's first sample
-    is presented the cycle after the beat is accepted, its ``k`` samples flow to the last inverse stage
-    (offset ``out``), and the output register takes the last lane one cycle later."""
-    return 1 + _plan(fmt, dsp_bits).out + fmt.block
+    """Cycles from accepting the ``last`` beat to ``o.valid`` with no stalls: the beat is taken in the slot
+    before its block starts (1), the block's first sample is presented the cycle after it starts (1), its ``k``
+    samples flow to the last inverse stage (offset ``out``), pass the output skid's register (1), and the output
+    register takes the last lane one cycle later."""
+    return 3 + _plan(fmt, dsp_bits).out + fmt.block
 
 
 # -- generation helpers ----------------------------------------------------------------------------------
@@ -267,8 +281,10 @@ def _range_shape(*ranges: tuple[int, int]):
 class _Builder:
     """Shared state of one streaming datapath: the module, the step enable and the slot counter."""
 
-    def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int, dsp_cell: str = TARGET):
+    def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int, dsp_cell: str = TARGET, *,
+                 replica=None):
         self.m, self.k, self.step, self.t, self.history = m, k, step, t, history
+        self._replica = replica
         self.top = m
         self.dsp_bits, self.dsp_cell = dsp_bits, dsp_cell
         self.bits = ceil_log2(k)
@@ -282,7 +298,15 @@ class _Builder:
         sub = Module()
         self.top.submodules[name] = sub
         self.m = sub
+        self.region(name)
         return sub
+
+    def region(self, name: str) -> None:
+        """Registers built from here on step on an enable of their own, equal to the top's ``step`` in every
+        cycle (``replica()``: a flip-flop of its own ANDed with the registered ``go``): a net of a block's
+        clock enables rather than all 16.7k (k = 64)."""
+        if self._replica is not None:
+            self.step = self._replica(name)
 
     def reg(self, value, shape, name):
         r = Signal(shape, name=name, reset_less=True)
@@ -542,20 +566,46 @@ def elaborate_streaming(pe) -> Module:
     m = Module()
 
     # -- sequencing -----------------------------------------------------------------------------------
-    en = Signal()
-    m.d.comb += en.eq(~pe.o.valid | pe.o.ready)
+    # The pipeline enable is a flip-flop (hw.common.SkidOutput on the stream of output samples, before the lanes),
+    # and whether the pipeline has work (`go`) is another, computed from the next state of the registers it
+    # depends on: no clock enable of the datapath depends on o.ready or i.valid in its cycle (k = 64: o.ready ->
+    # the step enable's 16.7k flip-flops set Fmax at 116 MHz). The beat is taken a slot before its block starts
+    # (`pending`), so the start needs no i.valid either.
+    lane_shape = pe.o.payload.y[0].shape()
+    sample = _SamplePort(lane_shape)
+    skid = SkidOutput(m, sample, name="y")
+    en = skid.replica()                                      # the control's copy (the skid's own drives its register)
     t = Signal(unsigned(ceil_log2(k)), init=k - 1)          # slot of the block at the input
     drain = Signal(range(plan.out + k + 1))                  # steps until the last result is out
     flushing = Signal()                                      # drain != 0, registered (off the step path)
-    block_end = Signal(init=1)                               # t == k - 1, registered (step: one LUT level)
-    start = Signal()                                         # a new block (beat or bubble) begins
+    drain_one = Signal()                                     # drain == 1, registered
+    block_end = Signal(init=1)                               # t == k - 1, registered
+    before_end = Signal(init=int(k == 2))                    # t == k - 2, registered
+    pending = Signal()                                       # a beat taken, its block not started yet
+    pending_last = Signal()                                  # its `last`
+    go = Signal()                                            # ~block_end | flushing | pending, registered
     step = Signal()
+    start = Signal()                                         # a new block (the pending beat or a bubble) begins
+    taken = Signal()                                         # the pending beat's block begins
     m.d.comb += [
-        start.eq(en & block_end & (pe.i.valid | flushing)),
-        step.eq(en & (~block_end | pe.i.valid | flushing)),
-        pe.i.ready.eq(en & block_end),
+        step.eq(en & go),
+        start.eq(step & block_end),
+        taken.eq(start & pending),
+        # in the slot before a block boundary, or while the pipeline waits at one; not in a boundary slot
+        # that starts an empty block (the beat would wait a whole block)
+        pe.i.ready.eq(en & ~pending & (before_end | (block_end & ~flushing))),
     ]
     accept = pe.i.valid & pe.i.ready
+    m.d.sync += [
+        block_end.eq(Mux(step, before_end, block_end)),
+        flushing.eq(Mux(taken & pending_last, 1, Mux(step & flushing, ~drain_one, flushing))),
+        pending.eq(accept | (pending & ~taken)),
+        drain_one.eq(Mux(taken & pending_last, 0, Mux(step & flushing, drain == 2, drain_one))),
+        # `go` of those next values, written with go == ~block_end | flushing | pending (so without a step: go |
+        # accept): two LUT levels from registers and i.valid (k = 64: the expression itself, 6 levels, 119 MHz)
+        go.eq(Mux(step, ~before_end | (flushing & ~drain_one) | (pending & (~block_end | pending_last)) | accept,
+                  go | accept)),
+    ]
 
     # bank: of the weight RAM; abank: of the accumulator RAM, one per vector (toggled by each `last`)
     flag_layout = {"valid": 1, "first": 1, "last": 1, "bank": range(plan.weight_banks), "abank": 1}
@@ -566,20 +616,28 @@ def elaborate_streaming(pe) -> Module:
     wsel = Signal(range(plan.weight_banks))                   # the weight bank the next beat fills
     abank = Signal()                                          # the accumulator bank the next vector fills
     with m.If(step):
-        m.d.sync += [t.eq(t + 1), block_end.eq(t == k - 2)]
+        m.d.sync += [t.eq(t + 1), before_end.eq(t == (k - 3) % k)]
         with m.If(flushing):
-            m.d.sync += [drain.eq(drain - 1), flushing.eq(drain != 1)]
+            m.d.sync += drain.eq(drain - 1)
+    with m.If(accept):
+        m.d.sync += pending_last.eq(pe.i.payload.last)
     with m.If(start):
         m.d.sync += [history[n].eq(history[n - 1]) for n in range(1, depth)]
-        m.d.sync += [history[0].valid.eq(accept), history[0].first.eq(first),
-                     history[0].last.eq(pe.i.payload.last), history[0].bank.eq(wsel),
+        m.d.sync += [history[0].valid.eq(pending), history[0].first.eq(first),
+                     history[0].last.eq(pending_last), history[0].bank.eq(wsel),
                      history[0].abank.eq(abank)]
-    with m.If(accept):
-        m.d.sync += first.eq(pe.i.payload.last)
+    with m.If(taken):
+        m.d.sync += first.eq(pending_last)
         m.d.sync += wsel.eq(Mux(wsel == plan.weight_banks - 1, 0, wsel + 1))
-        with m.If(pe.i.payload.last):
-            m.d.sync += [drain.eq(plan.out + k), flushing.eq(1), abank.eq(~abank)]
-    b = _Builder(m, k, step, t, history, p.dsp_bits, p.dsp_cell)
+        with m.If(pending_last):
+            m.d.sync += [drain.eq(plan.out + k), abank.eq(~abank)]
+
+    def replica(name):
+        region = Signal(name=f"step_{name}")
+        m.d.comb += region.eq(skid.replica() & go)
+        return region
+
+    b = _Builder(m, k, step, t, history, p.dsp_bits, p.dsp_cell, replica=replica)
 
     # -- input buffers: the block being serialised; its weights go into the weight RAM, one bin per slot --
     m = b.section("inbuf")
@@ -587,10 +645,16 @@ def elaborate_streaming(pe) -> Module:
     xbuf = [Signal(x_shape, name=f"x{n}", reset_less=True) for n in range(k)]
     wbuf = [(Signal(signed(fmt.w_bits), name=f"w{n}_re", reset_less=True),
              Signal(signed(fmt.w_bits), name=f"w{n}_im", reset_less=True)) for n in range(fmt.bins)]
+    # the beat is taken while the previous block's last slot may still be serialised from the pair (x[k/2 - 1],
+    # x[k - 1]): those two wait in a register of their own until the block starts (every other value and every
+    # weight is read for the last time in slot k - 2 or earlier)
+    staged = {n: Signal(x_shape, name=f"x{n}_next", reset_less=True) for n in (half - 1, k - 1)}
     with m.If(accept):
-        m.d.sync += [xbuf[n].eq(pe.i.payload.x[n]) for n in range(k)]
+        m.d.sync += [(staged[n] if n in staged else xbuf[n]).eq(pe.i.payload.x[n]) for n in range(k)]
         m.d.sync += [part.eq(pe.i.payload.w[n][field]) for n, pair in enumerate(wbuf)
                      for part, field in zip(pair, ("re", "im"))]
+    with m.If(taken):
+        m.d.sync += [xbuf[n].eq(v) for n, v in staged.items()]
     zero_w = Const(0, signed(fmt.w_bits))
     bin_layout = data.StructLayout({"re": signed(fmt.w_bits), "im": signed(fmt.w_bits)})
     wmem = Memory(shape=bin_layout, depth=plan.weight_banks * k, init=[], attrs=BLOCK_RAM)
@@ -631,6 +695,7 @@ def elaborate_streaming(pe) -> Module:
     d = 2 + plan.fft_lat[0]
     u = ((u_re, None), (u_im, None))
     for s in range(2, L + 1):
+        b.region(f"fft{s}")
         shape = _range_shape(fmt.fft_range(s))
         u_re, u_im = b.sdf(*u, d, k >> s, shape, f"fft{s}")
         d += (k >> s) + 1
@@ -745,6 +810,8 @@ def elaborate_streaming(pe) -> Module:
     if plan.ifft_kind[0] != "none":
         raise RuntimeError("streaming plan: the first inverse stage must have no rotation")
     for s in range(1, L + 1):
+        if s > 1:
+            b.region(f"ifft{s}")
         shape = signed(_ifft_bits(fmt, s))
         if s > 1:                                # rotate the resolved stream, the roundings pending
             v = b.rotate(v[0], v[1], plan.ifft_tw[s - 1], plan.ifft_kind[s - 1], d, frac,
@@ -755,23 +822,29 @@ def elaborate_streaming(pe) -> Module:
     if d != plan.out:
         raise RuntimeError(f"streaming plan out of step: output offset {d} != {plan.out}")
 
-    # -- output: y[pos] = R_L(re v_L) = (re v_L + bias) >> L (the bias came with bin 0), one lane per slot;
-    # with ifft_scale the stages did the 1/k: y = re v_L. o.valid with the last lane
+    # -- output: y[pos] = R_L(re v_L) = (re v_L + bias) >> L (the bias came with bin 0), one sample per slot;
+    # with ifft_scale the stages did the 1/k: y = re v_L. The samples of a result, lanes 0 .. k - 1 in order,
+    # pass the skid (registered on the enable: one slot later) into the lanes; o.valid with the last lane
     m = b.section("outbuf")
-    # the result flag registered one slot ahead (one LUT per lane clock enable); the lanes below
+    # the result flag registered one slot ahead
     flags_pre = data.View(flags_shape, b.flags(d - 1))
     done = Signal(name="y_done")                              # reset: no stale result after a reset
-    with m.If(step):
+    with m.If(b.step):
         m.d.sync += done.eq(flags_pre.valid & flags_pre.last)
-    # lane n is written when pos(d) == n, i.e. in slot (n + d) mod k: a bit of the one-hot slot ring
-    slot = b.onehot(k)
-    lane = [slot[(n + d) % k] for n in range(k)]
     y = v[0] if fmt.ifft_scale else v[0] >> L
-    # gated by en, not step (one LUT: o.valid, o.ready, done, lane): when en is high and the pipeline idles
-    # (no beat, nothing in flight), the sample at the output belongs to no result, so nothing is written
-    for n in range(k):
-        with m.If(en & done & lane[n]):
-            m.d.sync += pe.o.payload.y[n].eq(y)
+    # a sample is handed on when the pipeline steps past it (an idle pipeline holds none: done is 0 there)
     with m.If(en):
-        m.d.sync += pe.o.valid.eq(step & done & lane[k - 1])
+        m.d.sync += [skid.valid.eq(step & done), skid.payload.eq(y)]
+    take = Signal(name="lane_take")
+    m.d.comb += [sample.ready.eq(~pe.o.valid | pe.o.ready), take.eq(sample.valid & sample.ready)]
+    lane = Signal(k, name="lane_onehot", init=1)             # the lane the next sample fills
+    with m.If(take):
+        m.d.sync += lane.eq(Cat(lane[-1], lane[:-1]))
+    for n in range(k):
+        with m.If(take & lane[n]):
+            m.d.sync += pe.o.payload.y[n].eq(sample.payload)
+    with m.If(take & lane[k - 1]):
+        m.d.sync += pe.o.valid.eq(1)
+    with m.Elif(pe.o.ready):
+        m.d.sync += pe.o.valid.eq(0)
     return b.top
