@@ -53,7 +53,7 @@ import functools
 from dataclasses import dataclass
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
@@ -130,16 +130,6 @@ def _onehot_mux(m: Module, values, onehot, name: str):
             nxt.append(term)
         terms, level = nxt, level + 1
     return terms[0].as_signed() if shape.signed else terms[0]
-
-
-class _SamplePort:
-    """The stream of output samples between the pipeline and the output lanes (for :class:`hw.common.SkidOutput`,
-    which drives ``valid`` and ``payload`` and reads ``ready``)."""
-
-    def __init__(self, shape):
-        self.valid = Signal(name="lane_valid")
-        self.ready = Signal(name="lane_ready")
-        self.payload = Signal(shape, name="lane_y")
 
 
 def _table_bits(values) -> int:
@@ -572,7 +562,7 @@ def elaborate_streaming(pe) -> Module:
     # the step enable's 16.7k flip-flops set Fmax at 116 MHz). The beat is taken a slot before its block starts
     # (`pending`), so the start needs no i.valid either.
     lane_shape = pe.o.payload.y[0].shape()
-    sample = _SamplePort(lane_shape)
+    sample = stream.Signature(lane_shape).create(path=("lane",))   # the samples on their way to the lanes
     skid = SkidOutput(m, sample, name="y")
     en = skid.replica()                                      # the control's copy (the skid's own drives its register)
     t = Signal(unsigned(ceil_log2(k)), init=k - 1)          # slot of the block at the input
