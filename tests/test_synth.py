@@ -152,6 +152,9 @@ def test_mac(tmp_path, target):
     assert steps[:2] == ["verilog", "yosys"]
     assert sorted(steps[2:]) == ["nextpnr seed 1", "nextpnr seed 2"]
     _check_files(result, "mac")
+    if TARGETS[target].carry_out is not None:   # the netlist nextpnr read has no unread carry-out left
+        from synth.flow import _disconnect_unread_carries
+        assert _disconnect_unread_carries(os.path.join(result.build_dir, "mac.json"), *TARGETS[target].carry_out) == 0
 
 
 @pytest.mark.synth
@@ -203,3 +206,24 @@ def test_dsp_width_is_a_target_fact():
     assert for_target(SP2MacParams(), "ice40-up5k") == SP2MacParams()   # no target fact: unchanged
     with pytest.raises(ValueError, match=r"^Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'$"):
         for_target(p, "x")
+
+
+def test_unread_carry_outs_are_disconnected(tmp_path):
+    """synth.flow: a CCU2C COUT bit nothing reads becomes "x" (nextpnr-ecp5 would feed it out through another
+    CCU2C); one read by a cell or by a module output stays, and so does every other port."""
+    from synth.flow import _disconnect_unread_carries
+
+    def ccu(cin, cout, s0):
+        return {"type": "CCU2C", "port_directions": {"CIN": "input", "COUT": "output", "S0": "output"},
+                "connections": {"CIN": [cin], "COUT": [cout], "S0": [s0]}}
+
+    netlist = {"modules": {"top": {
+        "ports": {"q": {"direction": "output", "bits": [7]}},
+        "cells": {"c0": ccu("0", 2, 3), "c1": ccu(2, 4, 5), "c2": ccu("1", 7, 8), "c3": ccu("0", 9, 10)}}}}
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps(netlist))
+    assert _disconnect_unread_carries(str(path), "CCU2C", "COUT") == 2
+    cells = json.loads(path.read_text())["modules"]["top"]["cells"]
+    assert [cells[c]["connections"]["COUT"] for c in ("c0", "c1", "c2", "c3")] == [[2], ["x"], [7], ["x"]]
+    assert [cells[c]["connections"]["S0"] for c in ("c0", "c1", "c2", "c3")] == [[3], [5], [8], [10]]
+    assert _disconnect_unread_carries(str(path), "CCU2C", "COUT") == 0
