@@ -73,6 +73,7 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 from sw.params import Params
 
+from .carry import CARRY_CELL
 from .dsp import DSP_CELL, TARGET, fits, product_stages, registered_product
 from .common import (DEFAULT_DSP_BITS, DSP_BITS, TREE_LEVELS, TREE_LEVELS_PER_STAGE, SkidOutput, StreamParams,
                      add_with_carry, csd_digits, delay, register)
@@ -111,6 +112,11 @@ class CirculantParams(StreamParams, Params):
         primitive. Each product whose operands fit the primitive is built from it, with its own registers:
         ``"streaming"`` at the same latency, ``"parallel"`` with one register more per product (the latency
         follows).
+    carry_cell : str
+        ``"target"`` (default: the synthesis target's carry-chain primitive, :mod:`hw.carry`: ECP5 ``CCU2C``;
+        iCE40 and generic Verilog: expressions), ``"inferred"`` or a primitive. ``"streaming"`` builds each
+        delay-feedback butterfly and the first forward stage's add/subtract from it, a LUT per bit (the same
+        bits, the same latency); ``"parallel"`` does not use it.
     tree_levels : int
         ``"parallel"``: carry-chain adders between pipeline registers, 1 to 8 (default 2; 1 registers every
         adder: a shorter path, more flip-flops; the latency follows). ``"streaming"`` registers every butterfly
@@ -139,6 +145,7 @@ class CirculantParams(StreamParams, Params):
     dsp_bits: int = DSP_BITS.field(DEFAULT_DSP_BITS)
     dsp_cell: str = DSP_CELL.field(TARGET)
     tree_levels: int = TREE_LEVELS.field(TREE_LEVELS_PER_STAGE)
+    carry_cell: str = CARRY_CELL.field(TARGET)
 
     def __post_init__(self):
         if not isinstance(self.fmt, CirculantFormat):

@@ -61,6 +61,7 @@ from sw.circulant import CirculantFormat, bit_reverse
 from sw.intops import signed_bits_for
 
 from .common import DEFAULT_DSP_BITS, SkidOutput, add_with_carry
+from .carry import carry_cell, selected_add
 from .dsp import TARGET, fits, registered_product
 
 __all__ = ["streaming_latency", "elaborate_streaming"]
@@ -272,11 +273,12 @@ class _Builder:
     """Shared state of one streaming datapath: the module, the step enable and the slot counter."""
 
     def __init__(self, m: Module, k: int, step, t, history, dsp_bits: int, dsp_cell: str = TARGET, *,
-                 replica=None):
+                 carry: str = TARGET, replica=None):
         self.m, self.k, self.step, self.t, self.history = m, k, step, t, history
         self._replica = replica
         self.top = m
         self.dsp_bits, self.dsp_cell = dsp_bits, dsp_cell
+        self.carry_cell = carry_cell(carry)                  # None: the adds as expressions
         self.bits = ceil_log2(k)
         self._pos = {}
         self._onehot = {}
@@ -535,12 +537,18 @@ class _Builder:
                     self.m.d.sync += carry[0].eq(c)
                     self.m.d.sync += [carry[n].eq(carry[n - 1]) for n in range(1, half)]
                 first = carry[-1]
-            total = add_with_carry(top, v, c)
-            # a - (v + c) as one subtractor: (2a - (2v + c)) >> 1 (an inverted operand would cost a LUT per bit;
-            # a subtractor inverts inside the carry chain)
-            diff = ((Cat(Const(0, 1), bot).as_signed() - Cat(first, top).as_signed()) >> 1
-                    if first is not None else bot - top)
-            value = Mux(bottom, total, diff)
+            if self.carry_cell is not None:
+                # one chain, a LUT per bit: bottom ? v + top + c : bot + ~top + ~first (= bot - top - first)
+                cin = Mux(bottom, Const(0, 1) if c is None else c, Const(1, 1) if first is None else ~first)
+                value = selected_add(self.m, bottom, top, v, bot, cin, out_shape.width + int(scale), inv1=0, inv0=1,
+                                     cell=self.carry_cell, name=f"{name}_bf_{part}")
+            else:
+                total = add_with_carry(top, v, c)
+                # a - (v + c) as one subtractor: (2a - (2v + c)) >> 1 (an inverted operand would cost a LUT per
+                # bit; a subtractor inverts inside the carry chain)
+                diff = ((Cat(Const(0, 1), bot).as_signed() - Cat(first, top).as_signed()) >> 1
+                        if first is not None else bot - top)
+                value = Mux(bottom, total, diff)
             outs.append(self.reg(value >> 1 if scale else value, out_shape, f"{name}_{part}"))
         return tuple(outs)
 
@@ -627,7 +635,7 @@ def elaborate_streaming(pe) -> Module:
         m.d.comb += region.eq(skid.replica() & go)
         return region
 
-    b = _Builder(m, k, step, t, history, p.dsp_bits, p.dsp_cell, replica=replica)
+    b = _Builder(m, k, step, t, history, p.dsp_bits, p.dsp_cell, carry=p.carry_cell, replica=replica)
 
     # -- input buffers: the block being serialised; its weights go into the weight RAM, one bin per slot --
     m = b.section("inbuf")
@@ -678,7 +686,12 @@ def elaborate_streaming(pe) -> Module:
     # multiplexer; on the activations themselves, the guard bits (zeros) appended after it
     diff = b.pos(1)[L - 1]
     c_s = c if c.shape().signed else Cat(c, Const(0, 1)).as_signed()
-    u = b.reg(add_with_carry(a, Mux(diff, ~c_s, c_s), diff) << g, s1_shape, "fft1_sum")
+    if b.carry_cell is not None:                             # the select and the inversion in the chain's LUTs
+        s1 = selected_add(m, diff, c_s, a, a, diff, s1_shape.width - g, inv1=1, inv0=0, cell=b.carry_cell,
+                          name="fft1_addsub")
+    else:
+        s1 = add_with_carry(a, Mux(diff, ~c_s, c_s), diff)
+    u = b.reg(s1 << g, s1_shape, "fft1_sum")
     u_re, u_im = b.rotate(u, None, plan.fft_tw[0], plan.fft_kind[0], 2, frac, s1_shape, "fft1_rot")
     if u_im is None:
         u_im = Const(0, s1_shape)

@@ -159,11 +159,16 @@ def registered_product(m: Module, a: Value, b: Value, *, en: Value, cell: str, w
 
 
 def cells_used(params) -> tuple[str, ...]:
-    """The primitives a design built from ``params`` (nested parameter sets included) may instantiate."""
+    """The primitives a design built from ``params`` (nested parameter sets included) may instantiate: its DSP
+    cell and its carry-chain cell (:data:`hw.carry.CARRY_CELL`)."""
+    from . import carry   # hw/carry.py builds on this module's names
+
+
     found = []
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)
-        if f.metadata.get("spec") is DSP_CELL and value in DSP_CELLS:
+        if f.metadata.get("spec") is DSP_CELL and value in DSP_CELLS or \
+                f.metadata.get("spec") is carry.CARRY_CELL and value in carry.CARRY_CELLS:
             found.append(value)
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             found.extend(cells_used(value))
@@ -241,6 +246,9 @@ def _sb_mac16_model() -> str:
 
 
 def sim_models(cells) -> dict[str, str]:
-    """Verilog simulation models of ``cells`` (names from :data:`DSP_CELLS`): ``{file name: text}``."""
-    models = {"MULT18X18D": _mult18x18d_model, "SB_MAC16": _sb_mac16_model}
+    """Verilog simulation models of ``cells`` (names from :data:`DSP_CELLS` and :data:`hw.carry.CARRY_CELLS`):
+    ``{file name: text}``."""
+    from .carry import sim_model as ccu2c_model
+
+    models = {"MULT18X18D": _mult18x18d_model, "SB_MAC16": _sb_mac16_model, "CCU2C": ccu2c_model}
     return {f"{cell}.v": models[cell]() for cell in cells}

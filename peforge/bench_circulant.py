@@ -88,6 +88,8 @@ def scaled_format(block: int):
 
 #: (label suffix, CirculantParams overrides) of the extra k = 16 parallel rows
 PARALLEL_VARIANTS = (("inferred DSP", {"dsp_cell": "inferred"}), ("tree 1", {"tree_levels": 1}))
+#: (label suffix, CirculantParams overrides) of the extra k = 16 scaled streaming rows
+STREAM_VARIANTS = (("inferred carry", {"carry_cell": "inferred"}),)
 #: the parallel PE's Fmax target at k = 16 (issue 16), met by any of its rows
 PARALLEL_FMAX = 160
 
@@ -103,6 +105,10 @@ def circulant_designs() -> list[Design]:
                for arch, blocks in (("parallel", (8, 16)), ("streaming", (8, 16, 64))) for k in blocks]
     designs += [Design("circulant k=16 streaming, scaled inverse", "circulant-fft",
                        CirculantParams(fmt=scaled_format(16), arch="streaming"))]
+    # the same PE with its butterflies as yosys maps them (two adds and a multiplexer per bit; hw/carry.py)
+    designs += [Design(f"circulant k=16 streaming, scaled inverse, {label}", "circulant-fft",
+                       CirculantParams(fmt=scaled_format(16), arch="streaming", **kw))
+                for label, kw in STREAM_VARIANTS]
     # the parallel PE's speed steps side by side: its multiplies left to yosys (the PE before hw/dsp.py's
     # registered primitives), and one adder level per register instead of two
     designs += [Design(f"circulant k=16 parallel, {label}", "circulant-fft",

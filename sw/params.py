@@ -115,7 +115,7 @@ class Spec:
             return fact
         if value in self.portable or value == fact:
             return value
-        allowed = ", ".join(repr(c) for c in ("target", *self.portable, fact))
+        allowed = ", ".join(repr(c) for c in dict.fromkeys(("target", *self.portable, fact)))
         raise ValueError(f"{self.subject} must be one of {allowed} for {target}, not {value!r}")
 
     def field(self, default: Any) -> Any:

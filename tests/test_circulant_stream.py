@@ -21,14 +21,15 @@ STREAM = "streaming"
 # k = 4 (no multiplier at all), a narrow k = 8 without guard bits, k = 16 on the scaled inverse schedule
 # (every inverse stage halved, two more bits off each product) and k = 64 with the default widths; max_q is
 # small to keep the runs short (max_q only sizes the accumulator and inverse widths); k = 8 and 16 build their
-# products from the iCE40 / ECP5 DSP primitive and its simulation model (hw/dsp.py), k = 64 infers them
+# products from the iCE40 / ECP5 DSP primitive and its simulation model (hw/dsp.py), k = 16 its butterflies from
+# CCU2C cells (hw/carry.py), k = 64 infers them
 SIM_GRID = [
     CirculantParams(fmt=CirculantFormat(block=4, act_bits=6, act_signed=False, w_bits=8, tw_bits=10,
                                         guard_bits=1, max_q=8), arch=STREAM),
     CirculantParams(fmt=CirculantFormat(block=8, act_bits=5, w_bits=6, tw_bits=8, guard_bits=0, max_q=4),
                     arch=STREAM, dsp_cell="SB_MAC16"),
     CirculantParams(fmt=CirculantFormat(block=16, max_q=8, ifft_scale=True, prod_shift=8), arch=STREAM,
-                    dsp_cell="MULT18X18D"),
+                    dsp_cell="MULT18X18D", carry_cell="CCU2C"),
     CirculantParams(fmt=CirculantFormat(block=64, max_q=4), arch=STREAM),
 ]
 
@@ -36,7 +37,8 @@ SIM_GRID = [
 def ident(p):
     f = p.fmt
     return (f"k{f.block}-{'s' if f.act_signed else 'u'}{f.act_bits}-w{f.w_bits}-tw{f.tw_bits}-q{f.max_q}"
-            f"{'-scaled' if f.ifft_scale else ''}{'' if p.dsp_cell == 'target' else '-' + p.dsp_cell}")
+            f"{'-scaled' if f.ifft_scale else ''}{'' if p.dsp_cell == 'target' else '-' + p.dsp_cell}"
+            f"{'' if p.carry_cell == 'target' else '-' + p.carry_cell}")
 
 
 def test_arch_default_and_derived_values():
@@ -118,6 +120,27 @@ def test_products_on_the_primitive(tmp_path):
     write_design(registry.get("circulant-fft"), params, tmp_path)
     text = (tmp_path / "circulant_fft.v").read_text()
     assert text.count("MULT18X18D ") == 20 and " * " not in text
+
+
+def test_butterflies_on_the_carry_primitive(tmp_path):
+    """carry_cell: CCU2C builds every delay-feedback butterfly (7 inverse and 6 forward components at k = 16) and
+    forward stage 1 as chains of one cell per two bits; 'inferred' and iCE40 build none; ECP5 resolves it."""
+    from synth import for_target
+    from hw.circulant_stream import _ifft_bits
+
+    params = SIM_GRID[2]
+    fmt = params.fmt
+    bits = [fmt.fft_bits(1) - fmt.guard_bits] + [fmt.fft_bits(s) for s in range(2, 5) for _ in range(2)]
+    bits += [_ifft_bits(fmt, s) + 1 for s in range(1, 5) for _ in range(2 if s < 4 else 1)]   # + 1: halved
+    for carry, cells in (("CCU2C", sum(-(-b // 2) for b in bits)), ("inferred", 0)):
+        write_design(registry.get("circulant-fft"), params.replace(carry_cell=carry), tmp_path / carry)
+        assert (tmp_path / carry / "circulant_fft.v").read_text().count("CCU2C ") == cells
+    portable = params.replace(carry_cell="target", dsp_cell="target")
+    assert for_target(portable, "ecp5-85k").carry_cell == "CCU2C"
+    assert for_target(portable, "ice40-up5k").carry_cell == "inferred"
+    with pytest.raises(ValueError, match=r"^Carry cell \(carry_cell\) must be one of 'target', 'inferred' for "
+                                         r"ice40-up5k, not 'CCU2C'$"):
+        for_target(params.replace(dsp_cell="target"), "ice40-up5k")
 
 
 @pytest.mark.parametrize("params", SIM_GRID, ids=ident)

@@ -8,7 +8,7 @@ from hw.dsp import DSP_CELL, fits, product_stages
 from hw.fixed_mac import FixedMacParams
 from hw.nm_sparse import NMSparseParams
 from synth import TARGETS, for_target
-from tb.dsp import CHECKS, DspCellsDesign
+from tb.dsp import CARRY_CHECKS, CHECKS, CarryCellsDesign, DspCellsDesign
 from tb.runner import run_design
 
 
@@ -43,3 +43,8 @@ def test_wrong_cell_for_target_is_one_line():
                                          r"'MULT18X18D', 'SB_MAC16', not 'DSP48'$"):
         FixedMacParams(dsp_cell="DSP48")
     assert DSP_CELL.choices == ("target", "inferred", "MULT18X18D", "SB_MAC16")
+
+
+def test_carry_chain_equals_its_expression_exhaustively():
+    """hw/carry.py: CCU2C chains (yosys' vendor model) and the expression give X + Y + cin on every input."""
+    assert run_design(CarryCellsDesign(), testcases=CARRY_CHECKS, tag="pytest") == (len(CARRY_CHECKS), 0)
