@@ -199,10 +199,11 @@ def test_dsp_width_is_a_target_fact():
 
     assert (TARGETS["ecp5-85k"].dsp_bits, TARGETS["ice40-up5k"].dsp_bits) == (18, 16)
     assert DEFAULT_DSP_BITS == TARGETS["ecp5-85k"].dsp_bits
-    p = CirculantParams(dsp_cell="inferred")       # every target accepts 'inferred'
+    p = CirculantParams(dsp_cell="inferred", carry_cell="inferred")   # every target accepts 'inferred'
     assert for_target(p, "ecp5-85k") is p          # already at the target's facts: unchanged
     assert for_target(p, "ice40-up5k") == p.replace(dsp_bits=16)
     assert for_target(CirculantParams(), "ice40-up5k") == p.replace(dsp_bits=16, dsp_cell="SB_MAC16")
+    assert for_target(CirculantParams(), "ecp5-85k") == p.replace(dsp_cell="MULT18X18D", carry_cell="CCU2C")
     assert for_target(SP2MacParams(), "ice40-up5k") == SP2MacParams()   # no target fact: unchanged
     with pytest.raises(ValueError, match=r"^Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'$"):
         for_target(p, "x")
