@@ -19,8 +19,9 @@ Every ``make bench`` suite writes ``docs/results/<suite>.json`` and renders ``<s
      "study": {...suite-specific measurements that are not one design's (crossbar software study)}}
 
 ``lut``/``ff``/``dsp``/``bram`` are the first seed's (the flow counts them once; placement barely
-changes them), ``fmax_mhz`` the median over the seeds, ``per_seed`` each seed's Fmax (null when not
-recorded); a number is null when the design has none (no register-to-register path) or it was not
+changes them), ``fmax_mhz`` the median over the seeds that routed, ``per_seed`` each seed's Fmax (null when
+not recorded; a seed stopped at the bench's time limit is ``{"seed": 2, "fmax_mhz": null, "unrouted": true}``,
+after the seeds that routed); a number is null when the design has none (no register-to-register path) or it was not
 recorded.
 """
 
@@ -93,7 +94,8 @@ def synth_record(result) -> dict | None:
         return None
     return {"lut": result.lut, "ff": result.ff, "dsp": result.dsp, "bram": result.bram,
             "fmax_mhz": result.fmax_mhz,
-            "per_seed": [{"seed": s, "fmax_mhz": f} for s, f in zip(result.seeds, result.fmax_per_seed)]}
+            "per_seed": [{"seed": s, "fmax_mhz": f} for s, f in zip(result.seeds, result.fmax_per_seed)]
+            + [{"seed": s, "fmax_mhz": None, "unrouted": True} for s in result.unrouted_seeds]}
 
 
 _INT, _NUMBER, _STR, _BOOL = "an integer", "a number", "a string", "a boolean"

@@ -1,7 +1,9 @@
 """Synthesis and place-and-route of one component: Amaranth -> Verilog -> yosys -> nextpnr.
 
 The flow runs yosys once and nextpnr once per seed (two at a time), and reads the resource counts
-and Fmax from nextpnr's ``--report`` JSON and yosys' ``stat -json``. Every file lands in
+and Fmax from nextpnr's ``--report`` JSON and yosys' ``stat -json``. With ``seed_timeout_s`` a seed whose
+nextpnr does not finish in that time (router1 can circle without converging) is stopped, recorded in
+``SynthResult.unrouted_seeds``, and the next of ``spare_seeds`` routes in its place. Every file lands in
 ``build_dir``: ``<name>.v``, ``<name>.json`` (netlist), ``stat.json``, ``yosys.log``,
 ``report_seed<N>.json``, ``nextpnr_seed<N>.log`` and ``result.json``.
 
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -32,7 +34,8 @@ from amaranth.lib import wiring
 
 from .wrapper import PinWrapper, port_bits
 
-__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "synthesize", "for_target"]
+__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "ToolTimeout", "synthesize",
+           "for_target"]
 
 #: nextpnr runs at the same time (the reference machine has 2 cores).
 PARALLEL_SEEDS = 2
@@ -45,6 +48,10 @@ class SynthError(RuntimeError):
 class DoesNotFit(SynthError):
     """The design needs more of a resource than the target device has (one line: what, how many, how many
     the device has). The command line reports it as bad input (exit 2)."""
+
+
+class ToolTimeout(SynthError):
+    """A tool ran longer than its time limit and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -180,8 +187,9 @@ class SynthResult:
 
     ``lut``, ``ff``, ``dsp`` and ``bram`` come from the first seed (placement barely changes them)
     and include the :class:`PinWrapper` when ``wrapped``. ``fmax_mhz`` is the median of
-    ``fmax_per_seed``, or None when the design has no register-to-register path. ``io_bits`` counts
-    the top-level port bits of the unwrapped design, ``clk`` and ``rst`` included.
+    ``fmax_per_seed``, or None when the design has no register-to-register path. ``seeds`` are the seeds
+    that routed, in the order asked for (spares after), and ``unrouted_seeds`` those stopped at the time limit.
+    ``io_bits`` counts the top-level port bits of the unwrapped design, ``clk`` and ``rst`` included.
     """
 
     design: str
@@ -197,6 +205,7 @@ class SynthResult:
     wrapped: bool
     io_bits: int
     build_dir: str
+    unrouted_seeds: tuple[int, ...] = ()
 
     def to_dict(self):
         """Plain JSON-ready dict (tuples become lists)."""
@@ -213,11 +222,15 @@ def _tool(name):
     return path
 
 
-def _run(tool, args, *, log, cwd):
-    """Run a tool with its output in ``log``; raise SynthError with the log's tail on failure."""
+def _run(tool, args, *, log, cwd, timeout_s=None):
+    """Run a tool with its output in ``log``; raise SynthError with the log's tail on failure, and
+    :class:`ToolTimeout` (the tool stopped) if it runs longer than ``timeout_s`` seconds."""
     with open(log, "w") as f:
-        code = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL).returncode
+        try:
+            code = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            raise ToolTimeout(f"{tool} did not finish within {timeout_s:g} s and was stopped (log: {log})") from None
     if code != 0:
         with open(log, errors="replace") as f:
             tail = "".join(f.readlines()[-20:])
@@ -276,6 +289,27 @@ def _disconnect_unread_carries(path: str, cell: str, port: str) -> int:
     return dropped
 
 
+def _route_seeds(route, seeds, spares, workers):
+    """Run ``route(seed)`` (a report, or :class:`ToolTimeout`) on ``seeds``, ``workers`` at a time, starting the
+    next of ``spares`` whenever one times out; return ``(seed, report)`` pairs in the order seeds were started,
+    and the seeds that timed out."""
+    spares, started, reports, unrouted = list(spares), list(seeds), {}, []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(route, s): s for s in seeds}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                seed = running.pop(future)
+                try:
+                    reports[seed] = future.result()
+                except ToolTimeout:
+                    unrouted.append(seed)
+                    if spares:
+                        started.append(spares.pop(0))
+                        running[pool.submit(route, started[-1])] = started[-1]
+    return [(s, reports[s]) for s in started if s in reports], sorted(unrouted, key=started.index)
+
+
 def _fmax(report):
     """Worst achieved Fmax over the real clocks of a nextpnr report (None if there is none)."""
     achieved = [clock["achieved"] for name, clock in report.get("fmax", {}).items()
@@ -285,7 +319,7 @@ def _fmax(report):
 
 def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), freq_mhz=None,
                wrap=None, progress: Callable[[str], None] | None = None, sources=(),
-               nextpnr_args=()) -> SynthResult:
+               nextpnr_args=(), seed_timeout_s=None, spare_seeds=()) -> SynthResult:
     """Synthesize, place and route ``component`` and measure it.
 
     Parameters
@@ -315,6 +349,10 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         file names must be distinct. Default: none.
     nextpnr_args : iterable of str
         Extra nextpnr options after the target's own, e.g. ``("--router", "router2")``. Default: none.
+    seed_timeout_s : float or None
+        Stop a seed's nextpnr after this many seconds and record it in ``unrouted_seeds``. Default: no limit.
+    spare_seeds : iterable of int
+        Seeds routed, in order, in place of seeds that time out. Default: none.
 
     Raises
     ------
@@ -325,7 +363,7 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         frequency, source file (``"Verilog sources must be existing files with distinct names, not
         'x.v'"``) or nextpnr option list.
     SynthError
-        If yosys or nextpnr fails.
+        If yosys or nextpnr fails, or (:class:`ToolTimeout`) no seed routes within ``seed_timeout_s``.
     """
     tgt = _target(target)
     if not isinstance(component, wiring.Component):
@@ -335,8 +373,14 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     seeds = tuple(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(f"Seeds must be a non-empty sequence of non-negative integers, not {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"Seeds must be distinct, not {seeds!r}")
+    spare_seeds = tuple(spare_seeds)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in spare_seeds):
+        raise ValueError(f"Spare seeds must be a sequence of non-negative integers, not {spare_seeds!r}")
+    if len(set(seeds + spare_seeds)) != len(seeds + spare_seeds):
+        raise ValueError(f"Seeds and spare seeds must be distinct, not {seeds!r} and {spare_seeds!r}")
+    if seed_timeout_s is not None and (isinstance(seed_timeout_s, bool)
+                                       or not isinstance(seed_timeout_s, (int, float)) or not seed_timeout_s > 0):
+        raise ValueError(f"Seed timeout must be a positive number of seconds or None, not {seed_timeout_s!r}")
     freq = tgt.freq_mhz if freq_mhz is None else freq_mhz
     if isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0:
         raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
@@ -394,24 +438,29 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         try:
             _run(tgt.nextpnr, [*tgt.nextpnr_args, *nextpnr_args, "--json", f"{name}.json", "--freq", str(freq),
                                "--seed", str(seed), "--report", report, "--timing-allow-fail"],
-                 log=log, cwd=build_dir)
+                 log=log, cwd=build_dir, timeout_s=seed_timeout_s)
+        except ToolTimeout:
+            step(f"nextpnr seed {seed} stopped after {seed_timeout_s:g} s")
+            raise
         except SynthError:
             _raise_if_over(log, name, tgt)
             raise
         with open(os.path.join(build_dir, report)) as f:
             return json.load(f)
 
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_SEEDS, len(seeds))) as pool:
-        reports = list(pool.map(place_and_route, seeds))
-
+    routed, unrouted = _route_seeds(place_and_route, seeds, spare_seeds, min(PARALLEL_SEEDS, len(seeds)))
+    if not routed:
+        raise ToolTimeout(f"nextpnr did not finish within {seed_timeout_s:g} s on any of seeds "
+                          f"{', '.join(map(str, unrouted))} (logs: {build_dir}/nextpnr_seed<N>.log)")
+    reports = [r for _, r in routed]
     fmax_per_seed = tuple(_fmax(r) for r in reports)
     timed = [f for f in fmax_per_seed if f is not None]
     result = SynthResult(
         design=name, target=target,
         **{res: tgt.count(res, reports[0], stat) for res in ("lut", "ff", "dsp", "bram")},
         fmax_mhz=statistics.median(timed) if timed else None,
-        fmax_per_seed=fmax_per_seed, seeds=seeds, freq_target_mhz=freq,
-        wrapped=wrap, io_bits=io_bits, build_dir=build_dir,
+        fmax_per_seed=fmax_per_seed, seeds=tuple(s for s, _ in routed), freq_target_mhz=freq,
+        wrapped=wrap, io_bits=io_bits, build_dir=build_dir, unrouted_seeds=tuple(unrouted),
     )
     with open(os.path.join(build_dir, "result.json"), "w") as f:
         json.dump(result.to_dict(), f, indent=2)

@@ -16,19 +16,19 @@ __all__ = ["synthesize_pe", "synthesize_network", "check_fits"]
 
 
 def synthesize_pe(pe, params, *, target: str, seeds: Iterable[int] = (1,), wrap: bool | None = None,
-                  freq: float | None = None, progress=None) -> SynthResult:
+                  freq: float | None = None, progress=None, **options) -> SynthResult:
     """Synthesise ``pe`` (a :class:`hw.registry.PE`) built from ``params`` for ``target``.
 
     The target's facts (its DSP operand width) replace those of ``params`` first (:func:`synth.for_target`),
     so what is built, and the digest naming its directory, are the target's. ``progress`` is anything with a
-    ``step(text)`` method (:class:`peforge.progress.Progress`) or None; the other arguments are those of
-    :func:`synth.synthesize`.
+    ``step(text)`` method (:class:`peforge.progress.Progress`) or None; the other arguments, and ``options``
+    (``seed_timeout_s``, ``spare_seeds``, ``nextpnr_args``), are those of :func:`synth.synthesize`.
     """
     params = for_target(params, target)
     directory = build_root() / "synth" / f"{pe.name}-{params.digest()}-{target}"
     step: Callable[[str], None] | None = progress.step if progress is not None else None
     return synthesize(pe.build(params), name=pe.top, target=target, build_dir=directory,
-                      seeds=tuple(seeds), wrap=wrap, freq_mhz=freq, progress=step)
+                      seeds=tuple(seeds), wrap=wrap, freq_mhz=freq, progress=step, **options)
 
 
 def check_fits(compiled, target: str) -> None:

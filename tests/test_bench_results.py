@@ -98,10 +98,12 @@ def test_run_bench_writes_json_then_renders_the_page_from_it(tmp_path, monkeypat
     from synth import SynthResult
 
     def fake_synthesise_all(designs, seeds):
+        # the second design's seed 3 did not route in time and spare seed 4 routed in its place
         return [bench.design_record(d, SynthResult(design=d.label, target="ecp5-85k", lut=100 + n, ff=50, dsp=n % 2,
                                                    bram=0, fmax_mhz=150.0, fmax_per_seed=(149.0, 151.0),
-                                                   seeds=tuple(seeds), freq_target_mhz=200, wrapped=True,
-                                                   io_bits=10, build_dir="x"))
+                                                   seeds=(1, 4) if n == 1 else tuple(seeds), freq_target_mhz=200,
+                                                   wrapped=True, io_bits=10, build_dir="x",
+                                                   unrouted_seeds=(3,) if n == 1 else ()))
                 for n, d in enumerate(designs)]
 
     monkeypatch.setattr(bench, "synthesise_all", fake_synthesise_all)
@@ -113,7 +115,13 @@ def test_run_bench_writes_json_then_renders_the_page_from_it(tmp_path, monkeypat
     first = doc["designs"][0]
     assert first["synth"]["per_seed"] == [{"seed": 1, "fmax_mhz": 149.0}, {"seed": 3, "fmax_mhz": 151.0}]
     assert first["lanes"] == 16 and first["macs_per_cycle"] == 16
+    assert doc["designs"][1]["synth"]["per_seed"] == [{"seed": 1, "fmax_mhz": 149.0}, {"seed": 4, "fmax_mhz": 151.0},
+                                                      {"seed": 3, "fmax_mhz": None, "unrouted": True}]
     page = (tmp_path / "nm.md").read_text()
+    second = doc["designs"][1]["label"]
+    assert (f"nextpnr did not finish within 30 min on some seeds, and spare seeds routed instead: {second} "
+            f"(seed 3 stopped, Fmax the median of seeds 1, 4).\n") in page
+    assert page.count("did not finish within") == 1
     assert "| dense fixed-mac DSP | 16 | 100 | 50 | 0 | 150.0 | 16 | 2.40 | 24.00 | 6 |" in page
     (tmp_path / "nm.md").unlink()
     monkeypatch.setattr(bench, "synthesise_all", None)       # render_only must not synthesise

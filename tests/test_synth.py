@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from synth import TARGETS, PinWrapper, SynthError, synthesize
+from synth import TARGETS, PinWrapper, SynthError, ToolTimeout, synthesize
 
 # Components built only to test argument checks are never elaborated: silence the warning, and
 # collect them while the filter applies (components sit in reference cycles).
@@ -83,6 +83,42 @@ def test_bad_arguments(tmp_path):
         synthesize(Mac(), name="mac", build_dir=tmp_path, seeds=())
     with pytest.raises(ValueError, match=r"^Frequency must be a positive number of MHz, not 0$"):
         synthesize(Mac(), name="mac", build_dir=tmp_path, freq_mhz=0)
+    with pytest.raises(ValueError, match=r"^Seeds and spare seeds must be distinct, not \(1, 2\) and \(2,\)$"):
+        synthesize(Mac(), name="mac", build_dir=tmp_path, seeds=(1, 2), spare_seeds=(2,))
+    with pytest.raises(ValueError, match=r"^Spare seeds must be a sequence of non-negative integers, not \(-1,\)$"):
+        synthesize(Mac(), name="mac", build_dir=tmp_path, spare_seeds=(-1,))
+    with pytest.raises(ValueError, match=r"^Seed timeout must be a positive number of seconds or None, not 0$"):
+        synthesize(Mac(), name="mac", build_dir=tmp_path, seed_timeout_s=0)
+
+
+def test_a_seed_past_the_time_limit_gives_way_to_the_next_spare():
+    """The scheduling of :func:`synth.flow._route_seeds` with a stand-in for nextpnr: seeds 2 and 4 time out."""
+    from synth.flow import _route_seeds
+
+    def route(seed):
+        if seed in (2, 4):
+            raise ToolTimeout(f"seed {seed}")
+        return {"seed": seed}
+
+    routed, unrouted = _route_seeds(route, (1, 2, 3), (4, 5, 6), workers=2)
+    assert routed == [(1, {"seed": 1}), (3, {"seed": 3}), (5, {"seed": 5})] and unrouted == [2, 4]
+    routed, unrouted = _route_seeds(route, (1, 2), (), workers=2)     # no spare left: fewer seeds, said so
+    assert routed == [(1, {"seed": 1})] and unrouted == [2]
+    with pytest.raises(SynthError, match="^boom$"):                   # any other failure still fails the run
+
+        def broken(seed):
+            raise SynthError("boom")
+
+        _route_seeds(broken, (1,), (2,), workers=1)
+
+
+@pytest.mark.synth
+def test_nextpnr_is_stopped_at_the_seed_time_limit(tmp_path):
+    """The real tools: nextpnr cannot finish in a millisecond, so both seeds are stopped and the run says so."""
+    with pytest.raises(ToolTimeout, match=r"^nextpnr did not finish within 0\.001 s on any of seeds 1, 2 \(logs: "):
+        synthesize(Mac(), name="mac", target="ice40-up5k", build_dir=tmp_path, seeds=(1,), spare_seeds=(2,),
+                   seed_timeout_s=0.001)
+    assert not (tmp_path / "result.json").exists()
 
 
 def test_targets():
