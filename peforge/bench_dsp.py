@@ -63,23 +63,33 @@ def critical_path(log: str) -> dict | None:
 
 
 def path_fields(design: Design) -> dict:
-    """The row's ``latency`` (of the parameters built for the bench target) and ``critical_path``: the first
-    seed's, read from the nextpnr log of the synthesis just run (None when there is none)."""
+    """The row's ``latency`` (of the parameters built for the bench target) and ``critical_path``: that of the
+    first seed that routed (seed 1 unless it was stopped, then with its ``seed``), read from the nextpnr log of
+    the synthesis just run (None when there is none)."""
+    import json
+
     from synth import for_target
 
     params = for_target(design.params, TARGET)
-    log = build_root() / "synth" / f"{design.pe}-{params.digest()}-{TARGET}" / "nextpnr_seed1.log"
+    directory = build_root() / "synth" / f"{design.pe}-{params.digest()}-{TARGET}"
+    result = directory / "result.json"
+    seed = json.loads(result.read_text())["seeds"][0] if result.is_file() else 1
+    log = directory / f"nextpnr_seed{seed}.log"
     path = critical_path(log.read_text()) if log.is_file() else None
+    if path is not None and seed != 1:
+        path["seed"] = seed
     return {"latency": params.latency, "critical_path": path}
 
 
 def path_table(designs: list[dict]) -> str:
-    """Markdown: each row's latency and seed-1 critical path (rows measured without them show "-")."""
+    """Markdown: each row's latency and seed-1 critical path (another seed's says which; rows measured without
+    them show "-")."""
     rows = []
     for d in designs:
         path = d.get("critical_path")
+        seed = "" if path is None or "seed" not in path else f" (seed {path['seed']})"
         rows.append([d["label"], str(d.get("latency", "-")),
-                     "-" if path is None else f"{path['from']} -> {path['to']}",
+                     "-" if path is None else f"{path['from']} -> {path['to']}{seed}",
                      "-" if path is None else f"{path['ns']:.2f}",
                      "-" if path is None else f"{path['routing_ns']:.2f}"])
     return markdown_table(["design", "latency", "critical path", "ns", "routing ns"], rows)

@@ -163,8 +163,6 @@ def test_schema_rejects_bad_json(tmp_path):
         load_results(path)
 
 
-
-
 def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
     from peforge.bench_dsp import critical_path
 
@@ -188,3 +186,31 @@ def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
     assert critical_path(log) == {"from": "lane8_mul.P2", "to": "tree_l2_2_TRELLIS_FF_Q_1.DI", "ns": 6.25,
                                   "routing_ns": 5.06}
     assert critical_path("Info: no timing here") is None
+
+
+def test_critical_path_is_the_first_routed_seeds(tmp_path, monkeypatch):
+    """A row whose seed 1 was stopped at the time limit takes the path of the first seed that routed, and says so."""
+    from hw.fixed_mac import FixedMacParams
+    from peforge import bench_dsp
+    from synth import for_target
+
+    monkeypatch.setattr(bench_dsp, "build_root", lambda: tmp_path)
+    d = bench.Design("fixed", "fixed-mac", FixedMacParams(lanes=2, dsp=True))
+    directory = tmp_path / "synth" / f"fixed-mac-{for_target(d.params, bench.TARGET).digest()}-{bench.TARGET}"
+    directory.mkdir(parents=True)
+    report = ("Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
+              "Info:   clk-to-q  0.52  0.52 Source dut.{0}.Q\n"
+              "Info:    routing  2.00  2.52 Net dut.{0} (1,1) -> (2,2)\n"
+              "Info:                          Sink dut.{0}_next.DI\n")
+    (directory / "nextpnr_seed1.log").write_text(report.format("stopped"))   # a killed run's pre-route report
+    (directory / "nextpnr_seed3.log").write_text(report.format("routed"))
+    (directory / "result.json").write_text(json.dumps({"seeds": [3, 2]}))
+    fields = bench_dsp.path_fields(d)
+    assert fields["critical_path"] == {"from": "routed.Q", "to": "routed_next.DI", "ns": 2.52, "routing_ns": 2.0,
+                                       "seed": 3}
+    row = {"label": "fixed", "latency": fields["latency"], "critical_path": fields["critical_path"]}
+    assert "| fixed | " + str(fields["latency"]) + " | routed.Q -> routed_next.DI (seed 3) | 2.52 | 2.00 |" \
+        in bench_dsp.path_table([row])
+    (directory / "result.json").write_text(json.dumps({"seeds": [1, 3]}))
+    assert bench_dsp.path_fields(d)["critical_path"] == {"from": "stopped.Q", "to": "stopped_next.DI", "ns": 2.52,
+                                                         "routing_ns": 2.0}
