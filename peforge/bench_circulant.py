@@ -258,8 +258,9 @@ def _meaning(designs: list[dict]) -> str:
     fmax = [r["fmax_mhz"] for d, r in by.values() if r is not None and r["fmax_mhz"] and "parallel" in d["label"]]
     if fmax:
         paths = [d["critical_path"] for d, r in by.values() if "parallel" in d["label"] and d.get("critical_path")]
-        routing = (f"; their critical paths (seed 1, table below) are {min(p['routing_ns'] / p['ns'] for p in paths):.0%}"
-                   f" to {max(p['routing_ns'] / p['ns'] for p in paths):.0%} routing" if paths else "")
+        shares = [p["routing_ns"] / p["ns"] for p in paths]
+        routing = (f"; their critical paths (seed 1, table above) are {min(shares):.0%} to {max(shares):.0%} "
+                   f"routing" if paths else "")
         out.append(f"- Fmax of the parallel rows: {min(fmax):.0f}-{max(fmax):.0f} MHz{routing}. The k = 16 PE has "
                    f"10-17k flip-flops on one pipeline enable and 18 accumulators of 26 bits on one clear: control "
                    f"signals of that fan-out, not the arithmetic, are what it waits for (docs/circulant-fft.md).")
@@ -284,7 +285,11 @@ def render(doc: dict) -> str:
         "in hardware, one k x k block per cycle; `streaming`: one sample per cycle, a block every k cycles; "
         "`streaming, scaled inverse`: the same streaming PE on the schedule with every inverse stage halved "
         "(`fmt.ifft_scale`, floor) and 2 more bits rounded off each product (`prod_shift` 8), so the inverse "
-        "transform stays at the accumulator's width (docs/circulant-fft.md). "
+        "transform stays at the accumulator's width (docs/circulant-fft.md); `inferred carry`: that PE with its "
+        "butterflies left to yosys (two adds and a multiplexer per bit) instead of ECP5 carry chains with "
+        "selected operands (`carry_cell`, hw/carry.py). Parallel k = 16 `inferred DSP`: its multiplies left to "
+        "yosys instead of the registered MULT18X18D (`dsp_cell`, hw/dsp.py); `tree 1`: one adder level per "
+        "register instead of two (`tree_levels`). "
         "`eq. MACs/cycle` counts the dense MACs the PE replaces: k^2 per block, divided by the initiation "
         "interval. The dense baseline is `fixed-mac` with 16 DSP lanes, 8-bit signed activations and 8-bit "
         "weights (the int8 layer a dense PE would run; its accumulator is sized for 64 x 16 = 1024 terms, "
