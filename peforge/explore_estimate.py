@@ -86,9 +86,12 @@ def _nm(p: dict, wrapped: bool) -> list[float]:
 def _circulant(p: dict, wrapped: bool) -> list[float]:
     k = p["fmt"]["block"]
     parallel = p.get("arch") == "parallel"
-    # parallel: k^2 (every bin's butterflies and products side by side); streaming: grows as sqrt(k) over
-    # k = 8 .. 64 on the bench (one butterfly per stage, the rest in memories)
-    return [1.0, parallel * k * k, (not parallel) * math.sqrt(k)]
+    # parallel: k^2 (every bin's butterflies and products side by side); streaming: an intercept of its own and
+    # growth as sqrt(k) over k = 8 .. 64 on the bench (one butterfly per stage, the rest in memories). The
+    # streaming LUTs extrapolate to a negative value at k = 0 (934 / 1496 / 3700 at k = 8 / 16 / 64 on CCU2C
+    # butterflies), which non-negative coefficients cannot fit on sqrt(k) alone: sqrt(k) - 2 keeps the
+    # streaming intercept positive (k >= 4, the smallest streaming block)
+    return [1.0, parallel * k * k, float(not parallel), (not parallel) * (math.sqrt(k) - 2)]
 
 
 def _crossbar(p: dict, wrapped: bool) -> list[float]:
