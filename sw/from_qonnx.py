@@ -84,26 +84,68 @@ def _node_text(node) -> str:
 def load_model(model: Any):
     """A cleaned-up ``qonnx`` ``ModelWrapper`` of a path, ``ModelWrapper`` or ``onnx.ModelProto``.
 
+    Before qonnx's ``cleanup_model`` runs, the model must be an ONNX model (an opset import and a graph with
+    nodes: protobuf reads an empty file, or many a file that is not ONNX, as an empty model) and every node of a
+    QONNX custom-op domain must be one qonnx knows (its shape inference raises on the others).
+
     Raises
     ------
     TypeError, ValueError
         ``"QONNX model must be an .onnx path, a ModelWrapper or a ModelProto, not 3"``,
-        ``"QONNX model must be a readable ONNX file, not 'x.onnx' (...)"``.
+        ``"QONNX model must be an ONNX model file, not 'x.onnx' (the file is empty)"``.
+    QONNXError (ValueError)
+        ``"QONNX node 'QuantLSTMCell_0' (QuantLSTMCell) must be one of Quant, Gemm, ...: peforge compiles MLPs
+        (no front-end takes recurrent layers yet: not QONNX, not from_torch), not the
+        qonnx.custom_op.general op 'QuantLSTMCell'"``, and the like for any op qonnx does not know.
     """
     import onnx
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    what = "the model given"
     if isinstance(model, (str, os.PathLike)):
+        what = repr(str(model))
         try:
+            empty = os.path.getsize(model) == 0
             model = ModelWrapper(str(model))
         except Exception as e:  # protobuf and file errors alike: one line
-            raise ValueError(f"QONNX model must be a readable ONNX file, not {str(model)!r} ({e})") from None
+            raise ValueError(f"QONNX model must be an ONNX model file, not {what} ({e})") from None
+        if empty:
+            raise ValueError(f"QONNX model must be an ONNX model file, not {what} (the file is empty)")
     elif isinstance(model, onnx.ModelProto):
         model = ModelWrapper(model)
     elif not isinstance(model, ModelWrapper):
         raise TypeError(f"QONNX model must be an .onnx path, a ModelWrapper or a ModelProto, not {model!r}")
+    if not model.model.opset_import or not model.graph.node:
+        missing = " and ".join(part for part, there in (("no opset_import", model.model.opset_import),
+                                                         ("no graph nodes", model.graph.node)) if not there)
+        raise ValueError(f"QONNX model must be an ONNX model file, not {what} ({missing}: not an ONNX model)")
+    _check_custom_ops(model)
     return cleanup_model(ModelWrapper(model.model.__deepcopy__()))
+
+
+#: ONNX op types of recurrent layers (standard and Brevitas'), refused with a word on where they stand.
+_RECURRENT = ("LSTM", "GRU", "RNN", "QuantLSTMCell", "QuantLSTM", "QuantGRU", "QuantRNN")
+
+
+def _unsupported(node) -> QONNXError:
+    """The refusal of a node peforge does not compile (a standard op by its type, a custom op with its domain)."""
+    standard = node.domain in ("", "ai.onnx")
+    op = repr(node.op_type) if standard else f"the {node.domain} op {node.op_type!r}"
+    why = "peforge compiles MLPs"
+    if node.op_type in _RECURRENT:
+        why += " (no front-end takes recurrent layers yet: not QONNX, not from_torch)"
+    return QONNXError(f"{_node_text(node)} must be one of {SUPPORTED}: {why}, not {op}")
+
+
+def _check_custom_ops(model) -> None:
+    """Refuse a node of a QONNX custom-op domain that qonnx has no op for (``cleanup_model`` would raise
+    ``Exception("Custom op_type QuantLSTMCell is currently not supported.")`` on it)."""
+    from qonnx.custom_op.registry import is_custom_op
+
+    for node in model.graph.node:
+        if is_custom_op(node.domain) and not is_custom_op(node.domain, node.op_type):
+            raise _unsupported(node)
 
 
 # -- graph walking ------------------------------------------------------------------------------------------
@@ -164,8 +206,7 @@ def _check_domain(node) -> None:
         raise QONNXError(f"{_node_text(node)} must be in the QONNX domain 'qonnx.custom_op.general', not "
                          f"{node.domain!r}")
     if node.op_type not in ("Quant",) and node.domain not in ("", "ai.onnx"):
-        raise QONNXError(f"{_node_text(node)} must be one of {SUPPORTED}, not the custom op "
-                         f"{node.domain}.{node.op_type}")
+        raise _unsupported(node)
 
 
 class _Quant:
@@ -457,7 +498,7 @@ def _layer_plan(g: _Graph):
             raise QONNXError(f"{_node_text(node)} must follow a Gemm or MatMul (a bias Add, then a Relu), not "
                              f"{g.producer[tensor].op_type if tensor in g.producer else 'the input'}")
         else:
-            raise QONNXError(f"{_node_text(node)} must be one of {SUPPORTED}: peforge compiles MLPs, not {op!r}")
+            raise _unsupported(node)
         node = g.next(tensor)
     if not stages:
         raise QONNXError(f"QONNX graph must have a Gemm or MatMul layer after its input Quant, not "

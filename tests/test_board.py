@@ -213,3 +213,83 @@ def test_board_sim_digits_fixed8_115200():
     assert len(x) * sample < result.seconds < len(x) * sample + answer + 1e-3  # 1 ms: the accelerator and the UARTs
     print(f"digits fixed8, 16 images at 115200 baud: {result.images_per_s:.1f} images/s "
           f"({len(x)} / {result.seconds * 1e3:.2f} ms simulated)")
+
+
+# -- the command line's one-line errors (issue 28) -------------------------------------------------------------------
+
+def _fake_tools(tmp_path, monkeypatch, *, yosys: str, nextpnr: str = "exit 0"):
+    """Stand-in tools for ``board build``: shell snippets run in the build directory instead of the YoWASP tools."""
+    import os
+
+    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin", OPENFPGALOADER="true")
+    for var, body in (("YOSYS", yosys), ("NEXTPNR_ICE40", nextpnr), ("ICEPACK", "exit 0")):
+        tool = tmp_path / f"fake-{var.lower().replace('_', '-')}"
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
+        env[var] = str(tool)
+    monkeypatch.setattr(host, "_tool_env", lambda: env)
+
+
+PROGRESS = r"\s*\[\s*[\d.]+s\] board build icebreaker: .*"
+
+
+@pytest.mark.parametrize("case", ["tool fails", "does not fit"])
+def test_cli_build_failure_is_one_line_naming_the_log(compiled, tmp_path, monkeypatch, capsys, case):
+    import re
+
+    from peforge.cli import main
+
+    compiled.write(tmp_path / "acc")
+    if case == "tool fails":
+        _fake_tools(tmp_path, monkeypatch, yosys='echo "ERROR: fake yosys failed" >&2; exit 1')
+        want = (1, rf"peforge board build: failed: Bitstream build for icebreaker stopped in yosys \(exit status 1\): "
+                   rf"ERROR: fake yosys failed \(log {re.escape(str(tmp_path / 'out' / 'build.log'))}\)")
+    else:
+        (tmp_path / "tim").write_text("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:  7210/  5280   136%\n")
+        _fake_tools(tmp_path, monkeypatch, yosys="exit 0",
+                    nextpnr=f'cp {tmp_path / "tim"} board.tim; echo "ERROR: Unable to place cell" >&2; exit 1')
+        want = (2, rf"peforge board build: error: Network {compiled.digest()} must fit the iCE40UP5K, not need 7210 "
+                   rf"ICESTORM_LC of 5280 \(log {re.escape(str(tmp_path / 'out' / 'board.tim'))}\)")
+    code = main(["board", "build", str(tmp_path / "acc"), "--board", "icebreaker", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == want[0] and "Traceback" not in err, err
+    assert re.fullmatch(want[1], lines[-1]), lines[-1]
+    assert all(re.fullmatch(PROGRESS, line) for line in lines[:-1]), err  # the tools print nothing themselves
+    assert any("yosys: synthesis" in line for line in lines[:-1]), err
+    if case == "does not fit":
+        assert any("nextpnr-ice40: place and route" in line for line in lines[:-1]), err
+        assert "Unable to place" in (tmp_path / "out" / "build.log").read_text()
+
+
+@pytest.mark.parametrize("x, extra, message", [
+    (np.zeros((2, 3), np.int64), [], r"--input {x}: Network input must have shape \(N, {features}\), not \(2, 3\)"),
+    ("zero", [], r"--input {x} must hold at least one sample, not 0 \(shape \(0, {features}\)\)"),
+    ("ok", ["--output", "{tmp}"], r"--output must be a \.npy file path, not the directory '{tmp}'"),
+    ("ok", ["--labels", "{x}"], r"--labels must be an integer array of shape \(2,\) like the inputs, not int64 "
+                                r"\(2, {features}\)"),
+])
+def test_cli_run_sim_checks_the_input_before_the_build(compiled, tmp_path, monkeypatch, capsys, x, extra, message):
+    import re
+
+    from peforge.cli import main
+
+    def no_build(*_, **__):
+        raise AssertionError("the input must be refused before the simulated board is built")
+
+    monkeypatch.setattr(host, "simulated", no_build)
+    compiled.write(tmp_path / "acc")
+    features = compiled.network.input.features
+    if isinstance(x, str):
+        x = np.zeros((0 if x == "zero" else 2, features), np.int64)
+    np.save(tmp_path / "x.npy", x)
+    before = sorted(tmp_path.rglob("*"))
+    fill = {"x": str(tmp_path / "x.npy"), "tmp": str(tmp_path), "features": features}
+    code = main(["board", "run", "--sim", str(tmp_path / "acc"), "--input", str(tmp_path / "x.npy"),
+                 *[a.format(**fill) for a in extra]])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    pattern = message.format(x=re.escape(fill["x"]), tmp=re.escape(fill["tmp"]), features=features)
+    assert re.fullmatch(rf"peforge board run: error: {pattern}", lines[0]), lines[0]
+    assert sorted(tmp_path.rglob("*")) == before

@@ -91,3 +91,175 @@ def test_synth_json(capsys, pe, target):
     assert result["pe"] == pe and result["target"] == target
     assert result["lut"] > 20 and result["ff"] > 10
     assert result["fmax_mhz"] is None or result["fmax_mhz"] > 10
+
+
+# -- a newcomer's bad input to compile, infer and synth (issue 28): one line, exit 2, nothing left on disk ---------
+
+def _lstm_onnx(path):
+    """A graph holding a Brevitas-style QuantLSTMCell node, which qonnx's cleanup cannot handle."""
+    from onnx import TensorProto, helper, save
+
+    node = helper.make_node("QuantLSTMCell", ["x"], ["y"], name="QuantLSTMCell_0", domain="qonnx.custom_op.general")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                     helper.make_opsetid("qonnx.custom_op.general", 1)])
+    model.ir_version = 8
+    save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def newcomer(tmp_path_factory):
+    """A saved network, its compiled directory and bad input files, in a directory of their own."""
+    import numpy as np
+
+    from hw.network import CompiledNetwork
+    from sw.network import random_network
+
+    root = tmp_path_factory.mktemp("newcomer")
+    network = random_network(np.random.default_rng(6), max_features=8, schemes=["fixed"], depth=2)
+    network.save(root / "net")
+    CompiledNetwork.default(network).write(root / "acc")
+    _lstm_onnx(root / "lstm.onnx")
+    (root / "empty.onnx").write_bytes(b"")
+    (root / "text.onnx").write_text("hello world\n")
+    (root / "proto.onnx").write_bytes(b"\x08\x07")  # a protobuf message (ir_version 7) and nothing else
+    (root / "empty.npy").write_bytes(b"")
+    (root / "text.npy").write_text("1 2 3\n")
+    with open(root / "arrays.npy", "wb") as f:     # an .npz archive under a .npy name
+        np.savez(f, x=np.zeros(3))
+    x = np.zeros((4, network.input.features), np.int64)
+    np.save(root / "x.npy", x)
+    np.save(root / "truncated.npy", np.zeros((64, network.input.features), np.int64))
+    (root / "truncated.npy").write_bytes((root / "truncated.npy").read_bytes()[:200])
+    np.save(root / "zero.npy", np.zeros((0, network.input.features), np.int64))
+    (root / "plain").mkdir()
+    return root
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+NEWCOMER = [
+    (["compile", "lstm.onnx", "-o", "out"],
+     r"QONNX node 'QuantLSTMCell_0' \(QuantLSTMCell\) must be one of Quant, Gemm, MatMul, Add \(bias\), Relu, "
+     r"Flatten or Reshape: peforge compiles MLPs \(no front-end takes recurrent layers yet: not QONNX, not "
+     r"from_torch\), not the qonnx\.custom_op\.general op 'QuantLSTMCell'"),
+    (["compile", "empty.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'empty\.onnx' \(the file "
+                                             r"is empty\)"),
+    (["compile", "text.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'text\.onnx' \(Error "
+                                            r"parsing message[^\n]*\)"),
+    (["compile", "proto.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'proto\.onnx' \(no "
+                                             r"opset_import and no graph nodes: not an ONNX model\)"),
+    (["compile", "net", "-o", "out", "--set", "layer.0.lanes=0"],
+     r"layer\.0\.lanes: Lanes must be an integer from 1 to 4096, not 0"),
+    (["compile", "net", "-o", "out", "--set", "layer.1.pes=99"],
+     r"layer\.1: Layer fixed pes must be at most its \d+ output rows, not 99"),
+    (["infer", "acc", "--input", "empty.npy", "--output", "y.npy"],
+     r"--input must be a \.npy array file, not 'empty\.npy' \(the file is empty\)"),
+    (["infer", "acc", "--input", "text.npy", "--output", "y.npy"],
+     r"--input must be a \.npy array file, not 'text\.npy' \(no \.npy header\)"),
+    (["infer", "acc", "--input", "arrays.npy", "--output", "y.npy"],
+     r"--input must be a \.npy array file, not 'arrays\.npy' \(no \.npy header \(an \.npz archive: save one array "
+     r"with numpy\.save\)\)"),
+    (["infer", "acc", "--input", "truncated.npy", "--output", "y.npy"],
+     r"--input must be a \.npy array file, not 'truncated\.npy' \([^\n]+\)"),
+    (["infer", "acc", "--input", "x.npy", "--labels", "empty.npy", "--output", "y.npy"],
+     r"--labels must be a \.npy array file, not 'empty\.npy' \(the file is empty\)"),
+    (["infer", "acc", "--input", "x.npy", "--labels", "text.npy", "--output", "y.npy"],
+     r"--labels must be a \.npy array file, not 'text\.npy' \(no \.npy header\)"),
+    (["infer", "acc", "--input", "zero.npy", "--rtl", "--output", "y.npy"],
+     r"--input zero\.npy must hold at least one sample, not 0 \(shape \(0, \d+\)\)"),
+    (["infer", "acc", "--input", "x.npy", "--output", "plain"],
+     r"--output must be a \.npy file path, not the directory 'plain'"),
+    (["infer", "acc", "--input", "x.npy", "--output", "nowhere/y.npy"],
+     r"--output must be in an existing directory, not 'nowhere/y\.npy' \(no directory 'nowhere'\)"),
+    (["synth", "net"], r"PE must be a PE name or a compiled network directory, not the saved network directory "
+                       r"'net' \(run `peforge compile net -o OUT` first, then `peforge synth OUT`\)"),
+    (["synth", "lstm.onnx"], r"PE must be a PE name or a compiled network directory, not the QONNX model "
+                             r"'lstm\.onnx' \(run `peforge compile lstm\.onnx -o OUT` first, then `peforge synth "
+                             r"OUT`\)"),
+    (["synth", "plain"], r"PE must be a PE name \(see `peforge list`\) or a compiled network directory \(with "
+                         r"compiled\.json, written by `peforge compile`\), not the directory 'plain'"),
+]
+
+
+@pytest.mark.parametrize("args, message", NEWCOMER, ids=[" ".join(a) for a, _ in NEWCOMER])
+def test_newcomer_bad_input_is_one_line_exit_2_and_writes_nothing(newcomer, monkeypatch, capsys, args, message):
+    import tb.network
+    import tb.runner
+
+    def no_simulation(*_, **__):
+        raise AssertionError("the input must be refused before any simulation build")
+
+    monkeypatch.setattr(tb.network, "rtl_infer", no_simulation)
+    monkeypatch.setattr(tb.runner, "build_design", no_simulation)
+    monkeypatch.chdir(newcomer)
+    before = _tree(newcomer)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert re.fullmatch(rf"peforge {args[0]}: error: {message}", lines[0]), lines[0]
+    assert _tree(newcomer) == before  # no output directory, no logits file, no staging directory
+
+
+def test_compile_into_an_existing_directory_holds_exactly_this_compile(newcomer, tmp_path, capsys):
+    """A refold with fewer PE slots leaves no memory image of the old folding; files peforge does not own stay."""
+    out = tmp_path / "acc"
+    assert main(["compile", str(newcomer / "net"), "-o", str(out), "--set", "layer.0.pes=2"]) == 0
+    assert sorted(p.name for p in (out / "memories").iterdir()) == ["layer0_slot0.hex", "layer0_slot1.hex",
+                                                                    "layer1_slot0.hex"]
+    (out / "notes.txt").write_text("mine\n")
+    (out / "memories" / "README").write_text("mine too\n")
+    assert main(["compile", str(newcomer / "net"), "-o", str(out), "--set", "layer.0.pes=1"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (out / "memories").iterdir()) == ["README", "layer0_slot0.hex", "layer1_slot0.hex"]
+    assert (out / "notes.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in out.iterdir()) == ["accelerator.v", "compiled.json", "memories", "network.json",
+                                                     "notes.txt", "weights.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc"]  # no staging directory left beside it
+    from hw.network import load_compiled
+
+    assert load_compiled(out).folding.layers[0].pes == 1
+
+
+def test_a_compile_that_fails_while_writing_leaves_nothing_half_written(newcomer, tmp_path, monkeypatch):
+    import hw.verilog
+    from hw.network import CompiledNetwork, load_compiled
+    from sw.network import load
+
+    compiled = CompiledNetwork.default(load(newcomer / "net"))
+
+    def broken(*_, **__):
+        raise RuntimeError("generator bug")
+
+    monkeypatch.setattr(hw.verilog, "to_verilog", broken)
+    with pytest.raises(RuntimeError, match="^generator bug$"):
+        compiled.write(tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []  # neither the directory nor a staging one
+    # an existing directory keeps what it had
+    monkeypatch.undo()
+    compiled.write(tmp_path / "old")
+    before = {p: p.read_bytes() for p in (tmp_path / "old").rglob("*") if p.is_file()}
+    monkeypatch.setattr(hw.verilog, "to_verilog", broken)
+    refolded = compiled.with_settings({"layer.0.pes": "2"})
+    with pytest.raises(RuntimeError):
+        refolded.write(tmp_path / "old")
+    assert {p: p.read_bytes() for p in (tmp_path / "old").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    assert load_compiled(tmp_path / "old").digest() == compiled.digest()
+
+
+@pytest.mark.parametrize("name, written", [("logits_noext", "logits_noext.npy"), ("y.npy", "y.npy")])
+def test_infer_reports_the_logits_file_it_wrote(newcomer, tmp_path, capsys, name, written):
+    import numpy as np
+
+    code = main(["infer", str(newcomer / "acc"), "--input", str(newcomer / "x.npy"), "--output",
+                 str(tmp_path / name)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.fullmatch(rf"golden: 4 samples; logits written to {re.escape(str(tmp_path / written))}\n", out), out
+    assert [p.name for p in tmp_path.iterdir()] == [written]
+    assert np.load(tmp_path / written).shape[0] == 4

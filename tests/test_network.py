@@ -129,8 +129,12 @@ def test_settings_refold_and_name_the_bad_one():
     with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes, layer.N.pes or "
                                          r"layer.N.requant, not 'width'$"):
         compiled.with_settings({"layer.0.width": "2"})
-    with pytest.raises(ValueError, match=r"^Lanes must be an integer from 1 to 4096, not 0$"):
+    with pytest.raises(ValueError, match=r"^layer\.0\.lanes: Lanes must be an integer from 1 to 4096, not 0$"):
         compiled.with_settings({"layer.0.lanes": "0"})
+    with pytest.raises(ValueError, match=r"^layer\.1\.pes: PEs \(pes\) must be an integer from 1 to 1024, not 0$"):
+        compiled.with_settings({"layer.1.pes": "0"})
+    with pytest.raises(ValueError, match=r"^layer\.1: Layer fixed pes must be at most its 3 output rows, not 4$"):
+        compiled.with_settings({"layer.1.pes": "4"})
 
 
 def test_compiled_directory_round_trip(tmp_path):
