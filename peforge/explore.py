@@ -332,11 +332,14 @@ def pareto_front(records: list[dict], cost: str, *, larger_is_better: bool = Fal
     return sorted(front, key=lambda r: sign * r[cost])
 
 
-def _choice_text(point: dict) -> str:
+def _choice_text(point: dict, schemes=None) -> str:
+    """``"fixed(bits=8) / nm(lanes=8); fold default"``: each layer's scheme (the point's choice, else ``schemes[n]``:
+    a saved network's own) and its other choices."""
     parts = []
-    for choice in point["layers"]:
+    for n, choice in enumerate(point["layers"]):
         keys = [f"{k}={v}" for k, v in choice.items() if k != "scheme" and v is not None]
-        parts.append(choice.get("scheme", "layer") + (f"({', '.join(keys)})" if keys else ""))
+        scheme = choice.get("scheme") or (schemes[n] if schemes and n < len(schemes) else "layer")
+        parts.append(scheme + (f"({', '.join(keys)})" if keys else ""))
     return " / ".join(parts) + f"; fold {point['fold']}"
 
 
@@ -353,12 +356,13 @@ def _num(value, fmt="{}"):
     return or_dash(value, fmt)
 
 
-def _rows(records: list[dict], prefix: str = "") -> list[list[str]]:
+def _rows(records: list[dict], prefix: str = "", schemes=()) -> list[list[str]]:
     rows = []
     for r in records:
         rate = r.get(f"{prefix}inferences_per_s")
         rtl = f"{r['rtl_equal']}/{r['test_samples']}" if r.get("rtl_equal") is not None else "-"
-        rows.append([r["digest"], _choice_text(r["point"]), r["point"]["target"], _folding_text(r.get("folding")),
+        rows.append([r["digest"], _choice_text(r["point"], r.get("schemes") or schemes), r["point"]["target"],
+                     _folding_text(r.get("folding")),
                      _num(r.get("accuracy"), "{:.2%}"), _num(r.get(f"{prefix}lut")), _num(r.get(f"{prefix}ff")),
                      _num(r.get(f"{prefix}dsp")), _num(r.get(f"{prefix}bram")),
                      _num(r.get(f"{prefix}fmax_mhz"), "{:.1f}"),
@@ -374,37 +378,93 @@ def _head(prefix: str) -> list[str]:
             f"BRAM{est}", f"Fmax MHz{est}", "interval", f"inferences/s{est}", "RTL == golden", "wall s"]
 
 
-def _plot(records: list[dict], path: Path, prefix: str, title: str) -> bool:
+def _si(value: float, _pos=None) -> str:
+    """A tick label: ``150``, ``1.5k``, ``20k``, ``3M``."""
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _log_axis(ax, values: list[float]) -> None:
+    """A log x axis over ``values`` with a few labelled ticks (1-2-5 steps, finer on a narrow range), so no two
+    labels overlap: matplotlib labels minor ticks on a range under a decade, and those collide."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    lo, hi = min(values) / 1.25, max(values) * 1.25
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = []
+    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** e for e in decades for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            break
+    ticks = ticks[::-(-len(ticks) // 8)]  # at most 8 labels
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(_si))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _plot(records: list[dict], path: Path, prefix: str, title: str) -> dict[str, dict[str, int]]:
+    """Accuracy against LUTs, inferences/s and the predicted interval: one row of panels per target, so points of
+    every target are shown (a target without LUT or Fmax values, such as iCE40 under the estimator, which is
+    fitted on ECP5 results, says so in its panels and still has its interval panel).
+
+    Returns the points drawn, ``{target: {"lut": n, "inferences_per_s": n, "interval": n}}``; empty (nothing
+    written) when no record has a LUT count."""
     lut, rate = f"{prefix}lut", f"{prefix}inferences_per_s"
     if not any(r.get(lut) is not None for r in records):
-        return False
+        return {}
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    targets = sorted({r["point"]["target"] for r in records})
+    fig, axes = plt.subplots(len(targets), 3, figsize=(16, 4.6 * len(targets)), squeeze=False)
     label = "estimated " if prefix else ""
-    for ax, cost, better, xlabel in ((axes[0], lut, False, f"{label}ECP5/iCE40 LUTs of the whole design (log)"),
-                                     (axes[1], rate, True, f"{label}inferences/s = Fmax / interval (log)")):
-        schemes = sorted({"/".join(r.get("schemes") or ["?"]) for r in records if r.get(cost) is not None})
-        for scheme in schemes:
-            pts = [r for r in records if r.get(cost) is not None and "/".join(r.get("schemes") or ["?"]) == scheme]
-            ax.scatter([r[cost] for r in pts], [100 * r["accuracy"] for r in pts], label=scheme, alpha=0.8)
-        front = pareto_front(records, cost, larger_is_better=better)
-        ax.step([r[cost] for r in front], [100 * r["accuracy"] for r in front], "k--", where="post",
-                label="Pareto front", linewidth=1)
-        ax.scatter([r[cost] for r in front], [100 * r["accuracy"] for r in front], facecolors="none",
-                   edgecolors="k", s=140, linewidths=1.5)
-        ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("golden test accuracy (%)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower left")
+    panels = ((lut, False, f"{label}LUTs", f"{label}LUTs of the whole design (log)"),
+              (rate, True, f"{label}inferences/s", f"{label}inferences/s = Fmax / interval (log)"),
+              ("interval", False, "predicted interval", "predicted interval, cycles per sample (log)"))
+    schemes = sorted({"/".join(r.get("schemes") or ["?"]) for r in records})
+    colours = {scheme: f"C{n % 10}" for n, scheme in enumerate(schemes)}
+    drawn = {}
+    for row, target in zip(axes, targets):
+        mine = [r for r in records if r["point"]["target"] == target]
+        for ax, (cost, better, what, xlabel) in zip(row, panels):
+            pts = [r for r in mine if r.get(cost) is not None and r.get("accuracy") is not None]
+            drawn.setdefault(target, {})[cost.removeprefix(prefix)] = len(pts)
+            ax.set_title(f"{target}: accuracy vs {what}", fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("golden test accuracy (%)")
+            if not pts:
+                why = ("\nthe estimator's LUT and Fmax models\nare fitted on ECP5 results only" if prefix else
+                       "\n(not synthesised)")
+                ax.text(0.5, 0.5, f"no {what} for {target}:{why}", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            for scheme in schemes:
+                group = [r for r in pts if "/".join(r.get("schemes") or ["?"]) == scheme]
+                if group:
+                    ax.scatter([r[cost] for r in group], [100 * r["accuracy"] for r in group], label=scheme,
+                               color=colours[scheme], alpha=0.8)
+            front = pareto_front(pts, cost, larger_is_better=better)
+            ax.step([r[cost] for r in front], [100 * r["accuracy"] for r in front], "k--", where="post",
+                    label="Pareto front", linewidth=1)
+            ax.scatter([r[cost] for r in front], [100 * r["accuracy"] for r in front], facecolors="none",
+                       edgecolors="k", s=140, linewidths=1.5)
+            _log_axis(ax, [r[cost] for r in pts])
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower left", title=f"target {target}", title_fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
+    return drawn
 
 
 def write_report(out: Path, space: Space, records: list[dict], *, estimated: bool = False,
@@ -438,18 +498,19 @@ def write_report(out: Path, space: Space, records: list[dict], *, estimated: boo
         front = pareto_front(ok, cost, larger_is_better=better)
         if front:
             lines += [f"## Pareto front: {what}" + (" (estimated)" if prefix else ""), "",
-                      _markdown(_head(prefix), _rows(front, prefix)), ""]
+                      _markdown(_head(prefix), _rows(front, prefix, space.schemes)), ""]
     if not any(r.get(f"{prefix}lut") is not None for r in ok):
         front = pareto_front(ok, "interval")
         if front:
             lines += ["## Pareto front: accuracy vs predicted interval (no synthesis)", "",
-                      _markdown(_head(prefix), _rows(front, prefix)), ""]
+                      _markdown(_head(prefix), _rows(front, prefix, space.schemes)), ""]
     order = sorted(ok, key=lambda r: (-r.get("accuracy", 0), r.get(f"{prefix}lut") or 0))
-    lines += ["## Every point", "", _markdown(_head(prefix), _rows(order, prefix)), ""]
+    lines += ["## Every point", "", _markdown(_head(prefix), _rows(order, prefix, space.schemes)), ""]
     if failed:
         lines += ["## Failed points", "", _markdown(["digest", "choices", "target", "status", "stage", "error"],
-                                                    [[r["digest"], _choice_text(r["point"]), r["point"]["target"],
-                                                      r["status"], r.get("stage", "-"), r.get("error", "")]
+                                                    [[r["digest"], _choice_text(r["point"], space.schemes),
+                                                      r["point"]["target"], r["status"], r.get("stage", "-"),
+                                                      r.get("error", "")]
                                                      for r in failed]), ""]
     if estimated:
         from peforge.explore_estimate import held_out_table
@@ -702,7 +763,7 @@ def main(args) -> int:
         raise UsageError(str(exc)) from None
     if args.list:
         for point in space.points:
-            print(space.digest(point), point["target"], _choice_text(point))
+            print(space.digest(point), point["target"], _choice_text(point, space.schemes))
         print(f"{len(space.points)} points")
         return 0
     if not args.output:

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from peforge.explore_model import FOLD_KEYS, FORMAT_KEYS, LAYER_SCHEMES, layer_choice
 
-__all__ = ["SpaceError", "Space", "load_space", "parse_space", "point_digest", "model_digest", "EXAMPLES"]
+__all__ = ["SpaceError", "Space", "load_space", "parse_space", "point_digest", "model_digest", "network_schemes",
+           "EXAMPLES"]
 
 TOP_KEYS = ("name", "model", "data", "seed", "target", "seeds", "fold", "layers", "variants")
 LAYER_KEYS = ("scheme", "bits", "nm", "block", "rows_per_sub", "adc_bits", *FOLD_KEYS)
@@ -114,6 +115,8 @@ class Space:
     seeds: tuple[int, ...]
     points: tuple[dict, ...]
     source: str = ""
+    #: the schemes of a saved network's layers (model ``{network: DIR}``), which its points do not choose
+    schemes: tuple[str, ...] = ()
 
     def digest(self, point: dict) -> str:
         return point_digest(self, point)
@@ -183,8 +186,10 @@ def _data(value, base: Path):
     raise SpaceError(f"Space data must be 'digits' or {{npz: FILE}}, not {value!r}")
 
 
-def _network_layers(path: str) -> int:
-    return len(json.loads((Path(path) / "network.json").read_text()).get("layers", []))
+def network_schemes(path: str) -> tuple[str, ...]:
+    """The scheme of each layer of the saved network in ``path`` (``network.json``), for the points' labels."""
+    layers = json.loads((Path(path) / "network.json").read_text()).get("layers", [])
+    return tuple(str(layer.get("scheme", "layer")) if isinstance(layer, dict) else "layer" for layer in layers)
 
 
 def parse_space(doc, *, source: str = "<space>", base: Path | str = ".") -> Space:
@@ -244,13 +249,14 @@ def parse_space(doc, *, source: str = "<space>", base: Path | str = ".") -> Spac
         for point in _expand(variant.get("layers"), model, v_folds, v_targets, where):
             if point not in points:
                 points.append(point)
-    return Space(name, model, data, seed, tuple(seeds), tuple(points), source)
+    schemes = network_schemes(model["network"]) if "network" in model else ()
+    return Space(name, model, data, seed, tuple(seeds), tuple(points), source, schemes)
 
 
 def _expand(layers, model: dict, folds: list, targets: list, where: str) -> list[dict]:
     """The points of one variant: the product of its targets, folds and every layer's choices."""
     if "network" in model:
-        count = _network_layers(model["network"])
+        count = len(network_schemes(model["network"]))
         layers = [{} for _ in range(count)] if layers is None else layers
     if not isinstance(layers, list) or not layers:
         raise SpaceError(f"Space {where}layers must be a non-empty list with one mapping per layer, not {layers!r}")

@@ -369,3 +369,89 @@ def test_bench_page_renders_the_speedup_target_from_its_results(tmp_path):
     path.write_text(dump_results(suite_document("explore", [1], designs, study)))
     assert "| **missed** | 200 s / 150 s = 1.33x |" in render(load_results(path))
     assert [p.name for p in figures(load_results(path), tmp_path)] == ["explore.png"]
+
+
+# -- what a newcomer sees (issue 28): every layer named, every target plotted, readable log axes --------------------
+
+def _saved_network(path):
+    """A saved three-layer network whose layers have different schemes."""
+    for seed in range(100):
+        network = net.random_network(np.random.default_rng(seed), depth=3, schemes=["fixed", "sp2", "nm"])
+        schemes = [layer.scheme for layer in network.layers]
+        if len(set(schemes)) > 1:
+            network.save(path)
+            return schemes
+    raise AssertionError("no mixed network in 100 seeds")
+
+
+def test_a_saved_network_space_names_each_layers_scheme(tmp_path, data, capsys):
+    from peforge.cli import main
+    from peforge.explore import write_report
+
+    schemes = _saved_network(tmp_path / "net")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps({"name": "saved", "model": {"network": "net"}, "data": {"npz": str(data)},
+                                      "fold": ["default", "slowest"],
+                                      "layers": [{"pes": [1, 2]}, {}, {}]}))
+    assert main(["explore", str(space_file), "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    want = [rf"[0-9a-f]{{12}} ecp5-85k {schemes[0]}\(pes={pes}\) / {schemes[1]} / {schemes[2]}; fold {fold}"
+            for pes in (1, 2) for fold in ("default", "slowest")]
+    assert len(lines) == 5 and lines[-1] == "4 points"
+    assert all(any(re.fullmatch(w, line) for line in lines[:4]) for w in want), lines
+    # the report names them too, for failed points (no compiled schemes recorded) as for the others
+    from peforge.explore_space import load_space
+
+    space = load_space(space_file)
+    point = space.points[0]
+    records = [{"point": point, "digest": space.digest(point), "status": "failed", "stage": "golden",
+                "error": "ValueError: x"}]
+    write_report(tmp_path, space, records)
+    page = (tmp_path / "pareto.md").read_text()
+    assert f"{schemes[0]}(pes=1) / {schemes[1]} / {schemes[2]}; fold default" in page and "layer /" not in page
+
+
+def _records(targets=("ecp5-85k", "ice40-up5k")):
+    rng = np.random.default_rng(0)
+    records = []
+    for target in targets:
+        for n in range(6):
+            lut = None if target.startswith("ice40") else float(rng.integers(2500, 9000))
+            records.append({"point": {"target": target, "layers": [{}, {}], "fold": "default"},
+                            "schemes": ["fixed", "fixed"] if n % 2 else ["sp2", "sp2"],
+                            "accuracy": float(rng.uniform(0.9, 0.98)), "est_lut": lut,
+                            "est_inferences_per_s": None if lut is None else float(rng.uniform(2e5, 9e5)),
+                            "interval": int(rng.integers(30, 400))})
+    return records
+
+
+def test_the_estimate_plot_shows_the_ice40_points(tmp_path):
+    """The estimator has no LUT or Fmax model for iCE40: its points are still drawn, against the interval."""
+    from peforge.explore import _plot
+
+    drawn = _plot(_records(), tmp_path / "estimate.png", "est_", "t")
+    assert drawn == {"ecp5-85k": {"lut": 6, "inferences_per_s": 6, "interval": 6},
+                     "ice40-up5k": {"lut": 0, "inferences_per_s": 0, "interval": 6}}
+    assert (tmp_path / "estimate.png").stat().st_size > 10_000
+    assert _plot(_records(("ice40-up5k",)), tmp_path / "none.png", "est_", "t") == {}  # no LUTs at all: no plot
+
+
+@pytest.mark.parametrize("lo, hi", [(2500, 9000), (2e5, 9e5), (31, 390), (900, 1100), (40, 3e6)])
+def test_log_axis_labels_do_not_overlap(lo, hi):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from peforge.explore import _log_axis
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    values = list(np.geomspace(lo, hi, 7))
+    ax.scatter(values, range(7))
+    _log_axis(ax, values)
+    fig.canvas.draw()
+    labels = [t for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+              if t.get_visible() and t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
+    plt.close(fig)
+    assert len(boxes) >= 2
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [t.get_text() for t in labels]
