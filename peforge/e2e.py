@@ -112,8 +112,9 @@ def _fits_up5k(compiled, ecp5: dict, progress) -> dict:
 # -- one scheme ------------------------------------------------------------------------------------------------
 
 def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None = None, synth: bool = True,
-               progress=None) -> dict:
-    """Train, export, compile, simulate (and synthesise) one scheme; the result row as a dict.
+               up5k: bool = True, progress=None) -> dict:
+    """Train, export, compile, simulate (and synthesise) one scheme; the result row as a dict. ``synth``: place and
+    route the accelerator on ECP5-85F, and (``up5k``) try the UP5K folding on the iCE40-UP5K.
 
     Raises
     ------
@@ -162,12 +163,16 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
     if synth:
         step("synthesis: ECP5-85F (yosys + nextpnr; cached by digest)")
         ecp5 = cached_synth(compiled, "ecp5-85k", progress=progress)
+        row.update(ecp5=ecp5)
+        if ecp5["fmax_mhz"] and interval:
+            row["inferences_per_s"] = ecp5["fmax_mhz"] * 1e6 / interval
+    if synth and up5k:
         # the UP5K gets the folding for its 8 DSPs (unless --set folded the network by hand), measured itself
         from synth import TARGETS
 
         small = compiled if settings else CompiledNetwork.default(network, TARGETS["ice40-up5k"].budget())
         step("synthesis: iCE40-UP5K (does it fit?)")
-        ice40 = _fits_up5k(small, ecp5, progress)
+        ice40 = _fits_up5k(small, row["ecp5"], progress)
         ice40.update(folding=small.folding.to_list(), digest=small.digest(), interval=interval,
                      inferences_per_s=None)
         if ice40["placed"] and small is not compiled:
@@ -176,9 +181,7 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
             ice40.update(interval=small_stats.interval, rtl_equal=int(np.sum(np.all(small_rtl == golden, axis=1))))
         if ice40["placed"] and ice40["fmax_mhz"]:
             ice40["inferences_per_s"] = ice40["fmax_mhz"] * 1e6 / ice40["interval"]
-        row.update(ecp5=ecp5, ice40=ice40, fits_up5k=ice40["placed"])
-        if ecp5["fmax_mhz"] and interval:
-            row["inferences_per_s"] = ecp5["fmax_mhz"] * 1e6 / interval
+        row.update(ice40=ice40, fits_up5k=ice40["placed"])
     if scheme == "forms":
         row["nonideal"] = {"settings": dict(digits.NONIDEAL),
                            "golden_acc": digits.accuracy(digits.nonideal_logits(network, split.x_test),
@@ -235,7 +238,8 @@ def _plot(results: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
+
+    from peforge.report import log_axis
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     panels = [(lambda r: (r.get("ecp5") or {}).get("lut"), "ECP5-85F LUTs of the whole accelerator (log scale)"),
@@ -252,8 +256,7 @@ def _plot(results: list[dict], path: Path) -> None:
             handles["float baseline"] = ax.axhline(100 * float_acc, color="black", ls="--", lw=1,
                                                    label="float baseline")
         if points:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            log_axis(ax, [x for _, x in points])
         else:
             ax.text(0.5, 0.3, "not synthesised (--no-synth)", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
@@ -268,15 +271,18 @@ def _plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _note(split_size: int, synth: bool, elapsed: float) -> str:
+def _note(split_size: int, synthesised: list[str], up5k: bool, elapsed: float) -> str:
     from peforge import digits
 
     settings = ", ".join(f"{k}={v}" for k, v in digits.NONIDEAL.items())
+    fit = (f"fits UP5K: placed and routed on the iCE40-UP5K by nextpnr (accelerators over {ICE40_ATTEMPT_LUTS} "
+           "ECP5 LUTs are not attempted: no)" if up5k else "fits UP5K: not attempted in this run")
+    which = "" if set(synthesised) == set(digits.SCHEMES) else (
+        f" Synthesised in this run: {', '.join(synthesised)} (the others: - ; `peforge e2e` synthesises all).")
     resources = ("LUT/FF/DSP/BRAM/Fmax: the whole accelerator on ECP5-85F (yosys + nextpnr, seed 1, cached by "
-                 "compiled digest under build/e2e-synth/); inferences/s = Fmax / measured interval; fits UP5K: "
-                 f"placed and routed on the iCE40-UP5K by nextpnr (accelerators over {ICE40_ATTEMPT_LUTS} ECP5 "
-                 "LUTs are not attempted: no); forms: controller + register emulator of the array (a real ReRAM "
-                 "array replaces the emulator)." if synth else
+                 "compiled digest under build/e2e-synth/); inferences/s = Fmax / measured interval; "
+                 f"{fit}; forms: controller + register emulator of the array (a real ReRAM array replaces the "
+                 f"emulator).{which}" if synthesised else
                  "Not synthesised (--no-synth): no LUT/FF/DSP/BRAM/Fmax, inferences/s or UP5K fit.")
     return (f"MLP 64-{digits.HIDDEN}-10 on sklearn digits, {split_size} test images (stratified split, seed "
             f"{digits.SPLIT_SEED}), trained at run time (seed {digits.TRAIN_SEED}) and exported by "
@@ -295,11 +301,13 @@ def _note(split_size: int, synth: bool, elapsed: float) -> str:
 
 
 def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, str] | None = None,
-            synth: bool = True) -> int:
+            synth=True, up5k: bool = True) -> int:
     """Run ``schemes`` (default: all), print the table, write ``e2e.md``/``e2e.json``/``e2e.png``.
 
-    ``settings`` (``{"layer.0.lanes": "8"}``) refold every scheme's default folding; ``synth=False`` skips
-    synthesis. Returns 0 when the RTL logits equal the golden ones on every image of every scheme, else 1.
+    ``settings`` (``{"layer.0.lanes": "8"}``) refold every scheme's default folding. ``synth``: True synthesises
+    every scheme's accelerator, False none, a collection of scheme names only those (``make demo``: two, so it
+    stays within minutes); ``up5k=False`` skips the iCE40-UP5K attempt. Returns 0 when the RTL logits equal the
+    golden ones on every image of every scheme, else 1.
 
     Raises
     ------
@@ -313,6 +321,10 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
     unknown = [s for s in schemes if s not in digits.SCHEMES]
     if unknown:
         raise ValueError(f"Scheme must be one of {', '.join(digits.SCHEMES)}, not {unknown[0]!r}")
+    synthesised = set(schemes) if synth is True else set() if synth is False else set(synth)
+    unknown = sorted(synthesised - set(digits.SCHEMES))
+    if unknown:
+        raise ValueError(f"Synthesised schemes must be among {', '.join(digits.SCHEMES)}, not {unknown[0]!r}")
     out_dir = Path(out_dir) if out_dir else build_root() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     split = digits.load_split()
@@ -328,7 +340,8 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
     for n, scheme in enumerate(schemes, 1):
         begin = time.monotonic()
         with Progress(f"e2e [{n}/{len(schemes)}] {scheme}") as progress:
-            row = run_scheme(scheme, float_acc=float_acc, settings=settings, synth=synth, progress=progress)
+            row = run_scheme(scheme, float_acc=float_acc, settings=settings, synth=scheme in synthesised, up5k=up5k,
+                             progress=progress)
         row["seconds"] = time.monotonic() - begin
         results.append(row)
         ecp5 = row["ecp5"]
@@ -351,10 +364,11 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
     print()
     print(text_table(HEADER, rows))
     failed = [r["scheme"] for r in results if r.get("rtl_equal") is not None and r["rtl_equal"] != r["images"]]
-    note = _note(len(split.y_test), synth, elapsed)
+    note = _note(len(split.y_test), [s for s in schemes if s in synthesised], up5k, elapsed)
     (out_dir / "e2e.md").write_text("# peforge e2e: compressed digits classifiers as whole-network accelerators\n\n"
                                     + markdown_table(HEADER, rows) + "\n\n" + note + "\n")
-    (out_dir / "e2e.json").write_text(json.dumps({"results": results, "synth": synth, "seconds": elapsed},
+    (out_dir / "e2e.json").write_text(json.dumps({"results": results, "synth": sorted(synthesised), "up5k": up5k,
+                                                  "seconds": elapsed},
                                                  indent=2) + "\n")
     _plot(results, out_dir / "e2e.png")
     print(f"\n{note}\nreport: {out_dir / 'e2e.md'}, {out_dir / 'e2e.json'}, {out_dir / 'e2e.png'}")

@@ -378,36 +378,6 @@ def _head(prefix: str) -> list[str]:
             f"BRAM{est}", f"Fmax MHz{est}", "interval", f"inferences/s{est}", "RTL == golden", "wall s"]
 
 
-def _si(value: float, _pos=None) -> str:
-    """A tick label: ``150``, ``1.5k``, ``20k``, ``3M``."""
-    for scale, unit in ((1e6, "M"), (1e3, "k")):
-        if value >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
-def _log_axis(ax, values: list[float]) -> None:
-    """A log x axis over ``values`` with a few labelled ticks (1-2-5 steps, finer on a narrow range), so no two
-    labels overlap: matplotlib labels minor ticks on a range under a decade, and those collide."""
-    import math
-
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-
-    lo, hi = min(values) / 1.25, max(values) * 1.25
-    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    ticks = []
-    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
-        ticks = [m * 10.0 ** e for e in decades for m in mantissas if lo <= m * 10.0 ** e <= hi]
-        if len(ticks) >= 3:
-            break
-    ticks = ticks[::-(-len(ticks) // 8)]  # at most 8 labels
-    ax.set_xscale("log")
-    ax.set_xlim(lo, hi)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FuncFormatter(_si))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
 def _plot(records: list[dict], path: Path, prefix: str, title: str) -> dict[str, dict[str, int]]:
     """Accuracy against LUTs, inferences/s and the predicted interval: one row of panels per target, so points of
     every target are shown (a target without LUT or Fmax values, such as iCE40 under the estimator, which is
@@ -415,6 +385,8 @@ def _plot(records: list[dict], path: Path, prefix: str, title: str) -> dict[str,
 
     Returns the points drawn, ``{target: {"lut": n, "inferences_per_s": n, "interval": n}}``; empty (nothing
     written) when no record has a LUT count."""
+    from peforge.report import log_axis
+
     lut, rate = f"{prefix}lut", f"{prefix}inferences_per_s"
     if not any(r.get(lut) is not None for r in records):
         return {}
@@ -457,7 +429,7 @@ def _plot(records: list[dict], path: Path, prefix: str, title: str) -> dict[str,
                     label="Pareto front", linewidth=1)
             ax.scatter([r[cost] for r in front], [100 * r["accuracy"] for r in front], facecolors="none",
                        edgecolors="k", s=140, linewidths=1.5)
-            _log_axis(ax, [r[cost] for r in pts])
+            log_axis(ax, [r[cost] for r in pts])
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize=7, loc="lower left", title=f"target {target}", title_fontsize=7)
     fig.suptitle(title)

@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["or_dash", "params_label", "synth_rows", "synth_table", "markdown_table", "text_table",
+__all__ = ["log_axis", "si_label", "or_dash", "params_label", "synth_rows", "synth_table", "markdown_table", "text_table",
            "RESULTS_SCHEMA_VERSION", "synth_record", "validate_results", "load_results", "dump_results"]
 
 #: Version of the results-file schema above; a file with another version is rejected.
@@ -174,3 +174,37 @@ def load_results(path) -> dict:
 def dump_results(doc) -> str:
     """The text of a results file: validated, indented, one trailing newline."""
     return json.dumps(validate_results(doc), indent=1) + "\n"
+
+
+# -- plots ---------------------------------------------------------------------------------------------------------
+
+def si_label(value: float, _pos=None) -> str:
+    """A tick label: ``150``, ``1.5k``, ``20k``, ``3M``."""
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def log_axis(ax, values: list[float]) -> None:
+    """A log x axis of ``ax`` over ``values`` with a few labelled ticks (1-2-5 steps, finer on a narrow range), so no two
+    labels overlap: matplotlib labels minor ticks on a range under a decade, and those collide."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    lo, hi = min(values) / 1.25, max(values) * 1.25
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = []
+    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** e for e in decades for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) < 3:  # a range narrower than the finest step: three ticks rounded to two digits
+        ticks = sorted({float(f"{t:.2g}") for t in (lo * 1.1, math.sqrt(lo * hi), hi / 1.1)})
+    ticks = ticks[::-(-len(ticks) // 8)]  # at most 8 labels
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(si_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())

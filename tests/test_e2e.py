@@ -358,6 +358,19 @@ def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypat
     assert (tmp_path / "e2e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "360/360" in capsys.readouterr().out
 
+    # a chosen set of schemes synthesised (make demo), without the UP5K attempt
+    from peforge import e2e
+
+    assert e2e.run_e2e(["nm"], out_dir=tmp_path, synth=["nm"], up5k=False) == 0
+    row = json.loads((tmp_path / "e2e.json").read_text())["results"][1]
+    assert row["ecp5"]["lut"] == 900 and row["ice40"] is None and row["fits_up5k"] is None
+    assert "fits UP5K: not attempted in this run" in (tmp_path / "e2e.md").read_text()
+    assert e2e.run_e2e(["nm"], out_dir=tmp_path, synth=["sp2"], up5k=False) == 0
+    assert json.loads((tmp_path / "e2e.json").read_text())["results"][1]["ecp5"] is None
+    with pytest.raises(ValueError, match=r"^Synthesised schemes must be among fixed8, .*, not 'int4'$"):
+        e2e.run_e2e(["nm"], out_dir=tmp_path, synth=["int4"])
+    capsys.readouterr()
+
     wrong = logits.copy()
     wrong[7] = -wrong[7]
     monkeypatch.setattr(tb.network, "rtl_infer", lambda c, x, **kwargs: (wrong, stats))

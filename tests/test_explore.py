@@ -442,12 +442,12 @@ def test_log_axis_labels_do_not_overlap(lo, hi):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from peforge.explore import _log_axis
+    from peforge.report import log_axis
 
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     values = list(np.geomspace(lo, hi, 7))
     ax.scatter(values, range(7))
-    _log_axis(ax, values)
+    log_axis(ax, values)
     fig.canvas.draw()
     labels = [t for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
               if t.get_visible() and t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
