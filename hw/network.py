@@ -56,9 +56,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
-from sw import network as net
-from sw.intops import int_range, signed_bits_for
-from sw.params import Params, check_int
+from peforge.sw import network as net
+from peforge.sw.intops import int_range, signed_bits_for
+from peforge.sw.params import Params, check_int
 
 from .circulant_fft import CirculantFFT, CirculantParams
 from .common import equals

@@ -10,11 +10,11 @@ import importlib
 import os
 from dataclasses import dataclass
 
-from hw.circulant_fft import CirculantFFT, CirculantParams
-from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
-from hw.fixed_mac import FixedMac, FixedMacParams
-from hw.nm_sparse import NMSparse, NMSparseParams
-from hw.sp2_mac import SP2Mac, SP2MacParams
+from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
+from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
+from peforge.hw.fixed_mac import FixedMac, FixedMacParams
+from peforge.hw.nm_sparse import NMSparse, NMSparseParams
+from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
 
 __all__ = ["PE", "REGISTRY", "get", "register"]
 
@@ -44,19 +44,19 @@ class PE:
 
 REGISTRY: dict[str, PE] = {pe.name: pe for pe in [
     PE("sp2-mac", "dot product with sum-of-power-of-2 weights: two shifts and an add per lane",
-       SP2MacParams, SP2Mac, "tb.sp2_mac", "Mix and Match (Chang et al., HPCA 2021), RMSMP"),
+       SP2MacParams, SP2Mac, "peforge.tb.sp2_mac", "Mix and Match (Chang et al., HPCA 2021), RMSMP"),
     PE("fixed-mac", "dot product with signed fixed-point weights (DSP or LUT multipliers): the baseline",
-       FixedMacParams, FixedMac, "tb.fixed_mac", "fixed-point baseline for sp2-mac"),
+       FixedMacParams, FixedMac, "peforge.tb.fixed_mac", "fixed-point baseline for sp2-mac"),
     PE("nm-sparse", "N:M structured-sparse dot product (index muxes into N multipliers per group), dense mode",
-       NMSparseParams, NMSparse, "tb.nm_sparse", "SAT/BDWP (Fang et al., TCAD 2023), NVIDIA Ampere 2:4"),
+       NMSparseParams, NMSparse, "peforge.tb.nm_sparse", "SAT/BDWP (Fang et al., TCAD 2023), NVIDIA Ampere 2:4"),
     PE("circulant-fft", "block-circulant matrix-vector product in the frequency domain: FFT, complex products, "
-       "accumulation, IFFT", CirculantParams, CirculantFFT, "tb.circulant_fft",
+       "accumulation, IFFT", CirculantParams, CirculantFFT, "peforge.tb.circulant_fft",
        "CirCNN (Ding et al., MICRO 2017), C-LSTM (Wang et al., FPGA 2018), E-RNN (Li et al., HPCA 2019)"),
     PE("crossbar", "FORMS ReRAM crossbar controller (polarised sub-array columns, bit-serial inputs, zero-skipping, "
-       "shift-and-add) with an ideal-array emulator", CrossbarParams, CrossbarSystem, "tb.crossbar",
+       "shift-and-add) with an ideal-array emulator", CrossbarParams, CrossbarSystem, "peforge.tb.crossbar",
        "FORMS (Yuan et al., ISCA 2021) vs ISAAC (Shafiee et al., ISCA 2016) / PUMA (Ankit et al., ASPLOS 2019)"),
     PE("crossbar-controller", "the crossbar PE's controller alone, its array port at the top level (simulated "
-       "against a Python array model)", CrossbarParams, CrossbarController, "tb.crossbar",
+       "against a Python array model)", CrossbarParams, CrossbarController, "peforge.tb.crossbar",
        "FORMS (Yuan et al., ISCA 2021)"),
 ]}
 

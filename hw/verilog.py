@@ -21,7 +21,7 @@ from pathlib import Path
 from amaranth import Value
 from amaranth.back import verilog
 
-from .dsp import cells_used, sim_models
+from .cells import cells_used, sim_models
 
 __all__ = ["LINT_WAIVERS", "build_root", "generator_fingerprint", "to_verilog", "write_design", "design_is_current",
            "sim_sources", "verilator_env", "lint"]

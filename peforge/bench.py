@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw import registry
+from peforge.hw import registry
 from peforge.progress import Progress
 from peforge.report import (RESULTS_SCHEMA_VERSION, dump_results, load_results, markdown_table, synth_record)
 
@@ -54,7 +54,7 @@ def design_record(design: Design, result, **fields) -> dict:
 
 def synthesise_all(designs: list[Design], seeds) -> list[dict]:
     """Synthesise every design on :data:`TARGET`; one :func:`design_record` each (a failed one too)."""
-    from synth import SynthError, synthesize_pe
+    from peforge.synth import SynthError, synthesize_pe
 
     records = []
     for n, d in enumerate(designs, 1):
@@ -108,7 +108,7 @@ def suite_document(suite: str, seeds, designs: list[dict], study: dict | None = 
 
 def header(title: str, doc: dict) -> str:
     """The page's title and how its numbers were measured, from a results document."""
-    from synth import TARGETS
+    from peforge.synth import TARGETS
 
     target = TARGETS[doc["target"]]
     host, tools = doc["host"], ", ".join(f"{n} {v}" for n, v in doc["tools"].items())
@@ -192,9 +192,9 @@ WRAPPER_NOTE = ("Inputs come from a shift register and outputs are registered an
 
 def sp2_designs() -> tuple[list[Design], list[Design]]:
     """Every design in the pin wrapper at 1, 8 and 16 lanes, and the one-lane designs unwrapped."""
-    from hw.fixed_mac import FixedMacParams
-    from hw.sp2_mac import SP2MacParams
-    from sw.sp2 import SP2Format
+    from peforge.hw.fixed_mac import FixedMacParams
+    from peforge.hw.sp2_mac import SP2MacParams
+    from peforge.sw.sp2 import SP2Format
 
     common = dict(act_bits=8, act_signed=True, max_len=4096)
     rows_spec = [
@@ -269,9 +269,9 @@ def render_sp2(doc: dict) -> str:
 
 def nm_designs() -> list[Design]:
     """Dense 16-lane fixed-mac and three N:M units at 16 logical MACs/cycle, with and without DSPs."""
-    from hw.fixed_mac import FixedMacParams
-    from hw.nm_sparse import NMSparseParams
-    from sw.nm import NMFormat
+    from peforge.hw.fixed_mac import FixedMacParams
+    from peforge.hw.nm_sparse import NMSparseParams
+    from peforge.sw.nm import NMFormat
 
     common = dict(act_bits=8, act_signed=True, w_bits=8, max_len=4096)
     designs = []

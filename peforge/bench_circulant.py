@@ -33,7 +33,7 @@ DENSE_LANES = 16
 
 
 def _sqnr_case(block: int, fmt=None):
-    from sw.circulant import CirculantFormat
+    from peforge.sw.circulant import CirculantFormat
 
     fmt = CirculantFormat(block=block) if fmt is None else fmt
     rng = np.random.default_rng(0)
@@ -47,7 +47,7 @@ def sqnr_circulant(block: int, fmt=None) -> float:
     """SQNR (dB) of ``dequantize(golden_matvec(...))`` against the float64 product ``block_circulant(c) @ x``
     at the default format with block size ``block``, or at ``fmt`` (the recipe above; the activations' own
     quantisation is not counted)."""
-    from sw.circulant import block_circulant, dequantize, export_spectra, golden_matvec, sqnr_db
+    from peforge.sw.circulant import block_circulant, dequantize, export_spectra, golden_matvec, sqnr_db
 
     fmt, columns, x = _sqnr_case(block, fmt)
     spectra, scale = export_spectra(columns, fmt)
@@ -59,8 +59,8 @@ def sqnr_circulant(block: int, fmt=None) -> float:
 def sqnr_dense(block: int, w_bits: int = DENSE_W_BITS) -> float:
     """SQNR (dB) of the same layer as a dense matrix with ``w_bits`` weights (one scale per row,
     :func:`sw.fixed.quantize`), the products exact as in ``fixed-mac``."""
-    from sw.circulant import block_circulant, sqnr_db
-    from sw.fixed import quantize
+    from peforge.sw.circulant import block_circulant, sqnr_db
+    from peforge.sw.fixed import quantize
 
     _, columns, x = _sqnr_case(block)
     dense = block_circulant(columns)
@@ -80,7 +80,7 @@ TARGET_STREAM = "circulant k=16 streaming, scaled inverse"
 
 def scaled_format(block: int):
     """The default format at ``block`` with the scaled inverse schedule (:data:`SCALED_PROD_SHIFT`)."""
-    from sw.circulant import CirculantFormat
+    from peforge.sw.circulant import CirculantFormat
 
     fmt = CirculantFormat(block=block)
     return fmt.replace(ifft_scale=True, prod_shift=fmt.prod_shift + SCALED_PROD_SHIFT.get(block, 0))
@@ -96,9 +96,9 @@ PARALLEL_FMAX = 160
 
 def circulant_designs() -> list[Design]:
     """The circulant rows (parallel k = 8, 16; streaming k = 8, 16, 64) and the dense 16-lane baseline."""
-    from hw.circulant_fft import CirculantParams
-    from hw.fixed_mac import FixedMacParams
-    from sw.circulant import CirculantFormat
+    from peforge.hw.circulant_fft import CirculantParams
+    from peforge.hw.fixed_mac import FixedMacParams
+    from peforge.sw.circulant import CirculantFormat
 
     designs = [Design(f"circulant k={k} {arch}", "circulant-fft",
                       CirculantParams(fmt=CirculantFormat(block=k), arch=arch))

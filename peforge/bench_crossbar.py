@@ -43,7 +43,7 @@ def _digits():
 
 def _mlp(rps: int):
     import torch
-    from sw.forms import PolarizedLinear
+    from peforge.sw.forms_torch import PolarizedLinear
 
     return torch.nn.Sequential(PolarizedLinear(64, 64, rows_per_sub=rps), torch.nn.ReLU(),
                                PolarizedLinear(64, 10, rows_per_sub=rps))
@@ -73,7 +73,7 @@ def digits_study(train_seeds=TRAIN_SEEDS) -> dict:
     (model, CrossbarMLP)}, "data": (x_train, x_test, y_train, y_test)}``.
     """
     import torch
-    from sw.forms import CrossbarMLP, admm_polarize, train_classifier
+    from peforge.sw.forms_torch import CrossbarMLP, admm_polarize, train_classifier
 
     data = x_train, x_test, y_train, y_test = _digits()
     threads = torch.get_num_threads()
@@ -116,7 +116,7 @@ def random_input_steps(vectors: int = 2000, seed: int = 0) -> dict:
 
     Inputs: 0 with probability ``zeros``, else uniform on 1..255. ``{(zeros, rps): saved}``.
     """
-    from sw.forms import CrossbarFormat, count_steps
+    from peforge.sw.forms import CrossbarFormat, count_steps
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -148,7 +148,8 @@ def non_ideal_study(study: dict, rps: int = 8, array_seeds=(0, 1)) -> dict:
 
     ``{(label, l1): [accuracy per (train seed, array seed)]}``.
     """
-    from sw.forms import CrossbarMLP, NonIdealArray
+    from peforge.sw.forms import NonIdealArray
+    from peforge.sw.forms_torch import CrossbarMLP
 
     x_train, x_test, _, y_test = study["data"]
     labels = y_test.numpy()
@@ -197,8 +198,8 @@ def _get(records: list[dict], **key) -> dict:
 
 
 def _hardware_designs():
-    from hw.crossbar import CrossbarParams
-    from sw.forms import CrossbarFormat
+    from peforge.hw.crossbar import CrossbarParams
+    from peforge.sw.forms import CrossbarFormat
 
     small = CrossbarParams()
     # a 64-row layer: 64 x 8, not the digits layer's 64 x 10, whose zero-skip controller makes the ABC9 of
@@ -222,8 +223,8 @@ def _cycles_per_mvm(x: np.ndarray, params) -> tuple[float, float]:
     The weights are random polarised ones: the controller's timing depends only on the inputs' bit-planes.
     A run of ``n`` vectors takes ``sum(vector_cycles) + 1`` cycles (the last result's transfer, tb/batch.py).
     """
-    from sw.forms import active_planes
-    from tb.crossbar import random_weights, rtl_mvm
+    from peforge.sw.forms import active_planes
+    from peforge.tb.crossbar import random_weights, rtl_mvm
 
     fmt = params.fmt
     _, stats = rtl_mvm(x, random_weights(fmt, np.random.default_rng(0)), params, stats=True)
@@ -239,8 +240,8 @@ def _cycles_per_mvm(x: np.ndarray, params) -> tuple[float, float]:
 
 def software_study() -> dict:
     """The software part as the ``study`` of the results document (about 80 s on one core)."""
-    from hw.crossbar import CrossbarParams
-    from sw.forms import CrossbarFormat
+    from peforge.hw.crossbar import CrossbarParams
+    from peforge.sw.forms import CrossbarFormat
 
     t0, c0 = time.monotonic(), time.process_time()
     study = digits_study()

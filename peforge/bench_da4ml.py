@@ -53,10 +53,10 @@ from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.intops import as_int_array
-from sw.network import Layer, Network
-from sw.params import check_bool
-from sw.requant import requantize
+from peforge.sw.intops import as_int_array
+from peforge.sw.network import Layer, Network
+from peforge.sw.params import check_bool
+from peforge.sw.requant import requantize
 
 __all__ = ["DENSE_SCHEMES", "LATENCY_CUTOFF", "ROUTER", "dense_weights", "floor_requant", "Da4mlDesign",
            "da4ml_network", "Da4mlNetwork", "synthesize_da4ml"]
@@ -485,7 +485,7 @@ def synthesize_da4ml(design: Da4mlDesign, *, build_dir: str | Path, target: str 
     -------
     synth.SynthResult
     """
-    from synth import synthesize
+    from peforge.synth import synthesize
 
     return synthesize(Da4mlNetwork(design), name=f"{design.name}_top", target=target, build_dir=build_dir,
                       seeds=tuple(seeds), freq_mhz=freq_mhz, wrap=True, progress=progress, sources=design.sources,

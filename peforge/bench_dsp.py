@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from hw.verilog import build_root
+from peforge.hw.verilog import build_root
 from peforge.bench import (TARGET, WRAPPER_NOTE, Design, _find, _fmax, header, measure_designs, results_table,
                            suite_document, target_table)
 from peforge.report import markdown_table
@@ -28,9 +28,9 @@ VARIANTS = (  # (label suffix, dsp_cell, tree_levels)
 
 def dsp_designs() -> list[Design]:
     """fixed-mac at 1 and 16 lanes and nm-sparse 2:4 x 4 groups (8 multipliers), each in every variant."""
-    from hw.fixed_mac import FixedMacParams
-    from hw.nm_sparse import NMSparseParams
-    from sw.nm import NMFormat
+    from peforge.hw.fixed_mac import FixedMacParams
+    from peforge.hw.nm_sparse import NMSparseParams
+    from peforge.sw.nm import NMFormat
 
     common = dict(act_bits=8, act_signed=True, w_bits=8, max_len=4096, dsp=True)
     makers = [
@@ -68,7 +68,7 @@ def path_fields(design: Design) -> dict:
     the synthesis just run (None when there is none)."""
     import json
 
-    from synth import for_target
+    from peforge.synth import for_target
 
     params = for_target(design.params, TARGET)
     directory = build_root() / "synth" / f"{design.pe}-{params.digest()}-{TARGET}"

@@ -58,7 +58,7 @@ def _error(exc: Exception) -> str:
 
 
 def _cache(compiled, target: str, seeds) -> Path:
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
 
     return build_root() / "bench-network" / f"{compiled.digest()}-{target}-{'-'.join(map(str, seeds))}.json"
 
@@ -69,7 +69,7 @@ def measure_point(scheme: str, kind: str, compiled, x, golden, *, target: str, s
     The record is kept under ``build/bench-network/`` by digest, target and seeds with the generator's
     fingerprint, so an interrupted bench resumes: a point whose design and generator are unchanged is not
     measured twice (its record says ``cached``)."""
-    from hw.verilog import generator_fingerprint
+    from peforge.hw.verilog import generator_fingerprint
 
     path, generator = _cache(compiled, target, seeds), generator_fingerprint()
     try:
@@ -85,8 +85,8 @@ def measure_point(scheme: str, kind: str, compiled, x, golden, *, target: str, s
 
 
 def _measure(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds, progress) -> dict:
-    from synth import SynthError, synthesize_network
-    from tb.network import rtl_infer
+    from peforge.synth import SynthError, synthesize_network
+    from peforge.tb.network import rtl_infer
 
     progress.step(f"RTL: {len(x)} images through {compiled.digest()}")
     rtl, stats = rtl_infer(compiled, x)
@@ -117,7 +117,7 @@ def _measure(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds,
 
 def _sweep(network) -> list:
     """The foldings of the sweep, fastest first, without repeats."""
-    from hw.network import CompiledNetwork, folding_at, slowest_interval
+    from peforge.hw.network import CompiledNetwork, folding_at, slowest_interval
 
     base = CompiledNetwork.default(network).interval
     foldings = []
@@ -130,9 +130,9 @@ def _sweep(network) -> list:
 
 def network_suite(seeds) -> dict:
     """The results document of the network suite (one nextpnr seed: the first of ``seeds``)."""
-    from hw.network import CompiledNetwork, slowest_interval
+    from peforge.hw.network import CompiledNetwork, slowest_interval
     from peforge import digits
-    from synth import TARGETS
+    from peforge.synth import TARGETS
 
     seeds = list(seeds)[:1]
     split = digits.load_split()
@@ -164,10 +164,10 @@ def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
     """The ``scheme`` digits network fully unrolled by da4ml (:mod:`peforge.bench_da4ml`), checked against the
     golden model with da4ml's own evaluation and synthesised in the same wrapper and flow (router2); cached like
     :func:`measure_point` by the design's digest."""
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
     from peforge import digits
     from peforge.bench_da4ml import da4ml_network, synthesize_da4ml
-    from synth import SynthError
+    from peforge.synth import SynthError
 
     split = digits.load_split()
     network = digits.build(scheme).network

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hw.board import ANSWER_MAGIC, BOARDS, Status, WireFormat
+from peforge.hw.board import ANSWER_MAGIC, BOARDS, Status, WireFormat
 from peforge.errors import UsageError
 
 __all__ = ["Transport", "SerialTransport", "simulated", "BoardError", "Answer", "RunResult", "query_info",
@@ -90,7 +90,7 @@ class SerialTransport:
 def simulated(compiled, *, clk_freq: float = 25e6, baud: int = 115200, timeout: float = 0.1):
     """The simulated board (:class:`tb.board.SimulatedBoard`): the board core of ``compiled`` in Verilator,
     as a transport; use it in a ``with`` block."""
-    from tb.board import SimulatedBoard
+    from peforge.tb.board import SimulatedBoard
 
     return SimulatedBoard(compiled, clk_freq=clk_freq, baud=baud, timeout=timeout)
 
@@ -129,7 +129,7 @@ def read_answer(transport: Transport, fmt: WireFormat | None, timeout: float) ->
         Nothing or too little arrived within ``timeout``; the first byte is not ``5a``; an unknown status; a
         bad CRC.
     """
-    from hw.board import crc8
+    from peforge.hw.board import crc8
 
     head = transport.read(2, timeout)
     if len(head) < 2:
@@ -212,7 +212,7 @@ def run(transport: Transport, x, labels=None, *, window: int = 2, timeout: float
     BoardError
         The board answered an error frame or nothing within ``timeout`` seconds.
     """
-    from sw.intops import as_int_array, int_range
+    from peforge.sw.intops import as_int_array, int_range
 
     fmt = query_info(transport, timeout)
     arr = np.asarray(x)
@@ -359,9 +359,9 @@ def build(compiled_dir, board: str, out=None, *, baud: int = 115200, timeout: fl
         misses the board clock (Fmax below it).
     """
     from amaranth.build.run import BuildPlan  # noqa: F401 (amaranth-boards' dependency, imported early)
-    from hw.board import BoardTop
-    from hw.network import load_compiled
-    from hw.verilog import build_root
+    from peforge.hw.board import BoardTop
+    from peforge.hw.network import load_compiled
+    from peforge.hw.verilog import build_root
 
     if board not in BOARDS:
         raise UsageError(f"--board must be one of {', '.join(BOARDS)}, not {board!r}")
@@ -469,7 +469,7 @@ def main(args) -> int:
     if args.window < 1:
         raise UsageError(f"--window must be a positive integer, not {args.window}")
     if args.sim:
-        from hw.network import load_compiled
+        from peforge.hw.network import load_compiled
 
         try:
             compiled = load_compiled(args.sim)

@@ -30,7 +30,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def resolve(pe_name: str, settings: list[str], config: str | None):
     """Registry entry and validated params from ``--config`` then ``--set`` overrides."""
-    from hw import registry
+    from peforge.hw import registry
 
     try:
         pe = registry.get(pe_name)
@@ -59,7 +59,7 @@ def _add_params_options(parser: argparse.ArgumentParser) -> None:
 # -- commands ------------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
-    from hw import registry
+    from peforge.hw import registry
 
     for pe in registry.REGISTRY.values():
         if pe.source == "test":
@@ -81,7 +81,7 @@ def _fmt_value(value) -> str:
 
 
 def cmd_generate(args) -> int:
-    from hw.verilog import lint, write_design
+    from peforge.hw.verilog import lint, write_design
 
     pe, params = resolve(args.pe, args.set, args.config)
     out = Path(args.output)
@@ -101,7 +101,7 @@ def cmd_generate(args) -> int:
 
 def cmd_sim(args) -> int:
     from peforge.progress import Progress
-    from tb.runner import random_sim
+    from peforge.tb.runner import random_sim
 
     pe, params = resolve(args.pe, args.set, args.config)
     if args.vectors < 1:
@@ -143,7 +143,7 @@ def _wrap(text: str):
 def cmd_synth(args) -> int:
     from peforge.progress import Progress
     from peforge.report import synth_table
-    from synth import for_target, synthesize_network, synthesize_pe
+    from peforge.synth import for_target, synthesize_network, synthesize_pe
 
     _check_synth_path(args.pe)
     if (Path(args.pe) / "compiled.json").is_file():  # a compiled network synthesises like a PE
@@ -189,7 +189,7 @@ def cmd_synth(args) -> int:
 def _check_synth_path(name: str) -> None:
     """A path given to ``synth`` that is not a compiled network directory (nor a PE name): say what it is and
     what to run first."""
-    from hw import registry
+    from peforge.hw import registry
 
     path = Path(name)
     if name in registry.REGISTRY or not path.exists() or (path / "compiled.json").is_file():
@@ -210,7 +210,7 @@ def _load_network(path: str, settings: list[str] = ()):
     """``(network, the settings left)``: a saved network directory (``network.json`` + ``weights.npz``) or a
     QONNX ``.onnx`` model (:func:`sw.from_qonnx.from_qonnx`, taking the ``layer.N.scheme`` settings), validated;
     one-line errors."""
-    from sw import network as net
+    from peforge.sw import network as net
 
     if str(path).endswith(".onnx"):
         return _load_qonnx(path, settings)
@@ -230,7 +230,7 @@ def _load_qonnx(path: str, settings: list[str]):
     """A QONNX model as a network (``layer.N.scheme`` settings taken out), with its comparison printed."""
     import numpy as np
 
-    from sw.from_qonnx import compare, from_qonnx
+    from peforge.sw.from_qonnx import compare, from_qonnx
 
     if not Path(path).is_file():
         raise UsageError(f"Network must be a saved network directory or a QONNX .onnx file, not {path!r} (no such "
@@ -258,7 +258,7 @@ def _load_qonnx(path: str, settings: list[str]):
 
 
 def _load_compiled(path: str):
-    from hw.network import load_compiled
+    from peforge.hw.network import load_compiled
 
     try:
         return load_compiled(path)
@@ -267,19 +267,19 @@ def _load_compiled(path: str):
 
 
 def cmd_compile(args) -> int:
-    from hw.network import CompiledNetwork
+    from peforge.hw.network import CompiledNetwork
     from peforge.report import text_table
 
     network, fold_settings = _load_network(args.network, args.set)
     try:
         budget = None
         if args.target is not None:
-            from synth import TARGETS
+            from peforge.synth import TARGETS
 
             budget = TARGETS[args.target].budget()
         compiled = CompiledNetwork.default(network, budget).with_settings(_settings(fold_settings))
         if args.target is not None:
-            from synth import check_fits
+            from peforge.synth import check_fits
 
             check_fits(compiled, args.target)
     except (ValueError, TypeError) as exc:
@@ -315,7 +315,7 @@ def cmd_infer(args) -> int:
     exit_code = 0
     if args.rtl:
         from peforge.progress import Progress
-        from tb.network import rtl_infer
+        from peforge.tb.network import rtl_infer
 
         with Progress(f"infer {len(x)} samples in Verilator") as progress:
             progress.step("Verilator build (cached by digest) and simulation")
@@ -338,7 +338,7 @@ def cmd_infer(args) -> int:
 def cmd_export(args) -> int:
     import onnx
 
-    from sw.to_qonnx import activation_scale, output_scale, save_qonnx
+    from peforge.sw.to_qonnx import activation_scale, output_scale, save_qonnx
 
     if (Path(args.network) / "compiled.json").is_file():
         network = _load_compiled(args.network).network
@@ -382,7 +382,7 @@ def cmd_bench(args) -> int:
 # -- entry point ---------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    from synth import TARGETS
+    from peforge.synth import TARGETS
 
     parser = argparse.ArgumentParser(
         prog="peforge", description="Generate, verify and measure PEs for compressed neural networks.")
@@ -478,8 +478,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from synth import DoesNotFit, SynthError
-    from tb.runner import SimulationError
+    from peforge.synth import DoesNotFit, SynthError
+    from peforge.tb.runner import SimulationError
 
     command = getattr(args, "command_name", args.command)  # "board build": a subcommand's own name
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hw import registry
-from hw.verilog import build_root, lint, write_design
+from peforge.hw import registry
+from peforge.hw.verilog import build_root, lint, write_design
 from peforge.e2e import run_e2e
 from peforge.progress import Progress
 from peforge.report import markdown_table, params_label, text_table
@@ -22,7 +22,7 @@ DEMO_SYNTH = ("fixed8", "sp2")
 
 def _synthesise(pe, params, target):
     """One PE's place and route in the synthesis thread: the result and its seconds, or the error."""
-    from synth import SynthError, synthesize_pe
+    from peforge.synth import SynthError, synthesize_pe
 
     begin = time.monotonic()
     try:
@@ -42,8 +42,8 @@ def run_demo(*, vectors: int = 200, target: str = "ecp5-85k", out_dir: Path | No
     :data:`DEMO_SYNTH` synthesised. Writes ``report.md`` and the e2e files to ``out_dir`` (``build/demo``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from synth.flow import warm_tools
-    from tb.runner import random_sim
+    from peforge.synth.flow import warm_tools
+    from peforge.tb.runner import random_sim
 
     out_dir = out_dir or build_root() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)

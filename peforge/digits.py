@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from sw import forms
-from sw.intops import as_int_array
-from sw.msq import quantize_mixed
-from sw.network import Layer, Network
+from peforge.sw import forms
+from peforge.sw.intops import as_int_array
+from peforge.sw.msq import quantize_mixed
+from peforge.sw.network import Layer, Network
 
 __all__ = [
     "SCHEMES", "HIDDEN", "INPUT_BITS", "ACT_BITS", "LOGIT_BITS", "PIXEL_MAX", "TEST_SIZE", "XBAR_COLS",
@@ -285,7 +285,7 @@ def _load_float(model, seed: int) -> None:
 
 def _mixed_linear(in_features: int, out_features: int, fraction: float, fmt, w_bits: int):
     """A ``QuantLinear`` whose weight is fake-quantised by :func:`sw.msq.quantize_mixed` (straight-through)."""
-    from sw.layers import QuantLinear, RowFakeQuant
+    from peforge.sw.layers import QuantLinear, RowFakeQuant
 
     class MixedQuantizer(RowFakeQuant):
         @staticmethod
@@ -304,17 +304,17 @@ def _train_scheme(scheme: str, split: Split, seed: int):
     """Train ``scheme``: ``(model, float test accuracy)``; ``model`` maps pixels / 16 to logits."""
     import torch
 
-    from sw import circulant, nm, sp2
+    from peforge.sw import circulant_torch, forms_torch, nm, nm_torch, sp2
 
     x, y, x_test = _tensors(split)
     torch.manual_seed(seed)
     if scheme == "fixed8":
-        from sw.layers import FixedLinear
+        from peforge.sw.layers import FixedLinear
         model = _mlp(FixedLinear(64, HIDDEN, w_bits=8), FixedLinear(HIDDEN, 10, w_bits=8))
         _load_float(model, seed)
         _fit(model, x, y, epochs=10, lr=1e-3, seed=seed + 1)
     elif scheme == "sp2":
-        from sw.layers import SP2Linear
+        from peforge.sw.layers import SP2Linear
         fmt = sp2.SP2Format(4)
         model = _mlp(SP2Linear(64, HIDDEN, fmt=fmt), SP2Linear(HIDDEN, 10, fmt=fmt))
         _load_float(model, seed)
@@ -326,19 +326,19 @@ def _train_scheme(scheme: str, split: Split, seed: int):
         _fit(model, x, y, epochs=10, lr=2e-3, seed=seed + 1)
     elif scheme == "nm":
         fmt = nm.NMFormat(2, 4)
-        model = _mlp(nm.NMSparseLinear(64, HIDDEN, fmt=fmt), nm.NMSparseLinear(HIDDEN, 10, fmt=fmt))
+        model = _mlp(nm_torch.NMSparseLinear(64, HIDDEN, fmt=fmt), nm_torch.NMSparseLinear(HIDDEN, 10, fmt=fmt))
         _load_float(model, seed)
         _fit(model, x, y, epochs=30, lr=2e-3, seed=seed + 1)
     elif scheme == "circulant":
         # the hidden layer block-circulant; the 10-way classifier (not a multiple of k) 8-bit fixed point
-        from sw.layers import FixedLinear
-        model = _mlp(circulant.BlockCirculantLinear(64, HIDDEN, BLOCK), FixedLinear(HIDDEN, 10, w_bits=8))
+        from peforge.sw.layers import FixedLinear
+        model = _mlp(circulant_torch.BlockCirculantLinear(64, HIDDEN, BLOCK), FixedLinear(HIDDEN, 10, w_bits=8))
         _fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
     elif scheme == "forms":
-        model = _mlp(forms.PolarizedLinear(64, HIDDEN, rows_per_sub=8),
-                     forms.PolarizedLinear(HIDDEN, 10, rows_per_sub=8))
+        model = _mlp(forms_torch.PolarizedLinear(64, HIDDEN, rows_per_sub=8),
+                     forms_torch.PolarizedLinear(HIDDEN, 10, rows_per_sub=8))
         _load_float(model, seed)
-        forms.admm_polarize(model, x, y, seed=seed + 1)
+        forms_torch.admm_polarize(model, x, y, seed=seed + 1)
     else:
         raise ValueError(f"Scheme must be one of {', '.join(map(repr, SCHEMES))}, not {scheme!r}")
     return model, _float_accuracy(model, x_test, split.y_test)
@@ -358,7 +358,7 @@ def build(scheme: str, *, seed: int = TRAIN_SEED) -> Digits:
     """
     if scheme not in SCHEMES:
         raise ValueError(f"Scheme must be one of {', '.join(map(repr, SCHEMES))}, not {scheme!r}")
-    from sw.from_torch import from_torch
+    from peforge.sw.from_torch import from_torch
 
     split = load_split()
     with _one_thread():

@@ -61,7 +61,7 @@ ICE40_ATTEMPT_LUTS = 2 * UP5K_LC
 # -- synthesis, cached by digest ---------------------------------------------------------------------------
 
 def _cache_path(compiled, target: str) -> Path:
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
 
     return build_root() / "e2e-synth" / f"{compiled.digest()}-{target}.json"
 
@@ -74,8 +74,8 @@ def cached_synth(compiled, target: str, *, progress=None) -> dict:
     (None unless placed), ``error`` (the failing tool's message, or None), ``seconds`` (of the synthesis that
     produced it), ``cached`` (read from the cache), ``digest``, ``target``, ``generator``.
     """
-    from hw.verilog import generator_fingerprint
-    from synth import SynthError, synthesize_network
+    from peforge.hw.verilog import generator_fingerprint
+    from peforge.synth import SynthError, synthesize_network
 
     path, generator = _cache_path(compiled, target), generator_fingerprint()
     if path.is_file():
@@ -122,9 +122,9 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
         ``settings`` that fold no layer of this scheme's network (the message of
         :meth:`hw.network.CompiledNetwork.with_settings`, prefixed with the scheme).
     """
-    from hw.network import CompiledNetwork
+    from peforge.hw.network import CompiledNetwork
     from peforge import digits
-    from tb.network import rtl_infer
+    from peforge.tb.network import rtl_infer
 
     split = digits.load_split()
     step = progress.step if progress else (lambda text: None)
@@ -168,7 +168,7 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
             row["inferences_per_s"] = ecp5["fmax_mhz"] * 1e6 / interval
     if synth and up5k:
         # the UP5K gets the folding for its 8 DSPs (unless --set folded the network by hand), measured itself
-        from synth import TARGETS
+        from peforge.synth import TARGETS
 
         small = compiled if settings else CompiledNetwork.default(network, TARGETS["ice40-up5k"].budget())
         step("synthesis: iCE40-UP5K (does it fit?)")
@@ -314,7 +314,7 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
     ValueError
         ``"Scheme must be one of fixed8, sp2, msq, nm, circulant, forms, not 'int4'"``.
     """
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
     from peforge import digits
 
     schemes = list(schemes or digits.SCHEMES)

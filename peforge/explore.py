@@ -48,7 +48,7 @@ ESTIMATES = "estimates.jsonl"
 # -- one point (runs on a worker) -----------------------------------------------------------------------------
 
 def _cache_root() -> Path:
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
 
     return build_root() / "explore"
 
@@ -72,7 +72,7 @@ def _call_builder(spec: str, layers, options: dict, seed: int):
 
 def _network(context: dict, point: dict) -> tuple[object, dict]:
     """The point's network and what building it measured (float accuracy, training seconds, cached)."""
-    from sw import network as net
+    from peforge.sw import network as net
 
     model = context["model"]
     if "network" in model:
@@ -103,8 +103,8 @@ def compile_point(network, point: dict):
     """The point's :class:`hw.network.CompiledNetwork`: its ``fold`` (``default``: the balanced folding, for the
     iCE40's DSPs on that target; a number ``f``: :func:`hw.network.folding_at` ``f`` x the default interval;
     ``slowest``) and then each layer's own ``lanes``/``pes``/``requant``."""
-    from hw.network import CompiledNetwork, folding_at, slowest_interval
-    from synth import TARGETS
+    from peforge.hw.network import CompiledNetwork, folding_at, slowest_interval
+    from peforge.synth import TARGETS
 
     target, fold = point["target"], point["fold"]
     budget = TARGETS[target].budget() if target.startswith("ice40") else None
@@ -127,10 +127,10 @@ def _synth_cache(compiled, target: str, seeds) -> Path:
 def synthesise(compiled, target: str, seeds, *, cache: bool = True) -> dict:
     """``{"synth": synth record, "wrapped", "synth_seconds", "synth_cached"}`` of a compiled network, cached like
     ``peforge bench network`` (by digest, target, seeds and generator fingerprint; its cache is read too)."""
-    from hw.verilog import generator_fingerprint
+    from peforge.hw.verilog import generator_fingerprint
     from peforge.bench_network import _cache as bench_cache
     from peforge.report import synth_record
-    from synth import SynthError, synthesize_network
+    from peforge.synth import SynthError, synthesize_network
 
     generator = generator_fingerprint()
     path = _synth_cache(compiled, target, seeds)
@@ -183,7 +183,7 @@ def evaluate_point(point: dict, context: dict, *, synth: bool = True, estimate: 
     import socket
 
     start = time.monotonic()
-    from hw.verilog import generator_fingerprint
+    from peforge.hw.verilog import generator_fingerprint
 
     record = {"point": point, "digest": context["digest"], "status": "ok", "synthesised": False,
               "host": socket.gethostname(), "pid": os.getpid(), "generator": generator_fingerprint()}
@@ -205,7 +205,7 @@ def evaluate_point(point: dict, context: dict, *, synth: bool = True, estimate: 
                       multipliers=sum(p.multipliers for p in compiled.plans),
                       weight_bits=sum(p.weight_bits for p in compiled.plans),
                       schemes=[p.scheme for p in compiled.plans])
-        from synth import check_fits
+        from peforge.synth import check_fits
 
         check_fits(compiled, point["target"])
         if estimate:
@@ -640,7 +640,7 @@ def explore(space: Space, out: Path, *, synth: bool = True, scheduler: str | Non
 
 def rtl_point(record: dict, context: dict) -> dict:
     """The test set through the point's accelerator in Verilator: measured interval and RTL == golden."""
-    from tb.network import rtl_infer
+    from peforge.tb.network import rtl_infer
 
     out = dict(record)
     try:

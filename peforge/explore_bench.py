@@ -56,7 +56,7 @@ def _design(record: dict, kind: str) -> dict:
 
 
 def explore_suite(seeds) -> dict:
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
     from peforge.explore import explore
     from peforge.explore_estimate import held_out
     from peforge.explore_space import load_space

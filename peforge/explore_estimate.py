@@ -245,8 +245,8 @@ def _digits_network(scheme: str):
 def _network_rows(extra: list[dict] | None = None):
     """``[(features, measured LUT, label, schemes, fmax, synth)]`` of every measured whole network on ECP5: the
     network bench's sweep and the synthesised points of sweeps (``extra``)."""
-    from hw.network import CompiledNetwork, Folding
-    from sw import network as net
+    from peforge.hw.network import CompiledNetwork, Folding
+    from peforge.sw import network as net
 
     rows, seen = [], set()
     candidates = []
@@ -283,7 +283,7 @@ def _network_rows(extra: list[dict] | None = None):
 
 def _records_on_disk() -> list[dict]:
     """Synthesised points of earlier sweeps: the ``points.jsonl`` files under ``build/``."""
-    from hw.verilog import build_root
+    from peforge.hw.verilog import build_root
     from peforge.explore import read_points
 
     out = []
@@ -298,7 +298,7 @@ def _cached_network_rows():
     everything they are computed from (the results files, the sweeps' records, the generator and this code)."""
     import hashlib
 
-    from hw.verilog import build_root, generator_fingerprint
+    from peforge.hw.verilog import build_root, generator_fingerprint
 
     extra = _records_on_disk()
     h = hashlib.sha256(json.dumps(extra, sort_keys=True).encode() + generator_fingerprint().encode())
@@ -331,7 +331,7 @@ def estimate_compiled(compiled, target: str) -> dict:
     """Estimated ``lut``, ``ff`` (scaled from the measured networks of the same schemes), ``dsp``, ``bram``,
     ``fmax_mhz`` and ``inferences_per_s`` of a compiled network. The LUT, FF and Fmax models are fitted on ECP5
     results only: for another target they are None (DSPs and block RAM are still estimated)."""
-    from synth import TARGETS
+    from peforge.synth import TARGETS
 
     dsp_bits = TARGETS[target].dsp_bits
     if target != "ecp5-85k":

@@ -72,8 +72,8 @@ def _float_state(hidden: int, seed: int):
 
 
 def _module(choice: dict, in_features: int, out_features: int):
-    from sw import circulant, forms, nm, sp2
-    from sw.layers import FixedLinear, SP2Linear
+    from peforge.sw import circulant_torch, forms_torch, nm, nm_torch, sp2
+    from peforge.sw.layers import FixedLinear, SP2Linear
 
     scheme, bits = choice["scheme"], choice["bits"]
     if scheme == "fixed":
@@ -83,10 +83,10 @@ def _module(choice: dict, in_features: int, out_features: int):
     if scheme == "msq":
         return digits._mixed_linear(in_features, out_features, 0.5, sp2.SP2Format(bits), bits)
     if scheme == "nm":
-        return nm.NMSparseLinear(in_features, out_features, fmt=nm.NMFormat(*_nm(choice["nm"])))
+        return nm_torch.NMSparseLinear(in_features, out_features, fmt=nm.NMFormat(*_nm(choice["nm"])))
     if scheme == "circulant":
-        return circulant.BlockCirculantLinear(in_features, out_features, choice["block"])
-    return forms.PolarizedLinear(in_features, out_features, rows_per_sub=choice["rows_per_sub"])
+        return circulant_torch.BlockCirculantLinear(in_features, out_features, choice["block"])
+    return forms_torch.PolarizedLinear(in_features, out_features, rows_per_sub=choice["rows_per_sub"])
 
 
 def _shared(layers: list[dict], scheme: str, key: str, default):
@@ -112,8 +112,8 @@ def train_digits_mlp(layers: list[dict], *, hidden: int = digits.HIDDEN, seed: i
         ``"Layer bits must be the same for every nm layer of a digits-mlp, not [4, 8]"``, or the error of a
         layer or of :func:`sw.from_torch.from_torch` (``"Model layer 2 (BlockCirculantLinear): ..."``).
     """
-    from sw import forms
-    from sw.from_torch import from_torch
+    from peforge.sw import forms_torch
+    from peforge.sw.from_torch import from_torch
 
     layers = [layer_choice(c) for c in layers]
     if len(layers) != 2:
@@ -134,7 +134,7 @@ def train_digits_mlp(layers: list[dict], *, hidden: int = digits.HIDDEN, seed: i
         schemes = {c["scheme"] for c in layers}
         if not train:
             for module in (model[0], model[2]):
-                if isinstance(module, forms.PolarizedLinear):
+                if isinstance(module, forms_torch.PolarizedLinear):
                     module.harden()
         elif "circulant" not in schemes:   # start from the float baseline, as peforge.digits does
             state = _float_state(hidden, seed)
@@ -146,7 +146,7 @@ def train_digits_mlp(layers: list[dict], *, hidden: int = digits.HIDDEN, seed: i
         if not train:
             pass
         elif "crossbar" in schemes:
-            forms.admm_polarize(model, x, y, seed=seed + 1)
+            forms_torch.admm_polarize(model, x, y, seed=seed + 1)
         elif "circulant" in schemes:
             digits._fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
         elif "nm" in schemes:

@@ -220,7 +220,7 @@ def parse_space(doc, *, source: str = "<space>", base: Path | str = ".") -> Spac
     name = doc.get("name", Path(source).stem)
     if not isinstance(name, str):
         raise SpaceError(f"Space name must be a string, not {name!r}")
-    from synth import TARGETS
+    from peforge.synth import TARGETS
 
     targets = _values("target", doc.get("target", "ecp5-85k"), _choice_check(tuple(TARGETS)))
     seeds = doc.get("seeds", [1])

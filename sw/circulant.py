@@ -117,7 +117,7 @@ epochs, scores 96.4 % in float and 96.4 % with both hidden layers run through :f
 unsigned activations, default widths; ``tests/test_sw_circulant.py``).
 
 This module imports numpy only (the simulator loads the golden model without torch); the trainable layer
-:class:`BlockCirculantLinear` lives in ``sw._circulant_torch`` and is loaded on first access.
+:class:`BlockCirculantLinear` is in :mod:`sw.circulant_torch`.
 """
 
 from __future__ import annotations
@@ -135,8 +135,6 @@ from .params import Params, check_bool, check_int
 __all__ = [
     "CirculantFormat", "CirculantTrace", "check_format", "round_shift", "bit_reverse", "block_circulant",
     "export_spectra", "spectra_to_columns", "quantize_acts", "dequantize", "golden_matvec", "sqnr_db",
-    # PyTorch (sw._circulant_torch, loaded on first access):
-    "BlockCirculantLinear",
 ]
 
 #: Smallest and largest block size ``k``.
@@ -149,19 +147,6 @@ MAX_TW_BITS = MAX_W_BITS = 18
 #: Widest intermediate value allowed anywhere in the schedule, exact products included (int64 golden).
 MAX_DATAPATH_BITS = 62
 
-_TORCH_NAMES = frozenset({"BlockCirculantLinear"})
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: the torch half of the module is imported only when one of its names is asked for.
-    if name in _TORCH_NAMES:
-        from . import _circulant_torch
-        return getattr(_circulant_torch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _TORCH_NAMES)
 
 
 # -- integer primitives ----------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ with ``round`` half to even (``numpy.rint``, as ``torch.round``) and ``scale`` c
 ``sum_k (w_k - scale * v_k)^2`` (:func:`sw.intops.fit_row_scale`).
 
 The trainable layer :class:`FixedLinear` and the PyTorch pieces every weight format shares
-(:func:`straight_through`, :class:`RowFakeQuant`, :class:`QuantLinear`) live in :mod:`sw.layers` and are
-importable from here too.
+(:func:`straight_through`, :class:`RowFakeQuant`, :class:`QuantLinear`) live in :mod:`sw.layers`.
 """
 
 from __future__ import annotations
@@ -147,14 +146,3 @@ def golden_dot(acts: Any, weights: Any, w_bits: int, *, act_bits: int | None = N
     a = as_acts(acts, act_bits, act_signed)
     return exact_dot(a, as_int_array("Fixed-point weights", weights, lo, hi))
 
-
-# The PyTorch layers live in sw.layers so that the golden model imports without torch (the simulator
-# imports it, and torch costs seconds to load there); they stay reachable under their usual names.
-_LAYERS = ("straight_through", "RowFakeQuant", "QuantLinear", "FixedQuantizer", "FixedLinear")
-
-
-def __getattr__(name: str):
-    if name in _LAYERS:
-        from . import layers
-        return getattr(layers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,10 +39,10 @@ What the controller computes (the rules the RTL follows; :func:`golden_mvm` is t
   (:class:`NonIdealArray`'s read noise) therefore gives the same codes whether it is driven by
   :func:`golden_mvm` or by the RTL through the array port.
 
-This module imports numpy only, so the simulator can load the golden model without torch. The PyTorch names
+This module imports numpy only, so the simulator can load the golden model without torch. The PyTorch half
 (:class:`PolarizedLinear`, :class:`PolarityConstraint`, :class:`ActivationL1`, :func:`train_classifier`,
-:func:`admm_polarize`, :class:`CrossbarMLP`) live in ``sw._forms_torch`` and are loaded on first access.
-:func:`polarize` also accepts a torch tensor and then returns one.
+:func:`admm_polarize`, :class:`CrossbarMLP`) is :mod:`sw.forms_torch`. :func:`polarize` also accepts a torch
+tensor and then returns one.
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ __all__ = [
     "CrossbarFormat", "check_format", "polarize", "is_polarized", "quantize", "dequantize", "quantize_acts",
     "Mapping", "map_weights", "check_mapping", "unmap", "active_planes", "count_steps", "IdealArray", "NonIdealArray",
     "Steps", "golden_mvm",
-    # PyTorch (sw._forms_torch, loaded on first access):
-    "PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize", "CrossbarMLP",
 ]
 
 #: Parameter ranges of :class:`CrossbarFormat` (inclusive).
@@ -74,20 +72,6 @@ MAX_W_BITS = 16
 MAX_CELL_BITS = 4
 MAX_ADC_BITS = 16
 
-_TORCH_NAMES = frozenset({"PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier",
-                          "admm_polarize", "CrossbarMLP"})
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: the torch half of the module is imported only when one of its names is asked for.
-    if name in _TORCH_NAMES:
-        from . import _forms_torch
-        return getattr(_forms_torch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _TORCH_NAMES)
 
 
 # -- the format ------------------------------------------------------------------------------------------

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from . import fixed
-from ._circulant_torch import BlockCirculantLinear
-from ._forms_torch import PolarizedLinear
-from ._nm_torch import NMSparseLinear
+from .circulant_torch import BlockCirculantLinear
+from .forms_torch import PolarizedLinear
+from .nm_torch import NMSparseLinear
 from .circulant import CirculantFormat
 from .intops import int_range, to_numpy
 from .layers import FixedQuantizer, QuantLinear, SP2Quantizer

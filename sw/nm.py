@@ -29,10 +29,8 @@ Rules fixed here (the hardware, the testbench and the docs rely on them):
 * **Any index list is legal input** to :func:`unpack` and :func:`golden_dot`: slots that hit the same
   position add up (the hardware computes ``y += a[idx] * val`` for every slot).
 
-This module imports numpy only, so the simulator can load the golden model without torch. The PyTorch
-names (:class:`NMSparseLinear`, :class:`NMMask`, :func:`sr_ste`) live in ``sw._nm_torch`` and are loaded on
-first access (``from sw.nm import NMSparseLinear`` works and imports torch then). :func:`nm_mask` and
-:func:`transposable_mask` also accept torch tensors and then return a ``torch.bool`` tensor.
+This module imports numpy only, so the simulator can load the golden model without torch. The PyTorch half
+(:class:`NMSparseLinear`, :class:`NMMask`, :func:`sr_ste`, and the masks of tensors) is :mod:`sw.nm_torch`.
 """
 
 from __future__ import annotations
@@ -50,26 +48,13 @@ from .params import Params, check_int
 __all__ = [
     "NMFormat", "check_format", "nm_mask", "bidirectional_masks", "transposable_mask", "pack", "unpack",
     "nvidia_metadata", "nvidia_indices", "golden_dot", "golden_dense_dot",
-    # PyTorch (sw._nm_torch, loaded on first access):
-    "sr_ste", "NMMask", "NMSparseLinear",
 ]
 
 #: Largest group size M; index fields are then at most 4 bits wide.
 MAX_M = 16
 
-_TORCH_NAMES = frozenset({"sr_ste", "NMMask", "NMSparseLinear", "SRSTE_LAMBDA_W", "MODES"})
 
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: the torch half of the module is imported only when one of its names is asked for.
-    if name in _TORCH_NAMES:
-        from . import _nm_torch
-        return getattr(_nm_torch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _TORCH_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +140,21 @@ def _is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def _torch_half():
-    from . import _nm_torch
-    return _nm_torch
+def _mask_of_tensor(w: Any, fmt: NMFormat, axis: int) -> Any:
+    """:func:`nm_mask` of a torch tensor (axis checked and normalised): the same rule in torch ops, on torch as
+    the caller imported it (``sys.modules``), so this module imports neither torch nor :mod:`sw.nm_torch`."""
+    torch = sys.modules["torch"]
+    mag = w.detach().movedim(axis, -1).abs()
+    shape = mag.shape
+    grouped = mag.reshape(*shape[:-1], shape[-1] // fmt.m, fmt.m)
+    order = torch.sort(grouped, dim=-1, descending=True, stable=True).indices  # ties: lower index first
+    rank = torch.argsort(order, dim=-1)  # inverse permutation
+    keep = (rank < fmt.n) & (grouped > 0)
+    return keep.reshape(shape).movedim(-1, axis)
+
+
+def _bool_tensor_like(mask: np.ndarray, like: Any) -> Any:
+    return sys.modules["torch"].from_numpy(np.ascontiguousarray(mask)).to(device=like.device)
 
 
 def _check_axis(shape: tuple[int, ...], axis: Any, fmt: NMFormat) -> int:
@@ -220,7 +217,7 @@ def nm_mask(w: Any, fmt: NMFormat, axis: int = -1) -> Any:
     """
     fmt = check_format(fmt)
     if _is_tensor(w):
-        return _torch_half().nm_mask_tensor(w, fmt, _check_axis(tuple(w.shape), axis, fmt))
+        return _mask_of_tensor(w, fmt, _check_axis(tuple(w.shape), axis, fmt))
     w = as_real_array("Weights", w)
     axis = _check_axis(w.shape, axis, fmt)
     moved = np.moveaxis(np.abs(w), axis, -1)
@@ -320,7 +317,7 @@ def transposable_mask(w: Any, fmt: NMFormat) -> Any:
     keep = _greedy_transposable(blocks, fmt.n, m)
     keep = keep.reshape(rows // m, cols // m, m, m).transpose(0, 2, 1, 3).reshape(rows, cols)
     if tensor is not None:
-        return _torch_half().bool_tensor_like(keep, tensor)
+        return _bool_tensor_like(keep, tensor)
     return keep
 
 

@@ -1,4 +1,4 @@
-"""The ``sw.qonnx_ops`` ONNX domain: peforge layers as QONNX custom ops, with their Python reference implementation.
+"""The ``peforge.sw.qonnx_ops`` ONNX domain: peforge layers as QONNX custom ops, with their Python reference implementation.
 
 ``qonnx`` finds a custom op by importing the node's domain as a Python module and reading its ``custom_op``
 dict (``qonnx.custom_op.registry``), so a model written by :func:`sw.to_qonnx.to_qonnx` runs in

@@ -329,14 +329,3 @@ def golden_dot(acts: Any, codes: Any, fmt: SP2Format, *, act_bits: int | None = 
     a = as_acts(acts, act_bits, act_signed)
     return exact_dot(a, check_format(fmt).decode(codes))
 
-
-# The PyTorch layers live in sw.layers so that the golden model imports without torch (the simulator
-# imports it, and torch costs seconds to load there); they stay reachable under their usual names.
-_LAYERS = ("SP2Quantizer", "SP2Linear")
-
-
-def __getattr__(name: str):
-    if name in _LAYERS:
-        from . import layers
-        return getattr(layers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

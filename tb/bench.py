@@ -24,7 +24,7 @@ import numpy as np
 import cocotb
 from amaranth.lib import data
 
-from .runner import load_design
+from .designs import load_design
 from .stream import STALL_MIXES, StreamBench, StreamRun, pack, run_with_summary, stream_members, unpack
 
 __all__ = ["Case", "Bench", "CHECKS", "lanes_of", "last_beat_flags"]

@@ -36,9 +36,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, RisingEdge, Timer
 
-from hw.board import BoardCore, link_timing
-from hw.network import CompiledNetwork
-from hw.verilog import build_root, generator_fingerprint, to_verilog
+from peforge.hw.board import BoardCore, link_timing
+from peforge.hw.network import CompiledNetwork
+from peforge.hw.verilog import build_root, generator_fingerprint, to_verilog
 
 from .runner import SimulationError, run_design
 
@@ -60,7 +60,7 @@ class BoardDesign:
 
     name = "board"
     top = TOP
-    tb_module = "tb.board"
+    tb_module = "peforge.tb.board"
 
     def component(self) -> BoardCore:
         return BoardCore(self.compiled, clk_freq=self.clk_freq, baud=self.baud, timeout=self.timeout)

@@ -28,9 +28,10 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.carry import selected_add
-from hw.dsp import DSP_CELLS, behavioural_product, product_stages, registered_product, sim_models
-from hw.verilog import to_verilog
+from peforge.hw.carry import selected_add
+from peforge.hw.cells import sim_models
+from peforge.hw.dsp import DSP_CELLS, behavioural_product, product_stages, registered_product
+from peforge.hw.verilog import to_verilog
 
 from .stream import to_signed
 
@@ -98,7 +99,7 @@ class DspCellsDesign:
 
     name = "dsp-cells"
     top = "dsp_cells"
-    tb_module = "tb.dsp"
+    tb_module = "peforge.tb.dsp"
     params = None
     cells = tuple(DSP_CELLS)
 

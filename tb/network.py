@@ -23,10 +23,11 @@ import numpy as np
 
 import cocotb
 
-from hw.network import TOP, CompiledNetwork
-from hw.verilog import build_root
+from peforge.hw.network import TOP, CompiledNetwork
+from peforge.hw.verilog import build_root
 
 from .bench import Bench, Case, extremes, last_beat_flags, random_stalls, reset_mid_vector  # noqa: F401 (cocotb)
+from .designs import NetworkDesign
 from .runner import SimulationError, run_design
 
 __all__ = ["NetworkDesign", "NetworkStats", "rtl_infer", "CHECKS", "CASE"]
@@ -34,36 +35,6 @@ __all__ = ["NetworkDesign", "NetworkStats", "rtl_infer", "CHECKS", "CASE"]
 #: the cocotb tests pytest runs (``infer`` serves :func:`rtl_infer`): the shared ones of tb/bench.py and the
 #: network's own ``timing``
 CHECKS = ["random_stalls", "extremes", "reset_mid_vector", "timing"]
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkDesign:
-    """A compiled network as a design the runner builds (see :class:`tb.runner.PEDesign`)."""
-
-    compiled: CompiledNetwork
-
-    name = "network"
-    top = TOP
-    tb_module = "tb.network"
-
-    def key(self) -> str:
-        return f"network-{self.compiled.digest()}"
-
-    def is_written_in(self, directory: Path) -> bool:
-        return self.compiled.is_written_in(directory)
-
-    def write(self, directory: Path) -> None:
-        self.compiled.write(directory)
-
-    @property
-    def params(self) -> CompiledNetwork:
-        return self.compiled
-
-    def component(self):
-        return self.compiled.build()
-
-    def config(self) -> dict:
-        return {"design": "network"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +226,7 @@ def rtl_infer(compiled: CompiledNetwork, x, *, p_valid: float = 1.0, p_ready: fl
 
 
 def _check_input(compiled: CompiledNetwork, x) -> np.ndarray:
-    from sw.intops import as_int_array
+    from peforge.sw.intops import as_int_array
 
     net = compiled.network
     arr = as_int_array("Network input", x, *net.input.range)

@@ -21,55 +21,18 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from hw.verilog import LINT_WAIVERS, build_root, design_is_current, sim_sources, verilator_env, write_design
-from hw import registry
+from peforge.hw.verilog import LINT_WAIVERS, build_root, sim_sources, verilator_env
+from peforge.hw import registry
+
+from .designs import CONFIG_ENV, PEDesign, load_config, load_design
 
 __all__ = ["build_root", "PEDesign", "Build", "build", "build_design", "run", "run_design", "random_sim",
            "SimulationError", "load_design", "load_config"]
 
-CONFIG_ENV = "PEFORGE_CONFIG"
 
 
 class SimulationError(RuntimeError):
     """A cocotb run failed; the message holds the failing tests and the log location."""
-
-
-@dataclass(frozen=True)
-class PEDesign:
-    """A registered PE with its params: the design :func:`build_design` compiles and :func:`run_design` runs.
-
-    Any object with the same members can be built and run (``tb.network.NetworkDesign`` is the other one):
-    ``name``, ``top``, ``tb_module``, ``params``, ``key()`` (the build directory's name),
-    ``is_written_in(directory)``, ``write(directory)`` (the Verilog as ``<top>.v``), ``component()`` (the
-    Amaranth component, whose stream members the testbench drives) and ``config()`` (what the cocotb side reads
-    to rebuild the design, :func:`load_design`).
-    """
-
-    pe: object
-    params: object
-
-    def __post_init__(self):
-        if not isinstance(self.params, self.pe.params_cls):
-            raise TypeError(f"Params for {self.pe.name} must be {self.pe.params_cls.__name__}, not {self.params!r}")
-
-    name = property(lambda self: self.pe.name)
-    top = property(lambda self: self.pe.top)
-    tb_module = property(lambda self: self.pe.tb_module)
-
-    def key(self) -> str:
-        return f"{self.pe.name}-{self.params.digest()}"
-
-    def is_written_in(self, directory: Path) -> bool:
-        return design_is_current(self.pe, self.params, directory)
-
-    def write(self, directory: Path) -> None:
-        write_design(self.pe, self.params, directory)
-
-    def component(self):
-        return self.pe.component_cls(self.params)
-
-    def config(self) -> dict:
-        return {"pe": self.pe.name, "params": self.params.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -208,24 +171,3 @@ def random_sim(pe, params, *, vectors: int, seed: int = 1, waves: bool = False, 
     summary["passed"] = failures == 0 and tests == 1 and summary.get("error") is None
     summary["log"] = str(built.directory / "cli" / "sim.log")
     return summary
-
-
-def load_design():
-    """Inside a cocotb test: ``(design, config)`` from the environment: a :class:`PEDesign`, or for a compiled
-    network (``"design": "network"``) a :class:`tb.network.NetworkDesign` read from the build directory."""
-    config = json.loads(os.environ[CONFIG_ENV])
-    if config.get("design") == "network":
-        from hw.network import load_compiled
-
-        from .network import NetworkDesign
-
-        return NetworkDesign(load_compiled(config["build_dir"])), config
-    pe = registry.get(config["pe"])
-    return PEDesign(pe, pe.params_cls.from_dict(config["params"])), config
-
-
-def load_config():
-    """Inside a cocotb test of a PE: ``(pe, params, config)`` from the environment."""
-    config = json.loads(os.environ[CONFIG_ENV])
-    pe = registry.get(config["pe"])
-    return pe, pe.params_cls.from_dict(config["params"]), config

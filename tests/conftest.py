@@ -10,7 +10,7 @@ import pytest
 def pytest_sessionstart(session):
     """Compile the YoWASP tools once before any test runs: pytest-xdist workers that all reached yosys at once
     would each compile it (~40 s of two cores each) on a machine whose cache is cold."""
-    from synth.flow import warm_tools
+    from peforge.synth.flow import warm_tools
 
     warm_tools()
 

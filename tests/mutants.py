@@ -8,13 +8,13 @@ from types import SimpleNamespace
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data
 
-from hw.circulant_fft import CirculantFFT, CirculantParams, _ParallelDatapath
-from hw.circulant_stream import elaborate_streaming
-from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, controller_logic
-from hw.fixed_mac import FixedMac, FixedMacParams
-from hw.nm_sparse import NMSparse, NMSparseParams
-from hw.sp2_mac import SP2Mac, SP2MacParams
-from hw.registry import PE, register
+from peforge.hw.circulant_fft import CirculantFFT, CirculantParams, _ParallelDatapath
+from peforge.hw.circulant_stream import elaborate_streaming
+from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, controller_logic
+from peforge.hw.fixed_mac import FixedMac, FixedMacParams
+from peforge.hw.nm_sparse import NMSparse, NMSparseParams
+from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
+from peforge.hw.registry import PE, register
 
 
 class SP2MacDropsCarry(SP2Mac):
@@ -32,8 +32,8 @@ class FixedMacTruncates(FixedMac):
         return [(act, Mux(weight[-1], 0, weight)) for act, weight in super().lane_operands(m, payload)]
 
 
-register(PE("sp2-mac-drops-carry", "mutant", SP2MacParams, SP2MacDropsCarry, "tb.sp2_mac", "test"))
-register(PE("fixed-mac-truncates", "mutant", FixedMacParams, FixedMacTruncates, "tb.fixed_mac", "test"))
+register(PE("sp2-mac-drops-carry", "mutant", SP2MacParams, SP2MacDropsCarry, "peforge.tb.sp2_mac", "test"))
+register(PE("fixed-mac-truncates", "mutant", FixedMacParams, FixedMacTruncates, "peforge.tb.fixed_mac", "test"))
 
 
 class NMSparseReversedIndex(NMSparse):
@@ -46,7 +46,7 @@ class NMSparseReversedIndex(NMSparse):
         return super().lane_operands(m, view)
 
 
-register(PE("nm-sparse-reversed-index", "mutant", NMSparseParams, NMSparseReversedIndex, "tb.nm_sparse", "test"))
+register(PE("nm-sparse-reversed-index", "mutant", NMSparseParams, NMSparseReversedIndex, "peforge.tb.nm_sparse", "test"))
 
 
 class CrossbarSkipsLastRow(CrossbarSystem):
@@ -56,7 +56,7 @@ class CrossbarSkipsLastRow(CrossbarSystem):
         return super().plane_mask(rows[:-1])
 
 
-register(PE("crossbar-skips-last-row", "mutant", CrossbarParams, CrossbarSkipsLastRow, "tb.crossbar", "test"))
+register(PE("crossbar-skips-last-row", "mutant", CrossbarParams, CrossbarSkipsLastRow, "peforge.tb.crossbar", "test"))
 
 
 class _RoundsHalfDown(_ParallelDatapath):
@@ -71,7 +71,7 @@ class CirculantRoundsHalfDown(CirculantFFT):
 
 
 register(PE("circulant-fft-rounds-half-down", "mutant", CirculantParams, CirculantRoundsHalfDown,
-            "tb.circulant_fft", "test"))
+            "peforge.tb.circulant_fft", "test"))
 
 
 class CirculantStreamNyquistFromIm(CirculantFFT):
@@ -89,7 +89,7 @@ class CirculantStreamNyquistFromIm(CirculantFFT):
 
 
 register(PE("circulant-stream-nyquist-from-im", "mutant", CirculantParams, CirculantStreamNyquistFromIm,
-            "tb.circulant_fft", "test"))
+            "peforge.tb.circulant_fft", "test"))
 
 
 class CrossbarControllerFixedLatency(CrossbarController):
@@ -112,7 +112,7 @@ class CrossbarControllerFixedLatency(CrossbarController):
 
 
 register(PE("crossbar-controller-fixed-latency", "mutant", CrossbarParams, CrossbarControllerFixedLatency,
-            "tb.crossbar", "test"))
+            "peforge.tb.crossbar", "test"))
 
 
 # -- broken variants for the formal proofs (tb/formal.py, tests/test_formal.py); not registered as PEs -----------
@@ -120,7 +120,7 @@ register(PE("crossbar-controller-fixed-latency", "mutant", CrossbarParams, Cross
 from amaranth import Const  # noqa: E402
 from amaranth.lib import wiring  # noqa: E402
 
-from hw.network import Requantizer  # noqa: E402
+from peforge.hw.network import Requantizer  # noqa: E402
 
 
 class _Wrapped(wiring.Component):
@@ -238,8 +238,8 @@ class CrossbarControllerSkipsLastRow(CrossbarController):
 
 import dataclasses  # noqa: E402
 
-from hw.network import Accelerator  # noqa: E402
-from sw import network as _net  # noqa: E402
+from peforge.hw.network import Accelerator  # noqa: E402
+from peforge.sw import network as _net  # noqa: E402
 
 
 class DropsRowZero(_Wrapped):

@@ -17,8 +17,8 @@ import pytest
 from amaranth.back import verilog
 
 from peforge.bench_da4ml import Da4mlNetwork, da4ml_network, dense_weights, floor_requant
-from sw.network import Network, random_network
-from synth import PinWrapper, synthesize
+from peforge.sw.network import Network, random_network
+from peforge.synth import PinWrapper, synthesize
 
 SCHEMES = ["fixed", "sp2", "nm"]
 

@@ -40,9 +40,9 @@ def write(directory, doc, name=None):
 
 def nm_designs():
     """Three nm-page rows with made-up numbers (the rows the nm targets need)."""
-    from hw.fixed_mac import FixedMacParams
-    from hw.nm_sparse import NMSparseParams
-    from sw.nm import NMFormat
+    from peforge.hw.fixed_mac import FixedMacParams
+    from peforge.hw.nm_sparse import NMSparseParams
+    from peforge.sw.nm import NMFormat
 
     common = dict(act_bits=8, act_signed=True, w_bits=8, max_len=4096)
     rows = [("2:4 x4 groups DSP", "nm-sparse", NMSparseParams(fmt=NMFormat(2, 4), groups=4, dsp=True, **common),
@@ -95,7 +95,7 @@ def test_committed_pages_are_rendered_from_their_json():
 
 def test_run_bench_writes_json_then_renders_the_page_from_it(tmp_path, monkeypatch):
     """``make bench`` without synthesis: the suite's designs get made-up numbers from a stand-in flow."""
-    from synth import SynthResult
+    from peforge.synth import SynthResult
 
     def fake_synthesise_all(designs, seeds):
         # the second design's seed 3 did not route in time and spare seed 4 routed in its place
@@ -190,9 +190,9 @@ def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
 
 def test_critical_path_is_the_first_routed_seeds(tmp_path, monkeypatch):
     """A row whose seed 1 was stopped at the time limit takes the path of the first seed that routed, and says so."""
-    from hw.fixed_mac import FixedMacParams
+    from peforge.hw.fixed_mac import FixedMacParams
     from peforge import bench_dsp
-    from synth import for_target
+    from peforge.synth import for_target
 
     monkeypatch.setattr(bench_dsp, "build_root", lambda: tmp_path)
     d = bench.Design("fixed", "fixed-mac", FixedMacParams(lanes=2, dsp=True))

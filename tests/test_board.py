@@ -9,11 +9,11 @@ import struct
 import numpy as np
 import pytest
 
-from hw.board import BOARDS, REQUEST_MAGIC, BoardTop, Status, WireFormat, check_divider, crc8
-from hw.network import CompiledNetwork
+from peforge.hw.board import BOARDS, REQUEST_MAGIC, BoardTop, Status, WireFormat, check_divider, crc8
+from peforge.hw.network import CompiledNetwork
 from peforge import board as host
 from peforge.errors import UsageError
-from sw.network import random_network
+from peforge.sw.network import random_network
 
 # one small network for every simulation here (one Verilator build): 6 features (5-bit signed inputs),
 # 4 classes (27-bit signed logits, 4 bytes each on the wire)

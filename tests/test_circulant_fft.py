@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy.linalg import circulant
 
-from hw.circulant_fft import CirculantFFT, CirculantParams
-from hw.common import csd_digits
-from hw.verilog import lint, write_design
-from hw import registry
-from sw.circulant import CirculantFormat, dequantize, export_spectra, golden_matvec, quantize_acts, sqnr_db
-from tb import circulant_fft as tb_cf
-from tb.runner import run
+from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
+from peforge.hw.common import csd_digits
+from peforge.hw.verilog import lint, write_design
+from peforge.hw import registry
+from peforge.sw.circulant import CirculantFormat, dequantize, export_spectra, golden_matvec, quantize_acts, sqnr_db
+from peforge.tb import circulant_fft as tb_cf
+from peforge.tb.runner import run
 
 # k = 4: unsigned 6-bit activations, narrow weights and twiddles, one guard bit, few blocks;
 # k = 8: the default schedule (8-bit signed activations, 12-bit weights, 16-bit twiddles, max_q = 64), its
@@ -184,8 +184,8 @@ def test_twiddle_trees_round_like_golden(tw_bits):
     from amaranth import Const, Module, Signal, signed
     from amaranth.sim import Simulator
 
-    from hw.circulant_fft import _Pipeline, _rotate_part, _Term
-    from sw.circulant import round_shift
+    from peforge.hw.circulant_fft import _Pipeline, _rotate_part, _Term
+    from peforge.sw.circulant import round_shift
 
     fmt = CirculantFormat(block=16, tw_bits=tw_bits)
     frac, lo, hi = fmt.tw_frac, -(1 << 11), (1 << 11) - 1

@@ -4,17 +4,17 @@ sample per cycle, for every block size including the ones "parallel" does not bu
 import numpy as np
 import pytest
 
-from hw.circulant_fft import CirculantParams
+from peforge.hw.circulant_fft import CirculantParams
 from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.circulant_stream import _onehot_mux, _plan, mult_stages, rotate_stages
-from hw.verilog import lint, write_design
-from hw import registry
-from sw.circulant import CirculantFormat, golden_matvec
-from tb import circulant_fft as tb_cf
-from tb.batch import SimStats
-from tb.runner import run
+from peforge.hw.circulant_stream import _onehot_mux, _plan, mult_stages, rotate_stages
+from peforge.hw.verilog import lint, write_design
+from peforge.hw import registry
+from peforge.sw.circulant import CirculantFormat, golden_matvec
+from peforge.tb import circulant_fft as tb_cf
+from peforge.tb.batch import SimStats
+from peforge.tb.runner import run
 
 STREAM = "streaming"
 
@@ -125,8 +125,8 @@ def test_products_on_the_primitive(tmp_path):
 def test_butterflies_on_the_carry_primitive(tmp_path):
     """carry_cell: CCU2C builds every delay-feedback butterfly (7 inverse and 6 forward components at k = 16) and
     forward stage 1 as chains of one cell per two bits; 'inferred' and iCE40 build none; ECP5 resolves it."""
-    from synth import for_target
-    from hw.circulant_stream import _ifft_bits
+    from peforge.synth import for_target
+    from peforge.hw.circulant_stream import _ifft_bits
 
     params = SIM_GRID[2]
     fmt = params.fmt

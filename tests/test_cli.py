@@ -113,8 +113,8 @@ def newcomer(tmp_path_factory):
     """A saved network, its compiled directory and bad input files, in a directory of their own."""
     import numpy as np
 
-    from hw.network import CompiledNetwork
-    from sw.network import random_network
+    from peforge.hw.network import CompiledNetwork
+    from peforge.sw.network import random_network
 
     root = tmp_path_factory.mktemp("newcomer")
     network = random_network(np.random.default_rng(6), max_features=8, schemes=["fixed"], depth=2)
@@ -187,14 +187,13 @@ NEWCOMER = [
 
 @pytest.mark.parametrize("args, message", NEWCOMER, ids=[" ".join(a) for a, _ in NEWCOMER])
 def test_newcomer_bad_input_is_one_line_exit_2_and_writes_nothing(newcomer, monkeypatch, capsys, args, message):
-    import tb.network
-    import tb.runner
-
+    import peforge.tb.network
+    import peforge.tb.runner
     def no_simulation(*_, **__):
         raise AssertionError("the input must be refused before any simulation build")
 
-    monkeypatch.setattr(tb.network, "rtl_infer", no_simulation)
-    monkeypatch.setattr(tb.runner, "build_design", no_simulation)
+    monkeypatch.setattr(peforge.tb.network, "rtl_infer", no_simulation)
+    monkeypatch.setattr(peforge.tb.runner, "build_design", no_simulation)
     monkeypatch.chdir(newcomer)
     before = _tree(newcomer)
     assert main(args) == 2
@@ -220,22 +219,22 @@ def test_compile_into_an_existing_directory_holds_exactly_this_compile(newcomer,
     assert sorted(p.name for p in out.iterdir()) == ["accelerator.v", "compiled.json", "memories", "network.json",
                                                      "notes.txt", "weights.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acc"]  # no staging directory left beside it
-    from hw.network import load_compiled
+    from peforge.hw.network import load_compiled
 
     assert load_compiled(out).folding.layers[0].pes == 1
 
 
 def test_a_compile_that_fails_while_writing_leaves_nothing_half_written(newcomer, tmp_path, monkeypatch):
-    import hw.verilog
-    from hw.network import CompiledNetwork, load_compiled
-    from sw.network import load
+    import peforge.hw.verilog
+    from peforge.hw.network import CompiledNetwork, load_compiled
+    from peforge.sw.network import load
 
     compiled = CompiledNetwork.default(load(newcomer / "net"))
 
     def broken(*_, **__):
         raise RuntimeError("generator bug")
 
-    monkeypatch.setattr(hw.verilog, "to_verilog", broken)
+    monkeypatch.setattr(peforge.hw.verilog, "to_verilog", broken)
     with pytest.raises(RuntimeError, match="^generator bug$"):
         compiled.write(tmp_path / "new")
     assert list(tmp_path.iterdir()) == []  # neither the directory nor a staging one
@@ -243,7 +242,7 @@ def test_a_compile_that_fails_while_writing_leaves_nothing_half_written(newcomer
     monkeypatch.undo()
     compiled.write(tmp_path / "old")
     before = {p: p.read_bytes() for p in (tmp_path / "old").rglob("*") if p.is_file()}
-    monkeypatch.setattr(hw.verilog, "to_verilog", broken)
+    monkeypatch.setattr(peforge.hw.verilog, "to_verilog", broken)
     refolded = compiled.with_settings({"layer.0.pes": "2"})
     with pytest.raises(RuntimeError):
         refolded.write(tmp_path / "old")

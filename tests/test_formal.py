@@ -3,8 +3,8 @@ and a broken variant of each property's target fails its proof."""
 
 import pytest
 
-from hw import registry
-from tb import formal
+from peforge.hw import registry
+from peforge.tb import formal
 from tests import mutants
 
 PROOFS = sorted(name for name, p in formal.PROOFS.items() if not p.slow)

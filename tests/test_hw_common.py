@@ -9,7 +9,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.common import SkidOutput, register
+from peforge.hw.common import SkidOutput, register
 
 STAGES = 3
 

@@ -8,11 +8,11 @@ import pytest
 from amaranth import signed
 from amaranth.lib import data, stream, wiring
 
-from hw.fixed_mac import FixedMac, FixedMacParams
-from hw.sp2_mac import SP2Mac, SP2MacParams
-from hw.verilog import lint, write_design
-from hw import registry
-from sw.sp2 import SP2Format
+from peforge.hw.fixed_mac import FixedMac, FixedMacParams
+from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
+from peforge.hw.verilog import lint, write_design
+from peforge.hw import registry
+from peforge.sw.sp2 import SP2Format
 
 
 def brute_acc_bits(lo: int, hi: int) -> int:
@@ -66,8 +66,8 @@ def test_fixed_params_errors():
 
 def test_shared_fields_declared_once():
     # act_bits, act_signed, max_len, lanes and dsp carry one Spec (subject, range, doc) in every PE
-    from hw import dot
-    from hw.nm_sparse import NMSparseParams
+    from peforge.hw import dot
+    from peforge.hw.nm_sparse import NMSparseParams
 
     specs = {"lanes": dot.LANES, "act_bits": dot.ACT_BITS, "act_signed": dot.ACT_SIGNED, "max_len": dot.MAX_LEN,
              "dsp": dot.DSP}

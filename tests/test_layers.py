@@ -1,48 +1,48 @@
-"""The layer contract: sw < hw < (tb | synth) < peforge, as pyproject.toml states it and docs/architecture.md
-shows it. ``make test`` also runs ``lint-imports`` before pytest; this test keeps ``pytest`` alone honest."""
+"""The layer contract: sw < hw < (tb | synth) < the rest of peforge, as pyproject.toml states it and
+docs/architecture.md shows it, checked on the package as it installs (``tests/layers.py``); and no import circle
+between files. ``make test`` also runs the contracts before pytest; this test keeps ``pytest`` alone honest."""
 
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def _contract() -> dict:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (contract,) = config["contracts"]
-    return contract
+from tests.layers import MAPPED, ROOT, lint_imports, stage
 
 
-def test_import_linter_keeps_the_layers():
-    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
-    assert exe, "import-linter (lint-imports) is not installed in this environment"
-    result = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+def _contracts() -> list[dict]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+
+
+def test_import_linter_keeps_the_layers(tmp_path):
+    result = lint_imports(dest=tmp_path / "lint")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "1 kept, 0 broken" in result.stdout
+    assert f"{len(_contracts())} kept, 0 broken" in result.stdout
 
 
 def test_contract_covers_every_package_and_the_docs_say_the_same():
-    contract = _contract()
-    assert contract["type"] == "layers"
-    layers = contract["layers"]
-    named = {name.strip() for layer in layers for name in layer.split("|")}
-    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name != "tests"}
-    assert named == packages, f"the contract names {sorted(named)}, the packages are {sorted(packages)}"
+    layers, forbidden = _contracts()
+    assert layers["type"] == "layers" and layers["containers"] == ["peforge"]
+    named = {name.strip() for layer in layers["layers"] for name in layer.split("|")}
+    assert named == set(MAPPED), f"the contract names {sorted(named)}, the mapped folders are {sorted(MAPPED)}"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {f"peforge.{n}": n for n in MAPPED}
+    # every other module of peforge is above the four: the forbidden contract lists them all
+    tops = {p.stem if p.is_file() else p.name for p in (ROOT / "peforge").iterdir()
+            if (p.suffix == ".py" and p.stem not in ("__init__", "__main__")) or (p / "__init__.py").is_file()}
+    assert forbidden["source_modules"] == [f"peforge.{n}" for n in MAPPED]
+    assert set(forbidden["forbidden_modules"]) == {f"peforge.{t}" for t in tops}
     doc = (ROOT / "docs" / "architecture.md").read_text()
-    assert f"layers: {' > '.join(layers)}" in doc, "docs/architecture.md must state the contract's layers"
+    assert f"layers: peforge > {' > '.join(layers['layers'])}" in doc, "docs/architecture.md must state the layers"
 
 
 def test_a_violation_is_caught(tmp_path):
     """The contract bites: a copy of sw that imports tb breaks it."""
-    for name in ("sw", "hw", "tb", "synth", "peforge"):
+    for name in (*MAPPED, "peforge"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     with open(tmp_path / "sw" / "intops.py", "a") as handle:
-        handle.write("\n\ndef _upward():\n    from tb import runner  # noqa: F401\n")
-    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
-    result = subprocess.run([exe, "--no-cache"], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(tmp_path), "PATH": str(Path(sys.executable).parent)})
-    assert result.returncode != 0 and "sw.intops -> tb.runner" in result.stdout, result.stdout[-2000:]
+        handle.write("\n\ndef _upward():\n    from peforge.tb import runner  # noqa: F401\n")
+    result = lint_imports(tmp_path, tmp_path / "build" / "lint")
+    assert result.returncode != 0 and "peforge.sw.intops -> peforge.tb.runner" in result.stdout, result.stdout[-2000:]

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.network import (CompiledNetwork, Folding, LayerFolding, default_folding, load_compiled, plan_engine,
+from peforge.hw.network import (CompiledNetwork, Folding, LayerFolding, default_folding, load_compiled, plan_engine,
                         plan_network)
-from hw.verilog import lint, to_verilog
-from sw import network as net
-from sw.sp2 import SP2Format
+from peforge.hw.verilog import lint, to_verilog
+from peforge.sw import network as net
+from peforge.sw.sp2 import SP2Format
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,7 @@ def test_bad_folding_is_one_line(scheme, folding, message):
 
 
 def test_folding_sweep_points_slow_down_and_shrink():
-    from hw.network import folding_at, plan_network, slowest_interval
+    from peforge.hw.network import folding_at, plan_network, slowest_interval
 
     rng = np.random.default_rng(1)
     layers = (fixed_layer(rng, 64, 32), fixed_layer(rng, 32, 10, relu=False, out_bits=16, out_signed=True))
@@ -102,7 +102,7 @@ def test_folding_sweep_points_slow_down_and_shrink():
 
 
 def test_budget_folding_fits_the_dsps_and_says_when_it_cannot():
-    from hw.network import Budget
+    from peforge.hw.network import Budget
 
     rng = np.random.default_rng(1)
     layers = (fixed_layer(rng, 64, 32), fixed_layer(rng, 32, 10, relu=False, out_bits=16, out_signed=True))
@@ -217,8 +217,8 @@ def test_rtl_networks_cover_every_scheme():
 def test_rtl_network_equals_golden(seed, schemes, depth):
     """Every sample under every stall mix, extremes, resets mid-sample and with results pending, and the
     steady-state interval measured in the simulation against the prediction (tb/network.py)."""
-    from tb.network import CHECKS, NetworkDesign
-    from tb.runner import run_design
+    from peforge.tb.network import CHECKS, NetworkDesign
+    from peforge.tb.runner import run_design
 
     compiled = _rtl_network(seed, schemes, depth)
     tests, failures = run_design(NetworkDesign(compiled), testcases=CHECKS, seed=seed)
@@ -226,7 +226,7 @@ def test_rtl_network_equals_golden(seed, schemes, depth):
 
 
 def test_rtl_infer_returns_the_counts_of_the_simulation():
-    from tb.network import rtl_infer
+    from peforge.tb.network import rtl_infer
 
     compiled = _rtl_network(*RTL_NETWORKS[2])
     rng = np.random.default_rng(5)

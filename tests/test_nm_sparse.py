@@ -4,13 +4,13 @@
 import numpy as np
 import pytest
 
-from hw.nm_sparse import NMSparse, NMSparseParams
-from hw.verilog import lint, write_design
-from hw import registry
-from sw.nm import NMFormat
-from tb import nm_sparse as tb_nm
-from tb.runner import run
-from tb.batch import SimStats
+from peforge.hw.nm_sparse import NMSparse, NMSparseParams
+from peforge.hw.verilog import lint, write_design
+from peforge.hw import registry
+from peforge.sw.nm import NMFormat
+from peforge.tb import nm_sparse as tb_nm
+from peforge.tb.runner import run
+from peforge.tb.batch import SimStats
 
 # 2:4, 1:4, 2:8, 4:8, 1:16; signed and unsigned activations; 1 and 4 groups; DSP and LUT multipliers; the
 # target DSP primitives with their own registers (hw/dsp.py: ECP5 MULT18X18D with one adder per stage, iCE40
@@ -133,6 +133,6 @@ def test_testbench_catches_mutant(mutants):
 
 
 def test_component_type_check():
-    from hw.sp2_mac import SP2MacParams
+    from peforge.hw.sp2_mac import SP2MacParams
     with pytest.raises(TypeError, match=r"^NMSparse params must be NMSparseParams, not "):
         NMSparse(SP2MacParams())

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hw import registry
-from hw.verilog import lint, write_design
+from peforge.hw import registry
+from peforge.hw.verilog import lint, write_design
 
 #: One line, "<Subject> must be <constraint>, not <value>" (docs: STYLE.md's error grammar).
 ERROR = re.compile(r"^[A-Z][^\n]* must be [^\n]+, not [^\n]+$")

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sw import network as net
-from sw.requant import requantize
+from peforge.sw import network as net
+from peforge.sw.requant import requantize
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("qonnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from qonnx.custom_op.general.intquant import max_int, min_int  # noqa: E402
 
-from sw.from_qonnx import QONNXError, compare, dequantize_input, from_qonnx, run_qonnx  # noqa: E402
-from sw.to_qonnx import output_scale, to_qonnx  # noqa: E402
+from peforge.sw.from_qonnx import QONNXError, compare, dequantize_input, from_qonnx, run_qonnx  # noqa: E402
+from peforge.sw.to_qonnx import output_scale, to_qonnx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUANT = "qonnx.custom_op.general"
@@ -192,8 +192,8 @@ def test_execute_onnx_input_codes_are_exact():
 @pytest.mark.parametrize("name", ["d2-uint8", pytest.param("d1-int8", marks=pytest.mark.slow)])
 def test_rtl_infer_equals_execute_onnx(name):
     """The accelerator in Verilator gives exactly execute_onnx's outputs (the second model with -m slow)."""
-    from hw.network import CompiledNetwork
-    from tb.network import rtl_infer
+    from peforge.hw.network import CompiledNetwork
+    from peforge.tb.network import rtl_infer
 
     sizes, w_bits, final, per_channel = MODELS[name]
     path = brevitas_model(sizes, w_bits, final, per_channel=per_channel)
@@ -471,7 +471,7 @@ def test_export_round_trip_random_networks(scheme, rounding):
     y = run_qonnx(model, dequantize_input(network, x) if network.input.scale else x.astype(np.float32))
     assert np.array_equal(y.astype(np.float64), network.golden(x) * output_scale(network))
     if scheme not in ("fixed", "nm"):
-        assert {n.domain for n in model.graph.node} >= {"sw.qonnx_ops"}
+        assert {n.domain for n in model.graph.node} >= {"peforge.sw.qonnx_ops"}
 
 
 @pytest.mark.parametrize("name", ["d2-uint8", "d3-int8-perchannel", "d1-raw"])

@@ -3,6 +3,7 @@ that version, so a fresh install in a year gets what this suite ran with."""
 
 import importlib.metadata
 import re
+import sysconfig
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -27,7 +28,10 @@ def _pins() -> dict[str, Version]:
 
 def test_constraints_pin_every_installed_distribution():
     pins = _pins()
-    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in importlib.metadata.distributions()}
+    # the environment's own site-packages (setuptools puts its vendored copies on sys.path once imported)
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version)
+                 for d in importlib.metadata.distributions(path=paths)}
     installed.pop("peforge", None)
     unpinned = sorted(set(installed) - set(pins))
     assert not unpinned, f"installed but not in constraints.txt (run `make lock`): {unpinned}"

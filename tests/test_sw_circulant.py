@@ -1,4 +1,4 @@
-"""Tests for sw.circulant: the circulant-fft format and its derived widths, twiddles and rounding, the
+"""Tests for peforge.sw.circulant: the circulant-fft format and its derived widths, twiddles and rounding, the
 first-column convention against scipy, BlockCirculantLinear against its dense matrix, spectral export, the
 integer golden model against an independent recursive re-implementation of the schedule (bit exact), worst-case
 inputs against the derived widths, SQNR against the float product, and a digits MLP through the golden."""
@@ -17,12 +17,11 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import sw._circulant_torch
-import sw.circulant
-from sw.circulant import (BlockCirculantLinear, CirculantFormat, bit_reverse, block_circulant, check_format,
-                          dequantize, export_spectra, golden_matvec, quantize_acts, round_shift, spectra_to_columns,
-                          sqnr_db)
-from sw.intops import int_range, signed_bits_for
+import peforge.sw.circulant_torch
+import peforge.sw.circulant
+from peforge.sw.circulant import CirculantFormat, bit_reverse, block_circulant, check_format, dequantize, export_spectra, golden_matvec, quantize_acts, round_shift, spectra_to_columns, sqnr_db
+from peforge.sw.circulant_torch import BlockCirculantLinear
+from peforge.sw.intops import int_range, signed_bits_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = (4, 8, 16, 32, 64)
@@ -641,22 +640,23 @@ def test_digits_mlp_through_golden():
 # -- import cost, docs ------------------------------------------------------------------------------------------
 
 def test_import_does_not_load_torch():
-    code = ("import sys, sw.circulant as c; assert 'torch' not in sys.modules, 'torch imported'; "
+    code = ("import sys, peforge.sw.circulant as c; assert 'torch' not in sys.modules, 'torch imported'; "
             "f = c.CirculantFormat(block=4); w, s = c.export_spectra([[[1.0, 0, 0, 0]]], f); "
             "c.dequantize(c.golden_matvec([[1, 2, 3, 4]], w, f), s, f); "
             "assert 'torch' not in sys.modules, 'torch imported by a call'; "
-            "from sw.circulant import BlockCirculantLinear; assert 'torch' in sys.modules")
+            "from peforge.sw.circulant_torch import BlockCirculantLinear; assert 'torch' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_lazy_names():
-    assert sw.circulant.BlockCirculantLinear is BlockCirculantLinear and "BlockCirculantLinear" in dir(sw.circulant)
-    with pytest.raises(AttributeError, match=r"^module 'sw\.circulant' has no attribute 'BlockCirculant'$"):
-        sw.circulant.BlockCirculant
+def test_the_torch_half_is_its_own_module():
+    """The numpy half neither imports nor re-exports the torch half (no import circle between the two files)."""
+    assert peforge.sw.circulant_torch.BlockCirculantLinear is BlockCirculantLinear and not hasattr(peforge.sw.circulant, "BlockCirculantLinear")
+    with pytest.raises(AttributeError, match=r"^module 'peforge\.sw\.circulant' has no attribute 'BlockCirculant'$"):
+        peforge.sw.circulant.BlockCirculant
 
 
-@pytest.mark.parametrize("module", [sw.circulant, sw._circulant_torch])
+@pytest.mark.parametrize("module", [peforge.sw.circulant, peforge.sw.circulant_torch])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted >= 2 and result.failed == 0

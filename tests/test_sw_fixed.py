@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sw import sp2
-from sw.fixed import (FixedLinear, FixedQuantizer, check_w_bits, dequantize, fit_scale, golden_dot,
-                      narrow_max, quantize, weight_range)
-from sw.sp2 import SP2Format, SP2Linear
+from peforge.sw import sp2
+from peforge.sw.fixed import check_w_bits, dequantize, fit_scale, golden_dot, narrow_max, quantize, weight_range
+from peforge.sw.layers import FixedLinear, FixedQuantizer
+from peforge.sw.sp2 import SP2Format
+from peforge.sw.layers import SP2Linear
 
 W_BITS = range(2, 17)
 

@@ -1,4 +1,4 @@
-"""Tests for sw.forms: the crossbar format and its derived widths, polarisation against a brute-force projection,
+"""Tests for peforge.sw.forms: the crossbar format and its derived widths, polarisation against a brute-force projection,
 quantisation, the cell mapping and its inverse, the golden model of the crossbar PE against x @ W, an
 independent step count and a hand-written clipping loop, the array models (ideal, non-ideal: seeded, faults,
 read order), ADMM polarisation (PolarizedLinear) by hand, and a digits MLP (float vs polarised; zero-skipping
@@ -16,12 +16,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sw._forms_torch
-import sw.forms
-from sw.forms import (ActivationL1, CrossbarFormat, CrossbarMLP, IdealArray, Mapping, NonIdealArray, PolarityConstraint,
-                      PolarizedLinear, active_planes, admm_polarize, check_format, check_mapping, count_steps,
-                      dequantize, golden_mvm, is_polarized, map_weights, polarize, quantize, quantize_acts,
-                      train_classifier, unmap)
+import peforge.sw.forms_torch
+import peforge.sw.forms
+from peforge.sw.forms import CrossbarFormat, IdealArray, Mapping, NonIdealArray, active_planes, check_format, check_mapping, count_steps, dequantize, golden_mvm, is_polarized, map_weights, polarize, quantize, quantize_acts, unmap
+from peforge.sw.forms_torch import ActivationL1, CrossbarMLP, PolarityConstraint, PolarizedLinear, admm_polarize, train_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -714,13 +712,13 @@ def test_activation_l1():
 
 def test_steps_total_and_per_vector():
     import pickle
-    s = sw.forms.Steps(np.array([3, 0, 5], dtype=np.int32))
+    s = peforge.sw.forms.Steps(np.array([3, 0, 5], dtype=np.int32))
     assert isinstance(s, int) and s == 8 and s.per_vector.dtype == np.int64 and s.per_vector.tolist() == [3, 0, 5]
     assert pickle.loads(pickle.dumps(s)).per_vector.tolist() == [3, 0, 5] and type(s + 1) is int
     with pytest.raises(ValueError, match=r"^Steps per vector must have shape \(N,\), not \(1, 2\)$"):
-        sw.forms.Steps([[1, 2]])
+        peforge.sw.forms.Steps([[1, 2]])
     with pytest.raises(ValueError, match=r"^Steps per vector must be integers from 0 to "):
-        sw.forms.Steps([-1])
+        peforge.sw.forms.Steps([-1])
     with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
         s.per_vector[0] = 1
 
@@ -731,26 +729,27 @@ def test_crossbar_mlp_wrong():
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, numpy as np, sw.forms as f; assert 'torch' not in sys.modules, 'torch imported'; "
+    code = ("import sys, numpy as np, peforge.sw.forms as f; assert 'torch' not in sys.modules, 'torch imported'; "
             "fmt = f.CrossbarFormat(rows=8, cols=2); m = f.map_weights(np.zeros((8, 2), int), fmt); "
             "f.golden_mvm([1] * 8, m, fmt); f.golden_mvm([1] * 8, m, fmt, array=f.NonIdealArray(m, fmt)); "
             "f.polarize(np.ones((8, 2)), fmt); f.unmap(m, fmt); "
             "assert 'torch' not in sys.modules, 'torch imported by a call'; "
-            "from sw.forms import PolarizedLinear; assert 'torch' in sys.modules")
+            "from peforge.sw.forms_torch import PolarizedLinear; assert 'torch' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_lazy_names():
-    assert sw.forms.PolarizedLinear is PolarizedLinear and "admm_polarize" in dir(sw.forms)
-    with pytest.raises(AttributeError, match=r"^module 'sw\.forms' has no attribute 'Polarized'$"):
-        sw.forms.Polarized
+def test_the_torch_half_is_its_own_module():
+    """The numpy half neither imports nor re-exports the torch half (no import circle between the two files)."""
+    assert peforge.sw.forms_torch.PolarizedLinear is PolarizedLinear and not hasattr(peforge.sw.forms, "PolarizedLinear")
+    with pytest.raises(AttributeError, match=r"^module 'peforge\.sw\.forms' has no attribute 'Polarized'$"):
+        peforge.sw.forms.Polarized
 
 
 def test_docstring_examples():
-    result = doctest.testmod(sw.forms)
+    result = doctest.testmod(peforge.sw.forms)
     assert result.attempted > 20 and result.failed == 0
-    result = doctest.testmod(sw._forms_torch)
+    result = doctest.testmod(peforge.sw.forms_torch)
     assert result.attempted > 0 and result.failed == 0
 
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sw.intops import (INT64_MAX, as_acts, as_int_array, as_real_matrix, as_row_scale, exact_dot,
+from peforge.sw.intops import (INT64_MAX, as_acts, as_int_array, as_real_matrix, as_row_scale, exact_dot,
                        fit_row_scale, int_range, max_abs, signed_bits_for)
 
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sw import fixed, sp2
-from sw.msq import MixedWeights, assign_rows, quantize_mixed
-from sw.sp2 import SP2Format
+from peforge.sw import fixed, sp2
+from peforge.sw.msq import MixedWeights, assign_rows, quantize_mixed
+from peforge.sw.sp2 import SP2Format
 
 
 def row_errors(w, sp2_fmt, w_bits):

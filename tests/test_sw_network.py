@@ -12,13 +12,13 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sw import circulant, forms, nm
-from sw.circulant import CirculantFormat
-from sw.forms import CrossbarFormat
-from sw.network import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, InputSpec, Layer, MSQWeights,
+from peforge.sw import circulant, forms, nm
+from peforge.sw.circulant import CirculantFormat
+from peforge.sw.forms import CrossbarFormat
+from peforge.sw.network import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, InputSpec, Layer, MSQWeights,
                         Network, NMWeights, SP2Weights, load, random_network, save)
-from sw.nm import NMFormat
-from sw.sp2 import SP2Format
+from peforge.sw.nm import NMFormat
+from peforge.sw.sp2 import SP2Format
 
 # -- independent reference arithmetic (Python ints, written from DESIGN.md, not from sw) ------------------------
 
@@ -529,11 +529,11 @@ def test_requantisation_rounds_half_up_and_clips():
 
 def _torch_model():
     torch = pytest.importorskip("torch")
-    from sw.circulant import BlockCirculantLinear
-    from sw.forms import PolarizedLinear
-    from sw.layers import FixedLinear, QuantLinear, RowFakeQuant, SP2Linear
-    from sw.msq import quantize_mixed
-    from sw.nm import NMSparseLinear
+    from peforge.sw.circulant_torch import BlockCirculantLinear
+    from peforge.sw.forms_torch import PolarizedLinear
+    from peforge.sw.layers import FixedLinear, QuantLinear, RowFakeQuant, SP2Linear
+    from peforge.sw.msq import quantize_mixed
+    from peforge.sw.nm_torch import NMSparseLinear
 
     class MixedQuantizer(RowFakeQuant):   # Mix and Match rows, as sw.models trains them
         @staticmethod
@@ -558,7 +558,7 @@ def _torch_model():
 
 def test_from_torch_every_scheme(tmp_path):
     torch, model = _torch_model()
-    from sw.from_torch import from_torch
+    from peforge.sw.from_torch import from_torch
 
     x = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     net = from_torch(model, x, crossbar={"cols": 4})
@@ -581,8 +581,8 @@ def test_from_torch_every_scheme(tmp_path):
 
 def test_from_torch_signed_hidden_layers_and_plain_linear():
     torch = pytest.importorskip("torch")
-    from sw.from_torch import from_torch
-    from sw.layers import FixedLinear
+    from peforge.sw.from_torch import from_torch
+    from peforge.sw.layers import FixedLinear
 
     torch.manual_seed(2)
     model = torch.nn.Sequential(torch.nn.Linear(7, 9), FixedLinear(9, 3, w_bits=6, bias=False))
@@ -601,8 +601,8 @@ def test_from_torch_signed_hidden_layers_and_plain_linear():
 
 def test_from_torch_errors():
     torch = pytest.importorskip("torch")
-    from sw.forms import PolarizedLinear
-    from sw.from_torch import from_torch
+    from peforge.sw.forms_torch import PolarizedLinear
+    from peforge.sw.from_torch import from_torch
 
     nn, x = torch.nn, torch.randn(10, 8)
     with pytest.raises(TypeError, match=r"^Model must be a torch\.nn\.Sequential, not Linear\("):

@@ -1,4 +1,4 @@
-"""Tests for sw.nm: the N:M format, pruning masks (row-wise, bidirectional, transposable) against brute-force
+"""Tests for peforge.sw.nm: the N:M format, pruning masks (row-wise, bidirectional, transposable) against brute-force
 references and exact optima, canonical packing, NVIDIA 2:4 metadata against torch's own conversion, the
 golden model of the nm-sparse PE against float64 numpy and an independent loop, SR-STE gradients by hand,
 NMSparseLinear, and a small digits MLP (dense vs 2:4)."""
@@ -17,11 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import sw.nm
-from sw import fixed
-from sw.nm import (NMFormat, NMMask, NMSparseLinear, bidirectional_masks, check_format, golden_dense_dot,
-                   golden_dot, nm_mask, nvidia_indices, nvidia_metadata, pack, sr_ste, transposable_mask,
-                   unpack)
+import peforge.sw.nm
+from peforge.sw import fixed
+from peforge.sw.nm import NMFormat, bidirectional_masks, check_format, golden_dense_dot, golden_dot, nm_mask, nvidia_indices, nvidia_metadata, pack, transposable_mask, unpack
+from peforge.sw.nm_torch import NMMask, NMSparseLinear, sr_ste
 
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 LEGAL = [(n, m) for m in (2, 4, 8, 16) for n in range(1, m)]
@@ -718,23 +717,24 @@ def test_nm_sparse_linear_export(fmt):
 # -- import cost, docs -----------------------------------------------------------------------------------
 
 def test_import_does_not_load_torch():
-    code = ("import sys, sw.nm; assert 'torch' not in sys.modules, 'torch imported'; "
-            "sw.nm.golden_dot([[1, 2, 3, 4]], [1, 1], [0, 1], sw.nm.NMFormat()); sw.nm.pack([[1, 0, 0, 0]], "
-            "sw.nm.NMFormat()); sw.nm.transposable_mask([[1.0] * 4] * 4, sw.nm.NMFormat()); "
+    code = ("import sys, peforge.sw.nm; assert 'torch' not in sys.modules, 'torch imported'; "
+            "peforge.sw.nm.golden_dot([[1, 2, 3, 4]], [1, 1], [0, 1], peforge.sw.nm.NMFormat()); peforge.sw.nm.pack([[1, 0, 0, 0]], "
+            "peforge.sw.nm.NMFormat()); peforge.sw.nm.transposable_mask([[1.0] * 4] * 4, peforge.sw.nm.NMFormat()); "
             "assert 'torch' not in sys.modules, 'torch imported by a call'; "
-            "from sw.nm import NMSparseLinear; assert 'torch' in sys.modules")
+            "from peforge.sw.nm_torch import NMSparseLinear; assert 'torch' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_lazy_names():
-    assert sw.nm.NMSparseLinear is NMSparseLinear and "NMSparseLinear" in dir(sw.nm)
-    with pytest.raises(AttributeError, match=r"^module 'sw\.nm' has no attribute 'NMSparse'$"):
-        sw.nm.NMSparse
+def test_the_torch_half_is_its_own_module():
+    """The numpy half neither imports nor re-exports the torch half (no import circle between the two files)."""
+    assert peforge.sw.nm_torch.NMSparseLinear is NMSparseLinear and not hasattr(peforge.sw.nm, "NMSparseLinear")
+    with pytest.raises(AttributeError, match=r"^module 'peforge\.sw\.nm' has no attribute 'NMSparse'$"):
+        peforge.sw.nm.NMSparse
 
 
 def test_docstring_examples():
-    result = doctest.testmod(sw.nm)
+    result = doctest.testmod(peforge.sw.nm)
     assert result.attempted > 10 and result.failed == 0
 
 

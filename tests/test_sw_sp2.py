@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sw.sp2 import SP2Format, SP2Linear, SP2Quantizer, dequantize, fit_alpha, golden_dot, quantize
+from peforge.sw.sp2 import SP2Format, dequantize, fit_alpha, golden_dot, quantize
+
+from peforge.sw.layers import SP2Linear, SP2Quantizer
 
 # Every legal (bits, m1): m1 >= m2 = bits - 1 - m1 >= 0 and m1 <= 4 (E = 2^m1 - 1 <= 15).
 LEGAL = [(bits, m1) for bits in range(2, 9) for m1 in range(bits) if m1 >= bits - 1 - m1 >= 0 and m1 <= 4]

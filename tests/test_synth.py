@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from synth import TARGETS, PinWrapper, SynthError, ToolTimeout, synthesize
+from peforge.synth import TARGETS, PinWrapper, SynthError, ToolTimeout, synthesize
 
 # Components built only to test argument checks are never elaborated: silence the warning, and
 # collect them while the filter applies (components sit in reference cycles).
@@ -93,7 +93,7 @@ def test_bad_arguments(tmp_path):
 
 def test_a_seed_past_the_time_limit_gives_way_to_the_next_spare():
     """The scheduling of :func:`synth.flow._route_seeds` with a stand-in for nextpnr: seeds 2 and 4 time out."""
-    from synth.flow import _route_seeds
+    from peforge.synth.flow import _route_seeds
 
     def route(seed):
         if seed in (2, 4):
@@ -189,7 +189,7 @@ def test_mac(tmp_path, target):
     assert sorted(steps[2:]) == ["nextpnr seed 1", "nextpnr seed 2"]
     _check_files(result, "mac")
     if TARGETS[target].carry_out is not None:   # the netlist nextpnr read has no unread carry-out left
-        from synth.flow import _disconnect_unread_carries
+        from peforge.synth.flow import _disconnect_unread_carries
         assert _disconnect_unread_carries(os.path.join(result.build_dir, "mac.json"), *TARGETS[target].carry_out) == 0
 
 
@@ -219,7 +219,7 @@ def test_wrap_forced(tmp_path):
 @pytest.mark.synth
 def test_too_many_pins_unwrapped(tmp_path):
     # nextpnr's utilisation table is read back into one line naming the resource (a SynthError subclass)
-    from synth import DoesNotFit
+    from peforge.synth import DoesNotFit
 
     with pytest.raises(DoesNotFit, match=r"^Design wide_xor must fit the iCE40UP5K \(ice40-up5k\): it needs \d+ "
                                          r"SB_IO, the device has 39 \(log: .*nextpnr_seed1.log\)$"):
@@ -228,10 +228,10 @@ def test_too_many_pins_unwrapped(tmp_path):
 
 def test_dsp_width_is_a_target_fact():
     # The generators' default DSP operand width is the default target's, and synth sets each target's.
-    from hw.circulant_fft import CirculantParams
-    from hw.common import DEFAULT_DSP_BITS
-    from hw.sp2_mac import SP2MacParams
-    from synth import for_target
+    from peforge.hw.circulant_fft import CirculantParams
+    from peforge.hw.common import DEFAULT_DSP_BITS
+    from peforge.hw.sp2_mac import SP2MacParams
+    from peforge.synth import for_target
 
     assert (TARGETS["ecp5-85k"].dsp_bits, TARGETS["ice40-up5k"].dsp_bits) == (18, 16)
     assert DEFAULT_DSP_BITS == TARGETS["ecp5-85k"].dsp_bits
@@ -248,7 +248,7 @@ def test_dsp_width_is_a_target_fact():
 def test_unread_carry_outs_are_disconnected(tmp_path):
     """synth.flow: a CCU2C COUT bit nothing reads becomes "x" (nextpnr-ecp5 would feed it out through another
     CCU2C); one read by a cell or by a module output stays, and so does every other port."""
-    from synth.flow import _disconnect_unread_carries
+    from peforge.synth.flow import _disconnect_unread_carries
 
     def ccu(cin, cout, s0):
         return {"type": "CCU2C", "port_directions": {"CIN": "input", "COUT": "output", "S0": "output"},

@@ -8,10 +8,10 @@ Amaranth's `x[0]` alias names, see synth/flow.py) and nothing in `make test` not
 import numpy as np
 import pytest
 
-from hw import registry
-from hw.network import CompiledNetwork
-from sw.network import SCHEMES, random_network
-from synth import TARGETS, netlist_network, netlist_pe
+from peforge.hw import registry
+from peforge.hw.network import CompiledNetwork
+from peforge.sw.network import SCHEMES, random_network
+from peforge.synth import TARGETS, netlist_network, netlist_pe
 
 pytestmark = pytest.mark.synth
 

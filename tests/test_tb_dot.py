@@ -9,13 +9,13 @@ code in every lane, reset in the middle of a vector and with results pending, II
 import numpy as np
 import pytest
 
-from hw.fixed_mac import FixedMacParams
-from hw.sp2_mac import SP2MacParams
-from sw.sp2 import SP2Format
-from tb import fixed_mac as tb_fixed
-from tb import sp2_mac as tb_sp2
-from tb.batch import SimStats
-from tb.runner import run
+from peforge.hw.fixed_mac import FixedMacParams
+from peforge.hw.sp2_mac import SP2MacParams
+from peforge.sw.sp2 import SP2Format
+from peforge.tb import fixed_mac as tb_fixed
+from peforge.tb import sp2_mac as tb_sp2
+from peforge.tb.batch import SimStats
+from peforge.tb.runner import run
 
 COCOTB_TESTS = tb_sp2.CHECKS
 

@@ -19,7 +19,7 @@ import brevitas.nn as qnn
 from brevitas.export import export_qonnx
 from brevitas.quant import Int8WeightPerTensorFixedPoint, Int32Bias, Uint8ActPerTensorFixedPoint
 
-from sw.from_qonnx import dequantize_input, from_qonnx, run_qonnx
+from peforge.sw.from_qonnx import dequantize_input, from_qonnx, run_qonnx
 
 warnings.filterwarnings("ignore")
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/brevitas-mlp")

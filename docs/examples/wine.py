@@ -16,10 +16,11 @@ import torch
 from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 
-from sw.from_torch import from_torch
-from sw.layers import FixedLinear, SP2Linear
-from sw.nm import NMFormat, NMSparseLinear
-from sw.sp2 import SP2Format
+from peforge.sw.from_torch import from_torch
+from peforge.sw.layers import FixedLinear, SP2Linear
+from peforge.sw.nm import NMFormat
+from peforge.sw.nm_torch import NMSparseLinear
+from peforge.sw.sp2 import SP2Format
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/wine")
 x, y = load_wine(return_X_y=True)

@@ -1,7 +1,7 @@
 """PyTorch half of :mod:`sw.nm`: SR-STE, the N:M mask parametrization and :class:`NMSparseLinear`.
 
-Imported on first access to one of these names through ``sw.nm`` (``from sw.nm import NMSparseLinear``), so
-that ``import sw.nm`` stays free of torch. See :mod:`sw.nm` for the format, the tie rule and the packing.
+:mod:`sw.nm` (the format, the tie rule, the packing, the golden model) imports numpy only; this module is the
+trainable half. :func:`sw.nm.nm_mask` and :func:`sw.nm.transposable_mask` take tensors too.
 """
 
 from __future__ import annotations
@@ -24,21 +24,6 @@ SRSTE_LAMBDA_W = 2e-4
 
 #: Mask modes of :class:`NMMask` / :class:`NMSparseLinear`.
 MODES = ("forward", "bidirectional", "transposable")
-
-
-def nm_mask_tensor(w: torch.Tensor, fmt: NMFormat, axis: int) -> torch.Tensor:
-    """:func:`sw.nm.nm_mask` of a tensor (axis already checked and normalised): same rule, torch ops."""
-    mag = w.detach().movedim(axis, -1).abs()
-    shape = mag.shape
-    grouped = mag.reshape(*shape[:-1], shape[-1] // fmt.m, fmt.m)
-    order = torch.sort(grouped, dim=-1, descending=True, stable=True).indices  # ties: lower index first
-    rank = torch.argsort(order, dim=-1)  # inverse permutation
-    keep = (rank < fmt.n) & (grouped > 0)
-    return keep.reshape(shape).movedim(-1, axis)
-
-
-def bool_tensor_like(mask: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(mask)).to(device=like.device)
 
 
 def _check_lambda(lambda_w: Any) -> float:
