@@ -52,3 +52,22 @@ def test_direct_requirements_are_pinned_alike():
         for spec in req.specifier:
             if spec.operator == "==":
                 assert pins[canonicalize_name(req.name)] == Version(spec.version), line
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path):
+    """``pip install`` of the built wheel adds exactly one import name, ``peforge``, with the four folders in it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                             "-w", str(tmp_path), str(CONSTRAINTS.parent)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("peforge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"peforge"}
+    top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["peforge"]
+    assert {f"peforge/{folder}/__init__.py" for folder in ("sw", "hw", "tb", "synth")} <= set(names)
+    assert {"peforge/sw/network.py", "peforge/hw/registry.py", "peforge/tb/runner.py", "peforge/synth/flow.py",
+            "peforge/cli.py"} <= set(names)
