@@ -69,7 +69,7 @@ from .sp2_mac import SP2Mac, SP2MacParams
 
 __all__ = ["LayerFolding", "Folding", "EnginePlan", "plan_engine", "plan_network", "default_folding", "folding_at",
            "slowest_interval", "element_layout", "Budget", "Requantizer", "Engine", "Accelerator", "CompiledNetwork",
-           "load_compiled", "SCHEME_PES"]
+           "load_compiled", "SCHEME_PES", "folding_text"]
 
 #: The PE each scheme's slots hold (msq slots hold either).
 SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "fixed-mac"), "nm": ("nm-sparse",),
@@ -103,6 +103,10 @@ class LayerFolding(Params):
         check_int("PEs (pes)", self.pes, min=1, max=1024)
         check_int("Requantiser cycles (requant)", self.requant, min=1, max=MAX_REQUANT_CYCLES)
 
+    def text(self) -> str:
+        """``"16x2"`` (lanes x pes), ``"1x7/r9"`` with a serial requantiser: how every table names a folding."""
+        return f"{self.lanes}x{self.pes}" + (f"/r{self.requant}" if self.requant > 1 else "")
+
 
 @dataclass(frozen=True)
 class Folding:
@@ -116,6 +120,10 @@ class Folding:
 
     def to_list(self) -> list[dict]:
         return [f.to_dict() for f in self.layers]
+
+    def text(self) -> str:
+        """``"16x2, 8x1"``: every layer's :meth:`LayerFolding.text`, the one way reports write a folding."""
+        return ", ".join(f.text() for f in self.layers)
 
     @classmethod
     def from_list(cls, items) -> Folding:
@@ -349,6 +357,16 @@ def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
         return EnginePlan(layer, dataclasses.replace(folding, lanes=fmt.rows, pes=tiles), fmt.rows, 1, 1, fmt.cols,
                           slots, worst)
     raise ValueError(f"Layer scheme must be one of {', '.join(map(repr, net.SCHEMES))}, not {scheme!r}")
+
+
+def folding_text(folding) -> str:
+    """:meth:`Folding.text` of a :class:`Folding` or of its :meth:`Folding.to_list` form (a results file's
+    ``folding``: ``requant`` may be missing); ``"-"`` for None or an empty list."""
+    if not folding:
+        return "-"
+    if isinstance(folding, Folding):
+        return folding.text()
+    return Folding(tuple(LayerFolding(f["lanes"], f["pes"], f.get("requant", 1)) for f in folding)).text()
 
 
 def plan_network(network, folding: Folding | None = None) -> tuple[EnginePlan, ...]:
