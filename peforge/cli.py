@@ -374,7 +374,7 @@ def cmd_e2e(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from peforge.bench import run_bench
+    from peforge.bench.common import run_bench
 
     return run_bench(args.suite, out_dir=Path(args.out), seeds=_seeds(args.seeds), render_only=args.render_only)
 
@@ -469,7 +469,7 @@ def _parser() -> argparse.ArgumentParser:
     from peforge import board as board_cli  # `peforge board build|run`
 
     board_cli.add_parser(sub)
-    from peforge import explore  # `peforge explore SPACE -o DIR`
+    from peforge.explore import run as explore  # `peforge explore SPACE -o DIR`
 
     explore.add_parser(sub)
     return parser

@@ -1,4 +1,4 @@
-"""The da4ml bench anchor (peforge/bench_da4ml.py): exact against the golden network, refusals, the wrapper.
+"""The da4ml bench anchor (peforge/bench/da4ml.py): exact against the golden network, refusals, the wrapper.
 
 References are independent of the code under test: :meth:`sw.network.Network.golden` (the PE golden models
 and :mod:`sw.requant`), :meth:`sw.network.Layer.accumulate` and :meth:`sw.network.Layer.requant`; the wrapper
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
-from peforge.bench_da4ml import Da4mlNetwork, da4ml_network, dense_weights, floor_requant
+from peforge.bench.da4ml import Da4mlNetwork, da4ml_network, dense_weights, floor_requant
 from peforge.sw.network import Network, random_network
 from peforge.synth import PinWrapper, synthesize
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from peforge import bench
+from peforge.bench import common as bench
 from peforge.report import RESULTS_SCHEMA_VERSION, load_results, validate_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_schema_rejects_bad_json(tmp_path):
 
 
 def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
-    from peforge.bench_dsp import critical_path
+    from peforge.bench.dsp import critical_path
 
     log = "\n".join([
         "Info: Critical path report for clock 'clk' (posedge -> posedge):",      # an earlier (pre-route) report
@@ -191,7 +191,7 @@ def test_critical_path_is_read_from_the_last_clock_report_of_a_nextpnr_log():
 def test_critical_path_is_the_first_routed_seeds(tmp_path, monkeypatch):
     """A row whose seed 1 was stopped at the time limit takes the path of the first seed that routed, and says so."""
     from peforge.hw.fixed_mac import FixedMacParams
-    from peforge import bench_dsp
+    from peforge.bench import dsp as bench_dsp
     from peforge.synth import for_target
 
     monkeypatch.setattr(bench_dsp, "build_root", lambda: tmp_path)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peforge.explore import explore, pareto_front, read_points
-from peforge.explore_space import SpaceError, parse_space
+from peforge.explore.run import explore, pareto_front, read_points
+from peforge.explore.space import SpaceError, parse_space
 from peforge.sw import network as net
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,7 +254,7 @@ def test_pareto_front_keeps_only_the_undominated():
 
 
 def test_prune_keeps_the_points_near_an_estimated_front():
-    from peforge.explore_estimate import near_front
+    from peforge.explore.estimate import near_front
 
     r = [{"accuracy": 0.95, "est_lut": 1000, "est_inferences_per_s": 100},
          {"accuracy": 0.95, "est_lut": 1100, "est_inferences_per_s": 90},    # within 15 % of the first: kept
@@ -269,7 +269,7 @@ def test_prune_keeps_the_points_near_an_estimated_front():
 def test_example_spaces_round_trip_through_yaml(tmp_path):
     import yaml
 
-    from peforge.explore_space import EXAMPLES, load_space
+    from peforge.explore.space import EXAMPLES, load_space
 
     for name in EXAMPLES:
         path = tmp_path / f"{name}.yaml"
@@ -279,7 +279,7 @@ def test_example_spaces_round_trip_through_yaml(tmp_path):
 
 
 def test_estimator_fits_and_its_held_out_error_per_pe_meets_the_target():
-    from peforge.explore_estimate import TARGET_ERROR, _loo, _pe_rows, fit
+    from peforge.explore.estimate import TARGET_ERROR, _loo, _pe_rows, fit
 
     a = np.array([[1, 2, 0], [1, 4, 1], [1, 8, 3], [1, 16, 2]], dtype=float)
     coef = np.array([10.0, 3.0, 5.0])
@@ -303,7 +303,7 @@ def test_rtl_of_the_front_measures_interval_and_equality(tmp_path, data, client)
 @pytest.mark.slow
 def test_estimator_on_whole_networks():
     """The network-level model on the network bench's points (trains the digits networks once, ~30 s)."""
-    from peforge.explore_estimate import held_out
+    from peforge.explore.estimate import held_out
 
     nets = held_out()["network"]["all"]
     assert nets["points"] >= 10 and nets["mape"] <= 0.15
@@ -342,8 +342,8 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
 
 
 def test_bench_page_renders_the_speedup_target_from_its_results(tmp_path):
-    from peforge.bench import suite_document
-    from peforge.explore_bench import _design, figures, render
+    from peforge.bench.common import suite_document
+    from peforge.explore.bench import _design, figures, render
     from peforge.report import dump_results, load_results
 
     records = [{"point": {"layers": [{"scheme": s}, {"scheme": s}], "fold": "default", "target": "ecp5-85k"},
@@ -386,7 +386,7 @@ def _saved_network(path):
 
 def test_a_saved_network_space_names_each_layers_scheme(tmp_path, data, capsys):
     from peforge.cli import main
-    from peforge.explore import write_report
+    from peforge.explore.run import write_report
 
     schemes = _saved_network(tmp_path / "net")
     space_file = tmp_path / "space.json"
@@ -400,7 +400,7 @@ def test_a_saved_network_space_names_each_layers_scheme(tmp_path, data, capsys):
     assert len(lines) == 5 and lines[-1] == "4 points"
     assert all(any(re.fullmatch(w, line) for line in lines[:4]) for w in want), lines
     # the report names them too, for failed points (no compiled schemes recorded) as for the others
-    from peforge.explore_space import load_space
+    from peforge.explore.space import load_space
 
     space = load_space(space_file)
     point = space.points[0]
@@ -427,7 +427,7 @@ def _records(targets=("ecp5-85k", "ice40-up5k")):
 
 def test_the_estimate_plot_shows_the_ice40_points(tmp_path):
     """The estimator has no LUT or Fmax model for iCE40: its points are still drawn, against the interval."""
-    from peforge.explore import _plot
+    from peforge.explore.run import _plot
 
     drawn = _plot(_records(), tmp_path / "estimate.png", "est_", "t")
     assert drawn == {"ecp5-85k": {"lut": 6, "inferences_per_s": 6, "interval": 6},

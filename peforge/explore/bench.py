@@ -6,13 +6,13 @@
 2. **The real sweep** of ``docs/explore.md``: ``example:digits-all`` (every scheme of the digits network at
    three foldings) with synthesis, on 2 workers; its Pareto fronts and plot (``explore.png``). Synthesis results
    cached by the first part are reused.
-3. **The estimator's** held-out LUT error per PE and per network (:mod:`peforge.explore_estimate`), refitted
+3. **The estimator's** held-out LUT error per PE and per network (:mod:`peforge.explore.estimate`), refitted
    after the sweeps (their points are training data too). Target: <= 10 % per PE.
 
 Environment, to shrink the bench for a smoke run: ``PEFORGE_EXPLORE_BENCH_WORKERS`` (default ``1,2``),
 ``PEFORGE_EXPLORE_BENCH_SCALING`` (the timed space, default ``bench16``; empty: none) and
 ``PEFORGE_EXPLORE_BENCH_SWEEPS`` (default ``digits-all``), each an ``example:NAME`` of
-:data:`peforge.explore_space.EXAMPLES`.
+:data:`peforge.explore.space.EXAMPLES`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from peforge.bench import header, suite_document, target_table
+from peforge.bench.common import header, suite_document, target_table
 from peforge.report import markdown_table
 from peforge.report import or_dash as _num
 
@@ -35,7 +35,7 @@ SWEEP_TIMEOUT = 300.0
 
 def _design(record: dict, kind: str) -> dict:
     """A results-file design entry (schema of :mod:`peforge.report`) of one explore record."""
-    from peforge.explore import _choice_text, _folding_text
+    from peforge.explore.run import _choice_text, _folding_text
 
     synth = None
     if record.get("synthesised"):
@@ -57,9 +57,9 @@ def _design(record: dict, kind: str) -> dict:
 
 def explore_suite(seeds) -> dict:
     from peforge.hw.verilog import build_root
-    from peforge.explore import explore
-    from peforge.explore_estimate import held_out
-    from peforge.explore_space import load_space
+    from peforge.explore.run import explore
+    from peforge.explore.estimate import held_out
+    from peforge.explore.space import load_space
 
     workers = [int(w) for w in os.environ.get("PEFORGE_EXPLORE_BENCH_WORKERS", "1,2").split(",") if w.strip()]
     scaling = os.environ.get("PEFORGE_EXPLORE_BENCH_SCALING", "bench16")
@@ -97,7 +97,7 @@ def explore_suite(seeds) -> dict:
                                  "computed": result["computed"], "workers": max(workers)}
         designs += [_design(r, name) for r in result["records"]]
         print(f"  {name}: {len(result['records'])} points in {study['sweeps'][name]['seconds']:.0f} s", flush=True)
-    from peforge import explore_estimate
+    from peforge.explore import estimate as explore_estimate
 
     explore_estimate.network_model.cache_clear()
     errors = held_out()
@@ -125,7 +125,7 @@ HEAD = ["point (choices [folding])", "accuracy", "LUT", "FF", "DSP", "BRAM", "Fm
 
 
 def render(doc: dict) -> str:
-    from peforge.explore import pareto_front
+    from peforge.explore.run import pareto_front
 
     study, designs = doc["study"], doc["designs"]
     lines = [header("peforge explore: sweep scaling, the digits sweep, the estimator", doc), ""]
@@ -167,7 +167,7 @@ def render(doc: dict) -> str:
         rows = [[f"PE {k}", str(v["points"]), _num(v["mape"], "{:.1%}")] for k, v in est["pe"].items()]
         rows += [[f"network {k}", str(v["points"]), _num(v["mape"], "{:.1%}")] for k, v in est["network"].items()]
         lines += ["## Estimator: leave-one-out LUT error", "", "Each measured point predicted by the model fitted "
-                  "without it (`peforge/explore_estimate.py`).", "", markdown_table(head, rows), ""]
+                  "without it (`peforge/explore/estimate.py`).", "", markdown_table(head, rows), ""]
         for k, v in est["pe"].items():
             if v["mape"] is not None:
                 checks.append((f"estimator: held-out mean absolute LUT error of {k} <= 10 %", v["mape"] <= 0.10,
@@ -178,7 +178,7 @@ def render(doc: dict) -> str:
 
 def figures(doc: dict, out_dir: Path) -> list[Path]:
     """The Pareto plot of the (first) sweep, ``explore.png``, drawn from the results document."""
-    from peforge.explore import _plot
+    from peforge.explore.run import _plot
 
     written = []
     for name in list(doc["study"].get("sweeps", {}))[:1]:

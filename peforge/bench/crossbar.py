@@ -6,7 +6,7 @@ split and seeds fixed), trained in float with and without the L1 penalty on its 
 ``rows_per_sub`` and run through the integer golden model of the crossbar (:class:`sw.forms.CrossbarMLP`):
 bit-plane steps with and without zero-skipping, accuracy (ideal and non-ideal arrays), ADC bits.
 Hardware part: the controller alone and with the ideal-array emulator, with and without zero-skipping,
-through yosys + nextpnr on ECP5-85F (:func:`peforge.bench.synthesise_all`).
+through yosys + nextpnr on ECP5-85F (:func:`peforge.bench.common.synthesise_all`).
 
 :func:`crossbar_suite` returns both parts as data (``docs/results/crossbar.json``: the designs, and the
 software study under ``study``, each statistic over the training seeds as ``{"mean", "min", "max",
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from peforge.bench import WRAPPER_NOTE, Design, header, measure_designs, suite_document, target_table
+from peforge.bench.common import WRAPPER_NOTE, Design, header, measure_designs, suite_document, target_table
 from peforge.report import markdown_table
 
 __all__ = ["crossbar_suite", "render", "digits_study", "random_input_steps", "non_ideal_study"]

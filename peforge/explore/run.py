@@ -1,8 +1,8 @@
 """``peforge explore SPACE -o DIR``: design-space sweeps with accuracy in the loop, on Dask (``docs/explore.md``).
 
-Every point of a space (:mod:`peforge.explore_space`) is evaluated by :func:`evaluate_point`, on a Dask worker:
+Every point of a space (:mod:`peforge.explore.space`) is evaluated by :func:`evaluate_point`, on a Dask worker:
 
-1. the network: trained by the space's builder (:mod:`peforge.explore_model`; cached on disk by the digest of
+1. the network: trained by the space's builder (:mod:`peforge.explore.model`; cached on disk by the digest of
    its format choices, so a point that only refolds reuses it) or loaded from a saved directory;
 2. its golden accuracy on the test set (exact integers, :meth:`sw.network.Network.golden`);
 3. compiled with the point's folding (:class:`hw.network.CompiledNetwork`) and checked against the target's
@@ -16,7 +16,7 @@ Every point of a space (:mod:`peforge.explore_space`) is evaluated by :func:`eva
 The driver (:func:`explore`) appends each record to ``DIR/points.jsonl`` as it finishes, skips points already
 recorded there (resume), resubmits points whose worker died, and writes ``DIR/pareto.md`` and
 ``DIR/pareto.png`` at the end. ``--rtl`` then runs the test set through the RTL of the Pareto points (Verilator:
-measured interval, RTL == golden). ``--estimate-only`` and ``--prune`` use :mod:`peforge.explore_estimate`.
+measured interval, RTL == golden). ``--estimate-only`` and ``--prune`` use :mod:`peforge.explore.estimate`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from peforge.explore_space import EXAMPLES, Space, SpaceError, load_space, model_digest
+from peforge.explore.space import EXAMPLES, Space, SpaceError, load_space, model_digest
 
 __all__ = ["evaluate_point", "explore", "read_points", "pareto_front", "write_report", "add_parser", "main",
            "DEFAULT_TIMEOUT", "EXAMPLES"]
@@ -55,7 +55,7 @@ def _cache_root() -> Path:
 
 def _load_data(data) -> tuple[np.ndarray, np.ndarray]:
     if data == "digits":
-        from peforge.explore_model import digits_data
+        from peforge.explore.model import digits_data
 
         return digits_data()
     with np.load(data["npz"], allow_pickle=False) as f:
@@ -86,7 +86,7 @@ def _network(context: dict, point: dict) -> tuple[object, dict]:
         except (OSError, ValueError):
             pass
     if model["builder"] == "digits-mlp":
-        from peforge.explore_model import train_digits_mlp
+        from peforge.explore.model import train_digits_mlp
 
         built = train_digits_mlp(point["layers"], hidden=model.get("hidden", 32), seed=context["seed"])
     else:
@@ -128,7 +128,7 @@ def synthesise(compiled, target: str, seeds, *, cache: bool = True) -> dict:
     """``{"synth": synth record, "wrapped", "synth_seconds", "synth_cached"}`` of a compiled network, cached like
     ``peforge bench network`` (by digest, target, seeds and generator fingerprint; its cache is read too)."""
     from peforge.hw.verilog import generator_fingerprint
-    from peforge.bench_network import _cache as bench_cache
+    from peforge.bench.network import _cache as bench_cache
     from peforge.report import synth_record
     from peforge.synth import SynthError, synthesize_network
 
@@ -166,7 +166,7 @@ def synthesise(compiled, target: str, seeds, *, cache: bool = True) -> dict:
 
 
 def _error_line(exc: BaseException) -> str:
-    from peforge.bench_network import _error
+    from peforge.bench.network import _error
 
     text = _error(exc) if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -177,7 +177,7 @@ def evaluate_point(point: dict, context: dict, *, synth: bool = True, estimate: 
     """Evaluate one point in this process; never raises: a failure is the record's ``error`` (and ``stage``).
 
     ``synth`` False stops after the golden accuracy and the compile (golden-only); ``estimate`` adds the
-    estimator's resources (``est_*`` fields) from :mod:`peforge.explore_estimate`. ``on_stage(record)`` is
+    estimator's resources (``est_*`` fields) from :mod:`peforge.explore.estimate`. ``on_stage(record)`` is
     called with the record so far before synthesis (so a point that times out there keeps its accuracy).
     """
     import socket
@@ -209,7 +209,7 @@ def evaluate_point(point: dict, context: dict, *, synth: bool = True, estimate: 
 
         check_fits(compiled, point["target"])
         if estimate:
-            from peforge.explore_estimate import estimate_compiled
+            from peforge.explore.estimate import estimate_compiled
 
             stage = "estimate"
             record.update({f"est_{k}": v for k, v in estimate_compiled(compiled, point["target"]).items()})
@@ -263,7 +263,7 @@ def _run_point(point: dict, context: dict, options: dict, timeout: float | None)
 
     start = time.monotonic()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)}
-    proc = subprocess.Popen([sys.executable, "-c", "from peforge.explore import _child_main; _child_main()"],
+    proc = subprocess.Popen([sys.executable, "-c", "from peforge.explore.run import _child_main; _child_main()"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
@@ -450,7 +450,7 @@ def write_report(out: Path, space: Space, records: list[dict], *, estimated: boo
     title = f"peforge explore {space.name}: {len(records)} points"
     lines = [f"# {title}", ""]
     if estimated:
-        lines += ["**Resources here are estimates** (`--estimate-only`: `peforge/explore_estimate.py`, fitted on "
+        lines += ["**Resources here are estimates** (`--estimate-only`: `peforge/explore/estimate.py`, fitted on "
                   "measured synthesis results; its held-out error is below). Accuracy is the golden model's, "
                   "measured on the test set; `interval (p)` is the compiled network's predicted interval.", ""]
     else:
@@ -485,7 +485,7 @@ def write_report(out: Path, space: Space, records: list[dict], *, estimated: boo
                                                       r.get("error", "")]
                                                      for r in failed]), ""]
     if estimated:
-        from peforge.explore_estimate import held_out_table
+        from peforge.explore.estimate import held_out_table
 
         lines += ["## Estimator: held-out error", "", held_out_table(), ""]
     written = []
@@ -604,7 +604,7 @@ def explore(space: Space, out: Path, *, synth: bool = True, scheduler: str | Non
         if estimate_only:
             return {"records": estimates, "computed": len(todo), "skipped": len(contexts) - len(todo),
                     "seconds": 0.0, "workers": 0, "files": files}
-        from peforge.explore_estimate import near_front
+        from peforge.explore.estimate import near_front
 
         keep = {r["digest"] for r in near_front([r for r in estimates if r.get("status") == "ok"], prune)}
         pruned = len(contexts) - len(keep)
@@ -723,7 +723,7 @@ def main(args) -> int:
         print(yaml.safe_dump(EXAMPLES[args.example], sort_keys=False), end="")
         return 0
     if args.estimator:
-        from peforge.explore_estimate import held_out_table
+        from peforge.explore.estimate import held_out_table
 
         print(held_out_table(markdown=False))
         return 0

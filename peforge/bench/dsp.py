@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from peforge.hw.verilog import build_root
-from peforge.bench import (TARGET, WRAPPER_NOTE, Design, _find, _fmax, header, measure_designs, results_table,
+from peforge.bench.common import (TARGET, WRAPPER_NOTE, Design, _find, _fmax, header, measure_designs, results_table,
                            suite_document, target_table)
 from peforge.report import markdown_table
 

@@ -16,7 +16,7 @@ A space is a YAML or JSON mapping::
 or, instead of ``layers``, ``variants``: a list of ``{layers, fold, target}``, each expanded alike (``fold`` and
 ``target`` default to the top-level ones); the points are their union.
 
-Every point is one combination (the product of every list), normalised (:func:`peforge.explore_model.layer_choice`:
+Every point is one combination (the product of every list), normalised (:func:`peforge.explore.model.layer_choice`:
 defaults filled in, keys of other schemes dropped) and named by a digest of its choices and of the space's model,
 data and seed, so two spaces that share a point share its record. Errors are one line naming the key and what is
 allowed (:class:`SpaceError`).
@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from peforge.explore_model import FOLD_KEYS, FORMAT_KEYS, LAYER_SCHEMES, layer_choice
+from peforge.explore.model import FOLD_KEYS, FORMAT_KEYS, LAYER_SCHEMES, layer_choice
 
 __all__ = ["SpaceError", "Space", "load_space", "parse_space", "point_digest", "model_digest", "network_schemes",
            "EXAMPLES"]

@@ -5,7 +5,7 @@ folding sweep (:func:`hw.network.folding_at` at multiples of the default interva
 runs the 360 test images through each accelerator in Verilator (the interval and latency are counted there,
 RTL == golden checked) and synthesises it whole (one nextpnr seed: a whole network takes minutes). Beside the
 sweep: each network folded for the iCE40-UP5K's DSPs (``--target ice40-up5k``) and synthesised for it, and
-the same networks fully unrolled with constant weights by da4ml (:mod:`peforge.bench_da4ml`), so a reader
+the same networks fully unrolled with constant weights by da4ml (:mod:`peforge.bench.da4ml`), so a reader
 sees where folded PEs and unrolled adder graphs each win. ``inferences/s = Fmax / measured interval``.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from peforge.bench import TARGET, header, suite_document, target_table
+from peforge.bench.common import TARGET, header, suite_document, target_table
 from peforge.progress import Progress
 from peforge.report import markdown_table, synth_record
 from peforge.report import or_dash as _num
@@ -161,12 +161,12 @@ def network_suite(seeds) -> dict:
 
 
 def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
-    """The ``scheme`` digits network fully unrolled by da4ml (:mod:`peforge.bench_da4ml`), checked against the
+    """The ``scheme`` digits network fully unrolled by da4ml (:mod:`peforge.bench.da4ml`), checked against the
     golden model with da4ml's own evaluation and synthesised in the same wrapper and flow (router2); cached like
     :func:`measure_point` by the design's digest."""
     from peforge.hw.verilog import build_root
     from peforge import digits
-    from peforge.bench_da4ml import da4ml_network, synthesize_da4ml
+    from peforge.bench.da4ml import da4ml_network, synthesize_da4ml
     from peforge.synth import SynthError
 
     split = digits.load_split()
@@ -326,7 +326,7 @@ def render(doc: dict) -> str:
                          _num(d["inferences_per_s"], "{:,.0f}"), f"{d['rtl_equal']}/{d['images']}",
                          versus if s else f"synthesis failed: {d.get('error', '')}"])
         lines += ["## da4ml: the same networks fully unrolled", "",
-                  "da4ml (`peforge/bench_da4ml.py`) turns each network into one combinational adder graph with "
+                  "da4ml (`peforge/bench/da4ml.py`) turns each network into one combinational adder graph with "
                   "constant weights and the network's exact requantisation, pipelined by da4ml; it takes a whole "
                   "sample per cycle (II = 1). Checked against the golden model with da4ml's own evaluation of the "
                   "traced graph on the 360 test images; synthesised in the same wrapper and flow.", "",

@@ -33,7 +33,7 @@ import numpy as np
 __all__ = ["PE_FEATURES", "BRAM_DEPTH", "pe_features", "network_features", "fit", "held_out", "held_out_table",
            "estimate_compiled", "near_front", "TARGET_ERROR"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "docs" / "results"
 #: The issue's target: mean absolute LUT error on held-out points of each PE.
 TARGET_ERROR = 0.10
@@ -237,7 +237,7 @@ DIGITS_LAYERS = {"fixed8": ("fixed", "fixed"), "sp2": ("sp2", "sp2"), "msq": ("m
 def _digits_network(scheme: str):
     """A network of the structure of a bench scheme's digits network (formats, sizes, row kinds: what the features
     read), exported untrained by the explore builder in about a second."""
-    from peforge.explore_model import layer_choice, train_digits_mlp
+    from peforge.explore.model import layer_choice, train_digits_mlp
 
     return train_digits_mlp([layer_choice({"scheme": s}) for s in DIGITS_LAYERS[scheme]], train=False)["network"]
 
@@ -284,7 +284,7 @@ def _network_rows(extra: list[dict] | None = None):
 def _records_on_disk() -> list[dict]:
     """Synthesised points of earlier sweeps: the ``points.jsonl`` files under ``build/``."""
     from peforge.hw.verilog import build_root
-    from peforge.explore import read_points
+    from peforge.explore.run import read_points
 
     out = []
     for path in sorted(build_root().glob("**/points.jsonl")):
@@ -303,7 +303,7 @@ def _cached_network_rows():
     extra = _records_on_disk()
     h = hashlib.sha256(json.dumps(extra, sort_keys=True).encode() + generator_fingerprint().encode())
     for path in (RESULTS / "network.json", RESULTS / "explore.json", Path(__file__),
-                 Path(__file__).with_name("explore_model.py")):
+                 Path(__file__).with_name("model.py")):
         try:
             h.update(path.read_bytes())
         except OSError:

@@ -28,7 +28,7 @@ TARGET = "ecp5-85k"
 #: circulant k = 64 on seed 2 ran for hours) and the next spare seed routes in its place; the row says so
 SEED_TIMEOUT_S = 30 * 60
 SPARE_SEEDS = (4, 5)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -336,14 +336,14 @@ def _in(module: str, name: str):
 SUITES = {
     "sp2": (sp2_suite, render_sp2),
     "nm": (nm_suite, render_nm),
-    "circulant": (_in("peforge.bench_circulant", "circulant_suite"), _in("peforge.bench_circulant", "render")),
-    "crossbar": (_in("peforge.bench_crossbar", "crossbar_suite"), _in("peforge.bench_crossbar", "render")),
-    "network": (_in("peforge.bench_network", "network_suite"), _in("peforge.bench_network", "render")),
-    "explore": (_in("peforge.explore_bench", "explore_suite"), _in("peforge.explore_bench", "render")),
-    "dsp": (_in("peforge.bench_dsp", "dsp_suite"), _in("peforge.bench_dsp", "render")),
+    "circulant": (_in("peforge.bench.circulant", "circulant_suite"), _in("peforge.bench.circulant", "render")),
+    "crossbar": (_in("peforge.bench.crossbar", "crossbar_suite"), _in("peforge.bench.crossbar", "render")),
+    "network": (_in("peforge.bench.network", "network_suite"), _in("peforge.bench.network", "render")),
+    "explore": (_in("peforge.explore.bench", "explore_suite"), _in("peforge.explore.bench", "render")),
+    "dsp": (_in("peforge.bench.dsp", "dsp_suite"), _in("peforge.bench.dsp", "render")),
 }
 #: name -> ``(results document, out_dir) -> [paths]``: figures a suite draws from its results beside the page
-FIGURES = {"network": _in("peforge.bench_network", "figures"), "explore": _in("peforge.explore_bench", "figures")}
+FIGURES = {"network": _in("peforge.bench.network", "figures"), "explore": _in("peforge.explore.bench", "figures")}
 
 
 def render(doc: dict) -> str:
