@@ -374,7 +374,7 @@ def cmd_e2e(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from peforge.bench.common import run_bench
+    from peforge.bench.run import run_bench
 
     return run_bench(args.suite, out_dir=Path(args.out), seeds=_seeds(args.seeds), render_only=args.render_only)
 

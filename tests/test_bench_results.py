@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from peforge.bench import common as bench
+from peforge.bench import common
+from peforge.bench import nm as nm_suite
+from peforge.bench import run as bench
 from peforge.report import RESULTS_SCHEMA_VERSION, load_results, validate_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,19 +101,19 @@ def test_run_bench_writes_json_then_renders_the_page_from_it(tmp_path, monkeypat
 
     def fake_synthesise_all(designs, seeds):
         # the second design's seed 3 did not route in time and spare seed 4 routed in its place
-        return [bench.design_record(d, SynthResult(design=d.label, target="ecp5-85k", lut=100 + n, ff=50, dsp=n % 2,
+        return [common.design_record(d, SynthResult(design=d.label, target="ecp5-85k", lut=100 + n, ff=50, dsp=n % 2,
                                                    bram=0, fmax_mhz=150.0, fmax_per_seed=(149.0, 151.0),
                                                    seeds=(1, 4) if n == 1 else tuple(seeds), freq_target_mhz=200,
                                                    wrapped=True, io_bits=10, build_dir="x",
                                                    unrouted_seeds=(3,) if n == 1 else ()))
                 for n, d in enumerate(designs)]
 
-    monkeypatch.setattr(bench, "synthesise_all", fake_synthesise_all)
+    monkeypatch.setattr(common, "synthesise_all", fake_synthesise_all)
     assert bench.run_bench(["nm"], out_dir=tmp_path, seeds=[1, 3]) == 0
     doc = load_results(tmp_path / "nm.json")
     assert doc["seeds"] == [1, 3] and doc["suite"] == "nm" and doc["target"] == "ecp5-85k"
-    assert [d["label"] for d in doc["designs"]] == [d.label for d in bench.nm_designs()]
-    assert [d["digest"] for d in doc["designs"]] == [d.params.digest() for d in bench.nm_designs()]
+    assert [d["label"] for d in doc["designs"]] == [d.label for d in nm_suite.nm_designs()]
+    assert [d["digest"] for d in doc["designs"]] == [d.params.digest() for d in nm_suite.nm_designs()]
     first = doc["designs"][0]
     assert first["synth"]["per_seed"] == [{"seed": 1, "fmax_mhz": 149.0}, {"seed": 3, "fmax_mhz": 151.0}]
     assert first["lanes"] == 16 and first["macs_per_cycle"] == 16
@@ -124,7 +126,7 @@ def test_run_bench_writes_json_then_renders_the_page_from_it(tmp_path, monkeypat
     assert page.count("did not finish within") == 1
     assert "| dense fixed-mac DSP | 16 | 100 | 50 | 0 | 150.0 | 16 | 2.40 | 24.00 | 6 |" in page
     (tmp_path / "nm.md").unlink()
-    monkeypatch.setattr(bench, "synthesise_all", None)       # render_only must not synthesise
+    monkeypatch.setattr(common, "synthesise_all", None)       # render_only must not synthesise
     assert bench.run_bench(["nm"], out_dir=tmp_path, seeds=[1], render_only=True) == 0
     assert (tmp_path / "nm.md").read_text() == page
 
@@ -195,8 +197,8 @@ def test_critical_path_is_the_first_routed_seeds(tmp_path, monkeypatch):
     from peforge.synth import for_target
 
     monkeypatch.setattr(bench_dsp, "build_root", lambda: tmp_path)
-    d = bench.Design("fixed", "fixed-mac", FixedMacParams(lanes=2, dsp=True))
-    directory = tmp_path / "synth" / f"fixed-mac-{for_target(d.params, bench.TARGET).digest()}-{bench.TARGET}"
+    d = common.Design("fixed", "fixed-mac", FixedMacParams(lanes=2, dsp=True))
+    directory = tmp_path / "synth" / f"fixed-mac-{for_target(d.params, common.TARGET).digest()}-{common.TARGET}"
     directory.mkdir(parents=True)
     report = ("Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
               "Info:   clk-to-q  0.52  0.52 Source dut.{0}.Q\n"

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from peforge.bench.common import WRAPPER_NOTE, Design, header, measure_designs, suite_document, target_table
-from peforge.report import markdown_table
 from peforge.bench.dsp import path_fields, path_table
+from peforge.report import markdown_table
 
 __all__ = ["circulant_suite", "render", "sqnr_circulant", "sqnr_dense"]
 

@@ -1,16 +1,14 @@
-"""``make bench``: synthesis benchmarks, side by side in one run on one flow, written to docs/results/.
+"""What every bench suite shares: the target and seeds, a design and its results-file record, synthesis of a list
+of designs, the results document and the page's header, tables and target checks.
 
-Each suite builds a list of designs, synthesises them with the same flow and seeds, and returns its
-results as data (the schema in :mod:`peforge.report`); :func:`run_bench` writes them to
-``docs/results/<suite>.json`` and renders ``<suite>.md`` from that file with the suite's renderer
-(:func:`render`): the table, a check of the targets the PE's issue set against the measured numbers, and
-the tool versions. Timing numbers live here, never in tests.
+A suite (:mod:`peforge.bench.sp2`, ``nm``, ``circulant``, ...) builds its designs, measures them with
+:func:`measure_designs` (or its own measurement) and returns :func:`suite_document`; its renderer writes the page
+from that document with :func:`header`, :func:`results_table` and :func:`target_table`.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib
 import importlib.metadata
 import platform
 import subprocess
@@ -19,9 +17,11 @@ from pathlib import Path
 
 from peforge.hw import registry
 from peforge.progress import Progress
-from peforge.report import (RESULTS_SCHEMA_VERSION, dump_results, load_results, markdown_table, synth_record)
+from peforge.report import RESULTS_SCHEMA_VERSION, markdown_table, synth_record
 
-__all__ = ["run_bench", "render", "SUITES", "Design"]
+__all__ = ["TARGET", "SEED_TIMEOUT_S", "SPARE_SEEDS", "WRAPPER_NOTE", "Design", "design_record", "synthesise_all",
+           "git_revision", "tool_versions", "suite_document", "header", "fmax", "results_table", "target_table",
+           "measure_designs", "synth_of"]
 
 TARGET = "ecp5-85k"
 #: a seed whose nextpnr has not finished after this long is stopped (router1 can circle without converging:
@@ -70,11 +70,11 @@ def synthesise_all(designs: list[Design], seeds) -> list[dict]:
                 records.append(design_record(d, exc))
                 continue
         records.append(design_record(d, r))
-        fmax = "-" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
+        mhz = "-" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
         unrouted = f" (seeds {', '.join(map(str, r.seeds))}; {', '.join(map(str, r.unrouted_seeds))} did not " \
                    f"route in {SEED_TIMEOUT_S // 60} min)" if r.unrouted_seeds else ""
         print(f"  {d.label:<14} lanes={lanes:<3} {r.lut:>5} LUT {r.ff:>5} FF {r.dsp:>3} DSP  "
-              f"{fmax}{unrouted}", flush=True)
+              f"{mhz}{unrouted}", flush=True)
     return records
 
 
@@ -137,7 +137,8 @@ def _unrouted_note(doc: dict) -> str:
             f"instead: {'; '.join(rows)}.\n")
 
 
-def _fmax(synth: dict) -> float:
+def fmax(synth: dict) -> float:
+    """The Fmax of a design's ``synth`` entry, 0.0 when it has none (no register-to-register path)."""
     return synth["fmax_mhz"] or 0.0
 
 
@@ -151,9 +152,9 @@ def results_table(records: list[dict]) -> str:
         if r is None:
             rows.append([d["label"], str(d["lanes"])] + ["synthesis failed"] + [""] * 7)
             continue
-        macs, fmax = d["macs_per_cycle"], _fmax(r)
-        rows.append([d["label"], str(d["lanes"]), str(r["lut"]), str(r["ff"]), str(r["dsp"]), f"{fmax:.1f}",
-                     f"{macs:g}", f"{macs * fmax / 1000:.2f}", f"{macs * fmax / max(r['lut'], 1):.2f}",
+        macs, mhz = d["macs_per_cycle"], fmax(r)
+        rows.append([d["label"], str(d["lanes"]), str(r["lut"]), str(r["ff"]), str(r["dsp"]), f"{mhz:.1f}",
+                     f"{macs:g}", f"{macs * mhz / 1000:.2f}", f"{macs * mhz / max(r['lut'], 1):.2f}",
                      f"{r['lut'] / d['lanes']:.0f}"])
     return markdown_table(head, rows)
 
@@ -174,7 +175,7 @@ def measure_designs(designs: list[Design], seeds, fields=_dot_fields) -> list[di
     return [{**record, **fields(d)} for d, record in zip(designs, synthesise_all(designs, seeds))]
 
 
-def _find(records: list[dict], label: str, lanes: int | None = None, wrapped: bool = True) -> dict:
+def synth_of(records: list[dict], label: str, lanes: int | None = None, wrapped: bool = True) -> dict:
     """The ``synth`` entry of the row ``label`` (with ``lanes`` and ``wrapped``), or a ValueError."""
     for d in records:
         if d["label"] == label and d["wrapped"] == wrapped and lanes in (None, d.get("lanes")):
@@ -183,198 +184,7 @@ def _find(records: list[dict], label: str, lanes: int | None = None, wrapped: bo
             return d["synth"]
     raise ValueError(f"Bench results must have a row {label!r} (lanes={lanes}, wrapped={wrapped}), not none")
 
+
 WRAPPER_NOTE = ("Inputs come from a shift register and outputs are registered and XOR-folded to 4 pins "
                 "(`synth/wrapper.py`), so every path is register to register and nothing is optimised "
                 "away. The wrapper adds about out_bits / 3 LUTs and in_bits + out_bits FFs to each row.")
-
-
-# -- sp2 --------------------------------------------------------------------------------------
-
-def sp2_designs() -> tuple[list[Design], list[Design]]:
-    """Every design in the pin wrapper at 1, 8 and 16 lanes, and the one-lane designs unwrapped."""
-    from peforge.hw.fixed_mac import FixedMacParams
-    from peforge.hw.sp2_mac import SP2MacParams
-    from peforge.sw.sp2 import SP2Format
-
-    common = dict(act_bits=8, act_signed=True, max_len=4096)
-    rows_spec = [
-        ("SP2-4 (m1=2)", "sp2-mac", lambda l: SP2MacParams(lanes=l, fmt=SP2Format(4, 2), **common)),
-        ("fixed-4 LUT", "fixed-mac", lambda l: FixedMacParams(lanes=l, w_bits=4, dsp=False, **common)),
-        ("fixed-4 DSP", "fixed-mac", lambda l: FixedMacParams(lanes=l, w_bits=4, dsp=True, **common)),
-        ("SP2-8 (m1=4)", "sp2-mac", lambda l: SP2MacParams(lanes=l, fmt=SP2Format(8, 4), **common)),
-        ("fixed-8 LUT", "fixed-mac", lambda l: FixedMacParams(lanes=l, w_bits=8, dsp=False, **common)),
-        ("fixed-8 DSP", "fixed-mac", lambda l: FixedMacParams(lanes=l, w_bits=8, dsp=True, **common)),
-    ]
-    wrapped = [Design(label, pe, make(lanes)) for lanes in (1, 8, 16) for label, pe, make in rows_spec]
-    # the one-lane targets of sp2-mac are stated for an unwrapped lane (its ports fit the package)
-    bare = [Design(label, pe, make(1), wrap=False) for label, pe, make in rows_spec]
-    return wrapped, bare
-
-
-def sp2_suite(seeds) -> dict:
-    """Synthesise :func:`sp2_designs`; the results document of ``docs/results/sp2.json``."""
-    wrapped, bare = sp2_designs()
-    return suite_document("sp2", seeds, measure_designs(wrapped + bare, seeds))
-
-
-def render_sp2(doc: dict) -> str:
-    """The page ``docs/results/sp2.md`` from its results document."""
-    designs = doc["designs"]
-    sp2_1, fix4_1 = _find(designs, "SP2-4 (m1=2)", 1, False), _find(designs, "fixed-4 LUT", 1, False)
-    sp2_16, sp2_1w = _find(designs, "SP2-4 (m1=2)", 16), _find(designs, "SP2-4 (m1=2)", 1)
-    fix4_16 = _find(designs, "fixed-4 LUT", 16)
-    ratio, ratio_16 = sp2_1["lut"] / fix4_1["lut"], sp2_16["lut"] / fix4_16["lut"]
-    checks = [
-        ("one SP2 lane (8-bit act, 4-bit SP2, max_len 4096) <= 80 LUT", sp2_1["lut"] <= 80, f"{sp2_1['lut']} LUT"),
-        ("one SP2 lane >= 200 MHz", _fmax(sp2_1) >= 200, f"{_fmax(sp2_1):.1f} MHz"),
-        ("(stricter) one SP2 lane >= 200 MHz with every path timed (wrapped)", _fmax(sp2_1w) >= 200,
-         f"{_fmax(sp2_1w):.1f} MHz, {sp2_1w['lut']} LUT with the wrapper"),
-        ("one SP2 lane <= 0.5x the LUTs of a LUT-only fixed lane with 4-bit weights", ratio <= 0.5,
-         f"{sp2_1['lut']} / {fix4_1['lut']} = {ratio:.2f}x"),
-        ("(per lane) the same ratio at 16 lanes, where the accumulator and control are shared", ratio_16 <= 0.5,
-         f"{sp2_16['lut']} / {fix4_16['lut']} = {ratio_16:.2f}x (wrapped)"),
-        ("16 SP2 lanes >= 150 MHz", _fmax(sp2_16) >= 150, f"{_fmax(sp2_16):.1f} MHz (wrapped)"),
-    ]
-    return "\n".join([
-        header("sp2-mac vs fixed-mac", doc),
-        "All designs: 8-bit signed activations, accumulator sized for max_len = 4096 (SP2-4: 24 bits, "
-        "fixed-4: 26, fixed-8: 28, SP2-8: 40). LUT rows use no DSP; `fixed-* DSP` may use MULT18X18D.",
-        "",
-        "## Side by side, every design in the pin wrapper",
-        "",
-        WRAPPER_NOTE,
-        "",
-        results_table([d for d in designs if d["wrapped"]]),
-        "",
-        "## One lane, unwrapped (its ports fit the package; how the sp2-mac targets and references were taken)",
-        "",
-        "Without the wrapper, nextpnr does not time paths from input pins, so Fmax here leaves out "
-        "the logic in front of the first register: the SP2 shift selection, and for the fixed rows "
-        "the whole multiplier (which is why the DSP rows look fast). Compare designs in the wrapped "
-        "table; this one matches how the references and targets below were taken.",
-        "",
-        results_table([d for d in designs if not d["wrapped"]]),
-        "",
-        "## Targets",
-        "",
-        target_table(checks),
-        "",
-        "References measured on this flow outside peforge when sp2-mac was specified: a hand-written SP2 MAC "
-        "84 LUT at 218 MHz; a LUT-only 8x4 MAC 183 LUT; a DSP 8x8 MAC 30 LUT + 1 DSP at 151 MHz.",
-        "",
-    ])
-
-
-# -- nm -----------------------------------------------------------------------------------------
-
-def nm_designs() -> list[Design]:
-    """Dense 16-lane fixed-mac and three N:M units at 16 logical MACs/cycle, with and without DSPs."""
-    from peforge.hw.fixed_mac import FixedMacParams
-    from peforge.hw.nm_sparse import NMSparseParams
-    from peforge.sw.nm import NMFormat
-
-    common = dict(act_bits=8, act_signed=True, w_bits=8, max_len=4096)
-    designs = []
-    for dsp in (True, False):
-        kind = "DSP" if dsp else "LUT"
-        designs += [
-            Design(f"dense fixed-mac {kind}", "fixed-mac", FixedMacParams(lanes=16, dsp=dsp, **common)),
-            Design(f"2:4 x4 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(2, 4), groups=4, dsp=dsp, **common)),
-            Design(f"1:4 x4 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(1, 4), groups=4, dsp=dsp, **common)),
-            Design(f"2:8 x2 groups {kind}", "nm-sparse", NMSparseParams(fmt=NMFormat(2, 8), groups=2, dsp=dsp, **common)),
-        ]
-    return designs
-
-
-def nm_suite(seeds) -> dict:
-    """Synthesise :func:`nm_designs`; the results document of ``docs/results/nm.json``."""
-    return suite_document("nm", seeds, measure_designs(nm_designs(), seeds))
-
-
-def render_nm(doc: dict) -> str:
-    """The page ``docs/results/nm.md`` from its results document."""
-    designs = doc["designs"]
-    nm24, dense_lut = _find(designs, "2:4 x4 groups DSP"), _find(designs, "dense fixed-mac LUT")
-    nm24_lut = _find(designs, "2:4 x4 groups LUT")
-    ratio = nm24_lut["lut"] / dense_lut["lut"]
-    checks = [
-        ("2:4 at 16 logical MACs/cycle: <= 8 DSP", nm24["dsp"] <= 8, f"{nm24['dsp']} DSP"),
-        ("2:4: fewer than 464 LUT", nm24["lut"] < 464, f"{nm24['lut']} LUT"),
-        ("2:4: >= 140 MHz", _fmax(nm24) >= 140, f"{_fmax(nm24):.1f} MHz"),
-        ("2:4 LUT-only <= 0.5x the LUTs of the dense LUT-only 16-lane unit", ratio <= 0.5,
-         f"{nm24_lut['lut']} / {dense_lut['lut']} = {ratio:.2f}x"),
-    ]
-    return "\n".join([
-        header("nm-sparse vs dense fixed-mac at 16 logical MACs/cycle", doc),
-        "All designs: 8-bit signed activations and weights, accumulator for max_len = 4096 (28 bits). "
-        "`lanes` is the number of multipliers; MACs/cycle counts logical (dense-equivalent) MACs: "
-        "nm-sparse reads groups x M activations per beat. Every row in the pin wrapper.",
-        "",
-        WRAPPER_NOTE,
-        "",
-        results_table(designs),
-        "",
-        "## Targets",
-        "",
-        target_table(checks),
-        "",
-        "References measured on this flow outside peforge when nm-sparse was specified: a hand-written 2:4 unit "
-        "464 LUT + 8 DSP at 138 MHz; the dense 16-lane int8 dot 550 LUT + 16 DSP at 132 MHz, 5391 LUT "
-        "LUT-only.",
-        "",
-    ])
-
-
-def _in(module: str, name: str):
-    """A function defined in a suite's own module, imported when it is called (that module imports this one)."""
-    def call(*args):
-        return getattr(importlib.import_module(module), name)(*args)
-    return call
-
-
-#: name -> (suite function ``seeds -> results document``, renderer ``results document -> Markdown``)
-SUITES = {
-    "sp2": (sp2_suite, render_sp2),
-    "nm": (nm_suite, render_nm),
-    "circulant": (_in("peforge.bench.circulant", "circulant_suite"), _in("peforge.bench.circulant", "render")),
-    "crossbar": (_in("peforge.bench.crossbar", "crossbar_suite"), _in("peforge.bench.crossbar", "render")),
-    "network": (_in("peforge.bench.network", "network_suite"), _in("peforge.bench.network", "render")),
-    "explore": (_in("peforge.explore.bench", "explore_suite"), _in("peforge.explore.bench", "render")),
-    "dsp": (_in("peforge.bench.dsp", "dsp_suite"), _in("peforge.bench.dsp", "render")),
-}
-#: name -> ``(results document, out_dir) -> [paths]``: figures a suite draws from its results beside the page
-FIGURES = {"network": _in("peforge.bench.network", "figures"), "explore": _in("peforge.explore.bench", "figures")}
-
-
-def render(doc: dict) -> str:
-    """The Markdown page of a results document (of any suite in :data:`SUITES`)."""
-    suite = doc.get("suite") if isinstance(doc, dict) else None
-    if suite not in SUITES:
-        raise ValueError(f"Results suite must be one of {', '.join(map(repr, SUITES))}, not {suite!r}")
-    return SUITES[suite][1](doc)
-
-
-def run_bench(suites: list[str], *, out_dir: Path, seeds, render_only: bool = False) -> int:
-    """Measure each suite (default: all), write ``<suite>.json`` to ``out_dir`` and render ``<suite>.md`` from it.
-
-    With ``render_only`` nothing is synthesised: the pages are rendered again from the JSON files already there.
-    """
-    from peforge.errors import UsageError
-
-    chosen = suites or list(SUITES)
-    unknown = [s for s in chosen if s not in SUITES]
-    if unknown:
-        raise UsageError(f"Bench suite must be one of {', '.join(map(repr, SUITES))}, not {unknown[0]!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in chosen:
-        data, page = out_dir / f"{name}.json", out_dir / f"{name}.md"
-        if not render_only:
-            print(f"bench {name}:", flush=True)
-            data.write_text(dump_results(SUITES[name][0](seeds)))
-            print(f"wrote {data}")
-        doc = load_results(data)
-        page.write_text(render(doc))
-        print(f"wrote {page}")
-        for figure in FIGURES[name](doc, out_dir) if name in FIGURES else []:
-            print(f"wrote {figure}")
-    return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
+from peforge.bench.common import (TARGET, WRAPPER_NOTE, Design, fmax, header, measure_designs, results_table,
+                                  suite_document, synth_of, target_table)
 from peforge.hw.verilog import build_root
-from peforge.bench.common import (TARGET, WRAPPER_NOTE, Design, _find, _fmax, header, measure_designs, results_table,
-                           suite_document, target_table)
 from peforge.report import markdown_table
 
 __all__ = ["dsp_designs", "dsp_suite", "render", "critical_path", "path_fields", "path_table"]
@@ -110,14 +110,15 @@ def dsp_suite(seeds) -> dict:
 def render(doc: dict) -> str:
     """The page ``docs/results/dsp.md`` from its results document."""
     designs = doc["designs"]
-    fixed, nm = _find(designs, "fixed-mac 16 lanes, MULT18X18D registered, tree 1"), \
-        _find(designs, "2:4 x4 groups, MULT18X18D registered, tree 1")
-    before_fixed, before_nm = _find(designs, "fixed-mac 16 lanes, inferred DSP"), _find(designs, "2:4 x4 groups, inferred DSP")
+    fixed, nm = synth_of(designs, "fixed-mac 16 lanes, MULT18X18D registered, tree 1"), \
+        synth_of(designs, "2:4 x4 groups, MULT18X18D registered, tree 1")
+    before_fixed = synth_of(designs, "fixed-mac 16 lanes, inferred DSP")
+    before_nm = synth_of(designs, "2:4 x4 groups, inferred DSP")
     checks = [
-        ("fixed-mac 16 lanes with DSPs >= 200 MHz", _fmax(fixed) >= 200,
-         f"{_fmax(fixed):.1f} MHz (inferred: {_fmax(before_fixed):.1f})"),
-        ("nm-sparse 2:4 with DSPs >= 200 MHz", _fmax(nm) >= 200,
-         f"{_fmax(nm):.1f} MHz (inferred: {_fmax(before_nm):.1f})"),
+        ("fixed-mac 16 lanes with DSPs >= 200 MHz", fmax(fixed) >= 200,
+         f"{fmax(fixed):.1f} MHz (inferred: {fmax(before_fixed):.1f})"),
+        ("nm-sparse 2:4 with DSPs >= 200 MHz", fmax(nm) >= 200,
+         f"{fmax(nm):.1f} MHz (inferred: {fmax(before_nm):.1f})"),
     ]
     return "\n".join([
         header("Registered DSP primitives: before and after", doc),
