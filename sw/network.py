@@ -1,9 +1,13 @@
 """Integer networks: the one description between front-ends (torch, QONNX) and back-ends (golden, hw, tb, synth).
 
-A :class:`Network` is an input spec (:class:`InputSpec`: features, bits, signedness) and a chain of dense
-:class:`Layer` s. Each layer holds its weights in exactly the integer format of the PE it runs on (one of
-the weight classes of :data:`SCHEMES`), its requantisation (per-output integer multipliers and offsets, one
-shift: :mod:`sw.requant`, where the formula is defined), ReLU or not, and its output range::
+A :class:`Network` is an input spec (:class:`InputSpec`: features, bits, signedness, tensor shape) and layers.
+Two axes describe a layer: its **kind** (:data:`KINDS`: what it computes on which tensor shapes; ``dense``
+today, each kind one :class:`LayerKind` class) and, for layers with weights, its weight **scheme**
+(:data:`SCHEMES`, :mod:`sw.weights`: how the weight matrix is stored and multiplied). The layers form a small
+graph of named tensors (``name``, ``inputs``; by default a chain, each layer taking the previous one's output).
+A dense :class:`Layer` holds its weights in exactly the integer format of the PE it runs on, its requantisation
+(per-output integer multipliers and offsets, one shift: :mod:`sw.requant`, where the formula is defined), ReLU
+or not, and its output range::
 
     x_0 = input                                     integers of input.bits (signed or not)
     for every layer l:
@@ -43,19 +47,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import circulant, fixed, forms, nm, sp2
-from .circulant import CirculantFormat
-from .forms import CrossbarFormat
 from .intops import INT64_MAX, as_int_array, as_real_array, int_range
-from .nm import NMFormat
-from .params import Params, check_bool, check_choice, check_int
+from .params import check_bool, check_choice, check_int
 from .requant import REQUANT_BITS, ROUNDINGS, Requant, check_rounding
-from .sp2 import SP2Format
+from .weights import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, MSQWeights, NMWeights, SP2Weights,
+                      Weights, equal_arrays, manifest_keys, range_text, read_only)
 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
     "MSQWeights", "NMWeights", "CirculantWeights", "CrossbarWeights", "Layer", "Network", "load", "save",
-    "layer_from_manifest", "narrow_range", "random_network",
+    "layer_from_manifest", "narrow_range", "random_network", "KINDS", "LayerKind", "register_kind", "INPUT",
+    "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
 ]
 
 #: The manifest's ``format`` and ``version``.
@@ -68,11 +70,6 @@ WEIGHTS = "weights.npz"
 MAX_BITS = 32
 #: Requantisation offsets are integers of magnitude below 2^62.
 MAX_OFFSET = (1 << 62) - 1
-
-
-def _read_only(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False
-    return arr
 
 
 def _check_bits(subject: str, bits: Any) -> None:
@@ -103,26 +100,33 @@ def narrow_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
     return lo, hi
 
 
-def _range_text(bits: int, signed: bool) -> str:
-    return f"{bits}-bit {'signed' if signed else 'unsigned'}"
+#: The tensor ranks a sample can have: a vector, ``[C, L]``, ``[C, H, W]``.
+SHAPES = {1: "(features,)", 2: "(channels, length)", 3: "(channels, height, width)"}
+
+
+def check_shape(subject: str, shape: Any, features: int | None = None) -> tuple[int, ...]:
+    """``shape`` as a tuple of 1 to 3 positive integers (whose product is ``features`` if given)."""
+    good = (isinstance(shape, (tuple, list)) and 1 <= len(shape) <= len(SHAPES)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape))
+    if not good or (features is not None and math.prod(shape) != features):
+        what = "" if features is None else f" whose product is features = {features}"
+        raise ValueError(f"{subject} must be a tuple of 1 to {len(SHAPES)} positive integers{what}, not {shape!r}")
+    return tuple(shape)
 
 
 def _int_matrix(subject: str, x: Any, lo: int, hi: int, shape: tuple[int, ...], names: str) -> np.ndarray:
     arr = as_int_array(subject, x, lo, hi)
     if arr.shape != shape:
         raise ValueError(f"{subject} must have shape {shape} ({names}), not {arr.shape}")
-    return _read_only(arr)
-
-
-def _equal_arrays(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
-    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+    return read_only(arr)
 
 
 # -- the network input -----------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """The network input: ``features`` integers of ``bits`` bits, signed or not, per sample.
+    """The network input: ``features`` integers of ``bits`` bits, signed or not, per sample, in a tensor of
+    ``shape``.
 
     Members
     -------
@@ -133,522 +137,38 @@ class InputSpec:
     signed : bool
     scale : float or None
         Real value of one input LSB (documentation for front-ends; the integer network does not use it).
+    shape : tuple of int
+        The tensor one sample is (:data:`SHAPES`): ``(features,)`` for a vector (the default), ``(C, L)`` for a
+        sequence of ``L`` positions of ``C`` channels, ``(C, H, W)`` for an image; its product is ``features``.
+        Arrays hold a sample in this shape, or flattened in its order (C slowest, as ``torch.flatten``); the
+        accelerator's stream order is the hardware's business (``docs/network.md``).
 
     Raises
     ------
     TypeError, ValueError
         ``"Input features must be a positive integer, not 0"``, ``"Input bits must be an integer from 1 to
-        32, not 40"``, ``"Input signed must be a bool, not 1"``.
+        32, not 40"``, ``"Input signed must be a bool, not 1"``, ``"Input shape must be a tuple of 1 to 3
+        positive integers whose product is features = 64, not (8, 7)"``.
     """
 
     features: int
     bits: int
     signed: bool
     scale: float | None = None
+    shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
         check_int("Input features", self.features, min=1)
         _check_bits("Input bits", self.bits)
         check_bool("Input signed", self.signed)
         _check_scale("Input scale", self.scale)
+        shape = (self.features,) if self.shape is None else self.shape
+        object.__setattr__(self, "shape", check_shape("Input shape", shape, self.features))
 
     @property
     def range(self) -> tuple[int, int]:
         """Inclusive ``(lo, hi)`` of an input integer."""
         return int_range(self.bits, self.signed)
-
-
-# -- weights: one class per scheme, each in its PE's format ---------------------------------------------------
-
-class _Weights:
-    """A layer's integer weights in one PE's format (the subclasses below).
-
-    Subclasses define :attr:`scheme`, :attr:`roles` (the names of their arrays), the format parameters,
-    and the methods below; they are frozen dataclasses validated at construction.
-    """
-
-    scheme: ClassVar[str]
-    roles: ClassVar[tuple[str, ...]]
-
-    @property
-    def in_features(self) -> int:
-        raise NotImplementedError
-
-    @property
-    def out_features(self) -> int:
-        raise NotImplementedError
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The weight arrays by role (the keys of :attr:`roles`)."""
-        return {role: getattr(self, role) for role in self.roles}
-
-    def format_dict(self) -> dict[str, Any]:
-        """The manifest's ``format`` object."""
-        raise NotImplementedError
-
-    @classmethod
-    def parse_format(cls, data: Any) -> dict[str, Any]:
-        """Constructor keywords (format parameters) from a manifest ``format`` object."""
-        raise NotImplementedError
-
-    @classmethod
-    def shapes(cls, params: Mapping[str, Any], in_features: int, out_features: int
-               ) -> dict[str, tuple[tuple[int, ...], str]]:
-        """``{role: (shape, axis names)}`` of the arrays for a layer ``in_features -> out_features``."""
-        raise NotImplementedError
-
-    @classmethod
-    def build(cls, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray], in_features: int,
-              out_features: int) -> _Weights:
-        return cls(**params, **arrays)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Weights):
-            return NotImplemented
-        return (type(self) is type(other) and self.format_dict() == other.format_dict()
-                and self.out_features == other.out_features and _equal_arrays(self.arrays(), other.arrays()))
-
-    __hash__ = None
-
-    def check_input(self, bits: int, signed: bool, subject: str) -> None:
-        """Raise unless the PE takes inputs of this range (``subject`` names the layer's input)."""
-
-    def accumulate(self, x: np.ndarray, bits: int, signed: bool) -> np.ndarray:
-        """int64 ``[N, out]``: the PE golden model's accumulators of ``x [N, in]`` (``bits``-bit inputs)."""
-        raise NotImplementedError
-
-    def acc_bound(self, in_max: int) -> int:
-        """Largest ``|acc|`` for any input of magnitude at most ``in_max``."""
-        raise NotImplementedError
-
-
-def _params_format(cls: type[Params], data: Any, subject: str) -> Params:
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{subject} must be an object, not {data!r}")
-    return cls.from_dict(data)
-
-
-def _keys(subject: str, data: Any, required: Sequence[str], optional: Sequence[str] = ()) -> Mapping:
-    """``data`` if it is a JSON object with every ``required`` key and no key outside ``required + optional``;
-    ``subject`` is its path in the manifest (``""`` for the top level)."""
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{subject or 'The manifest'} must be a JSON object, not {data!r}")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ValueError(f"{subject + '.' if subject else ''}{missing[0]} must be given, not missing")
-    unknown = [k for k in data if k not in required and k not in optional]
-    if unknown:
-        allowed = ", ".join(map(repr, [*required, *optional]))
-        raise ValueError(f"{subject + ' keys' if subject else 'Manifest keys'} must be among {allowed}, "
-                         f"not {unknown[0]!r}")
-    return data
-
-
-def _row_sums(w: np.ndarray) -> int:
-    """Largest ``sum_k |w[j, k]|`` over the rows (0 for no rows)."""
-    return int(np.abs(w).sum(axis=1).max(initial=0))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FixedWeights(_Weights):
-    """``fixed``: signed ``w_bits`` integers ``weights [out, in]`` (full two's-complement range) on ``fixed-mac``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"Weight bits must be an integer from 2 to 16, not 1"``,
-        ``"Fixed-point weights must be integers from -128 to 127, not 300 (at index (0, 1))"``,
-        ``"Fixed-point weights must be a 2-D array [out, in], not shape (3,)"``.
-    """
-
-    scheme: ClassVar[str] = "fixed"
-    roles: ClassVar[tuple[str, ...]] = ("weights",)
-
-    weights: np.ndarray
-    w_bits: int
-
-    def __post_init__(self):
-        w = as_int_array("Fixed-point weights", self.weights, *fixed.weight_range(self.w_bits))
-        if w.ndim != 2 or 0 in w.shape:
-            raise ValueError(f"Fixed-point weights must be a non-empty 2-D array [out, in], not shape {w.shape}")
-        object.__setattr__(self, "weights", _read_only(w))
-
-    in_features = property(lambda self: self.weights.shape[1])
-    out_features = property(lambda self: self.weights.shape[0])
-
-    def format_dict(self):
-        return {"w_bits": self.w_bits}
-
-    @classmethod
-    def parse_format(cls, data):
-        data = _keys("format", data, ("w_bits",))
-        fixed.check_w_bits(data["w_bits"])
-        return {"w_bits": data["w_bits"]}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        return {"weights": ((out_features, in_features), "out_features, in_features")}
-
-    def accumulate(self, x, bits, signed):
-        return np.stack([fixed.golden_dot(x, row, self.w_bits, act_bits=bits, act_signed=signed)
-                         for row in self.weights], axis=1)
-
-    def acc_bound(self, in_max):
-        return in_max * _row_sums(self.weights)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SP2Weights(_Weights):
-    """``sp2``: SP2 codes ``codes [out, in]`` of :class:`sw.sp2.SP2Format` ``fmt`` (every code legal) on ``sp2-mac``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"SP2 format must be an SP2Format, not 4"``,
-        ``"SP2 codes must be integers from 0 to 15, not 16 (at index (0, 3))"``.
-    """
-
-    scheme: ClassVar[str] = "sp2"
-    roles: ClassVar[tuple[str, ...]] = ("codes",)
-
-    codes: np.ndarray
-    fmt: SP2Format
-
-    def __post_init__(self):
-        sp2.check_format(self.fmt)
-        c = as_int_array("SP2 codes", self.codes, 0, self.fmt.n_codes - 1)
-        if c.ndim != 2 or 0 in c.shape:
-            raise ValueError(f"SP2 codes must be a non-empty 2-D array [out, in], not shape {c.shape}")
-        object.__setattr__(self, "codes", _read_only(c))
-
-    in_features = property(lambda self: self.codes.shape[1])
-    out_features = property(lambda self: self.codes.shape[0])
-
-    def format_dict(self):
-        return self.fmt.to_dict()
-
-    @classmethod
-    def parse_format(cls, data):
-        return {"fmt": _params_format(SP2Format, data, "format")}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        return {"codes": ((out_features, in_features), "out_features, in_features")}
-
-    def accumulate(self, x, bits, signed):
-        return np.stack([sp2.golden_dot(x, row, self.fmt, act_bits=bits, act_signed=signed) for row in self.codes],
-                        axis=1)
-
-    def acc_bound(self, in_max):
-        return in_max * _row_sums(self.fmt.decode(self.codes))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class MSQWeights(_Weights):
-    """``msq`` (Mix and Match, :mod:`sw.msq`): per output row either SP2 codes (on ``sp2-mac``) or signed
-    ``w_bits`` integers (on ``fixed-mac``).
-
-    Members
-    -------
-    is_sp2 : bool [out]
-        True where the row is SP2.
-    codes : int64 [out, in]
-        SP2 codes of ``sp2_fmt`` on SP2 rows, 0 on fixed-point rows.
-    fixed : int64 [out, in]
-        Signed ``w_bits`` integers on fixed-point rows, 0 on SP2 rows.
-    sp2_fmt : SP2Format
-    w_bits : int
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"MSQ row kinds must be a non-empty bool array [out], not int64 of shape (4,)"``,
-        ``"MSQ SP2 codes must be 0 on fixed-point rows, not 3 (at index (2, 0))"``, the errors of
-        :class:`SP2Weights` and :class:`FixedWeights`.
-    """
-
-    scheme: ClassVar[str] = "msq"
-    roles: ClassVar[tuple[str, ...]] = ("is_sp2", "codes", "fixed")
-
-    is_sp2: np.ndarray
-    codes: np.ndarray
-    fixed: np.ndarray
-    sp2_fmt: SP2Format
-    w_bits: int
-
-    def __post_init__(self):
-        sp2.check_format(self.sp2_fmt)
-        kinds = np.array(self.is_sp2)
-        if kinds.dtype != bool or kinds.ndim != 1 or kinds.size == 0:
-            raise TypeError(f"MSQ row kinds must be a non-empty bool array [out], not {kinds.dtype} of shape "
-                            f"{kinds.shape}")
-        sp2_part = SP2Weights(self.codes, self.sp2_fmt)
-        fixed_part = FixedWeights(self.fixed, self.w_bits)
-        for name, arr in (("SP2 codes", sp2_part.codes), ("fixed-point weights", fixed_part.weights)):
-            if arr.shape[0] != len(kinds):
-                raise ValueError(f"MSQ {name} must have {len(kinds)} rows (one per row kind), not shape {arr.shape}")
-        if sp2_part.codes.shape != fixed_part.weights.shape:
-            raise ValueError(f"MSQ SP2 codes and fixed-point weights must have one shape, not "
-                             f"{sp2_part.codes.shape} and {fixed_part.weights.shape}")
-        for name, arr, rows, other in (("SP2 codes", sp2_part.codes, ~kinds, "fixed-point"),
-                                       ("fixed-point weights", fixed_part.weights, kinds, "SP2")):
-            bad = arr * rows[:, None]
-            if bad.any():
-                index = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise ValueError(f"MSQ {name} must be 0 on {other} rows, not {int(arr[index])} (at index {index})")
-        for name, arr in (("is_sp2", _read_only(kinds)), ("codes", sp2_part.codes), ("fixed", fixed_part.weights)):
-            object.__setattr__(self, name, arr)
-
-    in_features = property(lambda self: self.codes.shape[1])
-    out_features = property(lambda self: self.codes.shape[0])
-
-    def format_dict(self):
-        return {"sp2": self.sp2_fmt.to_dict(), "w_bits": self.w_bits}
-
-    @classmethod
-    def parse_format(cls, data):
-        data = _keys("format", data, ("sp2", "w_bits"))
-        fixed.check_w_bits(data["w_bits"])
-        return {"sp2_fmt": _params_format(SP2Format, data["sp2"], "format.sp2"), "w_bits": data["w_bits"]}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        both = ((out_features, in_features), "out_features, in_features")
-        return {"is_sp2": ((out_features,), "out_features"), "codes": both, "fixed": both}
-
-    def accumulate(self, x, bits, signed):
-        cols = [sp2.golden_dot(x, c, self.sp2_fmt, act_bits=bits, act_signed=signed) if kind else
-                fixed.golden_dot(x, f, self.w_bits, act_bits=bits, act_signed=signed)
-                for kind, c, f in zip(self.is_sp2, self.codes, self.fixed)]
-        return np.stack(cols, axis=1)
-
-    def acc_bound(self, in_max):
-        return in_max * _row_sums(np.where(self.is_sp2[:, None], self.sp2_fmt.decode(self.codes), self.fixed))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class NMWeights(_Weights):
-    """``nm``: N:M sparse weights packed as :func:`sw.nm.pack` does, ``values`` and ``indices``
-    ``[out, in * n / m]`` (slot ``s`` in group ``s // n``; indices ``0 .. m-1``, any order, duplicates add),
-    values signed ``w_bits`` integers, on ``nm-sparse``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"N:M format must be an NMFormat, not ..."``, ``"N:M values must be integers from -128 to 127, not
-        300 (at index (0, 1))"``, ``"N:M indices must be integers from 0 to 3, not 4 (at index (0, 1))"``,
-        ``"N:M values must be a non-empty 2-D array [out, in * n / m] with a multiple of n = 2 slots per row,
-        not shape (4, 3)"``.
-    """
-
-    scheme: ClassVar[str] = "nm"
-    roles: ClassVar[tuple[str, ...]] = ("values", "indices")
-
-    values: np.ndarray
-    indices: np.ndarray
-    fmt: NMFormat
-    w_bits: int
-
-    def __post_init__(self):
-        nm.check_format(self.fmt)
-        v = as_int_array("N:M values", self.values, *fixed.weight_range(self.w_bits))
-        i = as_int_array("N:M indices", self.indices, 0, self.fmt.m - 1)
-        if v.ndim != 2 or 0 in v.shape or v.shape[1] % self.fmt.n:
-            raise ValueError(f"N:M values must be a non-empty 2-D array [out, in * n / m] with a multiple of "
-                             f"n = {self.fmt.n} slots per row, not shape {v.shape}")
-        if i.shape != v.shape:
-            raise ValueError(f"N:M indices must have the shape of the values, {v.shape}, not {i.shape}")
-        object.__setattr__(self, "values", _read_only(v))
-        object.__setattr__(self, "indices", _read_only(i))
-
-    in_features = property(lambda self: self.values.shape[1] // self.fmt.n * self.fmt.m)
-    out_features = property(lambda self: self.values.shape[0])
-
-    def format_dict(self):
-        return {**self.fmt.to_dict(), "w_bits": self.w_bits}
-
-    @classmethod
-    def parse_format(cls, data):
-        data = _keys("format", data, ("n", "m", "w_bits"))
-        fixed.check_w_bits(data["w_bits"])
-        return {"fmt": NMFormat(data["n"], data["m"]), "w_bits": data["w_bits"]}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        shape = (out_features, params["fmt"].groups(in_features, "in_features") * params["fmt"].n)
-        return {role: (shape, "out_features, in_features * n / m") for role in cls.roles}
-
-    def dense(self) -> np.ndarray:
-        """int64 ``[out, in]``: :func:`sw.nm.unpack` of the packed weights."""
-        return nm.unpack(self.values, self.indices, self.fmt, self.in_features)
-
-    def accumulate(self, x, bits, signed):
-        return np.stack([nm.golden_dot(x, v, i, self.fmt, act_bits=bits, act_signed=signed, w_bits=self.w_bits)
-                         for v, i in zip(self.values, self.indices)], axis=1)
-
-    def acc_bound(self, in_max):
-        return in_max * _row_sums(self.values)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CirculantWeights(_Weights):
-    """``circulant``: block-circulant weights as stored half spectra ``spectra [p, q, k/2 + 1, 2]`` of
-    :class:`sw.circulant.CirculantFormat` ``fmt`` (:func:`sw.circulant.export_spectra`), on ``circulant-fft``.
-
-    The layer maps ``in = q * k`` inputs to ``out_features`` outputs, ``(p - 1) * k < out_features <= p * k``:
-    the PE computes ``p * k`` outputs and the last ``p * k - out_features`` are dropped. The format's
-    ``act_bits`` / ``act_signed`` are the layer's input range.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"Circulant spectra must be integers from -2048 to 2047, not 4096 (at index (0, 0, 1, 0))"``,
-        ``"Circulant spectra must have imaginary part 0 in bins 0 and k/2, not 3 (at index (0, 0, 0, 1))"``,
-        ``"Circulant q must be an integer from 1 to 8, not 9"``,
-        ``"Circulant out_features must be an integer from 9 to 16 (p = 2 blocks of k = 8), not 17"``.
-    """
-
-    scheme: ClassVar[str] = "circulant"
-    roles: ClassVar[tuple[str, ...]] = ("spectra",)
-
-    spectra: np.ndarray
-    fmt: CirculantFormat
-    out: int
-
-    def __post_init__(self):
-        fmt = circulant.check_format(self.fmt)
-        w = as_int_array("Circulant spectra", self.spectra, *fmt.w_range)
-        if w.ndim != 4 or w.shape[2:] != (fmt.bins, 2) or 0 in w.shape:
-            raise ValueError(f"Circulant spectra must be a non-empty array [p, q, {fmt.bins}, 2] (k = {fmt.block}), "
-                             f"not shape {w.shape}")
-        # the PE's own weight check (imaginary parts of bins 0 and k/2), on a zero input
-        circulant.golden_matvec(np.zeros((0, w.shape[1], fmt.block), np.int64), w, fmt)
-        check_int("Circulant q", w.shape[1], min=1, max=fmt.max_q)
-        p, k = w.shape[0], fmt.block
-        check_int(f"Circulant out_features (p = {p} blocks of k = {k})", self.out, min=(p - 1) * k + 1, max=p * k)
-        object.__setattr__(self, "spectra", _read_only(w))
-
-    in_features = property(lambda self: self.spectra.shape[1] * self.fmt.block)
-    out_features = property(lambda self: self.out)
-
-    def format_dict(self):
-        return self.fmt.to_dict()
-
-    @classmethod
-    def parse_format(cls, data):
-        return {"fmt": _params_format(CirculantFormat, data, "format")}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        fmt = params["fmt"]
-        if in_features % fmt.block:
-            raise ValueError(f"in_features must be a multiple of the circulant block k = {fmt.block}, "
-                             f"not {in_features!r}")
-        p, q = -(-out_features // fmt.block), in_features // fmt.block
-        return {"spectra": ((p, q, fmt.bins, 2), "out blocks p, in blocks q, k/2 + 1 bins, re/im")}
-
-    @classmethod
-    def build(cls, params, arrays, in_features, out_features):
-        return cls(**params, **arrays, out=out_features)
-
-    def check_input(self, bits, signed, subject):
-        if (self.fmt.act_bits, self.fmt.act_signed) != (bits, signed):
-            want = _range_text(self.fmt.act_bits, self.fmt.act_signed)
-            raise ValueError(f"{subject} must be the circulant format's {want} activations (act_bits, act_signed), "
-                             f"not {_range_text(bits, signed)}")
-
-    def accumulate(self, x, bits, signed):
-        y = circulant.golden_matvec(x.reshape(len(x), -1, self.fmt.block), self.spectra, self.fmt)
-        return y.reshape(len(x), -1)[:, :self.out]
-
-    def acc_bound(self, in_max):
-        lo, hi = self.fmt.out_range(self.spectra.shape[1])
-        return max(-lo, hi)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CrossbarWeights(_Weights):
-    """``crossbar``: polarised integer weights ``weights [in, out]`` (crossbar orientation, ``y = x @ W``) for
-    the ``crossbar`` controller of :class:`sw.forms.CrossbarFormat` ``fmt``, with the ideal array.
-
-    Within every sub-array of ``fmt.rows_per_sub`` rows each column's weights share one sign; magnitudes are
-    at most ``2^w_bits - 1``. ``in <= fmt.rows`` (the remaining rows are driven with 0); the outputs run in
-    tiles of ``fmt.cols`` columns (the last one padded with zero columns), one crossbar programming each, and
-    :func:`sw.forms.golden_mvm` computes each tile. Inputs are unsigned ``fmt.act_bits`` integers.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"Crossbar weights must be integers from -255 to 255, not 256 (at index (0, 1))"``,
-        ``"Crossbar weights must have one sign in every sub-array column, not 3 (row 9) and -2 (row 12) in
-        sub-array 1 (rows 8 to 15), column 4"``, ``"Crossbar in_features must be at most the crossbar's
-        8 rows, not 9"``.
-    """
-
-    scheme: ClassVar[str] = "crossbar"
-    roles: ClassVar[tuple[str, ...]] = ("weights",)
-
-    weights: np.ndarray
-    fmt: CrossbarFormat
-
-    def __post_init__(self):
-        fmt = forms.check_format(self.fmt)
-        w = as_int_array("Crossbar weights", self.weights, -fmt.w_max, fmt.w_max)
-        if w.ndim != 2 or 0 in w.shape:
-            raise ValueError(f"Crossbar weights must be a non-empty 2-D array [in, out], not shape {w.shape}")
-        rows, cols = w.shape
-        if rows > fmt.rows:
-            raise ValueError(f"Crossbar in_features must be at most the crossbar's {fmt.rows} rows, not {rows}")
-        object.__setattr__(self, "weights", _read_only(w))
-        # polarity, checked on the whole matrix so that the error names the layer's own column
-        padded = np.zeros((fmt.rows, cols), np.int64)
-        padded[:rows] = w
-        if cols <= forms.MAX_COLS:
-            forms.map_weights(padded, dataclasses.replace(fmt, cols=cols))
-        tiles = -(-cols // fmt.cols)
-        wide = np.zeros((fmt.rows, tiles * fmt.cols), np.int64)
-        wide[:rows, :cols] = w
-        object.__setattr__(self, "_mappings", tuple(forms.map_weights(wide[:, t * fmt.cols:(t + 1) * fmt.cols], fmt)
-                                                    for t in range(tiles)))
-
-    in_features = property(lambda self: self.weights.shape[0])
-    out_features = property(lambda self: self.weights.shape[1])
-
-    @property
-    def mappings(self) -> tuple[forms.Mapping, ...]:
-        """The crossbar programming (:func:`sw.forms.map_weights`) of every tile of ``fmt.cols`` outputs."""
-        return self._mappings
-
-    def format_dict(self):
-        return self.fmt.to_dict()
-
-    @classmethod
-    def parse_format(cls, data):
-        return {"fmt": _params_format(CrossbarFormat, data, "format")}
-
-    @classmethod
-    def shapes(cls, params, in_features, out_features):
-        return {"weights": ((in_features, out_features), "in_features, out_features")}
-
-    def check_input(self, bits, signed, subject):
-        if (self.fmt.act_bits, False) != (bits, signed):
-            raise ValueError(f"{subject} must be the crossbar's {_range_text(self.fmt.act_bits, False)} inputs "
-                             f"(act_bits, unsigned), not {_range_text(bits, signed)}")
-
-    def accumulate(self, x, bits, signed):
-        xp = np.zeros((len(x), self.fmt.rows), np.int64)
-        xp[:, :self.in_features] = x
-        ys = [forms.golden_mvm(xp, mapping, self.fmt)[0] for mapping in self._mappings]
-        return np.concatenate(ys, axis=1)[:, :self.out_features]
-
-    def acc_bound(self, in_max):
-        # the ideal ADC only clips column sums down, so |y| <= sum_r |w[r, c]| * max x
-        return in_max * _row_sums(self.weights.T)
-
-
-#: Weight classes by scheme name, in table order.
-SCHEMES: dict[str, type[_Weights]] = {cls.scheme: cls for cls in (
-    FixedWeights, SP2Weights, MSQWeights, NMWeights, CirculantWeights, CrossbarWeights)}
 
 
 # -- a layer ----------------------------------------------------------------------------------------------------
@@ -667,9 +187,105 @@ def _check_requant_fits(acc_bound: int, multiplier: np.ndarray, offset: np.ndarr
                          f"2^{math.log2(worst):.1f}")
 
 
+# -- layer kinds ---------------------------------------------------------------------------------------------
+
+#: Layer kinds by name: the manifest's ``kind`` (absent: ``dense``). A kind is one class (a :class:`LayerKind`)
+#: and its line here, via :func:`register_kind`.
+KINDS: dict[str, type[LayerKind]] = {}
+
+
+def register_kind(cls: type[LayerKind]) -> type[LayerKind]:
+    """Class decorator: add a :class:`LayerKind` to :data:`KINDS` under its ``kind``."""
+    if cls.kind in KINDS and KINDS[cls.kind] is not cls:
+        raise ValueError(f"Layer kind must be unique, not {cls.kind!r} (already registered)")
+    KINDS[cls.kind] = cls
+    return cls
+
+
+class LayerKind:
+    """What every layer kind declares (the subclasses are frozen dataclasses validated at construction).
+
+    Members every kind has
+    ----------------------
+    kind : str (class attribute)
+        Its name in :data:`KINDS` and in the manifest.
+    in_shape, out_shape : tuple of int
+        The tensor one sample takes and gives (the shape rule); the network checks that they chain.
+    in_bits, in_signed, out_bits, out_signed : int, bool
+        The integer ranges in and out; ``out_range`` is the inclusive ``(lo, hi)`` every output is clipped to.
+    name : str or None
+        The name of the tensor this layer gives (None: ``layer<i>``, its place in the network).
+    inputs : tuple of str or None
+        The tensors it takes, by name (``"input"`` is the network's input; None: the previous layer's output,
+        which makes a chain). Every layer of a network names only tensors made before it.
+
+    A kind implements :meth:`forward` (its exact integer golden computation), :meth:`manifest` and
+    :meth:`from_manifest` (its manifest fields, every one required on load), and :attr:`arity` (how many
+    inputs it takes). See ``docs/architecture.md``, "Adding a layer kind".
+    """
+
+    kind: ClassVar[str]
+    #: How many input tensors the kind takes.
+    arity: ClassVar[int] = 1
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def in_range(self) -> tuple[int, int]:
+        return int_range(self.in_bits, self.in_signed)
+
+    def forward(self, x: Any) -> np.ndarray:
+        """int64 ``[N, *out_shape]``: the outputs of inputs ``[N, *in_shape]`` (a vector kind: ``[N, in]``)."""
+        raise NotImplementedError
+
+    def manifest(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The manifest entry of this layer as ``layers[index]`` and its arrays by npz key."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_manifest(cls, entry: Mapping, reader: ManifestReader, at: str) -> LayerKind:
+        """The layer of a manifest entry (``reader`` fetches its arrays and prefixes errors; ``at`` is
+        ``"layers[i]"``)."""
+        raise NotImplementedError
+
+    def _graph_fields(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """``entry`` with this layer's ``kind`` (when not dense), ``name`` and ``inputs`` (when set): fields
+        written only when not their default, so a chain of dense layers keeps the version-1 manifest and digest."""
+        if self.kind != "dense":
+            entry = {"kind": self.kind, **entry}
+        if self.name is not None:
+            entry["name"] = self.name
+        if self.inputs is not None:
+            entry["inputs"] = list(self.inputs)
+        return entry
+
+
+def _check_graph_fields(subject: str, name: Any, inputs: Any, arity: int) -> tuple[str | None, tuple | None]:
+    if name is not None and (not isinstance(name, str) or not name or name == INPUT):
+        raise ValueError(f"{subject} name must be a non-empty string other than {INPUT!r}, or None, not {name!r}")
+    if inputs is None:
+        return name, None
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != arity or \
+            not all(isinstance(t, str) and t for t in inputs):
+        raise ValueError(f"{subject} inputs must be {arity} tensor name{'s' if arity > 1 else ''} (strings) or "
+                         f"None, not {inputs!r}")
+    return name, tuple(inputs)
+
+
+#: The name of the network's input tensor in ``inputs``.
+INPUT = "input"
+
+
+@register_kind
 @dataclasses.dataclass(frozen=True, eq=False)
-class Layer:
-    """One dense layer of an integer network: weights on a PE, requantisation, ReLU, output range.
+class Layer(LayerKind):
+    """One dense layer of an integer network (kind ``dense``): weights on a PE, requantisation, ReLU, output range.
 
     ``output = clip(requantize(acc, multiplier, shift, offset, rounding=rounding), lo, hi)``
     (:class:`sw.requant.Requant`) with ``[lo, hi]`` the range of ``out_bits`` / ``out_signed`` (narrowed by
@@ -708,7 +324,7 @@ class Layer:
         ``"Requantisation must fit int64 (at most 2^63 - 1), not acc bound ... = 2^64.0"``.
     """
 
-    weights: _Weights
+    weights: Weights
     multiplier: np.ndarray
     shift: int
     offset: np.ndarray
@@ -720,8 +336,14 @@ class Layer:
     out_scale: float | None = None
     rounding: str = "half_up"
     out_narrow: bool = False
+    name: str | None = None
+    inputs: tuple[str, ...] | None = None
+
+    kind: ClassVar[str] = "dense"
 
     def __post_init__(self):
+        name, inputs = _check_graph_fields("Layer", self.name, self.inputs, self.arity)
+        object.__setattr__(self, "inputs", inputs)
         if not isinstance(self.weights, tuple(SCHEMES.values())):
             names = ", ".join(cls.__name__ for cls in SCHEMES.values())
             raise TypeError(f"Layer weights must be one of {names}, not {self.weights!r}")
@@ -752,8 +374,12 @@ class Layer:
         return self.weights.out_features
 
     @property
-    def in_range(self) -> tuple[int, int]:
-        return int_range(self.in_bits, self.in_signed)
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.out_features,)
 
     @property
     def out_range(self) -> tuple[int, int]:
@@ -816,13 +442,13 @@ class Layer:
             entry["requant"]["rounding"] = self.rounding
         if self.out_narrow:
             entry["output"]["narrow"] = True
-        return entry, {keys[role]: arr for role, arr in arrays.items()}
+        return self._graph_fields(entry), {keys[role]: arr for role, arr in arrays.items()}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Layer):
             return NotImplemented
         (a, arrays_a), (b, arrays_b) = self.manifest(0), other.manifest(0)
-        return a == b and _equal_arrays(arrays_a, arrays_b)
+        return a == b and equal_arrays(arrays_a, arrays_b)
 
     __hash__ = None
 
@@ -844,33 +470,67 @@ def _check_layer_scalars(prefix: str, shift, relu, in_bits, in_signed, out_bits,
 
 # -- the network --------------------------------------------------------------------------------------------
 
-def _check_chain(spec: InputSpec, layers: Sequence[Layer], prefix: str = "") -> None:
-    """Widths and ranges chain: layer 0 takes the input spec, layer n the output of layer n - 1."""
+def tensor_names(layers: Sequence[LayerKind]) -> list[str]:
+    """The name of the tensor each layer gives: its ``name``, else ``layer<i>``."""
+    return [layer.name if layer.name is not None else f"layer{i}" for i, layer in enumerate(layers)]
+
+
+def _sources(layers: Sequence[LayerKind], prefix: str = "") -> list[tuple[int, ...]]:
+    """Per layer, the indices of the layers whose outputs it takes (-1: the network input). A layer without
+    ``inputs`` takes the previous layer's output (the input for the first); named inputs must be made earlier."""
+    names, seen, sources = tensor_names(layers), {INPUT: -1}, []
+    for i, layer in enumerate(layers):
+        if names[i] in seen:
+            raise ValueError(f"{prefix}layers[{i}].name must be unique among the tensors, not {names[i]!r}")
+        if layer.inputs is None:
+            sources.append((i - 1,))
+        else:
+            missing = [t for t in layer.inputs if t not in seen]
+            if missing:
+                raise ValueError(f"{prefix}layers[{i}].inputs must name the input or earlier layers' tensors "
+                                 f"({', '.join(map(repr, seen))}), not {missing[0]!r}")
+            sources.append(tuple(seen[t] for t in layer.inputs))
+        seen[names[i]] = i
+    return sources
+
+
+def _check_graph(spec: InputSpec, layers: Sequence[LayerKind], prefix: str = "") -> list[tuple[int, ...]]:
+    """Shapes and ranges chain along the graph: every layer takes the tensor shape and integer range its
+    sources give (layer 0 of a chain: the input spec). Returns :func:`_sources`."""
     if not layers:
         raise ValueError(f"{prefix}layers must be a non-empty list, not {list(layers)!r}")
-    features, bits, signed, source = spec.features, spec.bits, spec.signed, "input"
-    for i, layer in enumerate(layers):
-        if layer.in_features != features:
-            what = "features" if source == "input" else "out_features"
-            raise ValueError(f"{prefix}layers[{i}].in_features must be {features} ({source}.{what}), "
-                             f"not {layer.in_features}")
-        if (layer.in_bits, layer.in_signed) != (bits, signed):
-            where = "input" if source == "input" else f"{source}.output"
-            raise ValueError(f"{prefix}layers[{i}].input must be {_range_text(bits, signed)} ({where}), "
-                             f"not {_range_text(layer.in_bits, layer.in_signed)}")
-        features, bits, signed, source = layer.out_features, layer.out_bits, layer.out_signed, f"layers[{i}]"
+    sources = _sources(layers, prefix)
+    for i, (layer, src) in enumerate(zip(layers, sources)):
+        for j in src:
+            source = "input" if j < 0 else f"layers[{j}]"
+            shape = spec.shape if j < 0 else layers[j].out_shape
+            bits, signed = (spec.bits, spec.signed) if j < 0 else (layers[j].out_bits, layers[j].out_signed)
+            if layer.in_shape != shape:
+                if len(shape) == 1 and len(layer.in_shape) == 1 and layer.kind == "dense":
+                    what = "features" if j < 0 else "out_features"
+                    raise ValueError(f"{prefix}layers[{i}].in_features must be {shape[0]} ({source}.{what}), "
+                                     f"not {layer.in_shape[0]}")
+                raise ValueError(f"{prefix}layers[{i}] input shape must be {shape} ({source} output), "
+                                 f"not {layer.in_shape}")
+            if (layer.in_bits, layer.in_signed) != (bits, signed):
+                where = "input" if j < 0 else f"{source}.output"
+                raise ValueError(f"{prefix}layers[{i}].input must be {range_text(bits, signed)} ({where}), "
+                                 f"not {range_text(layer.in_bits, layer.in_signed)}")
+    return sources
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Network:
-    """An integer network: :class:`InputSpec` then a chain of :class:`Layer` s (see the module docstring).
+    """An integer network: :class:`InputSpec` then layers of any kind (:data:`KINDS`), in an order where every
+    layer comes after the tensors it takes (see the module docstring).
 
     Members
     -------
     input : InputSpec
-    layers : tuple of Layer
-        At least one; ``layers[0]`` takes the input (features and range), ``layers[n]`` the output of
-        ``layers[n - 1]``. The last layer's outputs are the logits.
+    layers : tuple of LayerKind
+        At least one. A layer takes the tensors its ``inputs`` name (by default the previous layer's output,
+        the input for ``layers[0]``: a chain); shapes and ranges must match. The last layer's outputs are the
+        logits. :attr:`is_chain` says whether every layer takes the one before it (what ``hw`` compiles today).
 
     Raises
     ------
@@ -890,10 +550,20 @@ class Network:
             raise TypeError(f"Network layers must be a sequence of Layer, not {self.layers!r}")
         layers = tuple(self.layers)
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Network layers[{i}] must be a Layer, not {layer!r}")
-        _check_chain(self.input, layers)
+            if not isinstance(layer, LayerKind):
+                raise TypeError(f"Network layers[{i}] must be a Layer, not {layer!r}")  # any kind of KINDS
+        object.__setattr__(self, "_sources", tuple(_check_graph(self.input, layers)))
         object.__setattr__(self, "layers", layers)
+
+    @property
+    def sources(self) -> tuple[tuple[int, ...], ...]:
+        """Per layer, the indices of the layers it takes (-1: the network input)."""
+        return self._sources
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer takes the previous layer's output (the first: the input), and only that."""
+        return all(src == (i - 1,) for i, src in enumerate(self._sources))
 
     # -- running ------------------------------------------------------------------------------------------
     @property
@@ -904,15 +574,23 @@ class Network:
     def out_features(self) -> int:
         return self.layers[-1].out_features
 
-    def _run(self, x: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _run(self, x: Any) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
         arr = as_int_array("Network input", x, *self.input.range)
         if arr.ndim != 2 or arr.shape[1] != self.input.features:
             raise ValueError(f"Network input must have shape (N, {self.input.features}), not {arr.shape}")
         accs, outs = [], []
-        for layer in self.layers:
-            accs.append(layer.accumulate(arr))
-            arr = layer.requant(accs[-1])
-            outs.append(arr)
+        n = len(arr)
+        for layer, src in zip(self.layers, self._sources):
+            args = [arr if j < 0 else outs[j] for j in src]
+            # every tensor travels flattened per sample ([N, features], channels last); a kind sees its shape
+            args = [a.reshape(n, *layer.in_shape) for a in args]
+            if hasattr(layer, "accumulate"):
+                accs.append(layer.accumulate(*args))
+                out = layer.requant(accs[-1])
+            else:
+                accs.append(None)
+                out = layer.forward(*args)
+            outs.append(np.asarray(out, np.int64).reshape(n, math.prod(layer.out_shape)))
         return accs, outs
 
     def golden(self, x: Any, *, return_acc: bool = False):
@@ -963,7 +641,8 @@ class Network:
         spec = self.input
         data: dict[str, Any] = {
             "format": FORMAT, "version": VERSION,
-            "input": {"features": spec.features, "bits": spec.bits, "signed": spec.signed, "scale": spec.scale},
+            "input": {"features": spec.features, "bits": spec.bits, "signed": spec.signed, "scale": spec.scale,
+                      **({"shape": list(spec.shape)} if len(spec.shape) > 1 else {})},
             "layers": [],
         }
         arrays: dict[str, np.ndarray] = {}
@@ -999,7 +678,7 @@ class Network:
         if not isinstance(other, Network):
             return NotImplemented
         (a, arrays_a), (b, arrays_b) = self.manifest(), other.manifest()
-        return a == b and _equal_arrays(arrays_a, arrays_b)
+        return a == b and equal_arrays(arrays_a, arrays_b)
 
     __hash__ = None
 
@@ -1060,15 +739,18 @@ def load(directory: str | os.PathLike) -> Network:
     except Exception as e:  # zipfile, pickle and format errors alike: one line
         raise ValueError(f"{nname} must be a numpy .npz archive without pickles, not unreadable ({e})") from None
 
-    top = _prefixed(jname, lambda: _keys("", data, ("format", "version", "input", "layers")))
+    top = _prefixed(jname, lambda: manifest_keys("", data, ("format", "version", "input", "layers")))
     if top["format"] != FORMAT:
         raise ValueError(f"{jname}: format must be {FORMAT!r}, not {top['format']!r}")
     if isinstance(top["version"], bool) or top["version"] != VERSION:
         raise ValueError(f"{jname}: version must be {VERSION} (the versions this peforge reads), "
                          f"not {top['version']!r}")
-    spec_data = _prefixed(jname, lambda: _keys("input", top["input"], ("features", "bits", "signed"), ("scale",)))
+    spec_data = _prefixed(jname, lambda: manifest_keys("input", top["input"], ("features", "bits", "signed"),
+                                                       ("scale", "shape")))
+    shape = spec_data.get("shape")
     spec = _prefixed(f"{jname}: input", lambda: InputSpec(spec_data["features"], spec_data["bits"], spec_data["signed"],
-                                                          spec_data.get("scale")))
+                                                          spec_data.get("scale"),
+                                                          tuple(shape) if isinstance(shape, list) else shape))
     if not isinstance(top["layers"], list) or not top["layers"]:
         raise ValueError(f"{jname}: layers must be a non-empty list, not {top['layers']!r}")
     used: set[str] = set()
@@ -1076,7 +758,7 @@ def load(directory: str | os.PathLike) -> Network:
     unused = sorted(set(stored) - used)
     if unused:
         raise ValueError(f"{nname} must hold only the arrays network.json names, not also {unused[0]!r}")
-    _prefixed(jname, lambda: _check_chain(spec, layers))
+    _prefixed(jname, lambda: _check_graph(spec, layers))
     return Network(spec, tuple(layers))
 
 
@@ -1092,101 +774,105 @@ def layer_from_manifest(entry: Any, arrays: Mapping[str, np.ndarray], where: str
     return _load_layer(0, entry, arrays, set(), where, where)
 
 
+@dataclasses.dataclass
+class ManifestReader:
+    """What a kind's :meth:`LayerKind.from_manifest` reads with: the stored arrays, the keys already used, and the
+    names of the two files (``jname``: network.json, ``nname``: weights.npz) that errors start with."""
+
+    stored: Mapping[str, np.ndarray]
+    used: set[str]
+    jname: str
+    nname: str
+
+    def field(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``: a check of manifest fields, its errors prefixed with network.json's name."""
+        return _prefixed(self.jname, fn)
+
+    def check(self, where: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, its errors prefixed with ``<file>: <where>`` (file: network.json)."""
+        return _prefixed(f"{self.jname}: {where}", fn)
+
+    def build(self, where: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` building from arrays, its errors prefixed with ``<weights.npz>: <where>``."""
+        return _prefixed(f"{self.nname}: {where}", fn)
+
+    def arrays(self, at: str, keys: Mapping[str, Any], shapes: Mapping[str, tuple[tuple[int, ...], str]]
+               ) -> dict[str, np.ndarray]:
+        """The arrays ``keys[role]`` names, each checked to exist, be named once and have ``shapes[role]``."""
+        arrays = {}
+        for role, (shape, axes) in shapes.items():
+            key = keys[role]
+            if not isinstance(key, str) or key not in self.stored:
+                raise ValueError(f"{self.jname}: {at}.arrays.{role} must name an array of {WEIGHTS}, not {key!r}")
+            if key in self.used:
+                raise ValueError(f"{self.jname}: {at}.arrays.{role} must name an array no other field names, "
+                                 f"not {key!r}")
+            self.used.add(key)
+            if self.stored[key].shape != shape:
+                raise ValueError(f"{self.nname}: {key!r} ({at}.arrays.{role}) must have shape {shape} ({axes}), "
+                                 f"not {self.stored[key].shape}")
+            arrays[role] = self.stored[key]
+        return arrays
+
+
+#: The manifest fields every kind may carry (:meth:`LayerKind._graph_fields`).
+GRAPH_FIELDS = ("kind", "name", "inputs")
+
+
 def _load_layer(i: int, entry: Any, stored: Mapping[str, np.ndarray], used: set[str], jname: str,
-                nname: str) -> Layer:
+                nname: str) -> LayerKind:
     at = f"layers[{i}]"
-    entry = _prefixed(jname, lambda: _keys(at, entry, ("scheme", "in_features", "out_features", "input", "format",
-                                                       "requant", "relu", "output", "arrays")))
-    _prefixed(jname, lambda: check_choice(f"{at}.scheme", entry["scheme"], SCHEMES))
-    cls = SCHEMES[entry["scheme"]]
-    inp = _prefixed(jname, lambda: _keys(f"{at}.input", entry["input"], ("bits", "signed")))
-    out = _prefixed(jname, lambda: _keys(f"{at}.output", entry["output"], ("bits", "signed"), ("scale", "narrow")))
-    req = _prefixed(jname, lambda: _keys(f"{at}.requant", entry["requant"], ("shift",), ("rounding",)))
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{jname}: {at} must be a JSON object, not {entry!r}")
+    kind = entry.get("kind", "dense")
+    _prefixed(jname, lambda: check_choice(f"{at}.kind", kind, KINDS))
+    return KINDS[kind].from_manifest(entry, ManifestReader(stored, used, jname, nname), at)
+
+
+def _graph_entry(reader: ManifestReader, entry: Mapping, at: str, arity: int) -> dict[str, Any]:
+    """The ``name`` and ``inputs`` of a manifest entry as constructor keywords, checked."""
+    name, inputs = reader.field(lambda: _check_graph_fields(at, entry.get("name"), entry.get("inputs"), arity))
+    return {"name": name, "inputs": inputs}
+
+
+def _load_dense(cls, entry: Mapping, reader: ManifestReader, at: str) -> Layer:
+    jname = reader.jname
+    entry = reader.field(lambda: manifest_keys(at, entry, ("scheme", "in_features", "out_features", "input",
+                                                            "format", "requant", "relu", "output", "arrays"),
+                                               GRAPH_FIELDS))
+    reader.field(lambda: check_choice(f"{at}.scheme", entry["scheme"], SCHEMES))
+    scheme = SCHEMES[entry["scheme"]]
+    inp = reader.field(lambda: manifest_keys(f"{at}.input", entry["input"], ("bits", "signed")))
+    out = reader.field(lambda: manifest_keys(f"{at}.output", entry["output"], ("bits", "signed"), ("scale", "narrow")))
+    req = reader.field(lambda: manifest_keys(f"{at}.requant", entry["requant"], ("shift",), ("rounding",)))
     rounding, narrow = req.get("rounding", ROUNDINGS[0]), out.get("narrow", False)
-    _prefixed(jname, lambda: check_rounding(f"{at}.requant.rounding", rounding))
-    _prefixed(jname, lambda: check_bool(f"{at}.output.narrow", narrow))
+    reader.field(lambda: check_rounding(f"{at}.requant.rounding", rounding))
+    reader.field(lambda: check_bool(f"{at}.output.narrow", narrow))
     names = {"shift": f"{at}.requant.shift", "relu": f"{at}.relu", "in_bits": f"{at}.input.bits",
              "in_signed": f"{at}.input.signed", "out_bits": f"{at}.output.bits", "out_signed": f"{at}.output.signed",
              "out_scale": f"{at}.output.scale"}
-    _prefixed(jname, lambda: _check_layer_scalars("", req["shift"], entry["relu"], inp["bits"], inp["signed"],
-                                                  out["bits"], out["signed"], out.get("scale"), names))
+    reader.field(lambda: _check_layer_scalars("", req["shift"], entry["relu"], inp["bits"], inp["signed"],
+                                              out["bits"], out["signed"], out.get("scale"), names))
     for field in ("in_features", "out_features"):
-        _prefixed(jname, lambda: check_int(f"{at}.{field}", entry[field], min=1))
-    params = _prefixed(f"{jname}: {at}.format", lambda: cls.parse_format(entry["format"]))
+        reader.field(lambda: check_int(f"{at}.{field}", entry[field], min=1))
+    graph = _graph_entry(reader, entry, at, cls.arity)
+    params = reader.check(f"{at}.format", lambda: scheme.parse_format(entry["format"]))
     n_in, n_out = entry["in_features"], entry["out_features"]
-    shapes = _prefixed(f"{jname}: {at}", lambda: cls.shapes(params, n_in, n_out))
+    shapes = reader.check(at, lambda: scheme.shapes(params, n_in, n_out))
     shapes.update(multiplier=((n_out,), "out_features"), offset=((n_out,), "out_features"))
-    keys = _prefixed(jname, lambda: _keys(f"{at}.arrays", entry["arrays"], tuple(shapes)))
-    arrays = {}
-    for role, (shape, axes) in shapes.items():
-        key = keys[role]
-        if not isinstance(key, str) or key not in stored:
-            raise ValueError(f"{jname}: {at}.arrays.{role} must name an array of {WEIGHTS}, not {key!r}")
-        if key in used:
-            raise ValueError(f"{jname}: {at}.arrays.{role} must name an array no other field names, not {key!r}")
-        used.add(key)
-        if stored[key].shape != shape:
-            raise ValueError(f"{nname}: {key!r} ({at}.arrays.{role}) must have shape {shape} ({axes}), "
-                             f"not {stored[key].shape}")
-        arrays[role] = stored[key]
-    weights = _prefixed(f"{nname}: {at}", lambda: cls.build(params, {r: arrays[r] for r in cls.roles}, n_in, n_out))
-    _prefixed(jname, lambda: weights.check_input(inp["bits"], inp["signed"], f"{at}.input"))
-    return _prefixed(f"{nname}: {at}", lambda: Layer(
+    keys = reader.field(lambda: manifest_keys(f"{at}.arrays", entry["arrays"], tuple(shapes)))
+    arrays = reader.arrays(at, keys, shapes)
+    weights = reader.build(at, lambda: scheme.build(params, {r: arrays[r] for r in scheme.roles}, n_in, n_out))
+    reader.field(lambda: weights.check_input(inp["bits"], inp["signed"], f"{at}.input"))
+    return reader.build(at, lambda: cls(
         weights, arrays["multiplier"], req["shift"], arrays["offset"], entry["relu"], inp["bits"], inp["signed"],
-        out["bits"], out["signed"], out.get("scale"), rounding, narrow))
+        out["bits"], out["signed"], out.get("scale"), rounding, narrow, **graph))
+
+
+Layer.from_manifest = classmethod(_load_dense)
 
 
 # -- random networks (tests, hardware tests) -----------------------------------------------------------------
-
-def _divisor(scheme: str, rng: np.random.Generator) -> int:
-    """What the layer's in_features must be a multiple of (N:M m or circulant k; 1 otherwise)."""
-    if scheme == "nm":
-        return int(rng.choice([2, 4, 8]))
-    if scheme == "circulant":
-        return int(rng.choice([4, 8]))
-    return 1
-
-
-def _random_weights(scheme: str, rng: np.random.Generator, n_in: int, n_out: int, bits: int, signed: bool,
-                    m_or_k: int) -> _Weights:
-    if scheme == "fixed":
-        w_bits = int(rng.integers(2, 9))
-        lo, hi = fixed.weight_range(w_bits)
-        return FixedWeights(rng.integers(lo, hi + 1, (n_out, n_in)), w_bits)
-    if scheme == "sp2":
-        fmt = SP2Format(int(rng.integers(3, 7)))
-        return SP2Weights(rng.integers(0, fmt.n_codes, (n_out, n_in)), fmt)
-    if scheme == "msq":
-        fmt, w_bits = SP2Format(int(rng.integers(3, 6))), int(rng.integers(2, 7))
-        kinds = rng.random(n_out) < 0.5
-        lo, hi = fixed.weight_range(w_bits)
-        return MSQWeights(kinds, np.where(kinds[:, None], rng.integers(0, fmt.n_codes, (n_out, n_in)), 0),
-                          np.where(kinds[:, None], 0, rng.integers(lo, hi + 1, (n_out, n_in))), fmt, w_bits)
-    if scheme == "nm":
-        fmt, w_bits = NMFormat(int(rng.integers(1, m_or_k)), m_or_k), int(rng.integers(2, 9))
-        lo, hi = fixed.weight_range(w_bits)
-        dense = rng.integers(lo, hi + 1, (n_out, n_in))
-        keep = np.zeros((n_out, n_in // fmt.m, fmt.m), bool)
-        order = np.argsort(rng.random(keep.shape), axis=-1)[..., :fmt.n]
-        np.put_along_axis(keep, order, rng.random(order.shape) < 0.8, axis=-1)
-        return NMWeights(*nm.pack(dense * keep.reshape(n_out, n_in), fmt), fmt, w_bits)
-    if scheme == "circulant":
-        fmt = CirculantFormat(block=m_or_k, act_bits=bits, act_signed=signed, w_bits=int(rng.integers(6, 11)),
-                              tw_bits=int(rng.integers(8, 15)), guard_bits=int(rng.integers(0, 4)),
-                              max_q=max(1, n_in // m_or_k))
-        lo, hi = fmt.w_range
-        spectra = rng.integers(lo, hi + 1, (-(-n_out // fmt.block), n_in // fmt.block, fmt.bins, 2))
-        spectra[:, :, [0, -1], 1] = 0
-        return CirculantWeights(spectra, fmt, n_out)
-    # crossbar: one sign per fragment of rows_per_sub rows of a column
-    rps = int(rng.integers(1, 9))
-    cell_bits = int(rng.integers(1, 3))
-    fmt = CrossbarFormat(rows=-(-n_in // rps) * rps, cols=int(rng.integers(1, n_out + 1)), rows_per_sub=rps,
-                         act_bits=bits, w_bits=cell_bits * int(rng.integers(1, 4)), cell_bits=cell_bits)
-    mags = rng.integers(0, fmt.w_max + 1, (fmt.rows, n_out))
-    signs = np.repeat(rng.choice([-1, 1], (fmt.sub_arrays, n_out)), rps, axis=0)
-    return CrossbarWeights((mags * signs)[:n_in], fmt)
-
 
 def random_network(rng: np.random.Generator, *, depth: int | None = None, schemes: Sequence[str] | None = None,
                    max_features: int = 24, samples: int = 64, rounding: str = "half_up",
@@ -1223,12 +909,12 @@ def random_network(rng: np.random.Generator, *, depth: int | None = None, scheme
     signed = [bool(rng.random() < 0.5) for _ in range(depth)]
     plan = []
     for i in range(depth):
-        allowed = [s for s in pool if s != "crossbar" or not signed[i]] or ["crossbar"]
+        allowed = [s for s in pool if not SCHEMES[s].unsigned_input or not signed[i]] or pool[:1]
         scheme = str(rng.choice(allowed))
-        if scheme == "crossbar":
+        if SCHEMES[scheme].unsigned_input:
             signed[i] = False
         plan.append(scheme)
-    divisors = [_divisor(s, rng) for s in plan]
+    divisors = [SCHEMES[s].random_unit(rng) for s in plan]
     widths = []
     for d in divisors:
         widths.append(d * int(rng.integers(1, max_features // d + 1)))
@@ -1241,7 +927,7 @@ def random_network(rng: np.random.Generator, *, depth: int | None = None, scheme
         out_bits = int(rng.integers(16, 33)) if last else bits[i + 1]
         out_signed = True if last else signed[i + 1]
         relu = bool(rng.random() < 0.5) and not last
-        w = _random_weights(scheme, rng, widths[i], widths[i + 1], bits[i], signed[i], divisors[i])
+        w = SCHEMES[scheme].random(rng, widths[i], widths[i + 1], bits[i], signed[i], divisors[i])
         probe = Layer(w, np.zeros(widths[i + 1], np.int64), 1, np.zeros(widths[i + 1], np.int64), relu, bits[i],
                       signed[i], out_bits, out_signed)
         acc = probe.accumulate(x).astype(np.float64)

@@ -181,7 +181,8 @@ class Params:
 
     # -- construction from outside data ---------------------------------------------------------
     @classmethod
-    def _field_types(cls) -> dict[str, Any]:
+    def field_types(cls) -> dict[str, Any]:
+        """Every field's type (resolved annotations): a nested :class:`Params` field's type is its class."""
         return typing.get_type_hints(cls)
 
     @classmethod
@@ -195,7 +196,7 @@ class Params:
             raise ValueError(
                 f"Parameter {unknown[0]!r} is not a parameter of {cls.__name__}; "
                 f"allowed: {', '.join(names)}")
-        types = cls._field_types()
+        types = cls.field_types()
         kwargs = {}
         for key, value in data.items():
             kind = types[key]
@@ -224,7 +225,7 @@ class Params:
                     name = f"{prefix}{f.name}"
                     if f.default is None and name not in settings:
                         node[f.name] = None
-                kind = owner_cls._field_types().get(part) if part is not None else None
+                kind = owner_cls.field_types().get(part) if part is not None else None
                 if not (isinstance(kind, type) and issubclass(kind, Params)):
                     break
                 owner_cls, node, prefix = kind, node[part], f"{prefix}{part}."
@@ -232,13 +233,13 @@ class Params:
             path = dotted.split(".")
             owner_cls, node = type(self), data
             for part in path[:-1]:
-                kind = owner_cls._field_types().get(part)
+                kind = owner_cls.field_types().get(part)
                 if not (isinstance(kind, type) and issubclass(kind, Params)):
                     raise ValueError(f"Parameter {dotted!r} is not a parameter of {type(self).__name__}; "
                                      f"allowed: {', '.join(self.parameter_names())}")
                 owner_cls, node = kind, node[part]
             leaf = path[-1]
-            kind = owner_cls._field_types().get(leaf) if dataclasses.is_dataclass(owner_cls) else None
+            kind = owner_cls.field_types().get(leaf) if dataclasses.is_dataclass(owner_cls) else None
             if kind is None or (isinstance(kind, type) and issubclass(kind, Params)):
                 raise ValueError(f"Parameter {dotted!r} is not a parameter of {type(self).__name__}; "
                                  f"allowed: {', '.join(self.parameter_names())}")
@@ -268,7 +269,7 @@ class Params:
     @classmethod
     def parameter_names(cls, prefix: str = "") -> list[str]:
         names = []
-        types = cls._field_types()
+        types = cls.field_types()
         for f in dataclasses.fields(cls):
             kind = types[f.name]
             if isinstance(kind, type) and issubclass(kind, Params):
@@ -280,7 +281,7 @@ class Params:
     def describe(self, prefix: str = "") -> list[tuple[str, str, Any, str]]:
         """``(dotted name, type name, value, doc)`` for every leaf parameter of this instance."""
         rows = []
-        types = type(self)._field_types()
+        types = type(self).field_types()
         for f in dataclasses.fields(self):
             kind, value = types[f.name], getattr(self, f.name)
             if isinstance(value, Params):

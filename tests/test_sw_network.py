@@ -323,7 +323,7 @@ JSON_ERRORS = [
     (_set(["version"], 2), J + r"version must be 1 \(the versions this peforge reads\), not 2$"),
     (_set(["format"], "onnx"), J + r"format must be 'peforge-network', not 'onnx'$"),
     (_drop(["layers", 0, "relu"]), J + r"layers\[0\]\.relu must be given, not missing$"),
-    (_set(["layers", 0, "bias"], 0), J + r"layers\[0\] keys must be among 'scheme', .*'arrays', not 'bias'$"),
+    (_set(["layers", 0, "bias"], 0), J + r"layers\[0\] keys must be among 'scheme', .*'arrays', 'kind', 'name', 'inputs', not 'bias'$"),
     (_set(["extra"], 1), J + r"Manifest keys must be among 'format', 'version', 'input', 'layers', not 'extra'$"),
     (_set(["layers", 0, "arrays", "codes"], "nope"),
      J + r"layers\[0\]\.arrays\.codes must name an array of weights\.npz, not 'nope'$"),
@@ -622,3 +622,129 @@ def test_from_torch_errors():
     with pytest.raises(ValueError, match=r"^Model layer 0 \(PolarizedLinear\): PolarizedLinear weight must be "
                                          r"polarised \(harden\(\) it first\), not [\d.]+ away from it$"):
         from_torch(nn.Sequential(PolarizedLinear(8, 2, rows_per_sub=4)), x.abs())
+
+
+# -- layer kinds, the graph, strict formats (issue 29) ---------------------------------------------------------
+
+STRICT_FORMAT_ERRORS = [
+    (_drop(["layers", 0, "format", "m1"]), J + r"layers\[0\]\.format: format\.m1 must be given, not missing$"),
+    (_set(["layers", 0, "format", "m1"], None),
+     J + r"layers\[0\]\.format: format\.m1 must be given \(not null\), not None$"),
+    (_drop(["layers", 2, "format", "adc_bits"]),
+     J + r"layers\[2\]\.format: format\.adc_bits must be given, not missing$"),
+    (_set(["layers", 1, "kind"], "conv9d"), J + r"layers\[1\]\.kind must be one of 'dense', not 'conv9d'$"),
+    (_set(["layers", 1, "inputs"], ["nowhere"]),
+     J + r"layers\[1\]\.inputs must name the input or earlier layers' tensors \('input', 'layer0'\), not 'nowhere'$"),
+    (_set(["layers", 1, "inputs"], ["a", "b"]),
+     J + r"layers\[1\] inputs must be 1 tensor name \(strings\) or None, not \['a', 'b'\]$"),
+    (_set(["layers", 1, "name"], "layer0"), J + r"layers\[1\]\.name must be unique among the tensors, not 'layer0'$"),
+    (_set(["input", "shape"], [2, 3]),
+     J + r"input: Input shape must be a tuple of 1 to 3 positive integers whose product is features = 8, "
+         r"not \(2, 3\)$"),
+]
+
+
+@pytest.mark.parametrize("edit, message", STRICT_FORMAT_ERRORS)
+def test_load_requires_every_format_field_and_a_valid_graph(tmp_path, edit, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        load(_saved(tmp_path, edit))
+
+
+def _circulant_manifest_without(tmp_path, field):
+    rng = np.random.default_rng(3)
+    w = CirculantWeights.random(rng, 8, 8, 8, False, 4)
+    net = Network(InputSpec(8, 8, False), (one_layer(w, in_bits=8).layers[0],))
+    d = net.save(tmp_path / field)
+    data = json.loads((d / "network.json").read_text())
+    del data["layers"][0]["format"][field]
+    (d / "network.json").write_text(json.dumps(data))
+    return d
+
+
+@pytest.mark.parametrize("field", ["tw_bits", "max_q", "guard_bits", "ifft_scale"])
+def test_a_circulant_format_without_a_field_is_refused(tmp_path, field):
+    """Before: a circulant format without tw_bits loaded with 16, without max_q with 64 (defaults that change
+    the arithmetic)."""
+    with pytest.raises(ValueError, match=rf"^\S*network\.json: layers\[0\]\.format: format\.{field} must be "
+                                         r"given, not missing$"):
+        load(_circulant_manifest_without(tmp_path, field))
+
+
+def test_msq_sp2_format_is_strict(tmp_path):
+    rng = np.random.default_rng(4)
+    w = MSQWeights.random(rng, 6, 4, 8, False, 1)
+    net = Network(InputSpec(6, 8, False), (one_layer(w).layers[0],))
+    d = net.save(tmp_path / "msq")
+    data = json.loads((d / "network.json").read_text())
+    del data["layers"][0]["format"]["sp2"]["m1"]
+    (d / "network.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"^\S*network\.json: layers\[0\]\.format: format\.sp2\.m1 must be given, "
+                                         r"not missing$"):
+        load(d)
+
+
+def test_a_version_1_chain_keeps_its_manifest_and_digest(tmp_path):
+    """A chain of dense layers writes exactly the version-1 fields (no kind, name, inputs or input shape), so
+    every network saved before layer kinds loads and keeps its digest."""
+    net = _base_network()
+    data, _ = net.manifest()
+    assert set(data["input"]) == {"features", "bits", "signed", "scale"}
+    for entry in data["layers"]:
+        assert set(entry) == {"scheme", "in_features", "out_features", "input", "format", "requant", "relu",
+                              "output", "arrays"}
+    again = load(net.save(tmp_path / "n"))
+    assert again.digest() == net.digest() and again.is_chain and [layer.kind for layer in again.layers] == ["dense"] * 3
+    assert net.input.shape == (8,)
+
+
+def test_kinds_registry_and_shapes():
+    from peforge.sw.network import KINDS, LayerKind
+
+    assert KINDS["dense"] is Layer and issubclass(Layer, LayerKind)
+    layer = _base_network().layers[1]
+    assert (layer.in_shape, layer.out_shape) == ((8,), (6,))
+
+
+def test_a_graph_that_is_not_a_chain_runs_by_names(tmp_path):
+    """Layer 2 takes the network input by name, not layer 1's output: golden follows the names, and the
+    manifest round trip keeps them."""
+    rng = np.random.default_rng(11)
+    w0 = FixedWeights(rng.integers(-8, 8, (5, 8)), 4)
+    w1 = FixedWeights(rng.integers(-8, 8, (3, 5)), 4)
+    w2 = FixedWeights(rng.integers(-8, 8, (3, 8)), 4)
+    l0 = Layer(w0, *_mo(rng, 5, 12), True, 4, False, 8, False, name="hidden")
+    l1 = Layer(w1, *_mo(rng, 3, 12), False, 8, False, 16, True, inputs=("hidden",))
+    l2 = Layer(w2, *_mo(rng, 3, 12), False, 4, False, 16, True, name="skip", inputs=("input",))
+    net = Network(InputSpec(8, 4, False), (l0, l1, l2))
+    assert not net.is_chain and net.sources == ((-1,), (0,), (-1,))
+    x = rng.integers(0, 16, (20, 8))
+    np.testing.assert_array_equal(net.golden(x), requant_reference(reference_acc(l2, x), l2))
+    again = load(net.save(tmp_path / "g"))
+    assert again == net and again.sources == net.sources and again.layers[2].name == "skip"
+    with pytest.raises(ValueError, match=r"^layers\[2\]\.in_features must be 8 \(input\.features\), not 5$"):
+        Network(InputSpec(8, 4, False), (l0, l1, Layer(w1, *_mo(rng, 3, 12), False, 4, False, 16, True,
+                                                         inputs=("input",))))
+
+
+def test_a_dense_layer_takes_a_vector_only():
+    """A shaped input ([C, H, W]) reaches a dense layer only through a layer that flattens it."""
+    rng = np.random.default_rng(12)
+    w = FixedWeights(rng.integers(-8, 8, (3, 12)), 4)
+    assert InputSpec(12, 4, False, shape=(3, 2, 2)).shape == (3, 2, 2)
+    with pytest.raises(ValueError, match=r"^layers\[0\] input shape must be \(3, 2, 2\) \(input output\), not \(12,\)$"):
+        Network(InputSpec(12, 4, False, shape=(3, 2, 2)), (Layer(w, *_mo(rng, 3, 12), False, 4, False, 16, True),))
+
+
+def test_weights_know_their_dense_matrix_storage_and_random_draw():
+    """Callers no longer recompute these per scheme: checked against the independent decoders above."""
+    rng = np.random.default_rng(13)
+    for scheme, cls in SCHEMES.items():
+        unit = cls.random_unit(rng)
+        w = cls.random(rng, 4 * unit, 5, 8, scheme != "crossbar" and bool(rng.random() < 0.5), unit)
+        assert type(w) is cls and w.in_features == 4 * unit and w.out_features == 5 and w.storage_bits() > 0
+        if scheme == "circulant":
+            with pytest.raises(ValueError, match=r"^circulant weights must be a dense integer matrix"):
+                w.dense()
+            continue
+        layer = Layer(w, np.zeros(5, np.int64), 1, np.zeros(5, np.int64), False, 8, False, 16, True)
+        np.testing.assert_array_equal(w.dense(), dense_integer_weights(layer))
