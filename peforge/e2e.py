@@ -14,8 +14,8 @@ default (balanced) folding, or that folding with ``--set layer.N.lanes=..`` over
 * LUT / FF / DSP / BRAM / Fmax of the whole accelerator on ECP5-85F from a real synthesis
   (:func:`synth.synthesize_network`), inferences/s = Fmax / measured interval, and whether it fits the
   iCE40-UP5K (a real iCE40 synthesis: nextpnr places it or fails to). Every synthesis result is cached as JSON
-  under ``build/e2e-synth/<compiled digest>-<target>.json``, together with the generator fingerprint
-  (:func:`hw.verilog.generator_fingerprint`), so a rerun with the same code resynthesises nothing.
+  by compiled digest, target, seeds and generator fingerprint (:mod:`peforge.synth_cache`, shared with
+  ``peforge bench network`` and ``peforge explore``), so a rerun with the same code resynthesises nothing.
   ``synth=False`` (``--no-synth``) skips synthesis and leaves those columns empty.
 
 It writes ``e2e.md``, ``e2e.json`` and ``e2e.png`` (accuracy against ECP5 LUTs and against inferences/s) to
@@ -60,44 +60,20 @@ ICE40_ATTEMPT_LUTS = 2 * UP5K_LC
 
 # -- synthesis, cached by digest ---------------------------------------------------------------------------
 
-def _cache_path(compiled, target: str) -> Path:
-    from peforge.hw.verilog import build_root
-
-    return build_root() / "e2e-synth" / f"{compiled.digest()}-{target}.json"
-
-
 def cached_synth(compiled, target: str, *, progress=None) -> dict:
-    """The synthesis of ``compiled`` (the whole accelerator) for ``target``, from the cache when it holds this
-    digest and generator, else run (:func:`synth.synthesize_network`, seed 1) and cached.
+    """The synthesis of ``compiled`` (the whole accelerator) for ``target`` (:func:`synth.synthesize_network`, seed 1,
+    its automatic pin wrapper) through :func:`peforge.synth_cache.synthesise`: from the cache when it holds this
+    digest and generator, else run and cached; a failed place and route is cached too.
 
     Returns a dict: ``placed`` (nextpnr placed and routed it), ``lut``, ``ff``, ``dsp``, ``bram``, ``fmax_mhz``
     (None unless placed), ``error`` (the failing tool's message, or None), ``seconds`` (of the synthesis that
     produced it), ``cached`` (read from the cache), ``digest``, ``target``, ``generator``.
     """
-    from peforge.hw.verilog import generator_fingerprint
-    from peforge.synth import SynthError, synthesize_network
+    from peforge.synth_cache import synthesise
 
-    path, generator = _cache_path(compiled, target), generator_fingerprint()
-    if path.is_file():
-        try:
-            entry = json.loads(path.read_text())
-        except ValueError:
-            entry = {}
-        if entry.get("generator") == generator and entry.get("digest") == compiled.digest():
-            return {**entry, "cached": True}
-    start = time.monotonic()
-    try:
-        result = synthesize_network(compiled, target=target, progress=progress)
-        entry = {**{k: getattr(result, k) for k in ("lut", "ff", "dsp", "bram", "fmax_mhz", "wrapped")},
-                 "placed": True, "error": None}
-    except SynthError as exc:  # nextpnr cannot place it (too big for the part), or a tool failed
-        entry = {"lut": None, "ff": None, "dsp": None, "bram": None, "fmax_mhz": None, "wrapped": None,
-                 "placed": False, "error": str(exc)}
-    entry.update(digest=compiled.digest(), target=target, generator=generator,
-                 seconds=round(time.monotonic() - start, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entry, indent=1) + "\n")
-    return {**entry, "cached": False}
+    entry = synthesise(compiled, target, progress=progress)
+    return {k: entry[k] for k in ("lut", "ff", "dsp", "bram", "fmax_mhz", "wrapped", "placed", "error", "digest",
+                                  "target", "generator", "seconds", "cached")}
 
 
 def _fits_up5k(compiled, ecp5: dict, progress) -> dict:
@@ -280,7 +256,7 @@ def _note(split_size: int, synthesised: list[str], up5k: bool, elapsed: float) -
     which = "" if set(synthesised) == set(digits.SCHEMES) else (
         f" Synthesised in this run: {', '.join(synthesised)} (the others: - ; `peforge e2e` synthesises all).")
     resources = ("LUT/FF/DSP/BRAM/Fmax: the whole accelerator on ECP5-85F (yosys + nextpnr, seed 1, cached by "
-                 "compiled digest under build/e2e-synth/); inferences/s = Fmax / measured interval; "
+                 "compiled digest under build/synth-cache/); inferences/s = Fmax / measured interval; "
                  f"{fit}; forms: controller + register emulator of the array (a real ReRAM array replaces the "
                  f"emulator).{which}" if synthesised else
                  "Not synthesised (--no-synth): no LUT/FF/DSP/BRAM/Fmax, inferences/s or UP5K fit.")

@@ -286,7 +286,7 @@ def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
     c = compiled("nm")
     first = e2e.cached_synth(c, "ecp5-85k")
     assert first["placed"] and first["lut"] == 1234 and not first["cached"] and calls == ["ecp5-85k"]
-    stored = json.loads((tmp_path / "e2e-synth" / f"{c.digest()}-ecp5-85k.json").read_text())
+    stored = json.loads((tmp_path / "synth-cache" / f"{c.digest()}-ecp5-85k-1-auto.json").read_text())
     assert stored["digest"] == c.digest() and stored["lut"] == 1234
     again = e2e.cached_synth(c, "ecp5-85k")
     assert again["cached"] and again["lut"] == 1234 and calls == ["ecp5-85k"]     # not synthesised again

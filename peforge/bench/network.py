@@ -12,7 +12,6 @@ sees where folded PEs and unrolled adder graphs each win. ``inferences/s = Fmax 
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -43,56 +42,18 @@ def _folding_text(folding) -> str:
     return ", ".join(f"{f.lanes}x{f.pes}" + (f"/r{f.requant}" if f.requant > 1 else "") for f in folding.layers)
 
 
-def _logic_cells(result) -> int | None:
-    """ICESTORM_LC (LUT4 + carry + FF cells) from the first seed's nextpnr report of an iCE40 run."""
-    try:
-        report = json.loads((Path(result.build_dir) / f"report_seed{result.seeds[0]}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return report.get("utilization", {}).get("ICESTORM_LC", {}).get("used")
-
-
-def _error(exc: Exception) -> str:
-    """The first line of a failed synthesis, without the machine's log path."""
-    return re.sub(r" \(log: [^)]*\)", "", str(exc).splitlines()[0]).rstrip(":")
-
-
-def _cache(compiled, target: str, seeds) -> Path:
-    from peforge.hw.verilog import build_root
-
-    return build_root() / "bench-network" / f"{compiled.digest()}-{target}-{'-'.join(map(str, seeds))}.json"
-
-
 def measure_point(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds, progress) -> dict:
-    """One accelerator: RTL run of every image (interval, latency, equality), then synthesis for ``target``.
-
-    The record is kept under ``build/bench-network/`` by digest, target and seeds with the generator's
-    fingerprint, so an interrupted bench resumes: a point whose design and generator are unchanged is not
-    measured twice (its record says ``cached``)."""
-    from peforge.hw.verilog import generator_fingerprint
-
-    path, generator = _cache(compiled, target, seeds), generator_fingerprint()
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if cached.get("generator") == generator and cached.get("images") == len(x):
-        return {**cached, "cached": True}
-    record = _measure(scheme, kind, compiled, x, golden, target=target, seeds=seeds, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**record, "generator": generator}, indent=1) + "\n")
-    return {**record, "generator": generator, "cached": False}
-
-
-def _measure(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds, progress) -> dict:
-    from peforge.synth import SynthError, synthesize_network
+    """One accelerator: RTL run of every image (interval, latency, equality), then synthesis for ``target`` in the
+    pin wrapper through :func:`peforge.synth_cache.synthesise`, so an interrupted bench resumes: a design whose
+    synthesis with these seeds and this generator is in the cache (by this bench, ``peforge e2e`` or
+    ``peforge explore``) is not synthesised twice (its record says ``cached``)."""
+    from peforge.synth_cache import RECORD, error_line, synthesise
     from peforge.tb.network import rtl_infer
 
     progress.step(f"RTL: {len(x)} images through {compiled.digest()}")
     rtl, stats = rtl_infer(compiled, x)
     equal = int(np.sum(np.all(rtl == golden, axis=1)))
     progress.step(f"synthesis for {target}")
-    start = time.monotonic()
     record = {"label": f"{scheme} {_folding_text(compiled.folding)}", "pe": "network",
               "params": {"scheme": scheme, "folding": compiled.folding.to_list(),
                          "network_digest": compiled.network.digest()},
@@ -101,18 +62,17 @@ def _measure(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds,
               "interval": stats.interval, "predicted_interval": compiled.interval, "latency": stats.latency,
               "multipliers": sum(p.multipliers for p in compiled.plans), "busy": compiled.busy(stats.interval),
               "weight_bits": sum(p.weight_bits for p in compiled.plans), "inferences_per_s": None}
-    try:
-        result = synthesize_network(compiled, target=target, seeds=seeds, wrap=True)
-    except SynthError as exc:  # one failed design must not lose the rest of the table
-        record["error"] = _error(exc)
+    entry = synthesise(compiled, target, seeds=tuple(seeds), wrap=True)
+    if not entry["placed"]:  # one failed design must not lose the rest of the table
+        record["error"] = error_line(entry["error"])
     else:
-        record.update(wrapped=result.wrapped, synth=synth_record(result))
+        record.update(wrapped=entry["wrapped"], synth={k: entry[k] for k in RECORD})
         if target.startswith("ice40"):
-            record["lc"] = _logic_cells(result)
-        if result.fmax_mhz:
-            record["inferences_per_s"] = result.fmax_mhz * 1e6 / stats.interval
-    record["seconds"] = round(time.monotonic() - start, 1)
-    return record
+            record["lc"] = entry["logic_cells"]
+        if entry["fmax_mhz"]:
+            record["inferences_per_s"] = entry["fmax_mhz"] * 1e6 / stats.interval
+    record["seconds"] = entry["seconds"]
+    return {**record, "generator": entry["generator"], "cached": entry["cached"]}
 
 
 def _sweep(network) -> list:
@@ -168,6 +128,7 @@ def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
     from peforge import digits
     from peforge.bench.da4ml import da4ml_network, synthesize_da4ml
     from peforge.synth import SynthError
+    from peforge.synth_cache import error_line
 
     split = digits.load_split()
     network = digits.build(scheme).network
@@ -194,7 +155,7 @@ def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
             result = synthesize_da4ml(design, build_dir=out / "synth", target=TARGET, seeds=tuple(seeds),
                                       progress=progress.step)
         except SynthError as exc:
-            record["error"] = _error(exc)
+            record["error"] = error_line(str(exc))
         else:
             record.update(wrapped=result.wrapped, synth=synth_record(result))
             if result.fmax_mhz:

@@ -8,8 +8,8 @@ Every point of a space (:mod:`peforge.explore.space`) is evaluated by :func:`eva
 3. compiled with the point's folding (:class:`hw.network.CompiledNetwork`) and checked against the target's
    block RAM (:func:`synth.check_fits`);
 4. synthesised whole (:func:`synth.synthesize_network`, the pin wrapper, one nextpnr seed by default), cached by
-   the compiled digest, target, seeds and generator fingerprint as ``peforge bench network`` caches its points
-   (that bench's own cache is read too);
+   the compiled digest, target, seeds and generator fingerprint in the synthesis cache ``peforge e2e`` and
+   ``peforge bench network`` share (:mod:`peforge.synth_cache`);
 5. recorded: accuracy, LUT/FF/DSP/BRAM, Fmax, the predicted interval and ``inferences/s = Fmax / interval``,
    wall time, or the error of the first step that failed.
 
@@ -21,7 +21,6 @@ measured interval, RTL == golden). ``--estimate-only`` and ``--prune`` use :mod:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -120,55 +119,40 @@ def compile_point(network, point: dict):
     return compiled.with_settings(settings) if settings else compiled
 
 
-def _synth_cache(compiled, target: str, seeds) -> Path:
-    return _cache_root() / "synth" / f"{compiled.digest()}-{target}-{'-'.join(map(str, seeds))}.json"
+class SynthFailed(Exception):
+    """A point's synthesis failed, in this call or before (:mod:`peforge.synth_cache` keeps failures): the message is
+    the record's error line, ``"<error class>: <first line>"``."""
 
 
 def synthesise(compiled, target: str, seeds, *, cache: bool = True) -> dict:
-    """``{"synth": synth record, "wrapped", "synth_seconds", "synth_cached"}`` of a compiled network, cached like
-    ``peforge bench network`` (by digest, target, seeds and generator fingerprint; its cache is read too)."""
-    from peforge.hw.verilog import generator_fingerprint
-    from peforge.bench.network import _cache as bench_cache
-    from peforge.report import synth_record
-    from peforge.synth import SynthError, synthesize_network
+    """``{"synth": synth record, "wrapped", "synth_seconds", "synth_cached"}`` of a compiled network in the pin
+    wrapper, through the synthesis cache ``peforge e2e`` and ``peforge bench network`` share
+    (:func:`peforge.synth_cache.synthesise`: by digest, target, seeds and generator fingerprint; ``cache`` False
+    synthesises again). Two points of one design (two folds that compile alike) do not synthesise at once: the
+    second waits for the first and then finds its result in the cache.
 
-    generator = generator_fingerprint()
-    path = _synth_cache(compiled, target, seeds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # two points of one design (two folds that compile alike) must not synthesise into one directory at once:
-    # the second waits for the first and then finds its result in the cache
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if cache:
-            for candidate in (path, bench_cache(compiled, target, seeds)):
-                try:
-                    cached = json.loads(candidate.read_text())
-                except (OSError, ValueError):
-                    continue
-                if cached.get("generator") != generator:
-                    continue
-                if cached.get("synth"):
-                    return {"synth": cached["synth"], "wrapped": cached.get("wrapped", True),
-                            "synth_seconds": cached.get("seconds"), "synth_cached": True}
-                if candidate == path and cached.get("error"):
-                    raise SynthError(f"{cached['error']} (cached: this design and generator failed before)")
-        start = time.monotonic()
-        try:
-            result = synthesize_network(compiled, target=target, seeds=seeds, wrap=True)
-        except SynthError as exc:    # a design that fails fails again: remember it (by digest and generator)
-            path.write_text(json.dumps({"error": _error_line(exc), "generator": generator,
-                                        "seconds": round(time.monotonic() - start, 1)}) + "\n")
-            raise
-        record = {"synth": synth_record(result), "wrapped": result.wrapped,
-                  "synth_seconds": round(time.monotonic() - start, 1)}
-        path.write_text(json.dumps({**record, "seconds": record["synth_seconds"], "generator": generator}) + "\n")
-    return {**record, "synth_cached": False}
+    Raises
+    ------
+    SynthFailed
+        The synthesis failed, now or (``"... (cached: this design and generator failed before)"``) before.
+    """
+    from peforge.synth_cache import RECORD, error_line, synthesise as cached_synthesis
+
+    entry = cached_synthesis(compiled, target, seeds=tuple(seeds), wrap=True, reuse=cache)
+    if not entry["placed"]:   # a design that fails fails again: the cache remembers it (by digest and generator)
+        text = error_line(entry["error"])
+        line = f"{entry['error_type']}: {text}" if text.strip() else entry["error_type"]
+        raise SynthFailed(line + (" (cached: this design and generator failed before)" if entry["cached"] else ""))
+    return {"synth": {k: entry[k] for k in RECORD}, "wrapped": entry["wrapped"], "synth_seconds": entry["seconds"],
+            "synth_cached": entry["cached"]}
 
 
 def _error_line(exc: BaseException) -> str:
-    from peforge.bench.network import _error
+    from peforge.synth_cache import error_line
 
-    text = _error(exc) if str(exc).strip() else ""
+    if isinstance(exc, SynthFailed):
+        return str(exc)
+    text = error_line(str(exc)) if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
