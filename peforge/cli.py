@@ -469,9 +469,9 @@ def _parser() -> argparse.ArgumentParser:
     from peforge import board as board_cli  # `peforge board build|run`
 
     board_cli.add_parser(sub)
-    from peforge.explore import run as explore  # `peforge explore SPACE -o DIR`
+    from peforge.explore import cli as explore_cli  # `peforge explore SPACE -o DIR`
 
-    explore.add_parser(sub)
+    explore_cli.add_parser(sub)
     return parser
 
 

@@ -56,7 +56,7 @@ from peforge.sw.network import Layer, Network
 __all__ = [
     "SCHEMES", "HIDDEN", "INPUT_BITS", "ACT_BITS", "LOGIT_BITS", "PIXEL_MAX", "TEST_SIZE", "XBAR_COLS",
     "CIRCULANT", "NONIDEAL", "Split", "load_split", "accuracy", "Digits", "train_float", "build",
-    "nonideal_logits", "weight_bits",
+    "nonideal_logits", "weight_bits", "one_thread", "split_tensors", "fit", "mlp", "float_accuracy", "mixed_linear",
 ]
 
 #: Compressed schemes, in table order.
@@ -199,7 +199,9 @@ def nonideal_logits(network: Network, pixels: Any, **settings) -> np.ndarray:
 # -- training (torch, imported here only) -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
+    """``with one_thread() as torch:``: torch on one CPU thread for the block (the thread count restored after), so
+    training is as fast on these tiny matrices and the same on every machine."""
     import torch
 
     threads = torch.get_num_threads()
@@ -210,14 +212,15 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _tensors(split: Split):
+def split_tensors(split: Split):
+    """``(x_train, y_train, x_test)`` as torch tensors: the pixels / 16 as float32, the labels as integers."""
     import torch
 
     return (torch.tensor(split.x_train / PIXEL_MAX, dtype=torch.float32), torch.tensor(split.y_train),
             torch.tensor(split.x_test / PIXEL_MAX, dtype=torch.float32))
 
 
-def _fit(model, x, y, *, epochs: int, lr: float, seed: int) -> None:
+def fit(model, x, y, *, epochs: int, lr: float, seed: int) -> None:
     """Adam on cross-entropy over the first 10 outputs, batches of 64 in a seeded order."""
     import torch
 
@@ -235,13 +238,15 @@ def _fit(model, x, y, *, epochs: int, lr: float, seed: int) -> None:
     model.eval()
 
 
-def _mlp(first, second):
+def mlp(first, second):
+    """``Sequential(first, ReLU, second)``: the digits MLP around two layer modules."""
     import torch
 
     return torch.nn.Sequential(first, torch.nn.ReLU(), second)
 
 
-def _float_accuracy(model, x_test, y_test) -> float:
+def float_accuracy(model, x_test, y_test) -> float:
+    """Test accuracy of a torch model in float: argmax of its first 10 outputs against ``y_test``."""
     import torch
 
     with torch.no_grad():
@@ -252,13 +257,13 @@ def _float_accuracy(model, x_test, y_test) -> float:
 def _float_state(seed: int):
     """Train the float baseline once per process: ``(state_dict, test accuracy, seconds)``."""
     split = load_split()
-    with _one_thread() as torch:
+    with one_thread() as torch:
         start = time.perf_counter()
-        x, y, x_test = _tensors(split)
+        x, y, x_test = split_tensors(split)
         torch.manual_seed(seed)
-        model = _mlp(torch.nn.Linear(64, HIDDEN), torch.nn.Linear(HIDDEN, 10))
-        _fit(model, x, y, epochs=40, lr=1e-2, seed=seed)
-        acc = _float_accuracy(model, x_test, split.y_test)
+        model = mlp(torch.nn.Linear(64, HIDDEN), torch.nn.Linear(HIDDEN, 10))
+        fit(model, x, y, epochs=40, lr=1e-2, seed=seed)
+        acc = float_accuracy(model, x_test, split.y_test)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return state, acc, time.perf_counter() - start
 
@@ -283,7 +288,7 @@ def _load_float(model, seed: int) -> None:
             layer.bias.copy_(state[f"{name}.bias"])
 
 
-def _mixed_linear(in_features: int, out_features: int, fraction: float, fmt, w_bits: int):
+def mixed_linear(in_features: int, out_features: int, fraction: float, fmt, w_bits: int):
     """A ``QuantLinear`` whose weight is fake-quantised by :func:`sw.msq.quantize_mixed` (straight-through)."""
     from peforge.sw.layers import QuantLinear, RowFakeQuant
 
@@ -306,42 +311,42 @@ def _train_scheme(scheme: str, split: Split, seed: int):
 
     from peforge.sw import circulant_torch, forms_torch, nm, nm_torch, sp2
 
-    x, y, x_test = _tensors(split)
+    x, y, x_test = split_tensors(split)
     torch.manual_seed(seed)
     if scheme == "fixed8":
         from peforge.sw.layers import FixedLinear
-        model = _mlp(FixedLinear(64, HIDDEN, w_bits=8), FixedLinear(HIDDEN, 10, w_bits=8))
+        model = mlp(FixedLinear(64, HIDDEN, w_bits=8), FixedLinear(HIDDEN, 10, w_bits=8))
         _load_float(model, seed)
-        _fit(model, x, y, epochs=10, lr=1e-3, seed=seed + 1)
+        fit(model, x, y, epochs=10, lr=1e-3, seed=seed + 1)
     elif scheme == "sp2":
         from peforge.sw.layers import SP2Linear
         fmt = sp2.SP2Format(4)
-        model = _mlp(SP2Linear(64, HIDDEN, fmt=fmt), SP2Linear(HIDDEN, 10, fmt=fmt))
+        model = mlp(SP2Linear(64, HIDDEN, fmt=fmt), SP2Linear(HIDDEN, 10, fmt=fmt))
         _load_float(model, seed)
-        _fit(model, x, y, epochs=10, lr=2e-3, seed=seed + 1)
+        fit(model, x, y, epochs=10, lr=2e-3, seed=seed + 1)
     elif scheme == "msq":
         fmt, fraction = sp2.SP2Format(4), 0.5
-        model = _mlp(_mixed_linear(64, HIDDEN, fraction, fmt, 4), _mixed_linear(HIDDEN, 10, fraction, fmt, 4))
+        model = mlp(mixed_linear(64, HIDDEN, fraction, fmt, 4), mixed_linear(HIDDEN, 10, fraction, fmt, 4))
         _load_float(model, seed)
-        _fit(model, x, y, epochs=10, lr=2e-3, seed=seed + 1)
+        fit(model, x, y, epochs=10, lr=2e-3, seed=seed + 1)
     elif scheme == "nm":
         fmt = nm.NMFormat(2, 4)
-        model = _mlp(nm_torch.NMSparseLinear(64, HIDDEN, fmt=fmt), nm_torch.NMSparseLinear(HIDDEN, 10, fmt=fmt))
+        model = mlp(nm_torch.NMSparseLinear(64, HIDDEN, fmt=fmt), nm_torch.NMSparseLinear(HIDDEN, 10, fmt=fmt))
         _load_float(model, seed)
-        _fit(model, x, y, epochs=30, lr=2e-3, seed=seed + 1)
+        fit(model, x, y, epochs=30, lr=2e-3, seed=seed + 1)
     elif scheme == "circulant":
         # the hidden layer block-circulant; the 10-way classifier (not a multiple of k) 8-bit fixed point
         from peforge.sw.layers import FixedLinear
-        model = _mlp(circulant_torch.BlockCirculantLinear(64, HIDDEN, BLOCK), FixedLinear(HIDDEN, 10, w_bits=8))
-        _fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
+        model = mlp(circulant_torch.BlockCirculantLinear(64, HIDDEN, BLOCK), FixedLinear(HIDDEN, 10, w_bits=8))
+        fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
     elif scheme == "forms":
-        model = _mlp(forms_torch.PolarizedLinear(64, HIDDEN, rows_per_sub=8),
+        model = mlp(forms_torch.PolarizedLinear(64, HIDDEN, rows_per_sub=8),
                      forms_torch.PolarizedLinear(HIDDEN, 10, rows_per_sub=8))
         _load_float(model, seed)
         forms_torch.admm_polarize(model, x, y, seed=seed + 1)
     else:
         raise ValueError(f"Scheme must be one of {', '.join(map(repr, SCHEMES))}, not {scheme!r}")
-    return model, _float_accuracy(model, x_test, split.y_test)
+    return model, float_accuracy(model, x_test, split.y_test)
 
 
 def build(scheme: str, *, seed: int = TRAIN_SEED) -> Digits:
@@ -361,7 +366,7 @@ def build(scheme: str, *, seed: int = TRAIN_SEED) -> Digits:
     from peforge.sw.from_torch import from_torch
 
     split = load_split()
-    with _one_thread():
+    with one_thread():
         start = time.perf_counter()
         model, float_acc = _train_scheme(scheme, split, seed)
         network = from_torch(model, split.x_train / PIXEL_MAX, input_bits=INPUT_BITS, input_signed=False,

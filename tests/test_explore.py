@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peforge.explore.run import explore, pareto_front, read_points
+from peforge.explore.points import pareto_front, read_points
+from peforge.explore.run import explore
 from peforge.explore.space import SpaceError, parse_space
 from peforge.sw import network as net
 
@@ -386,7 +387,7 @@ def _saved_network(path):
 
 def test_a_saved_network_space_names_each_layers_scheme(tmp_path, data, capsys):
     from peforge.cli import main
-    from peforge.explore.run import write_report
+    from peforge.explore.report import write_report
 
     schemes = _saved_network(tmp_path / "net")
     space_file = tmp_path / "space.json"
@@ -427,7 +428,7 @@ def _records(targets=("ecp5-85k", "ice40-up5k")):
 
 def test_the_estimate_plot_shows_the_ice40_points(tmp_path):
     """The estimator has no LUT or Fmax model for iCE40: its points are still drawn, against the interval."""
-    from peforge.explore.run import _plot
+    from peforge.explore.report import plot_fronts as _plot
 
     drawn = _plot(_records(), tmp_path / "estimate.png", "est_", "t")
     assert drawn == {"ecp5-85k": {"lut": 6, "inferences_per_s": 6, "interval": 6},

@@ -77,7 +77,7 @@ def test_a_failed_synthesis_is_a_cached_result(flow):
 
 
 def test_each_caller_reads_its_own_fields_from_one_entry(flow, tmp_path):
-    from peforge.explore.run import SynthFailed, synthesise
+    from peforge.explore.point import SynthFailed, synthesise
 
     measured = synthesise(Compiled(), "ecp5-85k", [1])
     assert measured == {"synth": {"lut": 1234, "ff": 2468, "dsp": 3, "bram": 1, "fmax_mhz": 50.0,

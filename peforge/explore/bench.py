@@ -35,13 +35,14 @@ SWEEP_TIMEOUT = 300.0
 
 def _design(record: dict, kind: str) -> dict:
     """A results-file design entry (schema of :mod:`peforge.report`) of one explore record."""
-    from peforge.explore.run import _choice_text, _folding_text
+    from peforge.explore.report import choice_text
+    from peforge.hw.network import folding_text
 
     synth = None
     if record.get("synthesised"):
         synth = {k: record[k] for k in ("lut", "ff", "dsp", "bram", "fmax_mhz")}
         synth["per_seed"] = None
-    entry = {"label": f"{_choice_text(record['point'])} [{_folding_text(record.get('folding'))}]", "pe": "network",
+    entry = {"label": f"{choice_text(record['point'])} [{folding_text(record.get('folding'))}]", "pe": "network",
              "params": {"point": record["point"], "folding": record.get("folding"),
                         "network_digest": record.get("network_digest")},
              "digest": record.get("compiled_digest") or record["digest"], "wrapped": bool(record.get("wrapped", True)),
@@ -125,7 +126,7 @@ HEAD = ["point (choices [folding])", "accuracy", "LUT", "FF", "DSP", "BRAM", "Fm
 
 
 def render(doc: dict) -> str:
-    from peforge.explore.run import pareto_front
+    from peforge.explore.points import pareto_front
 
     study, designs = doc["study"], doc["designs"]
     lines = [header("peforge explore: sweep scaling, the digits sweep, the estimator", doc), ""]
@@ -178,13 +179,13 @@ def render(doc: dict) -> str:
 
 def figures(doc: dict, out_dir: Path) -> list[Path]:
     """The Pareto plot of the (first) sweep, ``explore.png``, drawn from the results document."""
-    from peforge.explore.run import _plot
+    from peforge.explore.report import plot_fronts
 
     written = []
     for name in list(doc["study"].get("sweeps", {}))[:1]:
         records = [{**d, **(d["synth"] or {}), "point": d["params"]["point"]} for d in doc["designs"]
                    if d["kind"] == name and d["status"] == "ok"]
         path = Path(out_dir) / "explore.png"
-        if _plot(records, path, "", f"peforge explore {name}: {len(records)} points, measured"):
+        if plot_fronts(records, path, "", f"peforge explore {name}: {len(records)} points, measured"):
             written.append(path)
     return written

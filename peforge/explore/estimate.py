@@ -284,7 +284,7 @@ def _network_rows(extra: list[dict] | None = None):
 def _records_on_disk() -> list[dict]:
     """Synthesised points of earlier sweeps: the ``points.jsonl`` files under ``build/``."""
     from peforge.hw.verilog import build_root
-    from peforge.explore.run import read_points
+    from peforge.explore.points import read_points
 
     out = []
     for path in sorted(build_root().glob("**/points.jsonl")):

@@ -63,11 +63,11 @@ def _nm(text: str) -> tuple[int, int]:
 def _float_state(hidden: int, seed: int):
     """The float baseline ``64 -> hidden -> 10`` (digits' recipe: Adam, 40 epochs, lr 1e-2), once per process."""
     split = digits.load_split()
-    with digits._one_thread() as torch:
-        x, y, _ = digits._tensors(split)
+    with digits.one_thread() as torch:
+        x, y, _ = digits.split_tensors(split)
         torch.manual_seed(seed)
-        model = digits._mlp(torch.nn.Linear(64, hidden), torch.nn.Linear(hidden, 10))
-        digits._fit(model, x, y, epochs=40, lr=1e-2, seed=seed)
+        model = digits.mlp(torch.nn.Linear(64, hidden), torch.nn.Linear(hidden, 10))
+        digits.fit(model, x, y, epochs=40, lr=1e-2, seed=seed)
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -81,7 +81,7 @@ def _module(choice: dict, in_features: int, out_features: int):
     if scheme == "sp2":
         return SP2Linear(in_features, out_features, fmt=sp2.SP2Format(bits))
     if scheme == "msq":
-        return digits._mixed_linear(in_features, out_features, 0.5, sp2.SP2Format(bits), bits)
+        return digits.mixed_linear(in_features, out_features, 0.5, sp2.SP2Format(bits), bits)
     if scheme == "nm":
         return nm_torch.NMSparseLinear(in_features, out_features, fmt=nm.NMFormat(*_nm(choice["nm"])))
     if scheme == "circulant":
@@ -126,11 +126,11 @@ def train_digits_mlp(layers: list[dict], *, hidden: int = digits.HIDDEN, seed: i
         xbar["adc_bits"] = adc
     split = digits.load_split()
     start = time.perf_counter()
-    with digits._one_thread() as torch:
-        x, y, x_test = digits._tensors(split)
+    with digits.one_thread() as torch:
+        x, y, x_test = digits.split_tensors(split)
         torch.manual_seed(seed)
         sizes = [(64, hidden), (hidden, 10)]
-        model = digits._mlp(*(_module(c, *s) for c, s in zip(layers, sizes)))
+        model = digits.mlp(*(_module(c, *s) for c, s in zip(layers, sizes)))
         schemes = {c["scheme"] for c in layers}
         if not train:
             for module in (model[0], model[2]):
@@ -148,12 +148,12 @@ def train_digits_mlp(layers: list[dict], *, hidden: int = digits.HIDDEN, seed: i
         elif "crossbar" in schemes:
             forms_torch.admm_polarize(model, x, y, seed=seed + 1)
         elif "circulant" in schemes:
-            digits._fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
+            digits.fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
         elif "nm" in schemes:
-            digits._fit(model, x, y, epochs=30, lr=2e-3, seed=seed + 1)
+            digits.fit(model, x, y, epochs=30, lr=2e-3, seed=seed + 1)
         else:
-            digits._fit(model, x, y, epochs=10, lr=1e-3 if schemes == {"fixed"} else 2e-3, seed=seed + 1)
-        float_acc = digits._float_accuracy(model, x_test, split.y_test)
+            digits.fit(model, x, y, epochs=10, lr=1e-3 if schemes == {"fixed"} else 2e-3, seed=seed + 1)
+        float_acc = digits.float_accuracy(model, x_test, split.y_test)
         network = from_torch(model, split.x_train / digits.PIXEL_MAX, input_bits=digits.INPUT_BITS,
                              input_signed=False, input_scale=1.0 / digits.PIXEL_MAX, act_bits=digits.ACT_BITS,
                              logit_bits=digits.LOGIT_BITS, nm_w_bits=nm_bits, circulant=circ, crossbar=xbar)
