@@ -163,7 +163,7 @@ def cmd_synth(args) -> int:
         else:
             from peforge.report import text_table
 
-            folding = " ".join(f"{n}:{f.lanes}x{f.pes}" for n, f in enumerate(compiled.folding.layers))
+            folding = " ".join(f"{n}:{f.text()}" for n, f in enumerate(compiled.folding.layers))
             print(text_table(["network", "folding (layer:lanes x pes)", "target", "LUT", "FF", "DSP", "BRAM",
                               "Fmax MHz", "wrapped"],
                              [[compiled.digest(), folding, result.target, str(result.lut), str(result.ff),

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from peforge.errors import UsageError
+from peforge.hw.network import folding_text
 from peforge.progress import Progress
 from peforge.report import markdown_table, text_table
 from peforge.report import or_dash as _num
@@ -171,18 +172,12 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-
-
-def _folding(r: dict) -> str:
-    return ", ".join(f"{f['lanes']}x{f['pes']}" for f in r["folding"]) if r.get("folding") else "-"
-
-
 def _up5k(r: dict) -> str:
     ice = r.get("ice40")
     if ice is None:
         return "-"
     if ice["placed"]:
-        folding = ", ".join(f"{f['lanes']}x{f['pes']}" for f in ice.get("folding") or [])
+        folding = folding_text(ice.get("folding"))
         rate = _num(ice.get("inferences_per_s"), "{:,.0f} inf/s")
         return (f"yes ({folding}: {ice['lut']} LUT, {ice['dsp']} DSP, {ice['bram']} EBR, "
                 f"{_num(ice['fmax_mhz'], '{:.1f}')} MHz, {rate})")
@@ -192,7 +187,7 @@ def _up5k(r: dict) -> str:
 def _row(r: dict) -> list[str]:
     ecp5 = r.get("ecp5") or {}
     bits = r["weight_bits"]
-    return [r["scheme"], " + ".join(r.get("pes", [])) or "-", _folding(r), _pct(r["float_acc"]),
+    return [r["scheme"], " + ".join(r.get("pes", [])) or "-", folding_text(r.get("folding")), _pct(r["float_acc"]),
             _pct(r.get("compressed_float_acc")), _pct(r.get("golden_acc")), _pct(r.get("rtl_acc")),
             "-" if r.get("rtl_equal") is None else f"{r['rtl_equal']}/{r['images']}", str(bits),
             f"{r['float32_bits'] / bits:.1f}x", _num(r.get("latency")), _num(r.get("interval"), "{:g}"),
@@ -226,7 +221,7 @@ def _plot(results: list[dict], path: Path) -> None:
         points = [(r, x_of(r)) for r in results if r.get("rtl_acc") is not None and x_of(r)]
         for r, x in points:
             color, marker = _STYLE.get(r["scheme"], ("tab:olive", "o"))
-            name = f"{r['scheme']} ({_folding(r)})"
+            name = f"{r['scheme']} ({folding_text(r.get('folding'))})"
             handles[name] = ax.scatter(x, 100 * r["rtl_acc"], s=70, c=color, marker=marker, alpha=0.85, label=name)
         if float_acc is not None:
             handles["float baseline"] = ax.axhline(100 * float_acc, color="black", ls="--", lw=1,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from peforge.bench.common import TARGET, header, suite_document, target_table
+from peforge.hw.network import folding_text
 from peforge.progress import Progress
 from peforge.report import markdown_table, synth_record
 from peforge.report import or_dash as _num
@@ -38,10 +39,6 @@ BUSY_TARGET = 0.9
 UP5K_LIMITS = {"lc": 5280, "dsp": 8, "bram": 30, "fmax_mhz": 24.0}
 
 
-def _folding_text(folding) -> str:
-    return ", ".join(f"{f.lanes}x{f.pes}" + (f"/r{f.requant}" if f.requant > 1 else "") for f in folding.layers)
-
-
 def measure_point(scheme: str, kind: str, compiled, x, golden, *, target: str, seeds, progress) -> dict:
     """One accelerator: RTL run of every image (interval, latency, equality), then synthesis for ``target`` in the
     pin wrapper through :func:`peforge.synth_cache.synthesise`, so an interrupted bench resumes: a design whose
@@ -54,7 +51,7 @@ def measure_point(scheme: str, kind: str, compiled, x, golden, *, target: str, s
     rtl, stats = rtl_infer(compiled, x)
     equal = int(np.sum(np.all(rtl == golden, axis=1)))
     progress.step(f"synthesis for {target}")
-    record = {"label": f"{scheme} {_folding_text(compiled.folding)}", "pe": "network",
+    record = {"label": f"{scheme} {compiled.folding.text()}", "pe": "network",
               "params": {"scheme": scheme, "folding": compiled.folding.to_list(),
                          "network_digest": compiled.network.digest()},
               "digest": compiled.digest(), "wrapped": True, "synth": None,
@@ -105,7 +102,7 @@ def network_suite(seeds) -> dict:
         points = [("sweep", CompiledNetwork(network, f), TARGET) for f in _sweep(network)]
         points.append(("up5k", CompiledNetwork.default(network, TARGETS["ice40-up5k"].budget()), "ice40-up5k"))
         for n, (kind, compiled, target) in enumerate(points, 1):
-            title = f"bench network {scheme} [{n}/{len(points)}] {_folding_text(compiled.folding)} on {target}"
+            title = f"bench network {scheme} [{n}/{len(points)}] {compiled.folding.text()} on {target}"
             with Progress(title) as progress:
                 record = measure_point(scheme, kind, compiled, split.x_test, golden, target=target, seeds=seeds,
                                        progress=progress)
@@ -172,10 +169,8 @@ def _da4ml_point(scheme: str, seeds, study: dict) -> dict:
 
 def _row(d: dict) -> list[str]:
     s = d["synth"] or {}
-    folding = ", ".join(f"{f['lanes']}x{f['pes']}" + (f"/r{f['requant']}" if f.get("requant", 1) > 1 else "")
-                        for f in d["params"]["folding"])
-    return [folding, _num(d["interval"], "{:g}"), _num(d["predicted_interval"]), _num(d["latency"]),
-            str(d["multipliers"]), _num(d["busy"], "{:.0%}"),
+    return [folding_text(d["params"]["folding"]), _num(d["interval"], "{:g}"), _num(d["predicted_interval"]),
+            _num(d["latency"]), str(d["multipliers"]), _num(d["busy"], "{:.0%}"),
             _num(s.get("lut")), _num(s.get("ff")), _num(s.get("dsp")), _num(s.get("bram")),
             _num(s.get("fmax_mhz"), "{:.1f}"), _num(d["inferences_per_s"], "{:,.0f}"),
             f"{d['rtl_equal']}/{d['images']}", d.get("error", "")]
