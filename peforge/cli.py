@@ -450,7 +450,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("e2e", help="compressed digits classifiers compiled into accelerators: RTL, cycles, synthesis")
     p.add_argument("--scheme", action="append", default=[], metavar="S",
-                   help="fixed8, sp2, msq, nm, circulant or forms (repeatable; default: all)")
+                   help="fixed, sp2, msq, nm, circulant or crossbar (repeatable; default: all)")
     p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
                    help="refold every scheme's default folding: layer.N.lanes or layer.N.pes (repeatable)")
     p.add_argument("--no-synth", action="store_true",

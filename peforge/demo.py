@@ -17,7 +17,7 @@ from peforge.report import markdown_table, params_label, text_table
 __all__ = ["run_demo", "DEMO_SYNTH"]
 
 #: The digits accelerators ``make demo`` places and routes (SP2 against its fixed-point baseline).
-DEMO_SYNTH = ("fixed8", "sp2")
+DEMO_SYNTH = ("fixed", "sp2")
 
 
 def _synthesise(pe, params, target):

@@ -22,7 +22,7 @@ pixel, and 5 unsigned bits (0 .. 31) hold 0 .. 16 exactly, so the first layer's 
 
 Schemes (:data:`SCHEMES`) and the layers they train
 ---------------------------------------------------
-* ``fixed8``: 8-bit fixed-point weights (per-row scale, QAT, ``FixedLinear``): ``fixed`` layers;
+* ``fixed``: 8-bit fixed-point weights (per-row scale, QAT, ``FixedLinear``): ``fixed`` layers;
 * ``sp2``: 4-bit SP2 weights (Mix and Match, QAT, ``SP2Linear``): ``sp2`` layers;
 * ``msq``: Mix and Match, half the rows of each layer in 4-bit SP2, the others in 4-bit fixed point, rows
   chosen by :func:`sw.msq.assign_rows` (QAT): ``msq`` layers;
@@ -30,7 +30,7 @@ Schemes (:data:`SCHEMES`) and the layers they train
 * ``circulant``: the hidden layer block-circulant (``k = 8``, :data:`CIRCULANT`); the 10-way classifier
   (10 is not a multiple of ``k``; a circulant one padded to 16 outputs scored 93.1 % in float, 3.6 points
   under the baseline) in 8-bit fixed point;
-* ``forms``: ADMM-polarised weights (FORMS) on crossbar layers (ideal array, lossless ADC) in column tiles
+* ``crossbar``: ADMM-polarised weights (FORMS) on crossbar layers (ideal array, lossless ADC) in column tiles
   of :data:`XBAR_COLS`; :func:`nonideal_logits` runs the same network through
   :class:`sw.forms.NonIdealArray` in software only.
 
@@ -59,8 +59,9 @@ __all__ = [
     "nonideal_logits", "weight_bits", "one_thread", "split_tensors", "fit", "mlp", "float_accuracy", "mixed_linear",
 ]
 
-#: Compressed schemes, in table order.
-SCHEMES = ("fixed8", "sp2", "msq", "nm", "circulant", "forms")
+#: Compressed schemes, in table order: each named as the layers it trains are (:data:`sw.network.SCHEMES`; the
+#: circulant network keeps its 10-way classifier in fixed point).
+SCHEMES = ("fixed", "sp2", "msq", "nm", "circulant", "crossbar")
 #: Hidden width of the MLP 64 -> HIDDEN -> 10.
 HIDDEN = 32
 #: Pixels of load_digits are integers 0 .. 16; the network sees pixel / 16.
@@ -313,7 +314,7 @@ def _train_scheme(scheme: str, split: Split, seed: int):
 
     x, y, x_test = split_tensors(split)
     torch.manual_seed(seed)
-    if scheme == "fixed8":
+    if scheme == "fixed":
         from peforge.sw.layers import FixedLinear
         model = mlp(FixedLinear(64, HIDDEN, w_bits=8), FixedLinear(HIDDEN, 10, w_bits=8))
         _load_float(model, seed)
@@ -339,7 +340,7 @@ def _train_scheme(scheme: str, split: Split, seed: int):
         from peforge.sw.layers import FixedLinear
         model = mlp(circulant_torch.BlockCirculantLinear(64, HIDDEN, BLOCK), FixedLinear(HIDDEN, 10, w_bits=8))
         fit(model, x, y, epochs=40, lr=1e-2, seed=seed + 1)
-    elif scheme == "forms":
+    elif scheme == "crossbar":
         model = mlp(forms_torch.PolarizedLinear(64, HIDDEN, rows_per_sub=8),
                      forms_torch.PolarizedLinear(HIDDEN, 10, rows_per_sub=8))
         _load_float(model, seed)
@@ -359,7 +360,7 @@ def build(scheme: str, *, seed: int = TRAIN_SEED) -> Digits:
     Raises
     ------
     ValueError
-        ``"Scheme must be one of 'fixed8', 'sp2', 'msq', 'nm', 'circulant', 'forms', not 'int4'"``.
+        ``"Scheme must be one of 'fixed', 'sp2', 'msq', 'nm', 'circulant', 'crossbar', not 'int4'"``.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"Scheme must be one of {', '.join(map(repr, SCHEMES))}, not {scheme!r}")

@@ -41,13 +41,13 @@ __all__ = ["run_e2e", "run_scheme", "cached_synth", "SYNTH_TARGETS", "UP5K_LC", 
 #: What each scheme is, for the tables.
 DESCRIPTIONS = {
     "float": "float32 baseline (torch)",
-    "fixed8": "8-bit fixed point (QAT)",
+    "fixed": "8-bit fixed point (QAT)",
     "sp2": "4-bit SP2 (QAT)",
     "msq": "Mix and Match: 1/2 rows SP2-4, 1/2 fixed-4 (QAT)",
     "nm": "2:4 sparse, 8-bit (SR-STE)",
     "circulant": "block-circulant k=8 hidden layer, fixed-8 classifier",
-    "forms": "FORMS polarised, 8-bit magnitudes, ideal ADC",
-    "forms-nonideal": "FORMS on a non-ideal array (software only)",
+    "crossbar": "FORMS polarised, 8-bit magnitudes, ideal ADC",
+    "crossbar-nonideal": "FORMS on a non-ideal array (software only)",
 }
 
 #: The ECP5 part every resource column is measured on, and the small part the fit is tested on.
@@ -159,7 +159,7 @@ def run_scheme(scheme: str, *, float_acc: float, settings: dict[str, str] | None
         if ice40["placed"] and ice40["fmax_mhz"]:
             ice40["inferences_per_s"] = ice40["fmax_mhz"] * 1e6 / ice40["interval"]
         row.update(ice40=ice40, fits_up5k=ice40["placed"])
-    if scheme == "forms":
+    if scheme == "crossbar":
         row["nonideal"] = {"settings": dict(digits.NONIDEAL),
                            "golden_acc": digits.accuracy(digits.nonideal_logits(network, split.x_test),
                                                          split.y_test)}
@@ -201,8 +201,8 @@ HEADER = ["scheme", "PEs", "folding (lanes x pes)", "float %", "compressed float
           "DSP", "BRAM", "Fmax MHz", "inferences/s", "fits UP5K"]
 
 #: One colour and marker per scheme, the same in both panels.
-_STYLE = {"fixed8": ("tab:blue", "o"), "sp2": ("tab:orange", "s"), "msq": ("tab:green", "D"),
-          "nm": ("tab:red", "^"), "circulant": ("tab:purple", "v"), "forms": ("tab:brown", "P")}
+_STYLE = {"fixed": ("tab:blue", "o"), "sp2": ("tab:orange", "s"), "msq": ("tab:green", "D"),
+          "nm": ("tab:red", "^"), "circulant": ("tab:purple", "v"), "crossbar": ("tab:brown", "P")}
 
 
 def _plot(results: list[dict], path: Path) -> None:
@@ -252,7 +252,7 @@ def _note(split_size: int, synthesised: list[str], up5k: bool, elapsed: float) -
         f" Synthesised in this run: {', '.join(synthesised)} (the others: - ; `peforge e2e` synthesises all).")
     resources = ("LUT/FF/DSP/BRAM/Fmax: the whole accelerator on ECP5-85F (yosys + nextpnr, seed 1, cached by "
                  "compiled digest under build/synth-cache/); inferences/s = Fmax / measured interval; "
-                 f"{fit}; forms: controller + register emulator of the array (a real ReRAM array replaces the "
+                 f"{fit}; crossbar: controller + register emulator of the array (a real ReRAM array replaces the "
                  f"emulator).{which}" if synthesised else
                  "Not synthesised (--no-synth): no LUT/FF/DSP/BRAM/Fmax, inferences/s or UP5K fit.")
     return (f"MLP 64-{digits.HIDDEN}-10 on sklearn digits, {split_size} test images (stratified split, seed "
@@ -267,7 +267,7 @@ def _note(split_size: int, synthesised: list[str], up5k: bool, elapsed: float) -
             f"interval) of the slowest engine (- for circulant and crossbar engines, which have no multiplier "
             f"lanes). RTL wall s: the simulation including Verilator build check and start-up, builds cached. "
             f"{resources} Weight bits: codes/values/indices/spectra/cells + sign bits (scales, biases, "
-            f"requantisation excluded). forms-nonideal: the forms network on sw.forms.NonIdealArray ({settings}), "
+            f"requantisation excluded). crossbar-nonideal: the crossbar network on sw.forms.NonIdealArray ({settings}), "
             f"software only. Total {elapsed:.0f} s.")
 
 
@@ -283,7 +283,7 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
     Raises
     ------
     ValueError
-        ``"Scheme must be one of fixed8, sp2, msq, nm, circulant, forms, not 'int4'"``.
+        ``"Scheme must be one of fixed, sp2, msq, nm, circulant, crossbar, not 'int4'"``.
     """
     from peforge.hw.verilog import build_root
     from peforge import digits
@@ -325,7 +325,7 @@ def run_e2e(schemes=None, *, out_dir: Path | None = None, settings: dict[str, st
               f"{row['seconds']:.0f} s in all", flush=True)
         if "nonideal" in row:
             ni = row["nonideal"]
-            results.append({"scheme": "forms-nonideal", "description": DESCRIPTIONS["forms-nonideal"],
+            results.append({"scheme": "crossbar-nonideal", "description": DESCRIPTIONS["crossbar-nonideal"],
                             "pes": [], "images": row["images"], "float_acc": float_acc,
                             "golden_acc": ni["golden_acc"], "weight_bits": row["weight_bits"],
                             "float32_bits": row["float32_bits"], "settings": ni["settings"]})

@@ -175,18 +175,18 @@ def test_board_sim_samples_and_malformed_frames(compiled):
     assert REQUEST_MAGIC == bytes((0xA5, 0x5A))
 
 
-def _digits_fixed8():
+def _digits_fixed():
     from peforge import digits
 
-    trained = digits.build("fixed8")
+    trained = digits.build("fixed")
     return digits, trained.network, CompiledNetwork.default(trained.network), digits.load_split()
 
 
 @pytest.mark.slow
-def test_board_sim_digits_fixed8():
+def test_board_sim_digits_fixed():
     """All 360 digits test images through the board top at the ULX3S clock (25 MHz) and 8 cycles per bit
     (3.125 Mbaud: the simulation runs ~22k cycles/s, so 115200 baud would take ~40 min): exactly golden."""
-    digits, network, compiled, split = _digits_fixed8()
+    digits, network, compiled, split = _digits_fixed()
     golden = network.golden(split.x_test)
     baud = 3_125_000
     with host.simulated(compiled, clk_freq=25e6, baud=baud) as board:
@@ -195,15 +195,15 @@ def test_board_sim_digits_fixed8():
     assert result.accuracy == digits.accuracy(golden, split.y_test)
     line = baud / 10 / WireFormat.of(compiled).sample_bytes          # the request direction bounds the rate
     assert 0.9 * line < result.images_per_s <= line
-    print(f"digits fixed8, 360 images, simulated board at {baud} baud: {result.images_per_s:.1f} images/s, "
+    print(f"digits fixed, 360 images, simulated board at {baud} baud: {result.images_per_s:.1f} images/s, "
           f"accuracy {100 * result.accuracy:.2f} %")
 
 
 @pytest.mark.slow
-def test_board_sim_digits_fixed8_115200():
+def test_board_sim_digits_fixed_115200():
     """The ULX3S link as built (25 MHz, 115200 baud, 217 cycles per bit): 16 images, exactly golden; the
     images/s of the real link."""
-    digits, network, compiled, split = _digits_fixed8()
+    digits, network, compiled, split = _digits_fixed()
     x = split.x_test[:16]
     with host.simulated(compiled, clk_freq=25e6, baud=115200) as board:
         result = host.run(board, x)
@@ -211,7 +211,7 @@ def test_board_sim_digits_fixed8_115200():
     sample = WireFormat.of(compiled).sample_bytes * 10 / 115200                 # seconds per sample on the line
     answer = WireFormat.of(compiled).result_bytes * 10 / 115200
     assert len(x) * sample < result.seconds < len(x) * sample + answer + 1e-3  # 1 ms: the accelerator and the UARTs
-    print(f"digits fixed8, 16 images at 115200 baud: {result.images_per_s:.1f} images/s "
+    print(f"digits fixed, 16 images at 115200 baud: {result.images_per_s:.1f} images/s "
           f"({len(x)} / {result.seconds * 1e3:.2f} ms simulated)")
 
 

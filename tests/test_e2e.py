@@ -27,7 +27,7 @@ from peforge.sw.requant import Requant, requantize
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = digits.SCHEMES
 #: Largest accuracy loss against the float baseline (issue 6): 1 point, 3 points for the structural schemes.
-GAP = {"fixed8": 0.01, "sp2": 0.01, "msq": 0.01, "nm": 0.03, "circulant": 0.03, "forms": 0.03}
+GAP = {"fixed": 0.01, "sp2": 0.01, "msq": 0.01, "nm": 0.03, "circulant": 0.03, "crossbar": 0.03}
 
 
 def per_scheme(names=SCHEMES):
@@ -111,7 +111,7 @@ def test_split_is_fixed():
     assert np.all(np.abs(np.bincount(split.y_test) - 360 * share / share.sum()) < 1)
     again = digits.load_split.__wrapped__()
     assert np.array_equal(again.x_test, split.x_test) and np.array_equal(again.y_train, split.y_train)
-    with pytest.raises(ValueError, match=r"^Scheme must be one of 'fixed8', .* not 'int4'$"):
+    with pytest.raises(ValueError, match=r"^Scheme must be one of 'fixed', .* not 'int4'$"):
         digits.build("int4")
 
 
@@ -225,7 +225,7 @@ def test_rtl_equals_golden_on_every_image(scheme):
     cycles = np.array(stats.result_cycles)
     assert stats.samples == len(cycles) == 360 and np.all(np.diff(cycles) > 0) and cycles[-1] <= stats.cycles
     assert 0 < stats.interval <= compiled(scheme).interval
-    if scheme != "forms":          # crossbar zero-skipping may beat the worst case the plan predicts
+    if scheme != "crossbar":       # crossbar zero-skipping may beat the worst case the plan predicts
         assert stats.interval == compiled(scheme).interval
     assert stats.latency > 0 and stats.cycles >= stats.samples * stats.interval
 
@@ -238,17 +238,17 @@ def test_accuracy_within_target_of_float(scheme):
     assert golden >= float_acc - GAP[scheme], f"{scheme}: golden {golden:.4f}, float {float_acc:.4f}"
 
 
-@pytest.mark.xdist_group("e2e-forms")
-def test_forms_nonideal_array():
-    net = trained("forms").network
+@pytest.mark.xdist_group("e2e-crossbar")
+def test_crossbar_nonideal_array():
+    net = trained("crossbar").network
     split = digits.load_split()
     ideal = digits.nonideal_logits(net, split.x_test, variation=0.0, stuck_at_0=0.0, stuck_at_1=0.0, read_noise=0.0)
-    assert np.array_equal(ideal, golden_logits("forms"))   # a perfect NonIdealArray is the ideal array
+    assert np.array_equal(ideal, golden_logits("crossbar"))   # a perfect NonIdealArray is the ideal array
     noisy = digits.accuracy(digits.nonideal_logits(net, split.x_test), split.y_test)
     assert 0.5 < noisy < digits.accuracy(ideal, split.y_test)
     with pytest.raises(ValueError, match=r"^Non-ideal arrays must run crossbar layers, not a 'fixed' layer "
                                          r"\(layer 0\)$"):
-        digits.nonideal_logits(trained("fixed8").network, split.x_test)
+        digits.nonideal_logits(trained("fixed").network, split.x_test)
 
 
 def test_weight_bits():
@@ -306,9 +306,9 @@ def test_synthesis_is_cached_by_digest_and_generator(tmp_path, monkeypatch):
 def test_cli_unknown_scheme(capsys):
     from peforge.cli import main
 
-    assert main(["e2e", "--scheme", "fixed8", "--scheme", "int4"]) == 2
+    assert main(["e2e", "--scheme", "fixed", "--scheme", "int4"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["peforge e2e: error: --scheme must be one of fixed8, sp2, msq, nm, circulant, forms, "
+    assert err == ["peforge e2e: error: --scheme must be one of fixed, sp2, msq, nm, circulant, crossbar, "
                    "not 'int4'"]
 
 
@@ -366,7 +366,7 @@ def test_run_e2e_reports_what_the_simulation_counted(tmp_path, capsys, monkeypat
     assert "fits UP5K: not attempted in this run" in (tmp_path / "e2e.md").read_text()
     assert e2e.run_e2e(["nm"], out_dir=tmp_path, synth=["sp2"], up5k=False) == 0
     assert json.loads((tmp_path / "e2e.json").read_text())["results"][1]["ecp5"] is None
-    with pytest.raises(ValueError, match=r"^Synthesised schemes must be among fixed8, .*, not 'int4'$"):
+    with pytest.raises(ValueError, match=r"^Synthesised schemes must be among fixed, .*, not 'int4'$"):
         e2e.run_e2e(["nm"], out_dir=tmp_path, synth=["int4"])
     capsys.readouterr()
 

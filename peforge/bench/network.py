@@ -26,7 +26,7 @@ from peforge.report import or_dash as _num
 __all__ = ["network_suite", "render", "figures", "SCHEMES", "SWEEP"]
 
 #: The digits networks of the sweep (peforge.digits scheme names).
-SCHEMES = ("fixed8", "sp2", "msq", "nm", "circulant", "forms")
+SCHEMES = ("fixed", "sp2", "msq", "nm", "circulant", "crossbar")
 #: Target intervals of the sweep as multiples of the default folding's; the smallest folding is always added.
 SWEEP = (1, 4)
 #: Schemes whose network da4ml unrolls beside the sweep. da4ml takes fixed, sp2, msq and nm weights as
@@ -257,7 +257,7 @@ def render(doc: dict) -> str:
         lines += ["## iCE40-UP5K", "", "Each network compiled with `--target ice40-up5k` (folded for 8 DSPs) and "
                   "synthesised for the UP5K (seed 1). LUT4 = SB_LUT4 cells after yosys, LC = ICESTORM_LC after "
                   "placement (a LUT, a carry and a FF share one).", "", markdown_table(head, rows), ""]
-        fixed = next((d for d in up5k if d["scheme"] == "fixed8"), None)
+        fixed = next((d for d in up5k if d["scheme"] == "fixed"), None)
         if fixed is not None:
             s = fixed["synth"] or {}
             ok = bool(s) and (fixed.get("lc") or 1 << 30) <= UP5K_LIMITS["lc"] and s["dsp"] <= UP5K_LIMITS["dsp"] \

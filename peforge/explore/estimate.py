@@ -229,8 +229,8 @@ def network_features(compiled) -> list[float]:
 
 
 #: The digits networks of ``peforge bench network`` (peforge.digits scheme) as digits-mlp layers.
-DIGITS_LAYERS = {"fixed8": ("fixed", "fixed"), "sp2": ("sp2", "sp2"), "msq": ("msq", "msq"), "nm": ("nm", "nm"),
-                 "circulant": ("circulant", "fixed"), "forms": ("crossbar", "crossbar")}
+DIGITS_LAYERS = {"fixed": ("fixed", "fixed"), "sp2": ("sp2", "sp2"), "msq": ("msq", "msq"), "nm": ("nm", "nm"),
+                 "circulant": ("circulant", "fixed"), "crossbar": ("crossbar", "crossbar")}
 
 
 @functools.lru_cache(maxsize=None)
