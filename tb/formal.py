@@ -48,14 +48,15 @@ import numpy as np
 from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover
-from amaranth.lib import stream
-from amaranth.lib.wiring import Flow
+from amaranth.hdl import Assert, Assume, Cover, Shape
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import Flow, In, Out
 
 from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
 from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
 from peforge.hw.fixed_mac import FixedMac, FixedMacParams
-from peforge.hw.network import Accelerator, Engine, Folding, LayerFolding, Requantizer, element_layout, plan_engine
+from peforge.hw.network import (Accelerator, Collector, Engine, Folding, InputBuffer, LayerFolding, Requantizer, Sequencer,
+                                element_layout, plan_engine)
 from peforge.hw.nm_sparse import NMSparse, NMSparseParams
 from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
 from peforge.hw.verilog import build_root
@@ -442,6 +443,54 @@ def _accelerator(network, folding):
 
 
 
+
+class VectorReplay(wiring.Component):
+    """The front of an engine alone: an :class:`hw.network.InputBuffer` and the :class:`hw.network.Sequencer`
+    that reads it, ``i`` (elements) to ``o`` (beats: input word, weight word, ``last``); ``groups x beats`` beats
+    per vector of ``features`` elements. A formal target, and the composition the simulator bench drives."""
+
+    def __init__(self, *, shape, features, beats, lanes, groups, words, width):
+        self._args = dict(shape=shape, features=features, beats=beats, lanes=lanes)
+        self._seq = dict(groups=groups, beats=beats, x_width=lanes * Shape.cast(shape).width, words=[words],
+                         widths=[width])
+        probe = Sequencer(**self._seq)
+        super().__init__({"i": In(stream.Signature(element_layout(shape, beats, lanes))),
+                          "o": Out(probe.o.signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = InputBuffer(**self._args)
+        m.submodules.sequencer = sequencer = Sequencer(**self._seq)
+        wiring.connect(m, producer=wiring.flipped(self.i), consumer=buffer.i)
+        wiring.connect(m, buffer=buffer.read, sequencer=sequencer.read)
+        wiring.connect(m, producer=sequencer.o, consumer=wiring.flipped(self.o))
+        return m
+
+
+class OneSlotCollector(wiring.Component):
+    """A :class:`hw.network.Collector` of one slot, its input renamed ``i`` (a formal target)."""
+
+    def __init__(self, *, width, rows, acc_shape, out_features, y_shape):
+        self._kw = dict(width=width, rows=rows, acc_shape=acc_shape, out_features=out_features)
+        self._slot = stream.Signature(data.StructLayout({"y": y_shape}))
+        probe = Collector(slots=[self._slot], **self._kw)
+        super().__init__({"i": In(self._slot), "o": Out(probe.o.signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.collector = collector = Collector(slots=[self._slot], **self._kw)
+        wiring.connect(m, producer=wiring.flipped(self.i), consumer=collector.i0)
+        wiring.connect(m, producer=collector.o, consumer=wiring.flipped(self.o))
+        return m
+
+
+#: 2 elements of 2 bits, one lane: 2 beats x 2 row groups of one 3-bit weight word each
+_REPLAY = dict(shape=unsigned(2), features=2, beats=2, lanes=1, groups=2, words=[1, 2, 3, 5], width=3)
+#: two results (2 lanes) per slot beat, two row groups, every row real
+_COLLECT = dict(width=2, rows=[[0, 1], [2, 3]], acc_shape=signed(4), out_features=4,
+                y_shape=data.ArrayLayout(signed(4), 2))
+
+
 #: Every target, by name.
 TARGETS: dict[str, Target] = {t.name: t for t in [
     _dot("sp2-mac", SP2Mac, _SP2, _sp2_pairs(_SP2.fmt)),
@@ -467,6 +516,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            assume=lambda payload: (payload.word < _ENGINE_PLAN.beats) & (payload.lane < _ENGINE_PLAN.lanes)),
     Target("accelerator", _accelerator(_NET, _NET_FOLDING), 18, False, 8,
            _NetworkReference(_NET), frame=2),
+    # the engine's parts alone (docs/network.md, "Engine components"): the buffer and the sequencer reading it
+    # (a vector of 2 elements gives 2 groups x 2 beats), and the collector (a slot beat gives 2 results)
+    Target("vector-replay", lambda c=None: (c or VectorReplay)(**_REPLAY), 8, False, 9, frame=2, outputs=4,
+           assume=lambda payload: (payload.word < _REPLAY["beats"]) & (payload.lane < _REPLAY["lanes"])),
+    Target("collector", lambda c=None: (c or OneSlotCollector)(**_COLLECT), 4, False, 4, outputs=2),
 ]}
 
 
@@ -678,6 +732,8 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     # the rest is BMC deep enough to fill the pipeline); make test runs the first three, -m slow the rest
     Proof("accelerator", "contract", "prove", 20, 20), Proof("accelerator", "count", "bmc", 20, 20),
     Proof("engine", "count", "bmc", 18, 18),
+    Proof("vector-replay", "contract", "prove", 10, 10), Proof("vector-replay", "count", "bmc", 14, 14),
+    Proof("collector", "contract", "prove", 6, 6), Proof("collector", "count", "bmc", 10, 10),
     Proof("accelerator", "latency", "bmc", 34, 34, slow=True),
     Proof("accelerator", "datapath", "bmc", 18, 18, slow=True),
     Proof("engine", "contract", "prove", 15, 15, slow=True), Proof("engine", "latency", "bmc", 26, 26, slow=True),

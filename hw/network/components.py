@@ -1,0 +1,508 @@
+"""The components an engine is made of, each a ``wiring.Component`` joined to the next by a stream or a port.
+
+::
+
+    elements --i--> InputBuffer --read--> Sequencer --o--> Fanout --o<n>--> slot PEs --o--> Collector --o-->
+                    (two banks)          (row groups x     (lock step)      (the layer's      (row table)
+                                          beats, weight                      PEs)
+                                          memories)                                    --> Requantizer --o--> elements
+
+* :class:`InputBuffer`: two banks of ``beats`` words of ``lanes`` elements; it takes the elements of a vector in
+  any order (each names its ``word`` and ``lane``), a bank is full after ``features`` elements, and the
+  sequencer reads it through its ``read`` port and releases it.
+* :class:`Sequencer`: walks ``groups x beats``, reading the input word and every slot's weight word in the same
+  cycle (both memories' read registers are the beat's stage) and offers the beat on ``o``.
+* :class:`Fanout`: offers the beat to every slot at once, only when all of them are ready, so the slots stay in
+  lock step, and fills each slot's payload as its engine says (:meth:`hw.network.engines.EngineSpec.pack`).
+  That ``valid`` depends on the slots' ``ready``, which the stream rule forbids between components: here each
+  slot's ``ready`` is a function of that slot's registers only (its output register and state), never of this
+  ``valid``, so no loop forms. Every stream an engine or the accelerator exposes follows the rule.
+* :class:`Collector`: takes every slot's result for a row group at once and hands them to the requantiser one
+  per cycle, with the output row of each from a table (padding rows skipped).
+* :class:`Requantizer`: the one requantisation (:mod:`sw.requant`) and where each output goes next.
+* :class:`CrossbarLoader`: programs every crossbar slot's array after reset (``loaded`` gates the sequencer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Shape
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from peforge.sw.intops import signed_bits_for
+from peforge.sw.params import check_int
+
+from ..common import equals
+from .folding import MAX_REQUANT_CYCLES
+
+__all__ = ["element_layout", "value_shape", "rom", "select", "BufferRead", "InputBuffer", "Sequencer", "Fanout",
+           "Collector", "Requantizer", "CrossbarLoader"]
+
+
+def value_shape(bits: int, is_signed: bool) -> Shape:
+    """The Amaranth shape of a ``bits``-bit integer, signed or not."""
+    return signed(bits) if is_signed else unsigned(bits)
+
+
+def element_layout(shape, words: int, lanes: int) -> data.StructLayout:
+    """One element between engines: its value ``x`` and where the consumer's input buffer keeps it (``word``,
+    ``lane``: element ``n`` of the vector is lane ``n % lanes`` of word ``n // lanes``)."""
+    return data.StructLayout({"x": shape, "word": unsigned(max(1, ceil_log2(words))),
+                              "lane": unsigned(max(1, ceil_log2(lanes)))})
+
+
+def rom(width: int, words: list[int]) -> Memory:
+    """A read-only memory of ``words`` (at least two deep, so its address has a bit)."""
+    words = list(words) + [0] * max(0, 2 - len(words))
+    return Memory(shape=unsigned(max(1, width)), depth=len(words), init=words)
+
+
+def select(values: list, index: Value) -> Value:
+    """``values[index]`` as a balanced mux tree (an out-of-range index reads the last value)."""
+    level = list(values)
+    bit = 0
+    while len(level) > 1:
+        level = [Mux(index[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
+                 for n in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
+def _address(word: Value, bank: Value, beats: int) -> Value:
+    """The memory address of ``word`` in ``bank`` (banks of ``beats`` words): a concatenation when ``beats`` is a
+    power of two, else ``bank * beats + word``."""
+    return Cat(word, bank) if beats & (beats - 1) == 0 and beats > 1 else bank * beats + word
+
+
+class BufferRead(wiring.Signature):
+    """The read port of an :class:`InputBuffer`, as its reader (the :class:`Sequencer`) sees it.
+
+    Members
+    -------
+    en : Out(1)
+        The memory's read register takes ``beat`` of the bank being read this cycle.
+    beat : Out(range(beats))
+    release : Out(1)
+        The reader issued the last beat of the last row group: the bank is free once this cycle ends.
+    data : In(lanes * element bits)
+        The word read (a cycle after ``en``).
+    full : In(1)
+        The bank being read holds a whole vector.
+    """
+
+    def __init__(self, *, beats: int, width: int):
+        self._beats, self._width = beats, width
+        super().__init__({"en": Out(1), "beat": Out(range(max(beats, 2))), "release": Out(1),
+                          "data": In(width), "full": In(1)})
+
+    def __eq__(self, other):
+        return isinstance(other, BufferRead) and (self._beats, self._width) == (other._beats, other._width)
+
+    def __repr__(self):
+        return f"BufferRead(beats={self._beats}, width={self._width})"
+
+
+class InputBuffer(wiring.Component):
+    """Two banks of ``beats`` words of ``lanes`` elements (``shape`` each): a vector of ``features`` elements is
+    written into one bank while the reader reads the other.
+
+    Members
+    -------
+    i : In(stream.Signature(element_layout(shape, beats, lanes)))
+        The elements, in any order, each with its ``word`` and ``lane``; ready while the bank being written is
+        not full.
+    read : In(BufferRead(...))
+        The reader's port; the bank it reads alternates with every release.
+    """
+
+    def __init__(self, *, shape, features: int, beats: int, lanes: int):
+        self._shape, self._features, self._beats, self._lanes = Shape.cast(shape), features, beats, lanes
+        super().__init__({
+            "i": In(stream.Signature(element_layout(shape, beats, lanes))),
+            "read": In(BufferRead(beats=beats, width=lanes * Shape.cast(shape).width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beats, lanes, n_in, ebits = self._beats, self._lanes, self._features, self._shape.width
+        m.submodules.mem = buf = Memory(shape=unsigned(lanes * ebits), depth=2 * beats, init=[])
+        wr = buf.write_port(granularity=ebits)
+        rd = buf.read_port()
+        full = Signal(2)
+        wbank = Signal()
+        rbank = Signal()
+        count = Signal(range(n_in + 1))
+        lane_onehot = Signal(lanes)
+        accepted = self.i.valid & self.i.ready
+        m.d.comb += lane_onehot.eq(Const(1, lanes) << self.i.payload.lane)
+        m.d.comb += [
+            self.i.ready.eq(~Mux(wbank, full[1], full[0])),
+            wr.addr.eq(_address(self.i.payload.word, wbank, beats)),
+            wr.data.eq(Cat(*[Value.cast(self.i.payload.x)] * lanes)),
+            wr.en.eq(Mux(accepted, lane_onehot, 0)),
+        ]
+        done_filling = Signal()
+        m.d.comb += done_filling.eq(accepted & equals(count, n_in - 1))
+        with m.If(accepted):
+            m.d.sync += count.eq(Mux(equals(count, n_in - 1), 0, count + 1))
+            with m.If(equals(count, n_in - 1)):
+                m.d.sync += wbank.eq(~wbank)
+        for bank in range(2):
+            with m.If(done_filling & (wbank == bank)):
+                m.d.sync += full[bank].eq(1)
+            with m.Elif(self.read.release & (rbank == bank)):
+                m.d.sync += full[bank].eq(0)
+        with m.If(self.read.release):
+            m.d.sync += rbank.eq(~rbank)
+        m.d.comb += [rd.en.eq(self.read.en), rd.addr.eq(_address(self.read.beat, rbank, beats)),
+                     self.read.data.eq(rd.data), self.read.full.eq(Mux(rbank, full[1], full[0]))]
+        return m
+
+
+def beat_layout(x_width: int, w_width: int) -> data.StructLayout:
+    """One beat of the sequencer: the input word ``x``, every slot's weight word ``w`` (slot 0 at the LSBs) and
+    ``last`` (the last beat of a row group)."""
+    return data.StructLayout({"x": unsigned(max(1, x_width)), "w": unsigned(max(1, w_width)), "last": unsigned(1)})
+
+
+class Sequencer(wiring.Component):
+    """Row groups x beats, one beat per cycle: reads the input word (``read``) and each slot's weight word (its
+    memory: ``words[slot]``, one word per (group, beat)) in the same cycle, and offers the beat on ``o``.
+
+    Members
+    -------
+    read : Out(BufferRead(...))
+    loaded : In(1)
+        No beat is issued until it is high (a crossbar engine's arrays are programmed after reset).
+    o : Out(stream.Signature(beat_layout(...)))
+        ``valid`` from the beat's register (the memories' read registers hold its data), ``ready`` taken as the
+        next stage says (the :class:`Fanout`: all slots ready).
+    """
+
+    def __init__(self, *, groups: int, beats: int, x_width: int, words: Sequence[Sequence[int]],
+                 widths: Sequence[int]):
+        self._groups, self._beats = groups, beats
+        self._words, self._widths = [list(w) for w in words], list(widths)
+        super().__init__({
+            "read": Out(BufferRead(beats=beats, width=x_width)),
+            "loaded": In(1, init=1),
+            "o": Out(stream.Signature(beat_layout(x_width, sum(self._widths)))),
+        })
+
+    @property
+    def word_offsets(self) -> list[int]:
+        """Where each slot's weight word starts in ``o.payload.w``."""
+        offsets, at = [], 0
+        for w in self._widths:
+            offsets.append(at)
+            at += w
+        return offsets
+
+    def elaborate(self, platform):
+        m = Module()
+        groups, beats = self._groups, self._beats
+        g = Signal(range(max(groups, 2)))
+        b = Signal(range(max(beats, 2)))
+        staged = Signal()           # a beat waits in the payload stage (the memories' read registers)
+        staged_last = Signal()
+        fire = Signal()
+        m.d.comb += fire.eq(staged & self.o.ready)
+        advance = Signal()
+        m.d.comb += advance.eq(~staged | fire)
+        issue = Signal()
+        m.d.comb += issue.eq(advance & self.read.full & self.loaded)
+        last_beat = equals(b, beats - 1)
+        last_group = equals(g, groups - 1)
+        m.d.comb += [self.read.en.eq(advance), self.read.beat.eq(b),
+                     self.read.release.eq(issue & last_beat & last_group)]
+        with m.If(advance):
+            m.d.sync += [staged.eq(issue), staged_last.eq(last_beat)]
+        with m.If(issue):
+            m.d.sync += b.eq(Mux(last_beat, 0, b + 1))
+            with m.If(last_beat):
+                m.d.sync += g.eq(Mux(last_group, 0, g + 1))
+        parts = []
+        for n, (words, width) in enumerate(zip(self._words, self._widths)):
+            if not width:
+                continue
+            mem = rom(width, words)
+            m.submodules[f"weights{n}"] = mem
+            wp = mem.read_port()
+            m.d.comb += [wp.en.eq(advance), wp.addr.eq(g * beats + b)]
+            parts.append(wp.data)
+        m.d.comb += [self.o.valid.eq(staged), self.o.payload.x.eq(self.read.data), self.o.payload.last.eq(staged_last)]
+        if parts:
+            m.d.comb += self.o.payload.w.eq(Cat(*parts))
+        return m
+
+
+class Fanout(wiring.Component):
+    """One beat to every slot in the same cycle, only when all of them are ready (lock step).
+
+    Members
+    -------
+    i : In(stream.Signature(beat_layout(...)))
+    o<n> : Out(slot n's input signature)
+        Filled by ``pack(m, n, payload, x, word, last)`` from the beat (its engine's packing).
+    """
+
+    def __init__(self, *, beat: data.StructLayout, slots: Sequence[stream.Signature], pack, offsets: Sequence[int],
+                 widths: Sequence[int]):
+        self._pack, self._offsets, self._widths = pack, list(offsets), list(widths)
+        super().__init__({"i": In(stream.Signature(beat)),
+                          **{f"o{n}": Out(sig) for n, sig in enumerate(slots)}})
+        self._outputs = [getattr(self, f"o{n}") for n in range(len(slots))]
+
+    def elaborate(self, platform):
+        m = Module()
+        all_ready = Signal()
+        m.d.comb += all_ready.eq(Cat(*[o.ready for o in self._outputs]).all())
+        fire = Signal()
+        m.d.comb += [fire.eq(self.i.valid & all_ready), self.i.ready.eq(all_ready)]
+        beat = self.i.payload
+        for n, (o, at, width) in enumerate(zip(self._outputs, self._offsets, self._widths)):
+            m.d.comb += o.valid.eq(fire)
+            self._pack(m, n, o.payload, beat.x, beat.w[at:at + width] if width else Const(0, 1), beat.last)
+        return m
+
+
+class Collector(wiring.Component):
+    """Every slot's result for a row group at once, then one per cycle to ``o`` with its output row.
+
+    ``rows[g]`` lists the output row of every result of row group ``g`` (slot 0's lanes first; -1: padding,
+    skipped). It takes the next group's results in the cycle it hands over the last entry of the previous one.
+
+    Members
+    -------
+    i<n> : In(slot n's output signature)
+        ``y`` (``width`` lanes, or one value).
+    o : Out(stream.Signature({acc, row}))
+    """
+
+    def __init__(self, *, slots: Sequence[stream.Signature], width: int, rows: Sequence[Sequence[int]],
+                 acc_shape, out_features: int):
+        self._width, self._rows, self._acc_shape = width, [list(r) for r in rows], Shape.cast(acc_shape)
+        self._row_bits = max(1, ceil_log2(out_features))
+        super().__init__({**{f"i{n}": In(sig) for n, sig in enumerate(slots)},
+                          "o": Out(stream.Signature(data.StructLayout({
+                              "acc": acc_shape, "row": unsigned(self._row_bits)})))})
+        self._inputs = [getattr(self, f"i{n}") for n in range(len(slots))]
+
+    def elaborate(self, platform):
+        m = Module()
+        groups, width, row_bits = len(self._rows), self._width, self._row_bits
+        entries = len(self._inputs) * width
+        held = [Signal(self._acc_shape, name=f"held{e}", reset_less=True) for e in range(entries)]
+        busy = Signal()
+        ce = Signal(range(max(entries, 2)))      # the entry of the row group being drained
+        ci = Signal(range(max(groups * entries, 2)))   # its index in the row table: group * entries + ce
+        all_valid = Signal()
+        m.d.comb += all_valid.eq(Cat(*[s.valid for s in self._inputs]).all())
+        take = Signal()
+        finishing = Signal()  # the collector hands over its last entry this cycle: it can take the next group
+        m.d.comb += take.eq(all_valid & (~busy | finishing))
+        for s in self._inputs:
+            m.d.comb += s.ready.eq(take)
+        with m.If(take):
+            e = 0
+            for s in self._inputs:
+                y = s.payload.y
+                for v in ([y[k] for k in range(width)] if width > 1 else [y]):
+                    m.d.sync += held[e].eq(v)
+                    e += 1
+        flat = [r for group in self._rows for r in group]
+        m.submodules.rows = rows_rom = rom(row_bits + 1, [(r if r >= 0 else 0) | (r >= 0) << row_bits for r in flat])
+        rr = rows_rom.read_port(domain="comb")
+        m.d.comb += rr.addr.eq(ci)   # a counter, not group * entries + ce: no adder before the table
+        row_valid = rr.data[row_bits]
+        m.d.comb += [self.o.valid.eq(busy & row_valid), self.o.payload.acc.eq(select(held, ce)),
+                     self.o.payload.row.eq(rr.data[:row_bits])]
+        step = Signal()
+        m.d.comb += [step.eq(busy & (~row_valid | self.o.ready)), finishing.eq(step & equals(ce, entries - 1))]
+        with m.If(step):
+            m.d.sync += [ce.eq(Mux(equals(ce, entries - 1), 0, ce + 1)),
+                         ci.eq(Mux(equals(ci, groups * entries - 1), 0, ci + 1))]
+        with m.If(take):
+            m.d.sync += busy.eq(1)
+        with m.Elif(finishing):
+            m.d.sync += busy.eq(0)
+        return m
+
+
+class CrossbarLoader(wiring.Component):
+    """After reset, streams every crossbar tile's sign bits (``cfg<n>``) and cell levels (``w<n>``) from ROMs
+    into slot ``n``; ``loaded`` rises when every tile is programmed.
+
+    Members
+    -------
+    cfg<n>, w<n> : Out(the crossbar's cfg and w signatures)
+    loaded : Out(1)
+    """
+
+    def __init__(self, plan):
+        self._plan = plan
+        params = plan.slots[0].params
+        super().__init__({**{f"cfg{n}": Out(params.cfg_signature) for n in range(len(plan.slots))},
+                          **{f"w{n}": Out(params.w_signature) for n in range(len(plan.slots))},
+                          "loaded": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        params = plan.slots[0].params
+        fmt = params.fmt
+        n_cfg, n_w = fmt.sub_arrays, fmt.rows
+        tiles = range(len(plan.slots))
+        cfgs, ws = [getattr(self, f"cfg{n}") for n in tiles], [getattr(self, f"w{n}") for n in tiles]
+        step = Signal(range(n_cfg + n_w + 1))
+        m.d.comb += self.loaded.eq(equals(step, n_cfg + n_w))
+        go = Signal()
+        m.d.comb += go.eq(~self.loaded & Cat(*[Mux(step < n_cfg, c.ready, w.ready) for c, w in zip(cfgs, ws)]).all())
+        cfg_layout, w_layout = params.cfg_layout, params.load_layout
+        for n in tiles:
+            mapping = plan.layer.weights.mappings[n]
+            cfg_words = [cfg_layout.const({"sub": k, "signs": int(sum(int(bit) << c for c, bit in
+                                                                     enumerate(mapping.signs[k])))}).as_value().value
+                         for k in range(n_cfg)]
+            w_words = [w_layout.const({"row": r, "cells": [int(c) for c in mapping.cells[r]]}).as_value().value
+                       for r in range(n_w)]
+            m.submodules[f"cfg_rom{n}"] = cfg_rom = rom(cfg_layout.size, cfg_words)
+            m.submodules[f"w_rom{n}"] = w_rom = rom(w_layout.size, w_words)
+            cp, wp = cfg_rom.read_port(domain="comb"), w_rom.read_port(domain="comb")
+            m.d.comb += [cp.addr.eq(step), wp.addr.eq(step - n_cfg),
+                         cfgs[n].payload.as_value().eq(cp.data), ws[n].payload.as_value().eq(wp.data),
+                         cfgs[n].valid.eq(go & (step < n_cfg)), ws[n].valid.eq(go & (step >= n_cfg))]
+        with m.If(go):
+            m.d.sync += step.eq(step + 1)
+        return m
+
+
+# -- requantisation -----------------------------------------------------------------------------------------
+
+class Requantizer(wiring.Component):
+    """``z = clip(round((acc * M[row] + B[row]) / 2^S), lo, hi)`` (:mod:`sw.requant`), one result per
+    ``cycles`` cycles.
+
+    Three stages: the table read beside the accumulator; the product ``acc * M``; the bias, rounding (the
+    layer's mode: half up ``(t + 2^(S-1)) >> S``, half even ``(t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S``,
+    floor ``t >> S``, with ``t = acc * M + B``) and clip. ``M``, ``B`` and the destination (``word``, ``lane``)
+    of each row sit in one ROM indexed by ``row``. With ``cycles = 1`` the product is one multiplier (a DSP
+    where the target has them); with ``cycles = c > 1`` it is computed over ``c`` cycles, ``ceil(M bits / c)``
+    bits of ``M`` per cycle, by shifts and adds (LUTs only), for engines whose results come slowly enough.
+    Each stage hands over to the next in the cycle the next can take it, so the unit takes a new accumulator
+    every ``cycles`` cycles exactly.
+
+    Members
+    -------
+    i : In(stream.Signature({acc, row}))
+    o : Out(stream.Signature(element_layout(...)))
+    """
+
+    def __init__(self, *, acc_shape, layer, dest: Sequence[tuple[int, int]], out_layout: data.StructLayout,
+                 cycles: int = 1):
+        self._layer = layer
+        rows = layer.out_features
+        self._dest = list(dest)
+        self._m_bits = max(1, int(layer.multiplier.max()).bit_length())
+        self._b_bits = signed_bits_for(int(layer.offset.min()), int(layer.offset.max()))
+        self._acc_shape = Shape.cast(acc_shape)
+        self._row_bits = max(1, ceil_log2(rows))
+        self._out_layout = out_layout
+        check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
+        self._cycles = cycles
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"acc": acc_shape, "row": unsigned(self._row_bits)}))),
+            "o": Out(stream.Signature(out_layout)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted accumulator to its result on ``o`` (without stalls)."""
+        return self._cycles + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self._layer
+        c = self._cycles
+        digit = -(-self._m_bits // c)           # bits of M per cycle
+        word_w = self._out_layout["word"].shape.width
+        lane_w = self._out_layout["lane"].shape.width
+        entry = data.StructLayout({"m": unsigned(self._m_bits), "b": signed(self._b_bits),
+                                   "word": unsigned(word_w), "lane": unsigned(lane_w)})
+        init = [entry.const({"m": int(mm), "b": int(bb), "word": wd, "lane": ln}).as_value().value
+                for mm, bb, (wd, ln) in zip(layer.multiplier, layer.offset, self._dest)]
+        m.submodules.table = table = rom(entry.size, init)
+        rd = table.read_port()
+
+        # stage 3 (output register) takes a finished product when it is empty or being read
+        free3 = Signal()
+        m.d.comb += free3.eq(~self.o.valid | self.o.ready)
+        # stage 2: the product, one digit of M per cycle; `done2` when its last digit is in
+        v2 = Signal()
+        count = Signal(range(max(c, 2)))
+        done2 = Signal()
+        m.d.comb += done2.eq(v2 & equals(count, c - 1))
+        load2 = Signal()
+        m.d.comb += load2.eq(~v2 | (done2 & free3))
+        # stage 1: the accumulator beside its row's table entry (the ROM's read register)
+        v1 = Signal()
+        acc1 = Signal(self._acc_shape, reset_less=True)
+        en1 = Signal()
+        m.d.comb += [en1.eq(~v1 | load2), rd.en.eq(en1), rd.addr.eq(self.i.payload.row)]
+        # With several cycles per product, stage 1 refills in the cycle after it empties and is still full in
+        # time, so its `ready` can be a register (no path from `o.ready` back to `i.ready`). With one cycle
+        # per product that would halve the rate: then `ready` passes the next stages' state through.
+        m.d.comb += self.i.ready.eq(~v1 if c > 1 else en1)
+        with m.If(en1):
+            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc)]
+        e1 = entry(rd.data)
+
+        acc_w = self._acc_shape.width
+        prod = Signal(signed(acc_w + self._m_bits + 1), reset_less=True)
+        b2 = Signal(signed(self._b_bits), reset_less=True)
+        d2 = Signal(unsigned(word_w + lane_w), reset_less=True)
+
+        def partial(a, bits):
+            # a * bits (bits unsigned, `digit` wide): one multiplier for the whole of M, else shifts and adds
+            if c == 1:
+                return a * bits
+            return sum(Mux(bits[k], a << k, 0) for k in range(len(bits)))
+
+        with m.If(load2):
+            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(Cat(e1.word, e1.lane)),
+                         prod.eq(partial(acc1, e1.m[:digit]))]
+        if c > 1:
+            acc_sh = Signal(signed(acc_w + self._m_bits), reset_less=True)   # acc << (digit * (count + 1))
+            m_rest = Signal(unsigned(max(1, self._m_bits - digit)), reset_less=True)
+            with m.If(load2):
+                m.d.sync += [acc_sh.eq(acc1 << digit), m_rest.eq(e1.m[digit:] if self._m_bits > digit else 0)]
+            with m.Elif(v2 & ~done2):
+                m.d.sync += [count.eq(count + 1), prod.eq(prod + partial(acc_sh, m_rest[:digit])),
+                             acc_sh.eq(acc_sh << digit), m_rest.eq(m_rest >> digit)]
+
+        # stage 3: bias, rounding, shift, clip
+        shift = layer.shift
+        total = Signal(signed(max(len(prod), self._b_bits) + 2))
+        m.d.comb += total.eq(prod + b2)
+        rounding = layer.rounding
+        if rounding == "half_up":
+            z = (total + (1 << (shift - 1))) >> shift
+        elif rounding == "half_even":
+            z = (total + ((1 << (shift - 1)) - 1) + total[shift]) >> shift
+        elif rounding == "floor":
+            z = total >> shift
+        else:
+            raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
+        lo, hi = layer.out_range
+        clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
+        with m.If(free3):
+            m.d.sync += self.o.valid.eq(done2)
+            with m.If(done2):
+                m.d.sync += [self.o.payload.x.eq(clipped), self.o.payload.word.eq(d2[:word_w]),
+                             self.o.payload.lane.eq(d2[word_w:])]
+        return m

@@ -1,0 +1,396 @@
+"""The engines: how a layer of one kind and scheme becomes hardware, one table keyed by (kind, scheme, impl).
+
+An engine (an :class:`EngineSpec`) answers every question the compiler asks about one kind of layer, as FINN's
+nodes do for ``SetFolding`` and hls4ml's per-node strategies pick a kernel:
+
+=========================  ===========================================================================
+``plan(layer, folding)``   the :class:`hw.network.plan.EnginePlan`: slots (PE instances), beats, groups
+``candidates(layer)``      the foldings the default-folding search may choose from
+``weight_fields(slot)``    the payload fields of a slot's beat that its weight memory fills
+``weight_words(plan, s)``  the memory image of slot ``s``: one word per (row group, beat)
+``pack(slot, payload,..)`` how a beat of the sequencer (input word, weight word, ``last``) fills a slot's payload
+``loader(plan)``           a component that programs the slots after reset, or None (the crossbar's arrays)
+``multipliers``, ``macs``  what the cost model and ``busy`` read
+=========================  ===========================================================================
+
+:data:`ENGINES` holds the entries, ``impl`` ``"folded"`` today (PEs reused over rows, weights in memory); an
+``"unrolled"`` implementation is one more entry per scheme. The engine component itself
+(:class:`hw.network.engine.Engine`) is the same for every entry: input buffer -> sequencer -> fan-out -> slots ->
+collector -> requantiser.
+
+=========== ============================== ============================ ===============================
+scheme      slot PE                        one beat carries             a slot's result per row group
+=========== ============================== ============================ ===============================
+fixed       ``fixed-mac`` (``lanes``)      ``lanes`` inputs + weights   1 output row
+sp2         ``sp2-mac`` (``lanes``)        ``lanes`` inputs + codes     1 output row
+msq         ``sp2-mac`` or ``fixed-mac``   ``lanes`` inputs + weights   1 row of that slot's kind
+nm          ``nm-sparse`` (``lanes / M``   ``lanes`` inputs + N of M    1 output row
+            groups)                        values and indices per group
+circulant   ``circulant-fft``              one block (k inputs) + the   k outputs (one block row)
+                                           spectra of block (i, j)
+crossbar    ``crossbar`` (controller +     every input (rows)           ``cols`` outputs (one tile; the
+            ideal-array emulator)                                       tile's cells load after reset)
+=========== ============================== ============================ ===============================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from peforge.sw import network as net
+
+from ..circulant_fft import CirculantParams
+from ..crossbar import CrossbarParams
+from ..fixed_mac import FixedMacParams
+from ..nm_sparse import NMSparseParams
+from ..sp2_mac import SP2MacParams
+from .folding import DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, LayerFolding
+from .plan import EnginePlan, Slot, ceil_div
+
+__all__ = ["EngineSpec", "ENGINES", "IMPLS", "engine_for", "plan_engine", "field_bits", "SCHEME_PES"]
+
+#: The implementations an engine can have (``folded`` today).
+IMPLS = ("folded",)
+
+
+def field_bits(layout: data.StructLayout, name: str, values) -> int:
+    """Pack ``values`` (one per lane, lane 0 first) as field ``name`` of ``layout``, returned as an int of the
+    field's own width."""
+    shape = layout[name].shape
+    if isinstance(shape, data.ArrayLayout):
+        elem = Shape.cast(shape.elem_shape) if not isinstance(shape.elem_shape, data.Layout) else None
+        width = shape.elem_shape.size if elem is None else elem.width
+        word = 0
+        for n, v in enumerate(values):
+            word |= (int(v) & ((1 << width) - 1)) << (n * width)
+        return word
+    return int(values) & ((1 << Shape.cast(shape).width) - 1)
+
+
+def _dot_rows(out: int, pes: int) -> tuple[int, tuple[tuple[tuple[int, ...], ...], ...]]:
+    groups = ceil_div(out, pes)
+    rows = tuple(tuple((g * pes + s,) if g * pes + s < out else (-1,) for g in range(groups)) for s in range(pes))
+    return groups, rows
+
+
+class EngineSpec:
+    """One entry of :data:`ENGINES` (see the module docstring). Subclasses set :attr:`kind`, :attr:`schemes`
+    and :attr:`impl` and implement the questions."""
+
+    kind: str = "dense"
+    schemes: tuple[str, ...] = ()
+    impl: str = "folded"
+    #: The PEs its slots hold (the registry names).
+    pes: tuple[str, ...] = ()
+    #: The payload field of a slot's beat the input word fills.
+    x_field: str = "acts"
+
+    def plan(self, layer, folding: LayerFolding) -> EnginePlan:
+        raise NotImplementedError
+
+    def candidates(self, layer) -> list[LayerFolding]:
+        raise NotImplementedError
+
+    def weight_fields(self, slot: Slot) -> list[str]:
+        raise NotImplementedError
+
+    def weight_words(self, plan: EnginePlan, slot: Slot) -> list[int]:
+        raise NotImplementedError
+
+    def pack(self, m, slot: Slot, payload, x, word, last) -> None:
+        """Fill the slot's input ``payload`` from the sequencer's beat: the input word ``x``, the slot's weight
+        memory word ``word`` (its :meth:`weight_fields`, in order, LSB first) and ``last``."""
+        fields = self.weight_fields(slot)
+        statements = [payload[self.x_field].as_value().eq(x), payload.last.eq(last)]
+        if fields:
+            from amaranth import Cat
+
+            statements.append(Cat(*[payload[f].as_value() for f in fields]).eq(word))
+        m.d.comb += statements
+
+    def loader(self, plan: EnginePlan):
+        """A component that programs the slots after reset (its ``loaded`` output gates the sequencer), or
+        None."""
+        return None
+
+    def multipliers(self, plan: EnginePlan) -> int:
+        """Multiplier lanes of the engine's PEs (lanes per slot x slots; 0 where the PE has none)."""
+        return sum(getattr(s.params, "lanes", 0) for s in plan.slots)
+
+    def macs(self, plan: EnginePlan) -> int:
+        """Multiply-accumulates per input vector the PEs do usefully (``in x out``)."""
+        return plan.layer.in_features * plan.layer.out_features
+
+    def dsp_slots(self, plan: EnginePlan) -> list[Slot]:
+        """The slots whose multiplier lanes take a DSP each (fixed-point and N:M products)."""
+        return [s for s in plan.slots if s.pe in ("fixed-mac", "nm-sparse")]
+
+    def _check_pes(self, layer, pes: int) -> None:
+        if pes > layer.out_features:
+            raise ValueError(f"Layer {layer.scheme} pes must be at most its {layer.out_features} output rows, "
+                             f"not {pes}")
+
+
+class DotEngine(EngineSpec):
+    """fixed, sp2 and msq layers: dot-product PEs of ``lanes`` lanes, one output row per slot and group."""
+
+    schemes = ("fixed", "sp2", "msq")
+    pes = ("fixed-mac", "sp2-mac")
+
+    def plan(self, layer, folding):
+        w, scheme = layer.weights, layer.scheme
+        lanes, pes = folding.lanes, folding.pes
+        act = dict(act_bits=layer.in_bits, act_signed=layer.in_signed)
+        self._check_pes(layer, pes)
+        lanes = min(lanes, layer.in_features)
+        beats = ceil_div(layer.in_features, lanes)
+        max_len = beats * lanes
+
+        def fixed_params(bits):
+            return FixedMacParams(lanes=lanes, w_bits=bits, max_len=max_len, dsp=True, **act)
+
+        def sp2_params(fmt):
+            return SP2MacParams(lanes=lanes, fmt=fmt, max_len=max_len, **act)
+
+        if scheme != "msq":
+            groups, rows = _dot_rows(layer.out_features, pes)
+            pe, params = (("fixed-mac", fixed_params(w.w_bits)) if scheme == "fixed" else
+                          ("sp2-mac", sp2_params(w.fmt)))
+            slots = tuple(Slot(pe, params, r) for r in rows)
+        else:
+            kinds = np.asarray(w.is_sp2)
+            sp2_rows = [int(r) for r in np.flatnonzero(kinds)]
+            fixed_rows = [int(r) for r in np.flatnonzero(~kinds)]
+            n_sp2 = 0 if not sp2_rows else (len(fixed_rows) == 0 and pes or
+                                            min(max(1, round(pes * len(sp2_rows) / len(kinds))), pes - 1))
+            if pes < 2 and sp2_rows and fixed_rows:
+                raise ValueError(f"Layer msq pes must be at least 2 (one SP2 and one fixed-point slot), not {pes}")
+            n_fixed = pes - n_sp2
+            groups = max(ceil_div(len(sp2_rows), n_sp2) if n_sp2 else 0,
+                         ceil_div(len(fixed_rows), n_fixed) if n_fixed else 0)
+
+            def spread(rows, count):
+                return [tuple((rows[g * count + s],) if g * count + s < len(rows) else (-1,) for g in range(groups))
+                        for s in range(count)]
+
+            slots = tuple([Slot("sp2-mac", sp2_params(w.sp2_fmt), r, "sp2") for r in spread(sp2_rows, n_sp2)]
+                          + [Slot("fixed-mac", fixed_params(w.w_bits), r, "fixed") for r in spread(fixed_rows, n_fixed)])
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=lanes, pes=pes), lanes, beats, groups, 1, slots,
+                          1, self)
+
+    def candidates(self, layer):
+        lanes = sorted({min(2 ** e, layer.in_features) for e in range(13)})
+        lanes = [n for n in lanes if n <= DEFAULT_MAX_LANES]
+        low = 2 if layer.scheme == "msq" and 0 < int(np.sum(layer.weights.is_sp2)) < layer.out_features else 1
+        return [LayerFolding(lanes=n, pes=p) for n in lanes for p in range(low, layer.out_features + 1)
+                if n * p <= max(DEFAULT_MAX_MULTIPLIERS, n * low)]
+
+    def weight_fields(self, slot):
+        return [slot.params.weight_field]
+
+    def weight_words(self, plan, slot):
+        w, lanes, layout = plan.layer.weights, plan.lanes, slot.params.input_layout
+        if plan.scheme == "msq":
+            src = w.codes if slot.kind == "sp2" else w.fixed
+        else:
+            src = w.weights if plan.scheme == "fixed" else w.codes
+        words = []
+        for g in range(plan.groups):
+            row = slot.rows[g][0]
+            for b in range(plan.beats):
+                vals = [0] * lanes if row < 0 else list(src[row, b * lanes:(b + 1) * lanes])
+                vals += [0] * (lanes - len(vals))
+                words.append(field_bits(layout, slot.params.weight_field, vals))
+        return words
+
+
+class NMEngine(EngineSpec):
+    """nm layers: ``nm-sparse`` PEs of ``lanes / M`` groups, one output row per slot and group."""
+
+    schemes = ("nm",)
+    pes = ("nm-sparse",)
+
+    def plan(self, layer, folding):
+        w = layer.weights
+        lanes, pes = folding.lanes, folding.pes
+        self._check_pes(layer, pes)
+        m_ = w.fmt.m
+        if lanes % m_ and lanes != 1:
+            raise ValueError(f"Layer nm lanes must be a multiple of M = {m_}, not {lanes}")
+        lanes = max(lanes, m_)
+        lanes = min(lanes, ceil_div(layer.in_features, m_) * m_)
+        beats = ceil_div(layer.in_features, lanes)
+        params = NMSparseParams(fmt=w.fmt, groups=lanes // m_, w_bits=w.w_bits, max_len=beats * lanes, dsp=True,
+                                act_bits=layer.in_bits, act_signed=layer.in_signed)
+        groups, rows = _dot_rows(layer.out_features, pes)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=lanes, pes=pes), lanes, beats, groups, 1,
+                          tuple(Slot("nm-sparse", params, r) for r in rows), 1, self)
+
+    def candidates(self, layer):
+        unit = layer.weights.fmt.m
+        lanes = sorted({min(unit * 2 ** e, ceil_div(layer.in_features, unit) * unit) for e in range(13)})
+        lanes = [n for n in lanes if n <= max(DEFAULT_MAX_LANES, unit)]
+        return [LayerFolding(lanes=n, pes=p) for n in lanes for p in range(1, layer.out_features + 1)
+                if n * p <= max(DEFAULT_MAX_MULTIPLIERS, n)]
+
+    def weight_fields(self, slot):
+        return ["values", "indices"]
+
+    def weight_words(self, plan, slot):
+        w, layout = plan.layer.weights, slot.params.input_layout
+        n_ = slot.params.lanes
+        vw = layout["values"].shape.size
+        words = []
+        for g in range(plan.groups):
+            row = slot.rows[g][0]
+            for b in range(plan.beats):
+                if row < 0:
+                    vals, idx = [0] * n_, [0] * n_
+                else:
+                    vals = list(w.values[row, b * n_:(b + 1) * n_])
+                    idx = list(w.indices[row, b * n_:(b + 1) * n_])
+                vals += [0] * (n_ - len(vals))
+                idx += [0] * (n_ - len(idx))
+                words.append(field_bits(layout, "values", vals) | field_bits(layout, "indices", idx) << vw)
+        return words
+
+    def macs(self, plan):
+        # the n of every m weights that are stored
+        return plan.layer.out_features * plan.layer.weights.values.shape[1]
+
+
+class CirculantEngine(EngineSpec):
+    """circulant layers: ``circulant-fft`` PEs, one block row (k outputs) per slot and group, one block per beat."""
+
+    schemes = ("circulant",)
+    pes = ("circulant-fft",)
+    x_field = "x"
+
+    def plan(self, layer, folding):
+        w = layer.weights
+        lanes, pes = folding.lanes, folding.pes
+        k = w.fmt.block
+        if lanes not in (1, k):
+            raise ValueError(f"Layer circulant lanes must be the block size {k} (or left at 1), not {lanes}")
+        p, q = w.spectra.shape[:2]
+        if pes > p:
+            raise ValueError(f"Layer circulant pes must be at most its {p} block rows, not {pes}")
+        params = CirculantParams(fmt=w.fmt)
+        groups = ceil_div(p, pes)
+        slots = tuple(Slot("circulant-fft", params,
+                           tuple(tuple((g * pes + s) * k + e if g * pes + s < p and (g * pes + s) * k + e
+                                       < layer.out_features else -1 for e in range(k)) for g in range(groups)))
+                      for s in range(pes))
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=k, pes=pes), k, q, groups, k, slots,
+                          params.initiation_interval, self)
+
+    def candidates(self, layer):
+        p = layer.weights.spectra.shape[0]
+        return [LayerFolding(lanes=layer.weights.fmt.block, pes=n) for n in range(1, p + 1)]
+
+    def weight_fields(self, slot):
+        return ["w"]
+
+    def weight_words(self, plan, slot):
+        w = plan.layer.weights
+        bits = w.fmt.w_bits
+        mask = (1 << bits) - 1
+        words = []
+        for g in range(plan.groups):
+            i = g * len(plan.slots) + plan.slots.index(slot)
+            for b in range(plan.beats):
+                bins = w.spectra[i, b] if i < w.spectra.shape[0] else np.zeros(w.spectra.shape[2:], np.int64)
+                word = 0
+                for n, (re, im) in enumerate(bins):
+                    word |= ((int(re) & mask) | (int(im) & mask) << bits) << (2 * bits * n)
+                words.append(word)
+        return words
+
+
+class CrossbarEngine(EngineSpec):
+    """crossbar layers: one ``crossbar`` slot (controller + ideal-array emulator) per tile of ``cols`` outputs;
+    the cells sit in the arrays, programmed after reset by :class:`hw.network.components.CrossbarLoader`."""
+
+    schemes = ("crossbar",)
+    pes = ("crossbar",)
+    x_field = "x"
+
+    def plan(self, layer, folding):
+        w = layer.weights
+        lanes, pes = folding.lanes, folding.pes
+        fmt = w.fmt
+        tiles = len(w.mappings)
+        if lanes not in (1, fmt.rows):
+            raise ValueError(f"Layer crossbar lanes must be its {fmt.rows} rows (or left at 1), not {lanes}")
+        if pes not in (1, tiles):
+            raise ValueError(f"Layer crossbar pes must be its {tiles} tiles (or left at 1), not {pes}")
+        params = CrossbarParams(fmt=fmt)
+        slots = tuple(Slot("crossbar", params, (tuple(t * fmt.cols + c if t * fmt.cols + c < layer.out_features
+                                                      else -1 for c in range(fmt.cols)),))
+                      for t in range(tiles))
+        worst = params.vector_cycles([fmt.act_bits] * fmt.sub_arrays)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=fmt.rows, pes=tiles), fmt.rows, 1, 1, fmt.cols,
+                          slots, worst, self)
+
+    def candidates(self, layer):
+        return [LayerFolding(lanes=layer.weights.fmt.rows, pes=len(layer.weights.mappings))]
+
+    def weight_fields(self, slot):
+        return []
+
+    def weight_words(self, plan, slot):
+        return []
+
+    def pack(self, m, slot, payload, x, word, last):
+        m.d.comb += payload.x.as_value().eq(x)   # one vector per beat: no last, no weights
+
+    def loader(self, plan):
+        from .components import CrossbarLoader
+
+        return CrossbarLoader(plan)
+
+
+#: The engine of every (layer kind, weight scheme, implementation).
+ENGINES: dict[tuple[str, str, str], EngineSpec] = {
+    (spec.kind, scheme, spec.impl): spec
+    for spec in (DotEngine(), NMEngine(), CirculantEngine(), CrossbarEngine()) for scheme in spec.schemes}
+
+#: The PEs each scheme's slots hold (msq slots hold either), from the engines.
+SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "fixed-mac"), "nm": ("nm-sparse",),
+              "circulant": ("circulant-fft",), "crossbar": ("crossbar",)}
+
+
+def engine_for(layer, impl: str = "folded") -> EngineSpec:
+    """The engine of ``layer`` (its kind and scheme) in implementation ``impl``.
+
+    Raises
+    ------
+    ValueError
+        ``"Layer scheme must be one of 'fixed', ..., not 'conv'"``, ``"Layer kind 'pool' must have an engine
+        (one of dense), not none"``.
+    """
+    kind, scheme = getattr(layer, "kind", "dense"), getattr(layer, "scheme", None)
+    if scheme not in net.SCHEMES and kind == "dense":
+        raise ValueError(f"Layer scheme must be one of {', '.join(map(repr, net.SCHEMES))}, not {scheme!r}")
+    key = (kind, scheme, impl)
+    if key not in ENGINES:
+        kinds = sorted({k for k, _, i in ENGINES if i == impl})
+        raise ValueError(f"Layer kind {kind!r} ({scheme}, {impl}) must have an engine (kinds with one: "
+                         f"{', '.join(kinds)}), not none")
+    return ENGINES[key]
+
+
+def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
+    """The engine of ``layer`` folded by ``folding``.
+
+    Raises
+    ------
+    ValueError
+        ``"Layer nm lanes must be a multiple of M = 4, not 6"``, ``"Layer circulant lanes must be the block
+        size 8 (or left at 1), not 4"``, ``"Layer crossbar pes must be its 2 tiles (or left at 1), not 3"``,
+        ``"Layer fixed pes must be at most its 10 output rows, not 12"``.
+    """
+    return engine_for(layer).plan(layer, folding)
