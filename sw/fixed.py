@@ -27,7 +27,6 @@ from .params import check_int
 
 __all__ = [
     "check_w_bits", "weight_range", "narrow_max", "fit_scale", "quantize", "dequantize", "golden_dot",
-    "straight_through", "RowFakeQuant", "QuantLinear", "FixedQuantizer", "FixedLinear",
 ]
 
 

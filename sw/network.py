@@ -47,11 +47,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .dense import Layer  # noqa: I001 (dense registers first: it is the default kind)
+from . import conv as _conv  # noqa: F401 (registers the convolution and pooling kinds)
 from .intops import INT64_MAX, as_int_array, as_real_array, int_range
+from .kinds import (INPUT, KINDS, MAX_BITS, MAX_OFFSET, SHAPES, LayerKind, ManifestReader, Requantised, check_bits,
+                    check_scale, check_shape, narrow_range, prefixed, register_kind)
 from .params import check_bool, check_choice, check_int
-from .requant import REQUANT_BITS, ROUNDINGS, Requant, check_rounding
+from .requant import REQUANT_BITS, check_rounding
 from .weights import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, MSQWeights, NMWeights, SP2Weights,
-                      Weights, equal_arrays, manifest_keys, range_text, read_only)
+                      Weights, equal_arrays, manifest_keys, range_text)
 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
@@ -66,62 +70,7 @@ VERSION = 1
 #: File names inside a network directory.
 MANIFEST = "network.json"
 WEIGHTS = "weights.npz"
-#: Widest activation (network input, layer input and output) in bits.
-MAX_BITS = 32
-#: Requantisation offsets are integers of magnitude below 2^62.
-MAX_OFFSET = (1 << 62) - 1
 
-
-def _check_bits(subject: str, bits: Any) -> None:
-    check_int(subject, bits, min=1, max=MAX_BITS)
-
-
-def _check_scale(subject: str, scale: Any) -> None:
-    if scale is None:
-        return
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"{subject} must be a positive finite number or None, not {scale!r}")
-
-
-def narrow_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    """Inclusive ``(lo, hi)`` of a ``bits``-wide integer, narrowed as QONNX's ``min_int`` / ``max_int``.
-
-    ``narrow`` drops one code: the most negative of a signed range, the largest of an unsigned one.
-
-    Examples
-    --------
-    >>> narrow_range(8, True, True), narrow_range(8, False, True), narrow_range(8, True, False)
-    ((-127, 127), (0, 254), (-128, 127))
-    """
-    lo, hi = int_range(bits, signed)
-    check_bool("Narrow", narrow)
-    if narrow:
-        return (lo + 1, hi) if signed else (lo, hi - 1)
-    return lo, hi
-
-
-#: The tensor ranks a sample can have: a vector, ``[C, L]``, ``[C, H, W]``.
-SHAPES = {1: "(features,)", 2: "(channels, length)", 3: "(channels, height, width)"}
-
-
-def check_shape(subject: str, shape: Any, features: int | None = None) -> tuple[int, ...]:
-    """``shape`` as a tuple of 1 to 3 positive integers (whose product is ``features`` if given)."""
-    good = (isinstance(shape, (tuple, list)) and 1 <= len(shape) <= len(SHAPES)
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape))
-    if not good or (features is not None and math.prod(shape) != features):
-        what = "" if features is None else f" whose product is features = {features}"
-        raise ValueError(f"{subject} must be a tuple of 1 to {len(SHAPES)} positive integers{what}, not {shape!r}")
-    return tuple(shape)
-
-
-def _int_matrix(subject: str, x: Any, lo: int, hi: int, shape: tuple[int, ...], names: str) -> np.ndarray:
-    arr = as_int_array(subject, x, lo, hi)
-    if arr.shape != shape:
-        raise ValueError(f"{subject} must have shape {shape} ({names}), not {arr.shape}")
-    return read_only(arr)
-
-
-# -- the network input -----------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
@@ -159,9 +108,9 @@ class InputSpec:
 
     def __post_init__(self):
         check_int("Input features", self.features, min=1)
-        _check_bits("Input bits", self.bits)
+        check_bits("Input bits", self.bits)
         check_bool("Input signed", self.signed)
-        _check_scale("Input scale", self.scale)
+        check_scale("Input scale", self.scale)
         shape = (self.features,) if self.shape is None else self.shape
         object.__setattr__(self, "shape", check_shape("Input shape", shape, self.features))
 
@@ -172,303 +121,6 @@ class InputSpec:
 
 
 # -- a layer ----------------------------------------------------------------------------------------------------
-
-def _requant_arrays(multiplier: Any, offset: Any, out: int) -> tuple[np.ndarray, np.ndarray]:
-    m = _int_matrix("Requantisation multipliers", multiplier, 0, (1 << REQUANT_BITS) - 1, (out,), "out_features")
-    b = _int_matrix("Requantisation offsets", offset, -MAX_OFFSET, MAX_OFFSET, (out,), "out_features")
-    return m, b
-
-
-def _check_requant_fits(acc_bound: int, multiplier: np.ndarray, offset: np.ndarray, shift: int) -> None:
-    worst = acc_bound * int(multiplier.max()) + int(np.abs(offset).max()) + (1 << (shift - 1))
-    if worst > INT64_MAX:
-        raise ValueError(f"Requantisation must fit int64 (at most 2^63 - 1), not acc bound {acc_bound} * multiplier "
-                         f"{int(multiplier.max())} + offset {int(np.abs(offset).max())} + 2^{shift - 1} = "
-                         f"2^{math.log2(worst):.1f}")
-
-
-# -- layer kinds ---------------------------------------------------------------------------------------------
-
-#: Layer kinds by name: the manifest's ``kind`` (absent: ``dense``). A kind is one class (a :class:`LayerKind`)
-#: and its line here, via :func:`register_kind`.
-KINDS: dict[str, type[LayerKind]] = {}
-
-
-def register_kind(cls: type[LayerKind]) -> type[LayerKind]:
-    """Class decorator: add a :class:`LayerKind` to :data:`KINDS` under its ``kind``."""
-    if cls.kind in KINDS and KINDS[cls.kind] is not cls:
-        raise ValueError(f"Layer kind must be unique, not {cls.kind!r} (already registered)")
-    KINDS[cls.kind] = cls
-    return cls
-
-
-class LayerKind:
-    """What every layer kind declares (the subclasses are frozen dataclasses validated at construction).
-
-    Members every kind has
-    ----------------------
-    kind : str (class attribute)
-        Its name in :data:`KINDS` and in the manifest.
-    in_shape, out_shape : tuple of int
-        The tensor one sample takes and gives (the shape rule); the network checks that they chain.
-    in_bits, in_signed, out_bits, out_signed : int, bool
-        The integer ranges in and out; ``out_range`` is the inclusive ``(lo, hi)`` every output is clipped to.
-    name : str or None
-        The name of the tensor this layer gives (None: ``layer<i>``, its place in the network).
-    inputs : tuple of str or None
-        The tensors it takes, by name (``"input"`` is the network's input; None: the previous layer's output,
-        which makes a chain). Every layer of a network names only tensors made before it.
-
-    A kind implements :meth:`forward` (its exact integer golden computation), :meth:`manifest` and
-    :meth:`from_manifest` (its manifest fields, every one required on load), and :attr:`arity` (how many
-    inputs it takes). See ``docs/architecture.md``, "Adding a layer kind".
-    """
-
-    kind: ClassVar[str]
-    #: How many input tensors the kind takes.
-    arity: ClassVar[int] = 1
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    @property
-    def in_range(self) -> tuple[int, int]:
-        return int_range(self.in_bits, self.in_signed)
-
-    def forward(self, x: Any) -> np.ndarray:
-        """int64 ``[N, *out_shape]``: the outputs of inputs ``[N, *in_shape]`` (a vector kind: ``[N, in]``)."""
-        raise NotImplementedError
-
-    def manifest(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The manifest entry of this layer as ``layers[index]`` and its arrays by npz key."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_manifest(cls, entry: Mapping, reader: ManifestReader, at: str) -> LayerKind:
-        """The layer of a manifest entry (``reader`` fetches its arrays and prefixes errors; ``at`` is
-        ``"layers[i]"``)."""
-        raise NotImplementedError
-
-    def _graph_fields(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """``entry`` with this layer's ``kind`` (when not dense), ``name`` and ``inputs`` (when set): fields
-        written only when not their default, so a chain of dense layers keeps the version-1 manifest and digest."""
-        if self.kind != "dense":
-            entry = {"kind": self.kind, **entry}
-        if self.name is not None:
-            entry["name"] = self.name
-        if self.inputs is not None:
-            entry["inputs"] = list(self.inputs)
-        return entry
-
-
-def _check_graph_fields(subject: str, name: Any, inputs: Any, arity: int) -> tuple[str | None, tuple | None]:
-    if name is not None and (not isinstance(name, str) or not name or name == INPUT):
-        raise ValueError(f"{subject} name must be a non-empty string other than {INPUT!r}, or None, not {name!r}")
-    if inputs is None:
-        return name, None
-    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != arity or \
-            not all(isinstance(t, str) and t for t in inputs):
-        raise ValueError(f"{subject} inputs must be {arity} tensor name{'s' if arity > 1 else ''} (strings) or "
-                         f"None, not {inputs!r}")
-    return name, tuple(inputs)
-
-
-#: The name of the network's input tensor in ``inputs``.
-INPUT = "input"
-
-
-@register_kind
-@dataclasses.dataclass(frozen=True, eq=False)
-class Layer(LayerKind):
-    """One dense layer of an integer network (kind ``dense``): weights on a PE, requantisation, ReLU, output range.
-
-    ``output = clip(requantize(acc, multiplier, shift, offset, rounding=rounding), lo, hi)``
-    (:class:`sw.requant.Requant`) with ``[lo, hi]`` the range of ``out_bits`` / ``out_signed`` (narrowed by
-    ``out_narrow``: :func:`narrow_range`) and ``lo`` raised to 0 by ``relu``.
-
-    Members
-    -------
-    weights : FixedWeights, SP2Weights, MSQWeights, NMWeights, CirculantWeights or CrossbarWeights
-        The integer weights in the PE's format; :attr:`scheme` is theirs.
-    multiplier : int64 [out]
-        Requantisation multipliers, ``0 .. 2^31 - 1``.
-    shift : int
-        Requantisation shift, 1 to 62.
-    offset : int64 [out]
-        The bias, in units of ``2^-shift`` output LSBs, magnitude below ``2^62``.
-    relu : bool
-    in_bits, in_signed : int, bool
-        The input range (the previous layer's output range; checked by :class:`Network`).
-    out_bits, out_signed : int, bool
-        The output range, 1 to 32 bits; every output is clipped to it.
-    out_scale : float or None
-        Real value of one output LSB (documentation for front-ends; not used by the integer network).
-    rounding : str
-        The requantisation's rounding (:data:`sw.requant.ROUNDINGS`): ``"half_up"`` (default),
-        ``"half_even"`` (QONNX / Brevitas ``ROUND``) or ``"floor"``.
-    out_narrow : bool
-        Narrow output range (QONNX ``narrow``): no ``-2^(bits-1)`` when signed, no ``2^bits - 1`` when unsigned.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``"Layer weights must be one of FixedWeights, ..., not 3"``, ``"Layer input bits must be an integer
-        from 1 to 32, not 0"``, ``"Requantisation shift must be an integer from 1 to 62, not 0"``,
-        ``"Requantisation multipliers must be integers from 0 to 2147483647, not -1 (at index 0)"``,
-        ``"Layer input must be the crossbar's 8-bit unsigned inputs (act_bits, unsigned), not 8-bit signed"``,
-        ``"Requantisation must fit int64 (at most 2^63 - 1), not acc bound ... = 2^64.0"``.
-    """
-
-    weights: Weights
-    multiplier: np.ndarray
-    shift: int
-    offset: np.ndarray
-    relu: bool
-    in_bits: int
-    in_signed: bool
-    out_bits: int
-    out_signed: bool
-    out_scale: float | None = None
-    rounding: str = "half_up"
-    out_narrow: bool = False
-    name: str | None = None
-    inputs: tuple[str, ...] | None = None
-
-    kind: ClassVar[str] = "dense"
-
-    def __post_init__(self):
-        name, inputs = _check_graph_fields("Layer", self.name, self.inputs, self.arity)
-        object.__setattr__(self, "inputs", inputs)
-        if not isinstance(self.weights, tuple(SCHEMES.values())):
-            names = ", ".join(cls.__name__ for cls in SCHEMES.values())
-            raise TypeError(f"Layer weights must be one of {names}, not {self.weights!r}")
-        _check_layer_scalars("Layer", self.shift, self.relu, self.in_bits, self.in_signed, self.out_bits,
-                             self.out_signed, self.out_scale)
-        check_rounding("Layer rounding", self.rounding)
-        check_bool("Layer output narrow", self.out_narrow)
-        self.weights.check_input(self.in_bits, self.in_signed, "Layer input")
-        m, b = _requant_arrays(self.multiplier, self.offset, self.out_features)
-        object.__setattr__(self, "multiplier", m)
-        object.__setattr__(self, "offset", b)
-        _check_requant_fits(self.acc_bound, m, b, self.shift)
-        lo, hi = narrow_range(self.out_bits, self.out_signed, self.out_narrow)
-        object.__setattr__(self, "_requant", Requant(m, self.shift, b, max(lo, 0) if self.relu else lo, hi,
-                                                     math.nan if self.out_scale is None else float(self.out_scale),
-                                                     self.rounding))
-
-    @property
-    def scheme(self) -> str:
-        return self.weights.scheme
-
-    @property
-    def in_features(self) -> int:
-        return self.weights.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.weights.out_features
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return (self.in_features,)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.out_features,)
-
-    @property
-    def out_range(self) -> tuple[int, int]:
-        """Inclusive ``(lo, hi)`` of an output: the ``out_bits`` range (narrowed by ``out_narrow``), ``lo >= 0``
-        with ReLU."""
-        return self._requant.lo, self._requant.hi
-
-    @property
-    def acc_bound(self) -> int:
-        """Largest ``|acc|`` any legal input can give with these weights."""
-        lo, hi = self.in_range
-        return self.weights.acc_bound(max(-lo, hi))
-
-    @property
-    def requant(self) -> Requant:
-        """The requantisation and clipping as a :class:`sw.requant.Requant` (``out_scale`` nan when unknown)."""
-        return self._requant
-
-    def _inputs(self, x: Any, subject: str) -> np.ndarray:
-        arr = as_int_array(subject, x, *self.in_range)
-        if arr.ndim != 2 or arr.shape[1] != self.in_features:
-            raise ValueError(f"{subject} must have shape (N, {self.in_features}), not {arr.shape}")
-        return arr
-
-    def accumulate(self, x: Any) -> np.ndarray:
-        """int64 ``[N, out]``: the accumulators of the PE golden model for inputs ``x [N, in]``.
-
-        Raises
-        ------
-        TypeError, ValueError
-            ``"Layer input must be integers from 0 to 255, not 256 (at index (0, 3))"``,
-            ``"Layer input must have shape (N, 64), not (2, 63)"``.
-        """
-        x = self._inputs(x, "Layer input")
-        if len(x) == 0:
-            return np.zeros((0, self.out_features), np.int64)
-        return self.weights.accumulate(x, self.in_bits, self.in_signed)
-
-    def forward(self, x: Any) -> np.ndarray:
-        """int64 ``[N, out]``: the layer's outputs (requantised and clipped accumulators)."""
-        return self._requant(self.accumulate(x))
-
-    def manifest(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The manifest entry of this layer as ``layers[index]`` and its arrays by npz key."""
-        arrays = {**self.weights.arrays(), "multiplier": self.multiplier, "offset": self.offset}
-        keys = {role: f"layers.{index}.{role}" for role in arrays}
-        entry = {
-            "scheme": self.scheme,
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "input": {"bits": self.in_bits, "signed": self.in_signed},
-            "format": self.weights.format_dict(),
-            "requant": {"shift": self.shift},
-            "relu": self.relu,
-            "output": {"bits": self.out_bits, "signed": self.out_signed, "scale": self.out_scale},
-            "arrays": keys,
-        }
-        # optional fields, written only when not the default (older manifests load, digests stay)
-        if self.rounding != ROUNDINGS[0]:
-            entry["requant"]["rounding"] = self.rounding
-        if self.out_narrow:
-            entry["output"]["narrow"] = True
-        return self._graph_fields(entry), {keys[role]: arr for role, arr in arrays.items()}
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Layer):
-            return NotImplemented
-        (a, arrays_a), (b, arrays_b) = self.manifest(0), other.manifest(0)
-        return a == b and equal_arrays(arrays_a, arrays_b)
-
-    __hash__ = None
-
-
-def _check_layer_scalars(prefix: str, shift, relu, in_bits, in_signed, out_bits, out_signed, out_scale,
-                         names: Mapping[str, str] | None = None) -> None:
-    """The scalar fields of a layer; ``names`` gives each one's subject (default ``"<prefix> <field>"``)."""
-    names = names or {"shift": "Requantisation shift", "relu": f"{prefix} relu", "in_bits": f"{prefix} input bits",
-                      "in_signed": f"{prefix} input signed", "out_bits": f"{prefix} output bits",
-                      "out_signed": f"{prefix} output signed", "out_scale": f"{prefix} output scale"}
-    check_int(names["shift"], shift, min=1, max=62)
-    check_bool(names["relu"], relu)
-    _check_bits(names["in_bits"], in_bits)
-    check_bool(names["in_signed"], in_signed)
-    _check_bits(names["out_bits"], out_bits)
-    check_bool(names["out_signed"], out_signed)
-    _check_scale(names["out_scale"], out_scale)
-
-
-# -- the network --------------------------------------------------------------------------------------------
 
 def tensor_names(layers: Sequence[LayerKind]) -> list[str]:
     """The name of the tensor each layer gives: its ``name``, else ``layer<i>``."""
@@ -584,9 +236,9 @@ class Network:
             args = [arr if j < 0 else outs[j] for j in src]
             # every tensor travels flattened per sample ([N, features], channels last); a kind sees its shape
             args = [a.reshape(n, *layer.in_shape) for a in args]
-            if hasattr(layer, "accumulate"):
+            if isinstance(layer, Requantised):
                 accs.append(layer.accumulate(*args))
-                out = layer.requant(accs[-1])
+                out = layer.finish(accs[-1])
             else:
                 accs.append(None)
                 out = layer.forward(*args)
@@ -692,14 +344,6 @@ def save(network: Network, directory: str | os.PathLike) -> Path:
 
 # -- loading ------------------------------------------------------------------------------------------------
 
-def _prefixed(prefix: str, fn: Callable[[], Any]) -> Any:
-    """``fn()``, its ValueError / TypeError re-raised as one line ``"<prefix>: <message>"``."""
-    try:
-        return fn()
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{prefix}: {e}") from None
-
-
 def load(directory: str | os.PathLike) -> Network:
     """Read and validate a network directory (``network.json`` + ``weights.npz``; or the path of its
     ``network.json``).
@@ -739,16 +383,16 @@ def load(directory: str | os.PathLike) -> Network:
     except Exception as e:  # zipfile, pickle and format errors alike: one line
         raise ValueError(f"{nname} must be a numpy .npz archive without pickles, not unreadable ({e})") from None
 
-    top = _prefixed(jname, lambda: manifest_keys("", data, ("format", "version", "input", "layers")))
+    top = prefixed(jname, lambda: manifest_keys("", data, ("format", "version", "input", "layers")))
     if top["format"] != FORMAT:
         raise ValueError(f"{jname}: format must be {FORMAT!r}, not {top['format']!r}")
     if isinstance(top["version"], bool) or top["version"] != VERSION:
         raise ValueError(f"{jname}: version must be {VERSION} (the versions this peforge reads), "
                          f"not {top['version']!r}")
-    spec_data = _prefixed(jname, lambda: manifest_keys("input", top["input"], ("features", "bits", "signed"),
+    spec_data = prefixed(jname, lambda: manifest_keys("input", top["input"], ("features", "bits", "signed"),
                                                        ("scale", "shape")))
     shape = spec_data.get("shape")
-    spec = _prefixed(f"{jname}: input", lambda: InputSpec(spec_data["features"], spec_data["bits"], spec_data["signed"],
+    spec = prefixed(f"{jname}: input", lambda: InputSpec(spec_data["features"], spec_data["bits"], spec_data["signed"],
                                                           spec_data.get("scale"),
                                                           tuple(shape) if isinstance(shape, list) else shape))
     if not isinstance(top["layers"], list) or not top["layers"]:
@@ -758,7 +402,7 @@ def load(directory: str | os.PathLike) -> Network:
     unused = sorted(set(stored) - used)
     if unused:
         raise ValueError(f"{nname} must hold only the arrays network.json names, not also {unused[0]!r}")
-    _prefixed(jname, lambda: _check_graph(spec, layers))
+    prefixed(jname, lambda: _check_graph(spec, layers))
     return Network(spec, tuple(layers))
 
 
@@ -774,102 +418,15 @@ def layer_from_manifest(entry: Any, arrays: Mapping[str, np.ndarray], where: str
     return _load_layer(0, entry, arrays, set(), where, where)
 
 
-@dataclasses.dataclass
-class ManifestReader:
-    """What a kind's :meth:`LayerKind.from_manifest` reads with: the stored arrays, the keys already used, and the
-    names of the two files (``jname``: network.json, ``nname``: weights.npz) that errors start with."""
-
-    stored: Mapping[str, np.ndarray]
-    used: set[str]
-    jname: str
-    nname: str
-
-    def field(self, fn: Callable[[], Any]) -> Any:
-        """``fn()``: a check of manifest fields, its errors prefixed with network.json's name."""
-        return _prefixed(self.jname, fn)
-
-    def check(self, where: str, fn: Callable[[], Any]) -> Any:
-        """``fn()``, its errors prefixed with ``<file>: <where>`` (file: network.json)."""
-        return _prefixed(f"{self.jname}: {where}", fn)
-
-    def build(self, where: str, fn: Callable[[], Any]) -> Any:
-        """``fn()`` building from arrays, its errors prefixed with ``<weights.npz>: <where>``."""
-        return _prefixed(f"{self.nname}: {where}", fn)
-
-    def arrays(self, at: str, keys: Mapping[str, Any], shapes: Mapping[str, tuple[tuple[int, ...], str]]
-               ) -> dict[str, np.ndarray]:
-        """The arrays ``keys[role]`` names, each checked to exist, be named once and have ``shapes[role]``."""
-        arrays = {}
-        for role, (shape, axes) in shapes.items():
-            key = keys[role]
-            if not isinstance(key, str) or key not in self.stored:
-                raise ValueError(f"{self.jname}: {at}.arrays.{role} must name an array of {WEIGHTS}, not {key!r}")
-            if key in self.used:
-                raise ValueError(f"{self.jname}: {at}.arrays.{role} must name an array no other field names, "
-                                 f"not {key!r}")
-            self.used.add(key)
-            if self.stored[key].shape != shape:
-                raise ValueError(f"{self.nname}: {key!r} ({at}.arrays.{role}) must have shape {shape} ({axes}), "
-                                 f"not {self.stored[key].shape}")
-            arrays[role] = self.stored[key]
-        return arrays
-
-
-#: The manifest fields every kind may carry (:meth:`LayerKind._graph_fields`).
-GRAPH_FIELDS = ("kind", "name", "inputs")
-
-
 def _load_layer(i: int, entry: Any, stored: Mapping[str, np.ndarray], used: set[str], jname: str,
                 nname: str) -> LayerKind:
     at = f"layers[{i}]"
     if not isinstance(entry, Mapping):
         raise TypeError(f"{jname}: {at} must be a JSON object, not {entry!r}")
     kind = entry.get("kind", "dense")
-    _prefixed(jname, lambda: check_choice(f"{at}.kind", kind, KINDS))
+    # the default kind first, then the others by name (whatever order their modules were imported in)
+    prefixed(jname, lambda: check_choice(f"{at}.kind", kind, ["dense", *sorted(set(KINDS) - {"dense"})]))
     return KINDS[kind].from_manifest(entry, ManifestReader(stored, used, jname, nname), at)
-
-
-def _graph_entry(reader: ManifestReader, entry: Mapping, at: str, arity: int) -> dict[str, Any]:
-    """The ``name`` and ``inputs`` of a manifest entry as constructor keywords, checked."""
-    name, inputs = reader.field(lambda: _check_graph_fields(at, entry.get("name"), entry.get("inputs"), arity))
-    return {"name": name, "inputs": inputs}
-
-
-def _load_dense(cls, entry: Mapping, reader: ManifestReader, at: str) -> Layer:
-    jname = reader.jname
-    entry = reader.field(lambda: manifest_keys(at, entry, ("scheme", "in_features", "out_features", "input",
-                                                            "format", "requant", "relu", "output", "arrays"),
-                                               GRAPH_FIELDS))
-    reader.field(lambda: check_choice(f"{at}.scheme", entry["scheme"], SCHEMES))
-    scheme = SCHEMES[entry["scheme"]]
-    inp = reader.field(lambda: manifest_keys(f"{at}.input", entry["input"], ("bits", "signed")))
-    out = reader.field(lambda: manifest_keys(f"{at}.output", entry["output"], ("bits", "signed"), ("scale", "narrow")))
-    req = reader.field(lambda: manifest_keys(f"{at}.requant", entry["requant"], ("shift",), ("rounding",)))
-    rounding, narrow = req.get("rounding", ROUNDINGS[0]), out.get("narrow", False)
-    reader.field(lambda: check_rounding(f"{at}.requant.rounding", rounding))
-    reader.field(lambda: check_bool(f"{at}.output.narrow", narrow))
-    names = {"shift": f"{at}.requant.shift", "relu": f"{at}.relu", "in_bits": f"{at}.input.bits",
-             "in_signed": f"{at}.input.signed", "out_bits": f"{at}.output.bits", "out_signed": f"{at}.output.signed",
-             "out_scale": f"{at}.output.scale"}
-    reader.field(lambda: _check_layer_scalars("", req["shift"], entry["relu"], inp["bits"], inp["signed"],
-                                              out["bits"], out["signed"], out.get("scale"), names))
-    for field in ("in_features", "out_features"):
-        reader.field(lambda: check_int(f"{at}.{field}", entry[field], min=1))
-    graph = _graph_entry(reader, entry, at, cls.arity)
-    params = reader.check(f"{at}.format", lambda: scheme.parse_format(entry["format"]))
-    n_in, n_out = entry["in_features"], entry["out_features"]
-    shapes = reader.check(at, lambda: scheme.shapes(params, n_in, n_out))
-    shapes.update(multiplier=((n_out,), "out_features"), offset=((n_out,), "out_features"))
-    keys = reader.field(lambda: manifest_keys(f"{at}.arrays", entry["arrays"], tuple(shapes)))
-    arrays = reader.arrays(at, keys, shapes)
-    weights = reader.build(at, lambda: scheme.build(params, {r: arrays[r] for r in scheme.roles}, n_in, n_out))
-    reader.field(lambda: weights.check_input(inp["bits"], inp["signed"], f"{at}.input"))
-    return reader.build(at, lambda: cls(
-        weights, arrays["multiplier"], req["shift"], arrays["offset"], entry["relu"], inp["bits"], inp["signed"],
-        out["bits"], out["signed"], out.get("scale"), rounding, narrow, **graph))
-
-
-Layer.from_manifest = classmethod(_load_dense)
 
 
 # -- random networks (tests, hardware tests) -----------------------------------------------------------------

@@ -29,8 +29,7 @@ from .intops import (CLIP_RATIOS, as_acts, as_int_array, as_real_array, as_real_
 from .params import Params, check_int
 
 __all__ = [
-    "SP2Format", "check_format", "fit_alpha", "quantize", "dequantize", "golden_dot", "SP2Quantizer",
-    "SP2Linear",
+    "SP2Format", "check_format", "fit_alpha", "quantize", "dequantize", "golden_dot",
 ]
 
 #: Largest m1: E = 2^m1 - 1 <= 15, so no shift exceeds 15 bits.

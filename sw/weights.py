@@ -129,6 +129,10 @@ class Weights:
         biases and requantisation excluded)."""
         raise NotImplementedError
 
+    def take_rows(self, rows) -> Weights:
+        """The weights of output rows ``rows`` only (a depthwise convolution's groups), same format."""
+        raise ValueError(f"{self.scheme} weights must be split by rows to run in groups, not {type(self).__name__}")
+
     @classmethod
     def random_unit(cls, rng: np.random.Generator) -> int:
         """A random choice of what this scheme's input features must be a multiple of (N:M ``m``, circulant
@@ -238,6 +242,9 @@ class FixedWeights(Weights):
     def storage_bits(self):
         return self.weights.size * self.w_bits
 
+    def take_rows(self, rows):
+        return FixedWeights(self.weights[list(rows)], self.w_bits)
+
     @classmethod
     def random(cls, rng, n_in, n_out, bits, signed, unit):
         w_bits = int(rng.integers(2, 9))
@@ -295,6 +302,9 @@ class SP2Weights(Weights):
 
     def storage_bits(self):
         return self.codes.size * self.fmt.bits
+
+    def take_rows(self, rows):
+        return SP2Weights(self.codes[list(rows)], self.fmt)
 
     @classmethod
     def random(cls, rng, n_in, n_out, bits, signed, unit):
@@ -387,6 +397,10 @@ class MSQWeights(Weights):
     def dense(self):
         return np.where(self.is_sp2[:, None], self.sp2_fmt.decode(self.codes), self.fixed).astype(np.int64)
 
+    def take_rows(self, rows):
+        rows = list(rows)
+        return MSQWeights(self.is_sp2[rows], self.codes[rows], self.fixed[rows], self.sp2_fmt, self.w_bits)
+
     def storage_bits(self):
         # each row in its own format, plus one bit per row for its kind
         n_sp2 = int(np.sum(self.is_sp2))
@@ -467,6 +481,10 @@ class NMWeights(Weights):
 
     def storage_bits(self):
         return self.values.size * (self.w_bits + self.fmt.index_bits)
+
+    def take_rows(self, rows):
+        rows = list(rows)
+        return NMWeights(self.values[rows], self.indices[rows], self.fmt, self.w_bits)
 
     @classmethod
     def random_unit(cls, rng):
@@ -661,6 +679,9 @@ class CrossbarWeights(Weights):
 
     def dense(self):
         return np.asarray(self.weights.T, np.int64)
+
+    def take_rows(self, rows):
+        return CrossbarWeights(self.weights[:, list(rows)], self.fmt)
 
     def storage_bits(self):
         # magnitudes, and one sign bit per sub-array column

@@ -632,7 +632,8 @@ STRICT_FORMAT_ERRORS = [
      J + r"layers\[0\]\.format: format\.m1 must be given \(not null\), not None$"),
     (_drop(["layers", 2, "format", "adc_bits"]),
      J + r"layers\[2\]\.format: format\.adc_bits must be given, not missing$"),
-    (_set(["layers", 1, "kind"], "conv9d"), J + r"layers\[1\]\.kind must be one of 'dense', not 'conv9d'$"),
+    (_set(["layers", 1, "kind"], "conv9d"), J + r"layers\[1\]\.kind must be one of 'dense', 'avgpool', 'conv1d', 'conv2d', 'flatten', "
+         r"'globalavgpool', 'maxpool', not 'conv9d'$"),
     (_set(["layers", 1, "inputs"], ["nowhere"]),
      J + r"layers\[1\]\.inputs must name the input or earlier layers' tensors \('input', 'layer0'\), not 'nowhere'$"),
     (_set(["layers", 1, "inputs"], ["a", "b"]),
