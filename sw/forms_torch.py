@@ -1,5 +1,5 @@
-"""PyTorch half of :mod:`sw.forms`: polarisation by ADMM (:class:`PolarizedLinear`), the activation L1 penalty
-and a small classifier trainer.
+"""PyTorch half of :mod:`sw.forms`: polarisation by ADMM (:class:`PolarizedLinear`, and the convolutions
+:class:`PolarizedConv1d` / :class:`PolarizedConv2d`), the activation L1 penalty and a small classifier trainer.
 
 Imported on first access to one of these names through ``sw.forms`` (``from sw.forms import PolarizedLinear``),
 so that ``import sw.forms`` stays free of torch. See :mod:`sw.forms` for the polarised format and the
@@ -7,7 +7,9 @@ projection (:func:`sw.forms.polarize`), which both halves share: the sign rule i
 
 Orientation: a ``torch.nn.Linear`` weight is ``[out, in]``; the crossbar holds its transpose ``W = weight.T``
 (``rows = in_features``, ``cols = out_features``), so a fragment is ``rows_per_sub`` consecutive *input*
-weights of one output.
+weights of one output. A convolution's crossbar holds its weight matrix ``[kh * kw * C_in / groups, C_out]``
+(:func:`sw.layers.conv_matrix` transposed): every input window is one crossbar read (im2col, as FORMS maps
+convolutions).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from torch.nn.utils import parametrize
 
 from .forms import (CrossbarFormat, Steps, _projection_signs, check_format, golden_mvm, is_polarized, map_weights,
                     quantize, quantize_acts)
+from .layers import ConvMatrix, check_conv_groups, conv_matrix, conv_weight
 from .params import check_int
 
-__all__ = ["PolarityConstraint", "PolarizedLinear", "ActivationL1", "train_classifier", "admm_polarize",
-           "CrossbarMLP"]
+__all__ = ["PolarityConstraint", "PolarizedLinear", "PolarizedConv1d", "PolarizedConv2d", "ActivationL1",
+           "train_classifier", "admm_polarize", "CrossbarMLP"]
 
 
 def _check_real(subject: str, value: Any, *, positive: bool = False) -> float:
@@ -94,7 +97,125 @@ class PolarityConstraint(torch.nn.Module):
         return f"rows_per_sub={self.rows_per_sub}, fixed={self.fixed}"
 
 
-class PolarizedLinear(torch.nn.Linear):
+class _Polarized:
+    """ADMM polarisation and the crossbar export, shared by :class:`PolarizedLinear` and the polarised convolutions.
+
+    Every method works on the layer's weight matrix ``[out, in]`` (:meth:`_matrix`: a Linear's weight itself, a
+    convolution's :func:`sw.layers.conv_matrix`); the crossbar holds its transpose (``rows = in``). A subclass
+    registers the :class:`PolarityConstraint` on ``weight`` (a convolution through :class:`sw.layers.ConvMatrix`),
+    the buffers ``admm_z`` / ``admm_u`` and ``rho``.
+    """
+
+    def _matrix(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def _from_matrix(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    @property
+    def _constraint(self) -> PolarityConstraint:
+        return self.parametrizations.weight[0]
+
+    @property
+    def _crossbar_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the layer's crossbar: the weight matrix's ``(in, out)``."""
+        out, inp = self._matrix(self.dense_weight).shape
+        return inp, out
+
+    @property
+    def rows_per_sub(self) -> int:
+        return self._constraint.rows_per_sub
+
+    @property
+    def dense_weight(self) -> torch.nn.Parameter:
+        """The trained weight (the parameter the optimiser updates), in torch's shape."""
+        return self.parametrizations.weight.original
+
+    @property
+    def hardened(self) -> bool:
+        """Whether :meth:`harden` has fixed the signs."""
+        return self._constraint.fixed
+
+    def projection(self) -> torch.Tensor:
+        """The polarised weight matrix ``[out, in]`` nearest to the current one (no gradient)."""
+        return project(self._matrix(self.weight), self.rows_per_sub)
+
+    def polarity_error(self) -> float:
+        """``||W - polarize(W)|| / ||W||``: 0 for a polarised weight (the energy lost by projecting now)."""
+        w = self._matrix(self.weight.detach())
+        norm = float(w.norm())
+        return float((w - project(w, self.rows_per_sub)).norm()) / norm if norm else 0.0
+
+    # -- ADMM ---------------------------------------------------------------------------------------------
+    def admm_start(self, rho: float) -> None:
+        """Begin ADMM: ``Z = polarize(W)``, ``U = 0``, penalty weight ``rho``."""
+        self.rho = _check_real("ADMM rho", rho, positive=True)
+        self.admm_z = self.projection()
+        self.admm_u = torch.zeros_like(self.admm_z)
+
+    def admm_penalty(self) -> torch.Tensor:
+        """``rho/2 ||W - Z + U||^2`` (0 outside ADMM), differentiable in ``W``."""
+        if self.admm_z is None:
+            return torch.zeros((), dtype=self.dense_weight.dtype, device=self.dense_weight.device)
+        return 0.5 * self.rho * (self._matrix(self.dense_weight) - self.admm_z + self.admm_u).square().sum()
+
+    def admm_update(self) -> float:
+        """``Z = polarize(W + U)``, ``U += W - Z``; returns the primal residual ``||W - Z|| / ||W||``."""
+        if self.admm_z is None:
+            raise ValueError(f"{self._name} ADMM must be started (admm_start) before admm_update, not idle")
+        with torch.no_grad():
+            w = self._matrix(self.dense_weight.detach())
+            self.admm_z = project(w + self.admm_u, self.rows_per_sub)
+            self.admm_u += w - self.admm_z
+            norm = float(w.norm())
+            return float((w - self.admm_z).norm()) / norm if norm else 0.0
+
+    def harden(self) -> None:
+        """Project the weight onto the polarised set, fix its signs and end ADMM (then fine-tune)."""
+        with torch.no_grad():
+            self.dense_weight.copy_(self._from_matrix(self.projection()))
+        self._constraint.fix(self._matrix(self.dense_weight))
+        self.admm_z = self.admm_u = None
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__.removeprefix("Parametrized")
+
+    # -- export -------------------------------------------------------------------------------------------
+    def crossbar_format(self, **settings: Any) -> CrossbarFormat:
+        """``CrossbarFormat(rows=in, cols=out, rows_per_sub=rows_per_sub, **settings)`` of the weight matrix
+        ``[out, in]``."""
+        rows, cols = self._crossbar_shape
+        return CrossbarFormat(rows=rows, cols=cols, rows_per_sub=self.rows_per_sub, **settings)
+
+    def export(self, fmt: CrossbarFormat) -> tuple[np.ndarray, np.ndarray]:
+        """The polarised weight in crossbar orientation (the transposed weight matrix), quantised
+        (:func:`sw.forms.quantize`).
+
+        Returns
+        -------
+        (w_int, scale) : int64 [in, out], float64 [out]
+            ``matrix.T ~= w_int * scale``; ``sw.forms.map_weights(w_int, fmt)`` programs it.
+
+        Raises
+        ------
+        ValueError
+            ``"Crossbar format must match the layer (rows=64, cols=10, rows_per_sub=8), not ..."``,
+            ``"PolarizedLinear weight must be polarised (harden() it first), not 0.31 away from it"``.
+        """
+        fmt = check_format(fmt)
+        want = (*self._crossbar_shape, self.rows_per_sub)
+        if (fmt.rows, fmt.cols, fmt.rows_per_sub) != want:
+            raise ValueError(f"Crossbar format must match the layer (rows={want[0]}, cols={want[1]}, "
+                             f"rows_per_sub={want[2]}), not {fmt!r}")
+        w = self._matrix(self.weight.detach()).double().cpu().numpy().T
+        if not is_polarized(w, fmt):
+            raise ValueError(f"{self._name} weight must be polarised (harden() it first), not "
+                             f"{self.polarity_error():.3g} away from it")
+        return quantize(w, fmt)
+
+
+class PolarizedLinear(_Polarized, torch.nn.Linear):
     """A ``torch.nn.Linear`` trained towards polarised sub-array columns by ADMM, as in FORMS (Yuan et al. 2021).
 
     Problem: ``min_W f(W)`` subject to ``W in P`` (every fragment of ``rows_per_sub`` input weights of one
@@ -134,94 +255,80 @@ class PolarizedLinear(torch.nn.Linear):
         self.register_buffer("admm_u", None)
         self.rho = 0.0
 
-    @property
-    def rows_per_sub(self) -> int:
-        return self.parametrizations.weight[0].rows_per_sub
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", rows_per_sub={self.rows_per_sub}"
+
+
+class _PolarizedConv(_Polarized):
+    """What :class:`PolarizedConv1d` and :class:`PolarizedConv2d` add to ``torch.nn.Conv1d`` / ``Conv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, groups: int = 1,
+                 bias: bool = True, *, rows_per_sub: int = 8, device=None, dtype=None):
+        name = type(self).__name__
+        constraint = PolarityConstraint(rows_per_sub)  # validates rows_per_sub first
+        check_conv_groups(name, in_channels, groups)
+        dims = 1 if isinstance(self, torch.nn.Conv1d) else 2
+        kernel = (kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        window = math.prod(kernel) * (in_channels // groups)
+        if window % rows_per_sub:
+            per_group = in_channels // groups
+            raise ValueError(f"{name} window (kernel {' x '.join(map(str, kernel))} x {per_group} input "
+                             f"channel{'s' if per_group > 1 else ''} per group) must be a multiple of rows_per_sub = "
+                             f"{rows_per_sub}, not {window}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups,
+                         bias=bias, device=device, dtype=dtype)
+        parametrize.register_parametrization(self, "weight", ConvMatrix(constraint))
+        self.register_buffer("admm_z", None)
+        self.register_buffer("admm_u", None)
+        self.rho = 0.0
+
+    def _matrix(self, w: torch.Tensor) -> torch.Tensor:
+        return conv_matrix(w)
+
+    def _from_matrix(self, w: torch.Tensor) -> torch.Tensor:
+        return conv_weight(w, self.dense_weight.shape)
 
     @property
-    def dense_weight(self) -> torch.nn.Parameter:
-        """The trained weight (the parameter the optimiser updates), ``[out, in]``."""
-        return self.parametrizations.weight.original
-
-    @property
-    def hardened(self) -> bool:
-        """Whether :meth:`harden` has fixed the signs."""
-        return self.parametrizations.weight[0].fixed
-
-    def projection(self) -> torch.Tensor:
-        """The polarised weight nearest to the current one (no gradient)."""
-        return project(self.weight, self.rows_per_sub)
-
-    def polarity_error(self) -> float:
-        """``||W - polarize(W)|| / ||W||``: 0 for a polarised weight (the energy lost by projecting now)."""
-        w = self.weight.detach()
-        norm = float(w.norm())
-        return float((w - project(w, self.rows_per_sub)).norm()) / norm if norm else 0.0
-
-    # -- ADMM ---------------------------------------------------------------------------------------------
-    def admm_start(self, rho: float) -> None:
-        """Begin ADMM: ``Z = polarize(W)``, ``U = 0``, penalty weight ``rho``."""
-        self.rho = _check_real("ADMM rho", rho, positive=True)
-        self.admm_z = self.projection()
-        self.admm_u = torch.zeros_like(self.admm_z)
-
-    def admm_penalty(self) -> torch.Tensor:
-        """``rho/2 ||W - Z + U||^2`` (0 outside ADMM), differentiable in ``W``."""
-        if self.admm_z is None:
-            return torch.zeros((), dtype=self.dense_weight.dtype, device=self.dense_weight.device)
-        return 0.5 * self.rho * (self.dense_weight - self.admm_z + self.admm_u).square().sum()
-
-    def admm_update(self) -> float:
-        """``Z = polarize(W + U)``, ``U += W - Z``; returns the primal residual ``||W - Z|| / ||W||``."""
-        if self.admm_z is None:
-            raise ValueError("PolarizedLinear ADMM must be started (admm_start) before admm_update, not idle")
-        with torch.no_grad():
-            w = self.dense_weight.detach()
-            self.admm_z = project(w + self.admm_u, self.rows_per_sub)
-            self.admm_u += w - self.admm_z
-            norm = float(w.norm())
-            return float((w - self.admm_z).norm()) / norm if norm else 0.0
-
-    def harden(self) -> None:
-        """Project the weight onto the polarised set, fix its signs and end ADMM (then fine-tune)."""
-        with torch.no_grad():
-            self.dense_weight.copy_(self.projection())
-        self.parametrizations.weight[0].fix(self.dense_weight)
-        self.admm_z = self.admm_u = None
-
-    # -- export -------------------------------------------------------------------------------------------
-    def crossbar_format(self, **settings: Any) -> CrossbarFormat:
-        """``CrossbarFormat(rows=in_features, cols=out_features, rows_per_sub=rows_per_sub, **settings)``."""
-        return CrossbarFormat(rows=self.in_features, cols=self.out_features, rows_per_sub=self.rows_per_sub,
-                              **settings)
-
-    def export(self, fmt: CrossbarFormat) -> tuple[np.ndarray, np.ndarray]:
-        """The polarised weight in crossbar orientation, quantised (:func:`sw.forms.quantize`).
-
-        Returns
-        -------
-        (w_int, scale) : int64 [in, out], float64 [out]
-            ``weight.T ~= w_int * scale``; ``sw.forms.map_weights(w_int, fmt)`` programs it.
-
-        Raises
-        ------
-        ValueError
-            ``"Crossbar format must match the layer (rows=64, cols=10, rows_per_sub=8), not ..."``,
-            ``"PolarizedLinear weight must be polarised (harden() it first), not 0.31 away from it"``.
-        """
-        fmt = check_format(fmt)
-        want = (self.in_features, self.out_features, self.rows_per_sub)
-        if (fmt.rows, fmt.cols, fmt.rows_per_sub) != want:
-            raise ValueError(f"Crossbar format must match the layer (rows={want[0]}, cols={want[1]}, "
-                             f"rows_per_sub={want[2]}), not {fmt!r}")
-        w = self.weight.detach().double().cpu().numpy().T
-        if not is_polarized(w, fmt):
-            raise ValueError(f"PolarizedLinear weight must be polarised (harden() it first), not "
-                             f"{self.polarity_error():.3g} away from it")
-        return quantize(w, fmt)
+    def _constraint(self) -> PolarityConstraint:
+        return self.parametrizations.weight[0].inner
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rows_per_sub={self.rows_per_sub}"
+
+
+class PolarizedConv1d(_PolarizedConv, torch.nn.Conv1d):
+    """A ``torch.nn.Conv1d`` polarised by ADMM for a crossbar, as FORMS maps convolutions (im2col rows on the arrays).
+
+    The crossbar holds the transposed weight matrix ``[k * C_in / groups, C_out]`` (:func:`sw.layers.conv_matrix`:
+    kernel position, channel; channel fastest), one input window per crossbar read; a fragment is ``rows_per_sub``
+    consecutive rows of it (one sign per sub-array column), so the window ``k * C_in / groups`` must be a multiple of
+    ``rows_per_sub``. Training, :meth:`harden` and :meth:`export` as :class:`PolarizedLinear` (the ADMM of
+    :func:`admm_polarize` takes both). ``groups`` 1 or ``in_channels`` (depthwise); no dilation; zero padding.
+
+    Raises
+    ------
+    ValueError
+        ``"PolarizedConv1d window (kernel 3 x 2 input channels per group) must be a multiple of rows_per_sub = 4,
+        not 6"``, ``"PolarizedConv1d groups must be 1 or the 4 input channels (depthwise), not 2"``.
+    """
+
+
+class PolarizedConv2d(_PolarizedConv, torch.nn.Conv2d):
+    """A ``torch.nn.Conv2d`` polarised by ADMM for a crossbar, as FORMS maps convolutions (im2col rows on the arrays).
+
+    The crossbar holds the transposed weight matrix ``[kh * kw * C_in / groups, C_out]``
+    (:func:`sw.layers.conv_matrix`: kernel row, kernel column, channel; channel fastest), one input window per
+    crossbar read; a fragment is ``rows_per_sub`` consecutive rows of it (one sign per sub-array column), so the
+    window ``kh * kw * C_in / groups`` must be a multiple of ``rows_per_sub``. Training, :meth:`harden` and
+    :meth:`export` as :class:`PolarizedLinear` (the ADMM of :func:`admm_polarize` takes both). ``groups`` 1 or
+    ``in_channels`` (depthwise); no dilation; zero padding.
+
+    Raises
+    ------
+    ValueError
+        ``"PolarizedConv2d window (kernel 3 x 3 x 1 input channel per group) must be a multiple of rows_per_sub =
+        8, not 9"``, ``"PolarizedConv2d groups must be 1 or the 4 input channels (depthwise), not 2"``.
+    """
 
 
 # -- activation sparsity ------------------------------------------------------------------------------------
@@ -269,8 +376,8 @@ class ActivationL1:
 
 # -- training ---------------------------------------------------------------------------------------------------
 
-def _polarized_layers(model: torch.nn.Module) -> list[PolarizedLinear]:
-    return [m for m in model.modules() if isinstance(m, PolarizedLinear)]
+def _polarized_layers(model: torch.nn.Module) -> list[_Polarized]:
+    return [m for m in model.modules() if isinstance(m, _Polarized)]
 
 
 def train_classifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 0.1,
@@ -319,7 +426,8 @@ def admm_polarize(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, r
                   rho_growth: float = 1.3, rounds: int = 10, epochs_per_round: int = 2, finetune_epochs: int = 20,
                   lr: float = 0.05, finetune_lr: float | None = None, act_l1: float = 0.0,
                   batch_size: int = 64, seed: int = 0) -> dict[str, list[float]]:
-    """Polarise every :class:`PolarizedLinear` of a trained ``model`` by ADMM, then harden and fine-tune.
+    """Polarise every :class:`PolarizedLinear`, :class:`PolarizedConv1d` and :class:`PolarizedConv2d` of a trained
+    ``model`` by ADMM, then harden and fine-tune.
 
     ``rounds`` times: ``epochs_per_round`` epochs of :func:`train_classifier` (the W-update with the ADMM
     penalty), then :meth:`PolarizedLinear.admm_update` of every layer and ``rho *= rho_growth`` (a growing

@@ -1,4 +1,5 @@
-"""PyTorch half of :mod:`sw.nm`: SR-STE, the N:M mask parametrization and :class:`NMSparseLinear`.
+"""PyTorch half of :mod:`sw.nm`: SR-STE, the N:M mask parametrization, :class:`NMSparseLinear` and the sparse
+convolutions :class:`NMSparseConv1d` / :class:`NMSparseConv2d`.
 
 :mod:`sw.nm` (the format, the tie rule, the packing, the golden model) imports numpy only; this module is the
 trainable half. :func:`sw.nm.nm_mask` and :func:`sw.nm.transposable_mask` take tensors too.
@@ -14,16 +15,20 @@ import torch
 from torch.nn.utils import parametrize
 
 from .fixed import quantize
+from .layers import ConvMatrix, conv_matrix, conv_weight
 from .nm import NMFormat, check_format, nm_mask, pack, transposable_mask
 from .params import check_choice
 
-__all__ = ["SRSTE_LAMBDA_W", "MODES", "sr_ste", "NMMask", "NMSparseLinear"]
+__all__ = ["SRSTE_LAMBDA_W", "MODES", "CONV_MODES", "sr_ste", "NMMask", "NMSparseLinear", "NMSparseConv1d",
+           "NMSparseConv2d"]
 
 #: Default SR-STE decay of the pruned weights, lambda_w (the value Zhou et al., ICLR 2021, train with).
 SRSTE_LAMBDA_W = 2e-4
 
 #: Mask modes of :class:`NMMask` / :class:`NMSparseLinear`.
 MODES = ("forward", "bidirectional", "transposable")
+#: Mask modes of the sparse convolutions (BDWP's backward mask needs a linear layer's own backward pass).
+CONV_MODES = ("forward", "transposable")
 
 
 def _check_lambda(lambda_w: Any) -> float:
@@ -225,3 +230,89 @@ class NMSparseLinear(torch.nn.Linear):
             w_int, scale = quantize(self.weight.detach(), w_bits)
         values, indices = pack(w_int, self.fmt)
         return values, indices, scale
+
+
+class _NMSparseConv:
+    """What :class:`NMSparseConv1d` and :class:`NMSparseConv2d` add to ``torch.nn.Conv1d`` / ``Conv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True, *,
+                 fmt: NMFormat = NMFormat(), mode: str = "forward", lambda_w: float = SRSTE_LAMBDA_W, device=None,
+                 dtype=None):
+        name = type(self).__name__
+        mask = NMMask(fmt, mode, lambda_w)  # validates fmt, mode and lambda_w first
+        check_choice(f"{name} mode", mode, CONV_MODES)
+        fmt.groups(in_channels, f"{name} in_channels")
+        if mode == "transposable":
+            fmt.groups(out_channels, f"{name} out_channels (mode 'transposable')")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                         device=device, dtype=dtype)
+        parametrize.register_parametrization(self, "weight", ConvMatrix(mask))
+
+    @property
+    def _mask_module(self) -> NMMask:
+        return self.parametrizations.weight[0].inner
+
+    fmt = property(lambda self: self._mask_module.fmt, doc="The N:M format.")
+    mode = property(lambda self: self._mask_module.mode, doc="The mask mode (:data:`CONV_MODES`).")
+    lambda_w = property(lambda self: self._mask_module.lambda_w, doc="The SR-STE decay.")
+
+    @property
+    def dense_weight(self) -> torch.nn.Parameter:
+        """The trained dense weight (the parameter the optimiser updates), in torch's shape."""
+        return self.parametrizations.weight.original
+
+    def mask(self) -> torch.Tensor:
+        """The current mask, a ``torch.bool`` tensor of the weight's shape (N:M along :func:`sw.layers.conv_matrix`'s
+        rows)."""
+        return conv_weight(self._mask_module.mask(conv_matrix(self.dense_weight)), self.dense_weight.shape)
+
+    def export(self, w_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The masked weight matrix ``[C_out, kh * kw * C_in]`` (:func:`sw.layers.conv_matrix`) quantised to signed
+        ``w_bits`` integers per output channel and packed for the ``nm-sparse`` PE, as
+        :meth:`NMSparseLinear.export`.
+
+        Returns
+        -------
+        (values, indices, scale) : int64 [C_out, K*n/m], int64 [C_out, K*n/m], float64 [C_out]
+            ``K = kh * kw * C_in``; the real weight matrix is ``scale[:, None] * unpack(values, indices, fmt, K)``.
+        """
+        with torch.no_grad():
+            w_int, scale = quantize(conv_matrix(self.weight.detach()), w_bits)
+        values, indices = pack(w_int, self.fmt)
+        return values, indices, scale
+
+
+class NMSparseConv1d(_NMSparseConv, torch.nn.Conv1d):
+    """A ``torch.nn.Conv1d`` whose weight is N:M sparse, trained from scratch with SR-STE as :class:`NMSparseLinear`.
+
+    The groups of ``m`` run along the input channels of one kernel position (NVIDIA's sparse convolutions): the
+    mask (:class:`NMMask` through :class:`sw.layers.ConvMatrix`) is N:M along each row of the weight matrix
+    ``[C_out, k * C_in]`` in (kernel position, channel) order, channel fastest, so ``in_channels`` must be a
+    multiple of ``m`` (a group never straddles two kernel positions; no depthwise: one channel per position).
+    Modes :data:`CONV_MODES` (``"transposable"``: N:M along the output channels too). No dilation, no groups;
+    zero padding (any ``padding`` torch takes). The bias stays dense and float.
+
+    Raises
+    ------
+    ValueError
+        ``"NMSparseConv1d in_channels must be a multiple of m = 4, not 6"``, ``"NMSparseConv1d mode must be one of
+        'forward', 'transposable', not 'bidirectional'"``, and :class:`NMMask`'s errors.
+    """
+
+
+class NMSparseConv2d(_NMSparseConv, torch.nn.Conv2d):
+    """A ``torch.nn.Conv2d`` whose weight is N:M sparse, trained from scratch with SR-STE as :class:`NMSparseLinear`.
+
+    The groups of ``m`` run along the input channels of one kernel position (NVIDIA's sparse convolutions): the
+    mask (:class:`NMMask` through :class:`sw.layers.ConvMatrix`) is N:M along each row of the weight matrix
+    ``[C_out, kh * kw * C_in]`` in (kernel row, kernel column, channel) order, channel fastest, so ``in_channels``
+    must be a multiple of ``m`` (a group never straddles two kernel positions; no depthwise: one channel per
+    position). Modes :data:`CONV_MODES` (``"transposable"``: N:M along the output channels too). No dilation, no
+    groups; zero padding (any ``padding`` torch takes). The bias stays dense and float.
+
+    Raises
+    ------
+    ValueError
+        ``"NMSparseConv2d in_channels must be a multiple of m = 4, not 6"``, ``"NMSparseConv2d mode must be one of
+        'forward', 'transposable', not 'bidirectional'"``, and :class:`NMMask`'s errors.
+    """
