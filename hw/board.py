@@ -5,15 +5,18 @@ One gateware core, :class:`BoardCore`, is both what the Verilator simulation dri
 reset button and the pins, all from ``amaranth-boards``)::
 
     rx -> UARTRx -> Deframer (magic, header, samples into a 2-bank buffer, CRC-8 per sample, timeout)
-                        |  features (one per beat, last per sample)      | control events (errors, info)
-                        v                                                v
+                        |  features (one per beat, last per sample)      | answer queue (result / info / error,
+                        v                                                v  in the order they were decided)
                     Accelerator --- logits + class ---------------> Framer -> UARTTx -> tx
 
 The wire protocol is :class:`WireFormat` (``docs/board.md`` spells it out byte by byte). The receiver accepts
 every byte the UART delivers in the cycle it arrives (a UART cannot be stalled), so it never back-pressures
-and never hangs: an error sends one error frame and discards the line until it has been quiet for the
-timeout; a silence of the timeout inside a frame ends the frame with a timeout error. Both return the
-receiver to hunting for the magic.
+and never hangs. Every sample, request and malformed byte sequence gets exactly one answer, and the answers
+leave in the order they were decided (results included: nothing overtakes): the receiver queues one entry per
+answer (:data:`QUEUE_DEPTH`) and refuses a frame or sample that begins while the queue is nearly full
+(``OVERRUN``, argument 1) instead of dropping anything. An error discards the line until it has been quiet for
+the timeout and every queued answer has begun to be sent; a silence of the timeout inside a frame ends the frame
+with a timeout error. Both return the receiver to hunting for the magic.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -32,7 +36,7 @@ from .common import equals
 from .network import CompiledNetwork
 
 __all__ = ["REQUEST_MAGIC", "ANSWER_MAGIC", "Status", "crc8", "WireFormat", "check_divider", "link_timing", "UARTRx", "UARTTx",
-           "Deframer", "Framer", "BoardCore", "BoardTop", "BOARDS", "Board"]
+           "QUEUE_DEPTH", "AnswerQueue", "Deframer", "Framer", "BoardCore", "BoardTop", "BOARDS", "Board"]
 
 #: First two bytes of every host request.
 REQUEST_MAGIC = bytes((0xA5, 0x5A))
@@ -48,12 +52,14 @@ class Status:
     RESULT = 0x00
     BAD_MAGIC = 0x01     # arg: the byte received where a magic byte was expected
     BAD_LENGTH = 0x02    # arg: 1 = the features field is not the network's
-    TIMEOUT = 0x03       # arg: the receiver's state (2..6 header, 7 sample bytes, 8 check byte)
+    TIMEOUT = 0x03       # arg: where (2..6 header after byte 1..5, 7 before or inside a sample, 8 its check byte due)
     CHECKSUM = 0x04      # arg: the check byte received
-    OVERRUN = 0x05       # arg: 0 (a sample arrived while both buffer banks were full)
-    INFO = 0x10
+    OVERRUN = 0x05       # arg: 0 = a sample began with both buffer banks full, 1 = a frame or sample began with
+    INFO = 0x10          #      the answer queue nearly full
     ERRORS = {BAD_MAGIC: "bad magic", BAD_LENGTH: "wrong length", TIMEOUT: "timeout inside a frame",
-              CHECKSUM: "sample checksum mismatch", OVERRUN: "sample buffer overrun"}
+              CHECKSUM: "sample checksum mismatch", OVERRUN: "overrun"}
+    #: What an ``OVERRUN`` argument says.
+    OVERRUNS = {0: "sample buffer overrun", 1: "answer queue full"}
 
 
 def crc8(data: bytes, crc: int = 0) -> int:
@@ -330,31 +336,92 @@ class UARTTx(wiring.Component):
 
 # -- protocol receiver ----------------------------------------------------------------------------------------
 
-def _event_signature():
-    return stream.Signature(data.StructLayout({"code": 8, "arg": 8}))
+#: Answers the board queues by default: decided, not yet begun to be sent (``docs/board.md``).
+QUEUE_DEPTH = 32
+
+
+def _answer_signature(*, always_ready: bool = False):
+    """One answer: its :class:`Status` and argument byte (a result's is 0: the accelerator has its data)."""
+    return stream.Signature(data.StructLayout({"code": 8, "arg": 8}), always_ready=always_ready)
+
+
+def _queue_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 4:
+        raise ValueError(f"Answer queue depth must be an integer of at least 4, not {depth!r}")
+    return depth
+
+
+class AnswerQueue(wiring.Component):
+    """The answers decided and not yet begun to be sent, first in, first out: ``i`` -> ``o``.
+
+    ``i`` is always ready: the receiver (:class:`Deframer`) never pushes into a full queue, as it refuses a
+    frame or sample while the queue is nearly full. ``level`` counts the entries, the one on ``o`` included; an
+    entry leaves when ``o`` transfers it, which the :class:`Framer` does in the cycle before the answer's first
+    byte. A block RAM of ``depth - 1`` entries (16 bits) and an output register.
+
+    Raises
+    ------
+    ValueError
+        ``"Answer queue depth must be an integer of at least 4, not 3"``.
+    """
+
+    def __init__(self, depth: int = QUEUE_DEPTH):
+        self._depth = _queue_depth(depth)
+        super().__init__({"i": In(_answer_signature(always_ready=True)), "o": Out(_answer_signature()),
+                          "level": Out(range(depth + 1))})
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=16, depth=self._depth)
+        m.d.comb += [fifo.w_en.eq(self.i.valid), fifo.w_data.eq(self.i.payload),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready),
+                     self.level.eq(fifo.level)]
+        return m
 
 
 class Deframer(wiring.Component):
-    """Request frames (bytes on ``i``) -> the samples' features on ``o`` and control events on ``event``.
+    """Request frames (bytes on ``i``) -> the samples' features on ``o`` and every answer, as decided, on ``answer``.
 
     Each sample's bytes go into one bank of a two-bank buffer; only when its check byte matches the CRC is
     the bank handed to the feeder, which streams it to ``o`` one feature per beat (``last`` on the final
-    one), so a corrupted sample never reaches the accelerator. ``event`` carries :class:`Status` codes (an
-    error, or ``INFO`` for a count-0 request); a new event while one is pending is dropped. ``busy`` is high
-    inside a frame.
+    one), so a corrupted sample never reaches the accelerator. A bank is free again once ``o`` has
+    transferred the sample's ``last`` beat.
+
+    Every input that gets an answer (a sample, an info request, a malformed byte sequence, a timeout) yields
+    exactly one ``answer`` beat in the cycle it is decided (``answer`` is always ready: it feeds the
+    :class:`AnswerQueue`): ``(RESULT, 0)`` for a sample whose check byte matched (its data follows from the
+    accelerator), ``(INFO, 0)``, or an error and its argument. ``queued`` is the queue's level: a frame's first
+    byte or a sample's first byte that arrives while fewer than 3 of the ``queue_depth`` entries are free is
+    refused with ``(OVERRUN, 1)`` (3: room for its own answer, a timeout after it, and the refusal of whatever
+    comes next), so the queue never overflows. ``busy`` is high inside a frame.
 
     ``i`` is always ready. ``timeout``: clock cycles without a byte after which a frame in progress ends
-    with ``TIMEOUT`` and the receiver hunts for the magic again; after any error the receiver discards
-    bytes until the line has been quiet that long.
+    with ``TIMEOUT`` and the receiver hunts for the magic again; after any other error the receiver discards
+    bytes until the line has been quiet that long and the queue is empty.
+
+    Raises
+    ------
+    ValueError
+        ``"Timeout must be a positive number of clock cycles, not 0"``,
+        ``"Answer queue depth must be an integer of at least 4, not 3"``.
     """
 
-    def __init__(self, fmt: WireFormat, *, timeout: int):
+    def __init__(self, fmt: WireFormat, *, timeout: int, queue_depth: int = QUEUE_DEPTH):
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"Timeout must be a positive number of clock cycles, not {timeout!r}")
-        self._fmt, self._timeout = fmt, timeout
+        self._fmt, self._timeout, self._depth = fmt, timeout, _queue_depth(queue_depth)
         in_shape = data.StructLayout({"x": _in_shape(fmt), "last": 1})
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(in_shape)),
-                          "event": Out(_event_signature()), "busy": Out(1)})
+                          "answer": Out(_answer_signature(always_ready=True)), "queued": In(range(queue_depth + 1)),
+                          "busy": Out(1)})
+
+    @property
+    def queue_depth(self) -> int:
+        return self._depth
 
     def elaborate(self, platform):
         m = Module()
@@ -363,6 +430,13 @@ class Deframer(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=8 * nb, depth=2 * features, init=[])
         wp = buffer.write_port(granularity=8)
         rp = buffer.read_port(transparent_for=())
+
+        room = Signal()        # a frame or a sample may begin: its answer, a timeout after it, a refusal fit
+        m.d.comb += room.eq(self.queued + 3 <= self._depth)
+
+        def answer(status, argument):
+            m.d.comb += [self.answer.valid.eq(1), self.answer.payload.code.eq(status),
+                         self.answer.payload.arg.eq(argument)]
 
         byte, got = self.i.payload, self.i.valid
         m.d.comb += self.i.ready.eq(1)
@@ -385,14 +459,6 @@ class Deframer(wiring.Component):
         with m.Elif(~quiet):
             m.d.sync += idle.eq(idle + 1)
 
-        def event(code, arg):
-            with m.If(~self.event.valid):
-                m.d.sync += [self.event.valid.eq(1), self.event.payload.code.eq(code),
-                             self.event.payload.arg.eq(arg)]
-
-        with m.If(self.event.ready):
-            m.d.sync += self.event.valid.eq(0)
-
         m.d.comb += [wp.addr.eq(Mux(wbank, features, 0) + feature), wp.data.eq(byte.replicate(nb))]
         states = ["HUNT", "MAGIC1", "COUNT0", "COUNT1", "FEATURES0", "FEATURES1", "DATA", "CHECK", "SKIP"]
         HUNT, MAGIC1, COUNT0, COUNT1, FEATURES0, FEATURES1, DATA, CHECK, SKIP = range(len(states))
@@ -401,24 +467,27 @@ class Deframer(wiring.Component):
         def timed(current: int):
             """Inside a frame: a silence of the timeout ends it (TIMEOUT, arg = the state's number)."""
             with m.If(~got & quiet):
-                event(Status.TIMEOUT, current + 1)
+                answer(Status.TIMEOUT, current + 1)
                 m.d.sync += state.eq(HUNT)
 
         m.d.comb += self.busy.eq(~equals(state, HUNT) & ~equals(state, SKIP))
         with m.If(equals(state, HUNT)):
             with m.If(got):
-                with m.If(byte == REQUEST_MAGIC[0]):
-                    m.d.sync += state.eq(MAGIC1)
-                with m.Else():
-                    event(Status.BAD_MAGIC, byte)
+                with m.If(byte != REQUEST_MAGIC[0]):
+                    answer(Status.BAD_MAGIC, byte)
                     m.d.sync += state.eq(SKIP)
+                with m.Elif(~room):
+                    answer(Status.OVERRUN, 1)
+                    m.d.sync += state.eq(SKIP)
+                with m.Else():
+                    m.d.sync += state.eq(MAGIC1)
         with m.Elif(equals(state, MAGIC1)):
             timed(MAGIC1)
             with m.If(got):
                 with m.If(byte == REQUEST_MAGIC[1]):
                     m.d.sync += state.eq(COUNT0)
                 with m.Else():
-                    event(Status.BAD_MAGIC, byte)
+                    answer(Status.BAD_MAGIC, byte)
                     m.d.sync += state.eq(SKIP)
         with m.Elif(equals(state, COUNT0)):
             timed(COUNT0)
@@ -440,18 +509,22 @@ class Deframer(wiring.Component):
             with m.If(got):
                 m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
                 with m.If(equals(remaining, 0)):
-                    event(Status.INFO, 0)
+                    answer(Status.INFO, 0)
                     m.d.sync += state.eq(HUNT)
                 with m.Elif(Cat(lo, byte) != features):
-                    event(Status.BAD_LENGTH, 1)
+                    answer(Status.BAD_LENGTH, 1)
                     m.d.sync += state.eq(SKIP)
                 with m.Else():
                     m.d.sync += state.eq(DATA)
         with m.Elif(equals(state, DATA)):
             timed(DATA)
             with m.If(got):
-                with m.If((equals(feature, 0)) & (equals(lane, 0)) & Mux(wbank, full[1], full[0])):
-                    event(Status.OVERRUN, 0)
+                begins = equals(feature, 0) & equals(lane, 0)
+                with m.If(begins & ~room):
+                    answer(Status.OVERRUN, 1)
+                    m.d.sync += state.eq(SKIP)
+                with m.Elif(begins & Mux(wbank, full[1], full[0])):
+                    answer(Status.OVERRUN, 0)
                     m.d.sync += state.eq(SKIP)
                 with m.Else():
                     m.d.comb += wp.en.eq(1 << lane)
@@ -469,6 +542,7 @@ class Deframer(wiring.Component):
             with m.If(got):
                 m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
                 with m.If(byte == crc):
+                    answer(Status.RESULT, 0)
                     m.d.comb += set_full.eq(Mux(wbank, 2, 1))
                     m.d.sync += [wbank.eq(~wbank), remaining.eq(remaining - 1)]
                     with m.If(equals(remaining, 1)):
@@ -476,24 +550,26 @@ class Deframer(wiring.Component):
                     with m.Else():
                         m.d.sync += state.eq(DATA)
                 with m.Else():
-                    event(Status.CHECKSUM, byte)
+                    answer(Status.CHECKSUM, byte)
                     m.d.sync += state.eq(SKIP)
-        with m.Else():   # SKIP, and any other encoding: discard until the line is quiet
-            with m.If(quiet):
+        with m.Else():   # SKIP, and any other encoding: discard until the line is quiet and every answer has left
+            with m.If(quiet & equals(self.queued, 0)):
                 m.d.sync += state.eq(HUNT)
 
-        # feeder: the full bank, in order, one feature per beat; the read port holds its data while stalled
+        # feeder: the full bank, in order, one feature per beat; the read port holds its data while stalled. The
+        # bank is freed when its last beat is transferred (the beat then on `o` came from the bank before `fbank`)
         fbank = Signal()
         fidx = Signal(range(max(features, 2)))
         advance = Signal()
         m.d.comb += [advance.eq(Mux(fbank, full[1], full[0]) & (~self.o.valid | self.o.ready)),
                      rp.addr.eq(Mux(fbank, features, 0) + fidx), rp.en.eq(advance),
                      self.o.payload.x.eq(rp.data[:Value.cast(self.o.payload.x).shape().width])]
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+            m.d.comb += clr_full.eq(Mux(fbank, 1, 2))
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(equals(fidx, features - 1))]
             with m.If(equals(fidx, features - 1)):
                 m.d.sync += [fidx.eq(0), fbank.eq(~fbank)]
-                m.d.comb += clr_full.eq(Mux(fbank, 2, 1))
             with m.Else():
                 m.d.sync += fidx.eq(fidx + 1)
         with m.Elif(self.o.ready):
@@ -510,15 +586,18 @@ def _in_shape(fmt: WireFormat):
 # -- protocol transmitter ----------------------------------------------------------------------------------------
 
 class Framer(wiring.Component):
-    """Answer frames: results (``result``, the accelerator's output) and control events (``event``) -> bytes.
+    """Answer frames, in the order of the answer queue (``answer``), results filled in from ``result``.
 
-    A frame is loaded into a byte shift register whole, then sent byte by byte on ``o`` with its running
-    CRC-8 as the last byte; an event waiting is sent before the next result.
+    The head of ``answer`` says which frame comes next: a ``RESULT`` entry waits for the accelerator's next
+    result on ``result`` (results come in sample order, one per ``RESULT`` entry), an ``INFO`` entry is the info
+    frame, any other code an error frame with its argument. A frame is loaded into a byte shift register whole
+    (the entry and the result taken in the same cycle), then sent byte by byte on ``o`` with its running CRC-8
+    as the last byte; the next entry is taken in the cycle after the CRC byte went out.
     """
 
     def __init__(self, fmt: WireFormat, result_layout):
         self._fmt = fmt
-        super().__init__({"result": In(stream.Signature(result_layout)), "event": In(_event_signature()),
+        super().__init__({"result": In(stream.Signature(result_layout)), "answer": In(_answer_signature()),
                           "o": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
@@ -530,24 +609,25 @@ class Framer(wiring.Component):
         crc = Signal(8)
         m.d.comb += [self.o.valid.eq(left.any()), self.o.payload.eq(Mux(equals(left, 1), crc, shift[:8]))]
         idle = equals(left, 0)
-        res, ev = self.result, self.event
-        m.d.comb += [ev.ready.eq(idle), res.ready.eq(idle & ~ev.valid)]
+        res, ans = self.result, self.answer
+        is_result = equals(ans.payload.code, Status.RESULT)
+        m.d.comb += [ans.ready.eq(idle & (~is_result | res.valid)), res.ready.eq(idle & ans.valid & is_result)]
 
         def load(frame_bytes: list, length: int):
             m.d.sync += [shift.eq(Cat(*frame_bytes)), left.eq(length), crc.eq(0)]
 
         info = list(fmt.info_payload())
-        with m.If(ev.valid & ev.ready):
-            with m.If(ev.payload.code == Status.INFO):
+        with m.If(ans.valid & ans.ready):
+            with m.If(is_result):
+                nb = fmt.out_bytes
+                logits = [_extend(Value.cast(res.payload.logits[k]), 8 * nb, fmt.out_signed)
+                          for k in range(fmt.classes)]
+                load([Const(ANSWER_MAGIC, 8), Const(Status.RESULT, 8),
+                      _extend(Value.cast(res.payload.cls), 8, False), *logits], fmt.result_bytes)
+            with m.Elif(ans.payload.code == Status.INFO):
                 load([Const(b, 8) for b in info], fmt.INFO_BYTES)
             with m.Else():
-                load([Const(ANSWER_MAGIC, 8), ev.payload.code, ev.payload.arg], fmt.ERROR_BYTES)
-        with m.Elif(res.valid & res.ready):
-            nb = fmt.out_bytes
-            logits = [_extend(Value.cast(res.payload.logits[k]), 8 * nb, fmt.out_signed)
-                      for k in range(fmt.classes)]
-            load([Const(ANSWER_MAGIC, 8), Const(Status.RESULT, 8),
-                  _extend(Value.cast(res.payload.cls), 8, False), *logits], fmt.result_bytes)
+                load([Const(ANSWER_MAGIC, 8), ans.payload.code, ans.payload.arg], fmt.ERROR_BYTES)
         with m.Elif(self.o.valid & self.o.ready):
             m.d.sync += [shift.eq(shift >> 8), left.eq(left - 1), crc.eq(_crc8_step(crc, shift[:8]))]
         return m
@@ -622,12 +702,15 @@ class BoardCore(wiring.Component):
         m.submodules.uart_tx = utx = UARTTx(self._divider)
         m.submodules.deframer = dfr = Deframer(fmt, timeout=self._timeout)
         m.submodules.accelerator = acc = self._compiled.build()
+        m.submodules.queue = queue = AnswerQueue(dfr.queue_depth)
         m.submodules.framer = fr = Framer(fmt, acc.o.payload.shape())
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, producer=urx.o, consumer=dfr.i)
         wiring.connect(m, producer=dfr.o, consumer=acc.i)
         wiring.connect(m, producer=acc.o, consumer=fr.result)
-        wiring.connect(m, producer=dfr.event, consumer=fr.event)
+        wiring.connect(m, producer=dfr.answer, consumer=queue.i)
+        wiring.connect(m, producer=queue.o, consumer=fr.answer)
+        m.d.comb += dfr.queued.eq(queue.level)
         wiring.connect(m, producer=fr.o, consumer=utx.i)
 
         beat = Signal(max(1, bits_for(int(self._clk_freq)) - 1))
@@ -642,7 +725,8 @@ class BoardCore(wiring.Component):
                 m.d.sync += left.eq(left - 1)
             return left.any()
 
-        error = fr.event.valid & fr.event.ready & (fr.event.payload.code != Status.INFO)
+        code = queue.o.payload.code
+        error = queue.o.valid & queue.o.ready & (code != Status.INFO) & ~equals(code, Status.RESULT)
         m.d.comb += self.led.eq(Cat(beat[-1], dfr.busy | stretch(urx.o.valid, 0.05),
                                     ~utx.i.ready | stretch(utx.i.valid & utx.i.ready, 0.05),
                                     stretch(error, 0.25)))

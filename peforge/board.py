@@ -55,13 +55,22 @@ class SerialTransport:
         import serial
 
         try:
-            self._port = serial.Serial(port, baud, timeout=0.1)
+            self._port = serial.Serial(port, baud, timeout=0.1, write_timeout=self.WRITE_TIMEOUT)
         except (serial.SerialException, ValueError) as exc:
             raise UsageError(f"--port must be a serial port that opens, not {port!r} ({exc})") from None
         self._port.reset_input_buffer()
 
+    #: Seconds a write may wait for the port (a stuck adapter) before :class:`BoardError`.
+    WRITE_TIMEOUT = 5.0
+
     def write(self, data: bytes) -> None:
-        self._port.write(data)
+        import serial
+
+        try:
+            self._port.write(data)
+        except serial.SerialTimeoutException:
+            raise BoardError(f"Serial port must take {len(data)} bytes within {self.WRITE_TIMEOUT:g} s, not "
+                             f"stall") from None
 
     def read(self, n: int, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -116,24 +125,36 @@ class Answer:
 
     def describe(self) -> str:
         if self.is_error:
-            return f"error frame {self.status:#04x} ({Status.ERRORS[self.status]}, arg {self.arg:#04x})"
+            name = Status.ERRORS[self.status]
+            if self.status == Status.OVERRUN:
+                name = Status.OVERRUNS.get(self.arg, name)
+            return f"error frame {self.status:#04x} ({name}, arg {self.arg:#04x})"
         return f"frame {self.raw.hex(' ')}"
 
 
-def read_answer(transport: Transport, fmt: WireFormat | None, timeout: float) -> Answer:
-    """Read one answer frame (``fmt`` is needed for results: their length depends on the network).
+def read_answer(transport: Transport, fmt: WireFormat | None, timeout: float, *, what: str = "a frame") -> Answer:
+    """Read one answer frame within ``timeout`` seconds (one deadline for the whole frame, on the transport's
+    clock); ``fmt`` is needed for results (their length depends on the network); ``what`` names the answer awaited
+    in the error.
 
     Raises
     ------
     BoardError
-        Nothing or too little arrived within ``timeout``; the first byte is not ``5a``; an unknown status; a
-        bad CRC.
+        ``"Board must answer sample 3 within 1 s, not nothing"`` (or too few bytes); the first byte is not ``5a``;
+        an unknown status; a bad CRC.
     """
     from peforge.hw.board import crc8
 
-    head = transport.read(2, timeout)
-    if len(head) < 2:
-        raise BoardError(f"Board must answer within {timeout:g} s, not {'nothing' if not head else head.hex()}")
+    deadline = transport.now() + timeout
+
+    def read(n: int, got: bytes) -> bytes:
+        data = got + transport.read(n, max(0.0, deadline - transport.now()))
+        if len(data) < len(got) + n:
+            raise BoardError(f"Board must answer {what} within {timeout:g} s, not "
+                             f"{data.hex(' ') if data else 'nothing'}")
+        return data
+
+    head = read(2, b"")
     if head[0] != ANSWER_MAGIC:
         raise BoardError(f"Answer frame must start with {ANSWER_MAGIC:#04x}, not {head[0]:#04x}")
     status = head[1]
@@ -147,10 +168,7 @@ def read_answer(transport: Transport, fmt: WireFormat | None, timeout: float) ->
         length = WireFormat.ERROR_BYTES
     else:
         raise BoardError(f"Answer status must be a result, info or error code, not {status:#04x}")
-    rest = transport.read(length - 2, timeout)
-    raw = head + rest
-    if len(raw) < length:
-        raise BoardError(f"Answer frame must be {length} bytes, not {len(raw)} ({raw.hex(' ')}) within {timeout:g} s")
+    raw = read(length - 2, head)
     if crc8(raw[:-1]) != raw[-1]:
         raise BoardError(f"Answer frame must end with its CRC {crc8(raw[:-1]):#04x}, not {raw[-1]:#04x}")
     if status == Status.RESULT:
@@ -172,7 +190,7 @@ def query_info(transport: Transport, timeout: float = 1.0, *, attempts: int = 2)
     for attempt in range(attempts):
         transport.write(probe.header(0))
         try:
-            answer = read_answer(transport, None, timeout)
+            answer = read_answer(transport, None, timeout, what="an info request")
             if answer.status == Status.INFO:
                 return WireFormat.from_info(answer.raw)
             problem = f"Board must answer an info request with its info frame, not {answer.describe()}"
@@ -202,18 +220,24 @@ def run(transport: Transport, x, labels=None, *, window: int = 2, timeout: float
     """Classify the samples ``x`` (``int [N, features]``) on the board behind ``transport``.
 
     Asks for the info frame, then sends one request frame with all samples, keeping at most ``window`` samples
-    sent but unanswered (2 is always safe: the board buffers two samples; more can overrun a slow network).
+    sent but unanswered (2 is always safe: the board buffers two samples; more can overrun a slow network). The
+    board answers in the order of the inputs (``docs/board.md``), so the n-th answer after the info frame belongs
+    to sample n: anything but a result there ends the run, and so does an answer that does not arrive within
+    ``timeout`` seconds.
 
     Raises
     ------
     ValueError
         ``"Samples must have shape (N, 64) for this board's network, not (3, 63)"``, samples outside the
-        board's input range, ``labels`` of another length.
+        board's input range, ``labels`` of another length, a ``timeout`` that is not a positive number.
     BoardError
-        The board answered an error frame or nothing within ``timeout`` seconds.
+        The board answered an error frame where a result was due, or not within ``timeout`` seconds
+        (``"Board must answer sample 3 within 1 s, not nothing"``).
     """
     from peforge.sw.intops import as_int_array, int_range
 
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"Timeout must be a positive number of seconds, not {timeout!r}")
     fmt = query_info(transport, timeout)
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[1] != fmt.features or len(arr) == 0:
@@ -239,7 +263,7 @@ def run(transport: Transport, x, labels=None, *, window: int = 2, timeout: float
         if chunk:
             transport.write(bytes(chunk))
             chunk.clear()
-        answer = read_answer(transport, fmt, timeout)
+        answer = read_answer(transport, fmt, timeout, what=f"sample {done}")
         if answer.status != Status.RESULT:
             raise BoardError(f"Board must answer sample {done} with a result, not {answer.describe()}")
         classes[done], logits[done] = answer.cls, answer.logits
@@ -442,6 +466,8 @@ def add_parser(subparsers) -> None:
                                                      "name without it, as numpy does; the path written is printed)")
     r.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     r.add_argument("--window", type=int, default=2, help="samples in flight (default 2, always safe)")
+    r.add_argument("--timeout", type=float, default=1.0, metavar="S",
+                   help="seconds to wait for each answer frame before giving up (default 1)")
     r.set_defaults(command_name="board run")
     p.set_defaults(func=main)
 
@@ -468,6 +494,8 @@ def main(args) -> int:
         return 0
     if args.window < 1:
         raise UsageError(f"--window must be a positive integer, not {args.window}")
+    if not args.timeout > 0 or args.timeout == float("inf"):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     if args.sim:
         from peforge.hw.network import load_compiled
 
@@ -492,7 +520,7 @@ def main(args) -> int:
         else:
             port = stack.enter_context(SerialTransport(args.port, args.baud))
         try:
-            result = run(port, x, labels, window=args.window)
+            result = run(port, x, labels, window=args.window, timeout=args.timeout)
         except ValueError as exc:
             raise UsageError(f"--input {args.input}: {exc}") from None
         except BoardError as exc:

@@ -9,7 +9,8 @@ listens on, and serves its commands one at a time, each a JSON line:
     time, while later commands run the clock;
 ``{"op": "read", "n": N, "timeout": s}``
     run the clock until N bytes the board sent on ``tx`` have been received (each sampled in the middle of
-    its bits, the stop bit checked) or ``s`` simulated seconds have passed; the answer holds them;
+    its bits, the stop bit checked) or ``s`` simulated seconds have passed; the answer holds them, and the
+    simulated time each began (its start bit's falling edge);
 ``{"op": "wait", "seconds": s}``
     run the clock that long; ``{"op": "close"}`` ends the test.
 
@@ -108,6 +109,7 @@ class _UART:
         self.dut, self.bit_ns = dut, divider * PERIOD_NS
         self.pending: collections.deque[int] = collections.deque()
         self.received = bytearray()
+        self.began: list[float] = []        # the start bit of each byte received, in ns
         self.framing_errors = 0
         self.arrived = Event()
         self._more = Event()
@@ -131,6 +133,7 @@ class _UART:
         dut = self.dut
         while True:
             await FallingEdge(dut.tx)
+            edge = cocotb.utils.get_sim_time("ns")
             await Timer(self.bit_ns // 2, unit="ns")
             if int(dut.tx.value) != 0:
                 continue                         # a glitch, not a start bit
@@ -142,6 +145,7 @@ class _UART:
             if int(dut.tx.value) != 1:
                 self.framing_errors += 1
             self.received.append(byte)
+            self.began.append(edge)
             self.arrived.set()
 
 
@@ -186,8 +190,9 @@ async def host_link(dut):
                 left_ns = max(PERIOD_NS, int((deadline - now()) * clk_freq) * PERIOD_NS)
                 await First(uart.arrived.wait(), Timer(left_ns, unit="ns"))
             data = bytes(uart.received[:n])
-            del uart.received[:n]
-            answer(data=data.hex())
+            began = [t / PERIOD_NS / clk_freq for t in uart.began[:n]]
+            del uart.received[:n], uart.began[:n]
+            answer(data=data.hex(), began=began)
         elif op == "wait":
             cycles = max(1, int(float(command["seconds"]) * clk_freq))
             await Timer(cycles * PERIOD_NS, unit="ns")
@@ -234,7 +239,12 @@ class SimulatedBoard:
         self._command(op="write", data=bytes(data).hex())
 
     def read(self, n: int, timeout: float) -> bytes:
-        return bytes.fromhex(self._command(op="read", n=int(n), timeout=float(timeout))["data"])
+        return self.read_timed(n, timeout)[0]
+
+    def read_timed(self, n: int, timeout: float) -> tuple[bytes, list[float]]:
+        """:meth:`read`, and the simulated time (seconds) at which each byte's start bit began on ``tx``."""
+        reply = self._command(op="read", n=int(n), timeout=float(timeout))
+        return bytes.fromhex(reply["data"]), [float(t) for t in reply["began"]]
 
     def wait(self, seconds: float) -> None:
         self._command(op="wait", seconds=float(seconds))
