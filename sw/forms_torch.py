@@ -443,11 +443,12 @@ def admm_polarize(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, r
     Raises
     ------
     ValueError
-        ``"Model must contain a PolarizedLinear layer, not Sequential"``, or a bad hyper-parameter.
+        ``"Model must contain a PolarizedLinear or PolarizedConv1d/2d layer, not Sequential"``, or a bad
+        hyper-parameter.
     """
     layers = _polarized_layers(model)
     if not layers:
-        raise ValueError(f"Model must contain a PolarizedLinear layer, not {type(model).__name__}")
+        raise ValueError(f"Model must contain a PolarizedLinear or PolarizedConv1d/2d layer, not {type(model).__name__}")
     _check_real("ADMM rho growth", rho_growth, positive=True)
     check_int("ADMM rounds", rounds, min=0)
     for layer in layers:

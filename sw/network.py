@@ -224,7 +224,20 @@ class Network:
 
     @property
     def out_features(self) -> int:
-        return self.layers[-1].out_features
+        """The logits per sample: the size of the last layer's output tensor."""
+        return math.prod(self.layers[-1].out_shape)
+
+    @property
+    def out_scale(self) -> float | None:
+        """Real value of one logit LSB: the last layer's ``out_scale``, or (after a max pool or a flatten, which
+        pass values through) that of the last layer before it that has one; None when none says."""
+        for layer in reversed(self.layers):
+            scale = getattr(layer, "out_scale", None)
+            if scale is not None:
+                return scale
+            if getattr(layer, "kind", "dense") not in ("maxpool", "flatten"):
+                return None
+        return None
 
     def _run(self, x: Any) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
         arr = as_int_array("Network input", x, *self.input.range)

@@ -683,7 +683,7 @@ def test_polarized_linear_wrong():
     with pytest.raises(ValueError, match=r"^Crossbar format must match the layer \(rows=8, cols=2, rows_per_sub=4\), "
                                          r"not CrossbarFormat\(rows=8, cols=2, rows_per_sub=8, "):
         layer.export(CrossbarFormat(rows=8, cols=2))
-    with pytest.raises(ValueError, match=r"^Model must contain a PolarizedLinear layer, not Linear$"):
+    with pytest.raises(ValueError, match=r"^Model must contain a PolarizedLinear or PolarizedConv1d/2d layer, not Linear$"):
         admm_polarize(torch.nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
 
 

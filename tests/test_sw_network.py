@@ -607,12 +607,16 @@ def test_from_torch_errors():
     nn, x = torch.nn, torch.randn(10, 8)
     with pytest.raises(TypeError, match=r"^Model must be a torch\.nn\.Sequential, not Linear\("):
         from_torch(nn.Linear(8, 2), x)
-    with pytest.raises(TypeError, match=r"^Model layer 1 must be a peforge linear layer, nn\.Linear, nn\.ReLU, "
-                                        r"nn\.Flatten, nn\.Identity or nn\.Dropout, not Tanh\(\)$"):
+    # (the lists of what is allowed grew with the convolution and pooling modules)
+    with pytest.raises(TypeError, match=r"^Model layer 1 must be a peforge linear or convolution layer, nn\.Linear, "
+                                        r"nn\.Conv1d/2d, nn\.BatchNorm1d/2d, nn\.MaxPool1d/2d, nn\.AvgPool1d/2d, "
+                                        r"nn\.AdaptiveAvgPool1d/2d\(1\), nn\.ReLU, nn\.Flatten, nn\.Identity or "
+                                        r"nn\.Dropout, not Tanh\(\)$"):
         from_torch(nn.Sequential(nn.Linear(8, 2), nn.Tanh()), x)
-    with pytest.raises(ValueError, match=r"^Model layer 0 must follow a linear layer, not ReLU\(\)$"):
+    with pytest.raises(ValueError, match=r"^Model layer 0 must follow a linear, convolution or average pooling layer, "
+                                         r"not ReLU\(\)$"):
         from_torch(nn.Sequential(nn.ReLU(), nn.Linear(8, 2)), x)
-    with pytest.raises(ValueError, match=r"^Model must have a linear layer, not none$"):
+    with pytest.raises(ValueError, match=r"^Model must have a linear or convolution layer, not none$"):
         from_torch(nn.Sequential(nn.Flatten()), x)
     with pytest.raises(ValueError, match=r"^Model layer 1 \(PolarizedLinear\): Layer input must be the crossbar's "
                                          r"8-bit unsigned inputs \(act_bits, unsigned\), not 8-bit signed$"):
