@@ -226,11 +226,12 @@ def _load_network(path: str, settings: list[str] = ()):
 QONNX_CHECK_SAMPLES = 256
 
 
-def _load_qonnx(path: str, settings: list[str]):
-    """A QONNX model as a network (``layer.N.scheme`` settings taken out), with its comparison printed."""
+def _load_qonnx(path: str, settings: list[str], check: bool = True):
+    """A QONNX model as a network (``layer.N.scheme`` settings taken out), with its comparison against
+    ``execute_onnx`` printed (``check``)."""
     import numpy as np
 
-    from peforge.sw.from_qonnx import compare, from_qonnx
+    from peforge.sw.from_qonnx import compare, from_qonnx, logit_scale
 
     if not Path(path).is_file():
         raise UsageError(f"Network must be a saved network directory or a QONNX .onnx file, not {path!r} (no such "
@@ -246,13 +247,15 @@ def _load_qonnx(path: str, settings: list[str]):
             rest.append(f"{name}={value}")
     try:
         network = from_qonnx(path, schemes=schemes)
+        if not check:
+            return network, rest
         x = np.random.default_rng(0).integers(*network.input.range, size=(QONNX_CHECK_SAMPLES, network.in_features),
                                               endpoint=True)
         result = compare(path, network, x)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     print(f"QONNX {path}: {len(network.layers)} layers, input = codes of scale {network.input.scale:g}, output = "
-          f"logits x {network.layers[-1].out_scale:g}; against execute_onnx on {QONNX_CHECK_SAMPLES} random inputs: "
+          f"logits x {logit_scale(network):g}; against execute_onnx on {QONNX_CHECK_SAMPLES} random inputs: "
           f"{result['differ']} of {result['outputs']} outputs differ (max {result['max_lsb']:g} output LSB)")
     return network, rest
 
@@ -301,17 +304,45 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _infer_target(path: str, rtl: bool):
+    """``(network, compiled or None, quantize or None)`` of what ``infer`` runs: a compiled directory, or (golden
+    only) a saved network directory or a QONNX model, whose own input ``Quant`` then quantises real inputs."""
+    target, onnx_file = Path(path), str(path).endswith(".onnx")
+    if (target / "compiled.json").is_file() or not ((target / "network.json").is_file() or onnx_file):
+        compiled = _load_compiled(path)  # also says what is missing
+        return compiled.network, compiled, None
+    what = "the QONNX model" if onnx_file else "the saved network directory"
+    if rtl:
+        raise UsageError(f"--rtl must be given a compiled directory (run `peforge compile {path} -o DIR` first, then "
+                         f"`peforge infer DIR --rtl`), not {what} {path!r}")
+    if onnx_file:
+        from peforge.sw.from_qonnx import quantize_input
+
+        network, _ = _load_qonnx(path, [], check=False)
+        return network, None, lambda x: quantize_input(path, x)
+    network, _ = _load_network(path)
+    return network, None, None
+
+
 def cmd_infer(args) -> int:
     import numpy as np
 
-    from peforge.arrays import npy_output, read_labels, read_samples
+    from peforge.arrays import npy_output, read_inputs, read_labels
+    from peforge.sw.from_qonnx import logit_scale
 
-    compiled = _load_compiled(args.compiled)
-    x, golden = read_samples(args.input, compiled.network)
+    network, compiled, quantize = _infer_target(args.compiled, args.rtl)
+    scale = logit_scale(network) if args.real else None
+    if args.real and scale is None:
+        raise UsageError("--real must be given a network with an output scale (the last layer's out_scale: every "
+                         "QONNX and from_torch model), not one without")
+    samples = read_inputs(args.input, network, quantize=quantize)
+    x, golden = samples.codes, samples.golden
     labels = read_labels(args.labels, len(x)) if args.labels else None
     output = npy_output(args.output) if args.output else None
     logits = golden
     line = f"golden: {len(x)} samples"
+    if samples.real:
+        line += f" (real inputs quantised by the input scale {network.input.scale:g})"
     exit_code = 0
     if args.rtl:
         from peforge.progress import Progress
@@ -329,8 +360,12 @@ def cmd_infer(args) -> int:
         accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
         line += f"; accuracy {100 * accuracy:.2f} %"
     if output is not None:
-        np.save(output, logits)
-        line += f"; logits written to {output}"
+        if args.real:
+            np.save(output, np.asarray(logits, np.float64) * scale)
+            line += f"; real outputs (logits x {scale:g}) written to {output}"
+        else:
+            np.save(output, logits)
+            line += f"; logits written to {output}"
     print(line)
     return exit_code
 
@@ -429,11 +464,17 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: fold for speed, no device limits)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("infer", help="run a compiled network: golden model, or the RTL in Verilator with --rtl")
-    p.add_argument("compiled", metavar="DIR", help="directory written by `peforge compile`")
-    p.add_argument("--input", required=True, metavar="X.npy", help="samples [N, features], integers")
+    p = sub.add_parser("infer", help="run a network: golden model, or the compiled RTL in Verilator with --rtl")
+    p.add_argument("compiled", metavar="DIR",
+                   help="directory written by `peforge compile` (golden or --rtl); or, golden only, a saved network "
+                        "directory or a QONNX MODEL.onnx")
+    p.add_argument("--input", required=True, metavar="X.npy",
+                   help="samples in the model's input shape [N, C, H, W] / [N, C, L] or flattened [N, features]: "
+                        "integer input codes, or real values (a float array) quantised by the model's input scale")
     p.add_argument("--output", metavar="Y.npy", help="write the logits [N, classes] here (.npy is appended to a "
                                                      "name without it, as numpy does; the path written is printed)")
+    p.add_argument("--real", action="store_true",
+                   help="write real-valued outputs to --output: the logits x the last layer's output scale (float64)")
     p.add_argument("--labels", metavar="L.npy", help="labels [N]: print the accuracy")
     p.add_argument("--rtl", action="store_true", help="simulate the accelerator (Verilator) and compare with golden")
     p.set_defaults(func=cmd_infer)

@@ -143,9 +143,10 @@ def _tree(root):
 
 NEWCOMER = [
     (["compile", "lstm.onnx", "-o", "out"],
-     r"QONNX node 'QuantLSTMCell_0' \(QuantLSTMCell\) must be one of Quant, Gemm, MatMul, Add \(bias\), Relu, "
-     r"Flatten or Reshape: peforge compiles MLPs \(no front-end takes recurrent layers yet: not QONNX, not "
-     r"from_torch\), not the qonnx\.custom_op\.general op 'QuantLSTMCell'"),
+     r"QONNX node 'QuantLSTMCell_0' \(QuantLSTMCell\) must be one of Quant, Gemm, MatMul, Add \(bias\), Conv, "
+     r"MaxPool, AveragePool, GlobalAveragePool, Trunc, Relu, Flatten or Reshape: peforge compiles MLPs and CNNs \(no "
+     r"front-end takes recurrent layers yet: not QONNX, not from_torch\), not the qonnx\.custom_op\.general op "
+     r"'QuantLSTMCell'"),
     (["compile", "empty.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'empty\.onnx' \(the file "
                                              r"is empty\)"),
     (["compile", "text.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'text\.onnx' \(Error "
@@ -262,3 +263,164 @@ def test_infer_reports_the_logits_file_it_wrote(newcomer, tmp_path, capsys, name
     assert re.fullmatch(rf"golden: 4 samples; logits written to {re.escape(str(tmp_path / written))}\n", out), out
     assert [p.name for p in tmp_path.iterdir()] == [written]
     assert np.load(tmp_path / written).shape[0] == 4
+
+
+# -- infer on CNNs and real-valued inputs (issue 30) -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A Brevitas 2-D and 1-D CNN (QONNX), a compiled Brevitas MLP, a network without an input scale, and input
+    files: real digits in the model's shape and flattened, codes, and bad ones."""
+    pytest.importorskip("qonnx")
+    pytest.importorskip("brevitas")
+    import numpy as np
+
+    from peforge.hw.network import CompiledNetwork
+    from peforge.sw.from_qonnx import from_qonnx, quantize_input
+    from peforge.sw.network import random_network
+    from tests.test_qonnx import MODELS, _digits, brevitas_cnn, brevitas_model
+
+    root = tmp_path_factory.mktemp("cnn-infer")
+    cnn2, cnn1 = brevitas_cnn("conv2d-pad-maxpool-stride"), brevitas_cnn("conv1d-pad-stride-maxpool")
+    (root / "cnn2.onnx").write_bytes(cnn2.read_bytes())
+    (root / "cnn1.onnx").write_bytes(cnn1.read_bytes())
+    mlp = from_qonnx(brevitas_model(*MODELS["d2-uint8"][:3]))
+    CompiledNetwork.default(mlp).write(root / "mlp")
+    noscale = random_network(np.random.default_rng(2), max_features=8, schemes=["fixed"], depth=1)
+    noscale.save(root / "noscale")
+    x2, _ = _digits(2)
+    x1, _ = _digits(1)
+    np.save(root / "x2.npy", x2[-20:])                          # [20, 1, 8, 8] float32
+    np.save(root / "x2_flat.npy", x2[-20:].reshape(20, 64))
+    np.save(root / "x2_f64.npy", x2[-20:].astype(np.float64))
+    np.save(root / "x2_codes.npy", quantize_input(cnn2, x2[-20:]).reshape(20, 1, 8, 8))
+    np.save(root / "x1.npy", x1[-20:])                          # [20, 8, 8]: 8 channels of length 8
+    np.save(root / "x2_hwc.npy", x2[-20:].transpose(0, 2, 3, 1))  # channels last: [20, 8, 8, 1]
+    np.save(root / "x2_one.npy", x2[-1])                        # one sample without N: [1, 8, 8]
+    np.save(root / "x2_bool.npy", x2[-20:] > 0.5)
+    np.save(root / "x2_complex.npy", x2[-20:].astype(np.complex64))
+    nan = x2[-20:].copy()
+    nan[3, 0, 2, 5] = np.nan
+    np.save(root / "x2_nan.npy", nan)
+    np.save(root / "x2_big.npy", (x2[-20:] * 400).astype(np.int64))
+    np.save(root / "mlp_x.npy", np.random.default_rng(3).uniform(-2, 2, (12, 9)).astype(np.float32))
+    np.save(root / "noscale_x.npy", np.full((4, noscale.in_features), 0.5))
+    return root
+
+
+def test_infer_qonnx_cnn_real_inputs_equal_execute_onnx(models, capsys):
+    """`peforge infer MODEL.onnx --real`: real inputs in the model's shape, flattened, or as codes, give the real
+    outputs of execute_onnx bit for bit (the float64 logits x scale, rounded to the executor's float32)."""
+    import numpy as np
+
+    from peforge.sw.from_qonnx import from_qonnx, logit_scale, run_qonnx
+
+    for name, x in [("cnn2", "x2"), ("cnn2", "x2_flat"), ("cnn2", "x2_f64"), ("cnn1", "x1")]:
+        out = models / f"{name}_{x}_real.npy"
+        assert main(["infer", str(models / f"{name}.onnx"), "--input", str(models / f"{x}.npy"), "--real",
+                     "--output", str(out)]) == 0
+        line = capsys.readouterr().out
+        assert re.fullmatch(rf"golden: 20 samples \(real inputs quantised by the input scale 0\.0078125\); real "
+                            rf"outputs \(logits x [0-9.e-]+\) written to {re.escape(str(out))}\n", line), line
+        images = np.load(models / f"{x.replace('_flat', '').replace('_f64', '')}.npy")
+        want = run_qonnx(models / f"{name}.onnx", images.astype(np.float32)).reshape(20, -1)
+        got = np.load(out)
+        assert got.dtype == np.float64 and np.array_equal(got.astype(np.float32), want), (name, x)
+    # the codes themselves: the same logits, no quantisation said
+    assert main(["infer", str(models / "cnn2.onnx"), "--input", str(models / "x2_codes.npy"), "--output",
+                 str(models / "codes_logits.npy")]) == 0
+    assert re.fullmatch(r"golden: 20 samples; logits written to \S+codes_logits\.npy\n", capsys.readouterr().out)
+    scale = logit_scale(from_qonnx(models / "cnn2.onnx"))
+    assert np.array_equal(np.load(models / "codes_logits.npy") * scale, np.load(models / "cnn2_x2_real.npy"))
+
+
+def test_infer_compiled_real_inputs_share_the_rtl_path(models, monkeypatch, capsys):
+    """A compiled directory takes real inputs too, quantised by its input scale, and `--rtl` simulates exactly the
+    codes the golden model ran (one input path for both)."""
+    import numpy as np
+
+    import peforge.tb.network
+    from peforge.sw.from_qonnx import run_qonnx
+    from peforge.sw.network import load
+    from tests.test_qonnx import MODELS, brevitas_model
+
+    network = load(models / "mlp")
+    x = np.load(models / "mlp_x.npy")
+    codes = np.clip(np.round(x / np.float32(network.input.scale)), *network.input.range).astype(np.int64)
+    seen = {}
+
+    class Stats:
+        latency, interval, cycles = 20, 9.0, 300
+
+    def fake_rtl(compiled, samples):
+        seen["x"] = samples
+        return compiled.network.golden(samples), Stats()
+
+    monkeypatch.setattr(peforge.tb.network, "rtl_infer", fake_rtl)
+    out = models / "mlp_rtl.npy"
+    assert main(["infer", str(models / "mlp"), "--input", str(models / "mlp_x.npy"), "--rtl", "--real", "--output",
+                 str(out)]) == 0
+    line = capsys.readouterr().out
+    assert re.fullmatch(r"RTL: 12 samples, RTL == golden on 12/12; latency 20 cycles, interval 9 cycles per sample "
+                        r"\(predicted \d+\), 300 cycles in all \(counted in the simulation\); real outputs \(logits x "
+                        r"0\.00390625\) written to \S+mlp_rtl\.npy\n", line), line
+    assert np.array_equal(seen["x"], codes)
+    want = run_qonnx(brevitas_model(*MODELS["d2-uint8"][:3]), x).reshape(12, -1)
+    assert np.array_equal(np.load(out).astype(np.float32), want)
+
+
+INFER_BAD = [
+    (["infer", "cnn2.onnx", "--input", "x1.npy"],
+     r"--input x1\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), not "
+     r"\(20, 8, 8\)"),
+    (["infer", "cnn2.onnx", "--input", "x2_hwc.npy"],
+     r"--input x2_hwc\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), "
+     r"not \(20, 8, 8, 1\)"),
+    (["infer", "cnn2.onnx", "--input", "x2_one.npy"],
+     r"--input x2_one\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), "
+     r"not \(1, 8, 8\)"),
+    (["infer", "cnn1.onnx", "--input", "x2.npy"],
+     r"--input x2\.npy must have shape \(N, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), not "
+     r"\(20, 1, 8, 8\)"),
+    (["infer", "mlp", "--input", "x2.npy"],
+     r"--input x2\.npy must have shape \(N, 9\) \(or \(N, \.\.\.\) of 9 values per sample, flattened\), not "
+     r"\(20, 1, 8, 8\)"),
+    (["infer", "cnn2.onnx", "--input", "x2_bool.npy"],
+     r"--input x2_bool\.npy must hold integer input codes or real numbers, not bool values"),
+    (["infer", "cnn2.onnx", "--input", "x2_complex.npy"],
+     r"--input x2_complex\.npy must hold integer input codes or real numbers, not complex64 values"),
+    (["infer", "cnn2.onnx", "--input", "x2_nan.npy"],
+     r"--input x2_nan\.npy must hold finite real inputs, not nan \(at index \(3, 0, 2, 5\)\)"),
+    (["infer", "cnn2.onnx", "--input", "x2_big.npy"],
+     r"--input x2_big\.npy: Network input must be integers from -128 to 127, not \d+ \(at index \(0, \d+\)\)"),
+    (["infer", "noscale", "--input", "noscale_x.npy"],
+     r"--input noscale_x\.npy: Network input must be integers, not 0\.5 \(at index \(0, 0\)\) \(the network has no "
+     r"input scale to quantise real values with\)"),
+    (["infer", "noscale", "--input", "noscale_x.npy", "--real", "--output", "y.npy"],
+     r"--real must be given a network with an output scale \(the last layer's out_scale: every QONNX and from_torch "
+     r"model\), not one without"),
+    (["infer", "cnn2.onnx", "--input", "x2.npy", "--rtl"],
+     r"--rtl must be given a compiled directory \(run `peforge compile cnn2\.onnx -o DIR` first, then `peforge infer "
+     r"DIR --rtl`\), not the QONNX model 'cnn2\.onnx'"),
+    (["infer", "noscale", "--input", "noscale_x.npy", "--rtl"],
+     r"--rtl must be given a compiled directory \(run `peforge compile noscale -o DIR` first, then `peforge infer DIR "
+     r"--rtl`\), not the saved network directory 'noscale'"),
+]
+
+
+@pytest.mark.parametrize("args, message", INFER_BAD, ids=[" ".join(a) for a, _ in INFER_BAD])
+def test_infer_bad_shapes_and_dtypes_are_one_line_exit_2(models, monkeypatch, capsys, args, message):
+    import peforge.tb.network
+
+    def no_simulation(*_, **__):
+        raise AssertionError("the input must be refused before any simulation")
+
+    monkeypatch.setattr(peforge.tb.network, "rtl_infer", no_simulation)
+    monkeypatch.chdir(models)
+    before = _tree(models)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert re.fullmatch(rf"peforge infer: error: {message}", lines[0]), lines[0]
+    assert _tree(models) == before
