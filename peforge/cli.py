@@ -231,7 +231,7 @@ def _load_qonnx(path: str, settings: list[str], check: bool = True):
     ``execute_onnx`` printed (``check``)."""
     import numpy as np
 
-    from peforge.sw.from_qonnx import compare, from_qonnx, logit_scale
+    from peforge.sw.from_qonnx import compare, from_qonnx
 
     if not Path(path).is_file():
         raise UsageError(f"Network must be a saved network directory or a QONNX .onnx file, not {path!r} (no such "
@@ -255,7 +255,7 @@ def _load_qonnx(path: str, settings: list[str], check: bool = True):
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     print(f"QONNX {path}: {len(network.layers)} layers, input = codes of scale {network.input.scale:g}, output = "
-          f"logits x {logit_scale(network):g}; against execute_onnx on {QONNX_CHECK_SAMPLES} random inputs: "
+          f"logits x {network.out_scale or network.input.scale:g}; against execute_onnx on {QONNX_CHECK_SAMPLES} random inputs: "
           f"{result['differ']} of {result['outputs']} outputs differ (max {result['max_lsb']:g} output LSB)")
     return network, rest
 
@@ -328,10 +328,8 @@ def cmd_infer(args) -> int:
     import numpy as np
 
     from peforge.arrays import npy_output, read_inputs, read_labels
-    from peforge.sw.from_qonnx import logit_scale
-
     network, compiled, quantize = _infer_target(args.compiled, args.rtl)
-    scale = logit_scale(network) if args.real else None
+    scale = network.out_scale if args.real else None
     if args.real and scale is None:
         raise UsageError("--real must be given a network with an output scale (the last layer's out_scale: every "
                          "QONNX and from_torch model), not one without")

@@ -49,7 +49,7 @@ Integers. The network's input is the input ``Quant``'s integer codes, ``x_int = 
 holds the scale, ``InputSpec.shape`` the model's input shape without the batch). A hidden layer's output is its
 activation ``Quant``'s codes; ``Layer.out_scale`` its scale. An unquantised output is given as integers of the
 finest power-of-two step that holds every value exactly (``out_scale``; 32 bits at most). The QONNX model's
-output is ``logits * out_scale`` (:func:`logit_scale`).
+output is ``logits * network.out_scale``.
 
 Requantisation. Per layer, with the float32 values the QONNX executor computes with (input scale ``s_in``,
 weight scale ``s_w[j]``, bias ``c[j]`` as its ``Quant`` outputs them, output scale ``s_out``)::
@@ -96,7 +96,7 @@ from .requant import REQUANT_BITS, Requant, requantize
 from .sp2 import SP2Format
 
 __all__ = ["QONNXError", "SUPPORTED", "load_model", "from_qonnx", "run_qonnx", "dequantize_input", "compare",
-           "logit_scale", "quantize_input"]
+           "quantize_input"]
 
 #: What the front-end accepts, for the refusals.
 SUPPORTED = ("Quant, Gemm, MatMul, Add (bias), Conv, MaxPool, AveragePool, GlobalAveragePool, Trunc, Relu, Flatten "
@@ -800,7 +800,7 @@ def from_qonnx(model: Any, *, schemes: Mapping[int, str] | None = None) -> Netwo
     -------
     Network
         ``input.scale``, ``input.shape`` and every requantised layer's ``out_scale`` set (the QONNX output is
-        ``logits * logit_scale(network)``).
+        ``logits * network.out_scale``).
 
     Raises
     ------
@@ -1069,15 +1069,6 @@ def dequantize_input(network: Network, x_int: Any, model: Any = None) -> np.ndar
     return x.astype(np.float32)
 
 
-def logit_scale(network: Network) -> float | None:
-    """The real value of one logit LSB: the ``out_scale`` of the last layer that has one (a max pool or a flatten
-    passes its input's scale on; the input's scale when no layer sets one). None when it is not known."""
-    for layer in reversed(network.layers):
-        if layer.kind not in ("maxpool", "flatten"):
-            return layer.out_scale
-    return network.input.scale
-
-
 def quantize_input(model: Any, x: Any) -> np.ndarray:
     """int64 ``[N, features]``: the codes the model's input ``Quant`` gives the real inputs ``x [N, ...]``, computed
     by qonnx's own ``int_quant`` (its rounding mode, clip and arithmetic) in ``x``'s float type, as ``execute_onnx``
@@ -1101,11 +1092,13 @@ def quantize_input(model: Any, x: Any) -> np.ndarray:
 
 def compare(model: Any, network: Network, x_int: Any) -> dict[str, Any]:
     """``execute_onnx`` on the float inputs of the codes ``x_int`` against ``network.golden(x_int)`` times the
-    output scale (:func:`logit_scale`, rounded to the executor's float32, as its own output is): ``{"outputs",
+    output scale (``network.out_scale``, rounded to the executor's float32, as its own output is): ``{"outputs",
     "differ", "max_lsb"}`` (outputs compared, how many differ, the largest difference in output LSBs)."""
     wrapper = load_model(model)
     ref = run_qonnx(wrapper, dequantize_input(network, x_int, wrapper)).reshape(len(x_int), -1)
-    scale = logit_scale(network)
+    scale = network.out_scale
+    if scale is None and all(layer.kind in ("maxpool", "flatten") for layer in network.layers):
+        scale = network.input.scale  # nothing but max pools and flattens: the input's scale passes
     # logits x scale, rounded once to the executor's output type (as its own Quant or Gemm rounds its product)
     ours = (network.golden(x_int).astype(np.float64) * scale).astype(ref.dtype)
     diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64)) / scale

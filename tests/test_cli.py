@@ -313,7 +313,7 @@ def test_infer_qonnx_cnn_real_inputs_equal_execute_onnx(models, capsys):
     outputs of execute_onnx bit for bit (the float64 logits x scale, rounded to the executor's float32)."""
     import numpy as np
 
-    from peforge.sw.from_qonnx import from_qonnx, logit_scale, run_qonnx
+    from peforge.sw.from_qonnx import from_qonnx, run_qonnx
 
     for name, x in [("cnn2", "x2"), ("cnn2", "x2_flat"), ("cnn2", "x2_f64"), ("cnn1", "x1")]:
         out = models / f"{name}_{x}_real.npy"
@@ -330,7 +330,7 @@ def test_infer_qonnx_cnn_real_inputs_equal_execute_onnx(models, capsys):
     assert main(["infer", str(models / "cnn2.onnx"), "--input", str(models / "x2_codes.npy"), "--output",
                  str(models / "codes_logits.npy")]) == 0
     assert re.fullmatch(r"golden: 20 samples; logits written to \S+codes_logits\.npy\n", capsys.readouterr().out)
-    scale = logit_scale(from_qonnx(models / "cnn2.onnx"))
+    scale = from_qonnx(models / "cnn2.onnx").out_scale
     assert np.array_equal(np.load(models / "codes_logits.npy") * scale, np.load(models / "cnn2_x2_real.npy"))
 
 

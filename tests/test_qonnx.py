@@ -661,7 +661,7 @@ EXACT_CNNS = sorted(CNNS)
 def test_brevitas_cnn_golden_equals_execute_onnx(name):
     """Every Brevitas CNN: the layers expected, and the integer network times the output scale equals execute_onnx
     bit for bit, on random input codes with the extremes and on the real digits (quantised by the model's Quant)."""
-    from peforge.sw.from_qonnx import logit_scale, quantize_input
+    from peforge.sw.from_qonnx import quantize_input
 
     path = brevitas_cnn(name)
     network = from_qonnx(path)
@@ -675,7 +675,7 @@ def test_brevitas_cnn_golden_equals_execute_onnx(name):
     codes = quantize_input(path, x)
     want = run_qonnx(path, x).reshape(len(x), -1)
     # the exact real outputs, rounded once to the executor's float32 (a no-op for power-of-two scales)
-    assert np.array_equal((network.golden(codes) * logit_scale(network)).astype(np.float32), want)
+    assert np.array_equal((network.golden(codes) * network.out_scale).astype(np.float32), want)
 
 
 def test_brevitas_cnn_geometry_and_requantisation():
