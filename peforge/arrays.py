@@ -100,27 +100,28 @@ def read_inputs(path: str, network, what: str = "--input",
     ------
     UsageError
         The errors of :func:`read_npy`; ``"--input x.npy must hold at least one sample, not 0 (shape (0, 64))"``;
-        ``"--input x.npy must have shape (N, 1, 8, 8) (the model's input shape) or (N, 64) (flattened), not
-        (5, 8, 8)"``; ``"--input x.npy must hold integer input codes or real numbers, not bool values"``;
-        ``"--input x.npy must hold finite real inputs, not nan (at index (0, 3))"``; ``"--input x.npy: Network
-        input must be integers from 0 to 255, not 256 (at index (0, 3))"``.
+        ``"--input x.npy: Network input must have shape (N, 1, 8, 8) (the model's input shape) or (N, 64)
+        (flattened), not (5, 8, 8)"``, ``"--input x.npy: Network input must have shape (N, 64), not (2, 63)"``;
+        ``"--input x.npy: Network input must be integer codes or real numbers, not bool values"``;
+        ``"--input x.npy: Network input must be finite real numbers, not nan (at index (0, 3))"``;
+        ``"--input x.npy: Network input must be integers from 0 to 255, not 256 (at index (0, 3))"``.
     """
     x = read_npy(path, what)
     if x.ndim >= 1 and len(x) == 0:
         raise UsageError(f"{what} {path} must hold at least one sample, not 0 (shape {x.shape})")
     spec = network.input
     if x.dtype.kind not in "iuf":
-        raise UsageError(f"{what} {path} must hold integer input codes or real numbers, not "
+        raise UsageError(f"{what} {path}: Network input must be integer codes or real numbers, not "
                          f"{'bool' if x.dtype.kind == 'b' else x.dtype} values")
     sample = x.shape[1:]
     if len(spec.shape) > 1:
         ok = sample in (tuple(spec.shape), (spec.features,))
         want = f"{_shape_text(spec.shape)} (the model's input shape) or {_shape_text((spec.features,))} (flattened)"
-    else:
+    else:  # a vector: any [N, ...] of its features, flattened
         ok = x.ndim >= 2 and math.prod(sample) == spec.features
-        want = f"{_shape_text((spec.features,))} (or (N, ...) of {spec.features} values per sample, flattened)"
+        want = _shape_text((spec.features,))
     if x.ndim < 2 or not ok:
-        raise UsageError(f"{what} {path} must have shape {want}, not {x.shape}")
+        raise UsageError(f"{what} {path}: Network input must have shape {want}, not {x.shape}")
     flat = x.reshape(len(x), spec.features)
     real = x.dtype.kind == "f" and spec.scale is not None
     if real:
@@ -128,7 +129,7 @@ def read_inputs(path: str, network, what: str = "--input",
         if len(nan):
             index = tuple(int(i) for i in np.unravel_index(int(np.ravel_multi_index(tuple(nan[0]), flat.shape)),
                                                            x.shape))
-            raise UsageError(f"{what} {path} must hold finite real inputs, not nan (at index {index})")
+            raise UsageError(f"{what} {path}: Network input must be finite real numbers, not nan (at index {index})")
         codes = quantize(flat) if quantize is not None else quantize_real(flat, spec.scale, *spec.range)
     else:
         codes = flat

@@ -306,22 +306,17 @@ def cmd_compile(args) -> int:
 
 def _infer_target(path: str, rtl: bool):
     """``(network, compiled or None, quantize or None)`` of what ``infer`` runs: a compiled directory, or (golden
-    only) a saved network directory or a QONNX model, whose own input ``Quant`` then quantises real inputs."""
-    target, onnx_file = Path(path), str(path).endswith(".onnx")
-    if (target / "compiled.json").is_file() or not ((target / "network.json").is_file() or onnx_file):
+    only) a QONNX model, whose own input ``Quant`` then quantises real inputs."""
+    if not (str(path).endswith(".onnx") and Path(path).is_file()):
         compiled = _load_compiled(path)  # also says what is missing
         return compiled.network, compiled, None
-    what = "the QONNX model" if onnx_file else "the saved network directory"
     if rtl:
         raise UsageError(f"--rtl must be given a compiled directory (run `peforge compile {path} -o DIR` first, then "
-                         f"`peforge infer DIR --rtl`), not {what} {path!r}")
-    if onnx_file:
-        from peforge.sw.from_qonnx import quantize_input
+                         f"`peforge infer DIR --rtl`), not the QONNX model {path!r}")
+    from peforge.sw.from_qonnx import quantize_input
 
-        network, _ = _load_qonnx(path, [], check=False)
-        return network, None, lambda x: quantize_input(path, x)
-    network, _ = _load_network(path)
-    return network, None, None
+    network, _ = _load_qonnx(path, [], check=False)
+    return network, None, lambda x: quantize_input(path, x)
 
 
 def cmd_infer(args) -> int:
@@ -464,8 +459,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="run a network: golden model, or the compiled RTL in Verilator with --rtl")
     p.add_argument("compiled", metavar="DIR",
-                   help="directory written by `peforge compile` (golden or --rtl); or, golden only, a saved network "
-                        "directory or a QONNX MODEL.onnx")
+                   help="directory written by `peforge compile` (golden or --rtl); or, golden only, a QONNX "
+                        "MODEL.onnx")
     p.add_argument("--input", required=True, metavar="X.npy",
                    help="samples in the model's input shape [N, C, H, W] / [N, C, L] or flattened [N, features]: "
                         "integer input codes, or real values (a float array) quantised by the model's input scale")

@@ -287,7 +287,7 @@ def models(tmp_path_factory):
     mlp = from_qonnx(brevitas_model(*MODELS["d2-uint8"][:3]))
     CompiledNetwork.default(mlp).write(root / "mlp")
     noscale = random_network(np.random.default_rng(2), max_features=8, schemes=["fixed"], depth=1)
-    noscale.save(root / "noscale")
+    CompiledNetwork.default(noscale).write(root / "noscale")
     x2, _ = _digits(2)
     x1, _ = _digits(1)
     np.save(root / "x2.npy", x2[-20:])                          # [20, 1, 8, 8] float32
@@ -371,26 +371,25 @@ def test_infer_compiled_real_inputs_share_the_rtl_path(models, monkeypatch, caps
 
 INFER_BAD = [
     (["infer", "cnn2.onnx", "--input", "x1.npy"],
-     r"--input x1\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), not "
-     r"\(20, 8, 8\)"),
+     r"--input x1\.npy: Network input must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) "
+     r"\(flattened\), not \(20, 8, 8\)"),
     (["infer", "cnn2.onnx", "--input", "x2_hwc.npy"],
-     r"--input x2_hwc\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), "
-     r"not \(20, 8, 8, 1\)"),
+     r"--input x2_hwc\.npy: Network input must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) "
+     r"\(flattened\), not \(20, 8, 8, 1\)"),
     (["infer", "cnn2.onnx", "--input", "x2_one.npy"],
-     r"--input x2_one\.npy must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), "
-     r"not \(1, 8, 8\)"),
+     r"--input x2_one\.npy: Network input must have shape \(N, 1, 8, 8\) \(the model's input shape\) or \(N, 64\) "
+     r"\(flattened\), not \(1, 8, 8\)"),
     (["infer", "cnn1.onnx", "--input", "x2.npy"],
-     r"--input x2\.npy must have shape \(N, 8, 8\) \(the model's input shape\) or \(N, 64\) \(flattened\), not "
-     r"\(20, 1, 8, 8\)"),
+     r"--input x2\.npy: Network input must have shape \(N, 8, 8\) \(the model's input shape\) or \(N, 64\) "
+     r"\(flattened\), not \(20, 1, 8, 8\)"),
     (["infer", "mlp", "--input", "x2.npy"],
-     r"--input x2\.npy must have shape \(N, 9\) \(or \(N, \.\.\.\) of 9 values per sample, flattened\), not "
-     r"\(20, 1, 8, 8\)"),
+     r"--input x2\.npy: Network input must have shape \(N, 9\), not \(20, 1, 8, 8\)"),
     (["infer", "cnn2.onnx", "--input", "x2_bool.npy"],
-     r"--input x2_bool\.npy must hold integer input codes or real numbers, not bool values"),
+     r"--input x2_bool\.npy: Network input must be integer codes or real numbers, not bool values"),
     (["infer", "cnn2.onnx", "--input", "x2_complex.npy"],
-     r"--input x2_complex\.npy must hold integer input codes or real numbers, not complex64 values"),
+     r"--input x2_complex\.npy: Network input must be integer codes or real numbers, not complex64 values"),
     (["infer", "cnn2.onnx", "--input", "x2_nan.npy"],
-     r"--input x2_nan\.npy must hold finite real inputs, not nan \(at index \(3, 0, 2, 5\)\)"),
+     r"--input x2_nan\.npy: Network input must be finite real numbers, not nan \(at index \(3, 0, 2, 5\)\)"),
     (["infer", "cnn2.onnx", "--input", "x2_big.npy"],
      r"--input x2_big\.npy: Network input must be integers from -128 to 127, not \d+ \(at index \(0, \d+\)\)"),
     (["infer", "noscale", "--input", "noscale_x.npy"],
@@ -402,9 +401,6 @@ INFER_BAD = [
     (["infer", "cnn2.onnx", "--input", "x2.npy", "--rtl"],
      r"--rtl must be given a compiled directory \(run `peforge compile cnn2\.onnx -o DIR` first, then `peforge infer "
      r"DIR --rtl`\), not the QONNX model 'cnn2\.onnx'"),
-    (["infer", "noscale", "--input", "noscale_x.npy", "--rtl"],
-     r"--rtl must be given a compiled directory \(run `peforge compile noscale -o DIR` first, then `peforge infer DIR "
-     r"--rtl`\), not the saved network directory 'noscale'"),
 ]
 
 
