@@ -85,6 +85,7 @@ class Target:
     dsp_cell: str                  # the DSP primitive generators instantiate with its registers (hw.dsp)
     dsps: int                      # DSP multipliers on the device
     bram_bits: int                 # block RAM on the device (bits)
+    luts: int = 0                  # LUT4s (logic cells) on the device
     carry_cell: str = "inferred"   # the carry-chain primitive generators instantiate (hw.carry), or expressions
     carry_out: tuple[str, str] | None = None  # (cell, port): a carry-out nextpnr feeds out if connected
 
@@ -92,7 +93,8 @@ class Target:
         """What the device offers the default folding of a network (:class:`hw.network.Budget`)."""
         from peforge.hw.network import Budget
 
-        return Budget(dsps=self.dsps, dsp_bits=self.dsp_bits)
+        return Budget(dsps=self.dsps, dsp_bits=self.dsp_bits, luts=self.luts, bram_bits=self.bram_bits,
+                      device=self.device)
 
     def count(self, resource, report, stat):
         """Count ``resource`` ("lut", "ff", "dsp" or "bram") in a nextpnr report or yosys stat."""
@@ -119,6 +121,7 @@ TARGETS = MappingProxyType({
         dsp=("report", "MULT18X18D"), bram=("report", "DP16KD"),
         dsp_bits=18, dsp_cell="MULT18X18D",   # MULT18X18D: signed 18 x 18
         dsps=156, bram_bits=208 * 18 * 1024,   # LFE5U-85F: 156 MULT18X18D, 208 DP16KD of 18 kbit
+        luts=83640,                            # LFE5U-85F: 83640 LUT4s
         # nextpnr-ecp5 adds a CCU2C (2 TRELLIS_COMB) after every carry chain whose last COUT has a net, read or
         # not (ecp5/pack.cc, split_carry_chain), and yosys leaves one on every chain: _disconnect_unread_carries
         carry_cell="CCU2C", carry_out=("CCU2C", "COUT"),
@@ -138,6 +141,10 @@ TARGETS = MappingProxyType({
         dsp=("report", "ICESTORM_DSP"), bram=("report", "ICESTORM_RAM"),
         dsp_bits=16, dsp_cell="SB_MAC16",     # SB_MAC16: 16 x 16
         dsps=8, bram_bits=30 * 4 * 1024,       # iCE40UP5K: 8 SB_MAC16, 30 SB_RAM40_4K of 4 kbit
+        # iCE40UP5K: 5280 logic cells, each a LUT4 and a flip-flop; whole accelerators needed 1.22 to 1.32 cells
+        # per LUT4 (flip-flops without a LUT, carries: 8722 / 7159 and 5564 / 4210), so the LUT budget the
+        # folding search keeps to is the cells / 1.35
+        luts=3900,
     ),
 })
 

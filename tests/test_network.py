@@ -284,9 +284,10 @@ def test_cli_compile_and_infer(tmp_path):
     (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N.lanes, "
                                                                    r"layer.N.pes or layer.N.requant \(N from 0 to 0\), "
                                                                    r"not 'layers.0.pes'"),
-    (["compile", "{big}", "-o", "out", "--target", "ice40-up5k"], r"Network \w+ must fit the iCE40UP5K's block RAM "
-                                                                  r"\(120 kbit\): its weight memories hold 128 kbit "
-                                                                  r"\(layer 0: 128 kbit\)"),
+    (["compile", "{big}", "-o", "out", "--target", "ice40-up5k"], r"Network must fit the iCE40UP5K's 8 DSPs, 3900 LUTs "
+                                                                  r"and 120 kbit of block RAM: its smallest foldings "
+                                                                  r"still need 128 kbit of block RAM \(layer 0: "
+                                                                  r"128 kbit\)"),
     (["infer", "{net}", "--input", "x.npy"], r"Compiled network .*compiled.json must exist \(write it with `peforge "
                                              r"compile`\), not missing"),
     (["infer", "{acc}", "--input", "nothing.npy"], r"--input must be an existing .npy file, not 'nothing.npy'"),

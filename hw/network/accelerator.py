@@ -36,7 +36,7 @@ class Accelerator(wiring.Component):
     def __init__(self, network, folding: Folding | None = None):
         self._network = network
         self._plans = plan_network(network, folding)
-        first, last = network.layers[0], network.layers[-1]
+        last = network.layers[-1]
         self._in_shape = value_shape(network.input.bits, network.input.signed)
         self._out_shape = value_shape(last.out_bits, last.out_signed)
         self._classes = last.out_features

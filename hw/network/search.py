@@ -13,12 +13,13 @@ import dataclasses
 from peforge.sw import network as net
 from peforge.sw.params import check_int
 
+from . import cost
 from .cost import folding_cost
 from .engines import engine_for, plan_engine
 from .folding import MAX_REQUANT_CYCLES, Budget, Folding
 from .plan import EnginePlan, ceil_div
 
-__all__ = ["plan_network", "default_folding", "folding_at", "slowest_interval", "candidates"]
+__all__ = ["plan_network", "default_folding", "folding_at", "slowest_interval", "candidates", "engine_luts"]
 
 
 def candidates(layer) -> list[EnginePlan]:
@@ -87,14 +88,18 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
     lanes plus slots) whose predicted cycles are at most ``T``, so no engine starves the next and none is
     bigger than the pipeline's pace needs.
 
-    With a ``budget`` the folding must also fit the device's DSPs (:meth:`EnginePlan.dsps`): ``T`` grows
-    until it does, first with the cheapest foldings, then with the fewest DSPs (each requantiser as slow as
-    ``T`` allows: shifts and adds instead of a multiplier).
+    With a ``budget`` the folding must also fit every budget of the device the cost model can predict
+    (:mod:`hw.network.cost`): its DSPs, its LUTs and its block RAM when the budget gives them. ``T`` grows until
+    the folding fits, trying at each ``T`` the cheapest foldings, then the fewest DSPs (each requantiser as slow
+    as ``T`` allows: shifts and adds instead of a multiplier), then the fewest predicted LUTs, then the fewest
+    LUTs traded for DSPs where a DSP costs the fewest LUTs to save.
 
     Raises
     ------
     ValueError
-        ``"Network must fit 8 DSPs: its slowest folding still needs 12"``.
+        ``"Network must fit 8 DSPs: its slowest folding still needs 12"`` (a DSP budget alone), ``"Network must
+        fit the iCE40UP5K's 8 DSPs, 3900 LUTs and 120 kbit of block RAM: its smallest foldings still need 7012
+        LUTs (predicted by hw.network.cost)"``: only what no folding tried fits is named, block RAM per layer.
     """
     options = [candidates(layer) for layer in network.layers]
     fastest = max(min(p.cycles for p in plans) for plans in options)
@@ -113,12 +118,73 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
             chosen.append(min(slow, key=lambda p: (p.dsps(budget.dsp_bits), folding_cost(p), p.cycles)))
         return chosen
 
-    least = None
+    def fewest_luts(target):
+        chosen = []
+        for plans in options:
+            slow = [p for p in plans if p.cycles <= target] or [min(plans, key=lambda p: p.cycles)]
+            slow += [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target)))
+                     for p in slow]
+            chosen.append(min(slow, key=lambda p: (engine_luts(p), p.dsps(budget.dsp_bits), p.cycles)))
+        return chosen
+
+    def within_dsps(target):
+        # the fewest predicted LUTs per layer, then trade LUTs for DSPs where it costs the fewest LUTs per DSP saved
+        # (a slower, serial requantiser; fewer multiplier lanes) until the DSPs fit
+        variants = []
+        for plans in options:
+            fit_t = [p for p in plans if p.cycles <= target] or [min(plans, key=lambda p: p.cycles)]
+            variants.append(fit_t + [plan_engine(p.layer, dataclasses.replace(p.folding,
+                                                                              requant=_requant_cycles(p, target)))
+                                     for p in fit_t])
+        chosen = [min(v, key=lambda p: (engine_luts(p), p.dsps(budget.dsp_bits))) for v in variants]
+        while sum(p.dsps(budget.dsp_bits) for p in chosen) > budget.dsps:
+            moves = [((engine_luts(q) - engine_luts(chosen[i])) / (chosen[i].dsps(budget.dsp_bits) -
+                                                                   q.dsps(budget.dsp_bits)), i, q)
+                     for i, v in enumerate(variants) for q in v
+                     if q.dsps(budget.dsp_bits) < chosen[i].dsps(budget.dsp_bits)]
+            if not moves:
+                break
+            _, i, q = min(moves, key=lambda move: move[0])
+            chosen[i] = q
+        return chosen
+
+    def needs(plans):
+        return (sum(p.dsps(budget.dsp_bits) for p in plans), cost.luts(plans) or 0.0,
+                sum(cost.memory_split(p)[1] for p in plans))
+
+    def fits(need):
+        dsp, lut, bram = need
+        return (dsp <= budget.dsps and (budget.luts is None or lut <= budget.luts)
+                and (budget.bram_bits is None or bram <= budget.bram_bits))
+
+    least = None                     # the least each resource needed over every folding tried, with its plans
     for target in sorted({p.cycles for plans in options for p in plans if p.cycles >= fastest}):
-        for choose in (cheapest, fewest_dsps):
+        for choose in (cheapest, fewest_dsps, fewest_luts, within_dsps):
             plans = choose(target)
-            need = sum(p.dsps(budget.dsp_bits) for p in plans)
-            if need <= budget.dsps:
+            need = needs(plans)
+            if fits(need):
                 return Folding(tuple(p.folding for p in plans))
-            least = need
-    raise ValueError(f"Network must fit {budget.dsps} DSPs: its slowest folding still needs {least}")
+            least = [(n, plans) for n in need] if least is None else \
+                [min(old, (n, plans), key=lambda x: x[0]) for old, n in zip(least, need)]
+    (dsp, _), (lut, _), (bram, bram_plans) = least
+    if budget.luts is None and budget.bram_bits is None:
+        raise ValueError(f"Network must fit {budget.dsps} DSPs: its slowest folding still needs {dsp}")
+    offer = [f"{budget.dsps} DSPs"] + ([f"{budget.luts} LUTs"] if budget.luts is not None else []) + \
+        ([f"{budget.bram_bits / 1024:g} kbit of block RAM"] if budget.bram_bits is not None else [])
+    short = [f"{dsp} DSPs"] if dsp > budget.dsps else []
+    if budget.luts is not None and lut > budget.luts:
+        short.append(f"{lut:.0f} LUTs (predicted by hw.network.cost)")
+    if budget.bram_bits is not None and bram > budget.bram_bits:
+        per_layer = ", ".join(f"layer {n}: {cost.memory_split(p)[1] / 1024:g} kbit" for n, p in enumerate(bram_plans))
+        short.append(f"{bram / 1024:g} kbit of block RAM ({per_layer})")
+    still = (" and ".join(short) if short else
+             f"{dsp} DSPs, {lut:.0f} LUTs and {bram / 1024:g} kbit, but never all at once")
+    device = f"the {budget.device}'s " if budget.device else ""
+    raise ValueError(f"Network must fit {device}{', '.join(offer[:-1])} and {offer[-1]}: its smallest foldings "
+                     f"still need {still}")
+
+def engine_luts(plan) -> float:
+    """The predicted LUTs one engine adds (:func:`hw.network.cost.luts` of the engine alone, without the model's
+    intercept): what the budget folding minimises per layer."""
+    alone, nothing = cost.luts([plan]), cost.luts([])
+    return 0.0 if alone is None else alone - (nothing or 0.0)

@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="print the points of the space and exit")
     p.add_argument("--example", metavar="NAME", choices=sorted(EXAMPLES), help="print a named example space (YAML)")
     p.add_argument("--estimator", action="store_true", help="fit the estimator and print its held-out errors")
+    p.add_argument("--refit", action="store_true",
+                   help="fit the compiler's cost model on the committed results (docs/results) and store it in "
+                        "hw/network/cost_model.json (make bench does this after the suites it is fitted on)")
     p.set_defaults(func=main)
 
 
@@ -49,6 +52,13 @@ def main(args) -> int:
         import yaml
 
         print(yaml.safe_dump(EXAMPLES[args.example], sort_keys=False), end="")
+        return 0
+    if args.refit:
+        from peforge.explore.estimate import refit
+
+        doc = refit()
+        print(f"refitted on {doc['provenance']['network_points']} networks and "
+              f"{doc['provenance']['requantiser_points']} requantisers: wrote hw/network/cost_model.json")
         return 0
     if args.estimator:
         from peforge.explore.estimate import held_out_table

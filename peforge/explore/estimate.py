@@ -25,100 +25,21 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from peforge.hw.network import cost
+from peforge.hw.network.cost import BRAM_DEPTH, PE_FEATURES, pe_features
+
 __all__ = ["PE_FEATURES", "BRAM_DEPTH", "pe_features", "network_features", "fit", "held_out", "held_out_table",
-           "estimate_compiled", "near_front", "TARGET_ERROR"]
+           "estimate_compiled", "near_front", "TARGET_ERROR", "refit", "pe_models", "network_model",
+           "committed_network_rows", "measure_requantisers", "REQUANT_GRID"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "docs" / "results"
 #: The issue's target: mean absolute LUT error on held-out points of each PE.
 TARGET_ERROR = 0.10
-#: Weight memories with fewer words than this are counted as LUT memory, deeper ones as block RAM (yosys maps
-#: the shallow, wide ROMs of a fast folding to LUTs on ECP5; docs/results/network.json).
-BRAM_DEPTH = 128
-#: ... and so are memories of fewer bits than this (a 160 x 8 ROM went to LUTs, 160 x 16 to a DP16KD).
-BRAM_MIN_BITS = 2048
-#: The ECP5 block RAM's (DP16KD) depth x width configurations.
-DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-
-
-# -- per-PE features ------------------------------------------------------------------------------------------
-
-def _dot(p: dict, wrapped: bool) -> tuple[int, int, int]:
-    act = p["act_bits"] + (0 if p.get("act_signed", True) else 1)
-    return act, p.get("max_len", 4096), int(wrapped)
-
-
-def _acc(act: int, w: int, max_len: int) -> int:
-    return act + w + max(1, math.ceil(math.log2(max_len)))
-
-
-def _fixed(p: dict, wrapped: bool) -> list[float]:
-    act, max_len, wr = _dot(p, wrapped)
-    lanes, w = p["lanes"], p["w_bits"]
-    acc = _acc(act, w, max_len)
-    return [1.0, lanes * act * w * (not p["dsp"]), lanes * (act + w), acc, wr * acc]
-
-
-def _sp2(p: dict, wrapped: bool) -> list[float]:
-    act, max_len, wr = _dot(p, wrapped)
-    fmt = p["fmt"]
-    m1 = fmt.get("m1") or math.ceil((fmt["bits"] - 1) / 2)
-    m2 = fmt["bits"] - 1 - m1
-    e = (1 << m1) - 1
-    lanes = p["lanes"]
-    acc = _acc(act, e + 1, max_len)
-    return [1.0, lanes * (act + e), lanes * (act + e) * (1 << m1), acc, wr * acc]
-
-
-def _nm(p: dict, wrapped: bool) -> list[float]:
-    act, max_len, wr = _dot(p, wrapped)
-    n, m = p["fmt"]["n"], p["fmt"]["m"]
-    mults, w = p["groups"] * n, p["w_bits"]
-    # LUT multipliers, the activation bits a beat carries (groups x M), the N-of-M multiplexers
-    return [1.0, mults * act * w * (not p["dsp"]), p["groups"] * m * act, mults * m * act]
-
-
-def _circulant(p: dict, wrapped: bool) -> list[float]:
-    k = p["fmt"]["block"]
-    parallel = p.get("arch") == "parallel"
-    # parallel: k^2 (every bin's butterflies and products side by side); streaming: an intercept of its own and
-    # growth as sqrt(k) over k = 8 .. 64 on the bench (one butterfly per stage, the rest in memories). The
-    # streaming LUTs extrapolate to a negative value at k = 0 (934 / 1496 / 3700 at k = 8 / 16 / 64 on CCU2C
-    # butterflies), which non-negative coefficients cannot fit on sqrt(k) alone: sqrt(k) - 2 keeps the
-    # streaming intercept positive (k >= 4, the smallest streaming block)
-    return [1.0, parallel * k * k, float(not parallel), (not parallel) * (math.sqrt(k) - 2)]
-
-
-def _crossbar(p: dict, wrapped: bool) -> list[float]:
-    fmt = p["fmt"]
-    return [1.0, fmt["rows"] * fmt["act_bits"], fmt["cols"] * fmt["w_bits"] * fmt["rows"] / fmt["rows_per_sub"],
-            int(p.get("zero_skip", True)) * fmt["rows"]]
-
-
-#: PE model name -> (feature function, selects a bench row ``(pe, params) -> bool``)
-PE_FEATURES = {
-    "fixed-mac": (_fixed, lambda pe, p: pe == "fixed-mac"),
-    "sp2-mac": (_sp2, lambda pe, p: pe == "sp2-mac"),
-    "nm-sparse": (_nm, lambda pe, p: pe == "nm-sparse"),
-    "circulant-fft": (_circulant, lambda pe, p: pe == "circulant-fft"),
-    "crossbar": (_crossbar, lambda pe, p: pe in ("crossbar", "crossbar-controller")),
-}
-
-
-def pe_features(pe: str, params: dict, wrapped: bool = True, *, emulator: bool = True) -> list[float]:
-    """The feature vector of a PE configuration (``params`` as ``Params.to_dict()``); a ``crossbar`` with its
-    ideal-array emulator (the registry's ``crossbar``, and a network's crossbar slots) or without it (the
-    registry's ``crossbar-controller``)."""
-    f = PE_FEATURES[pe][0](params, wrapped)
-    if pe == "crossbar":   # the ideal-array emulator: cell flip-flops and adders
-        fmt = params["fmt"]
-        f.append(emulator * fmt["rows"] * fmt["cols"] * fmt["w_bits"])
-    return f
 
 
 def _pe_rows() -> dict[str, list[tuple[list[float], float, str]]]:
@@ -171,61 +92,23 @@ def _loo(rows: list[tuple[list[float], float, str]]) -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def pe_models() -> dict[str, np.ndarray]:
-    return {name: fit([r[0] for r in rows], [r[1] for r in rows]) for name, rows in _pe_rows().items() if rows}
+def pe_models() -> dict[str, list[float]]:
+    """The PE models fitted on the measured PE results (what :func:`refit` stores)."""
+    return {name: [float(c) for c in fit([r[0] for r in rows], [r[1] for r in rows])]
+            for name, rows in _pe_rows().items() if rows}
 
 
 def pe_lut(pe: str, params: dict, wrapped: bool = False) -> float:
-    """Estimated LUTs of one PE configuration (the PE model; 0 for a PE without one)."""
-    models = pe_models()
-    if pe not in models:
-        return 0.0
-    return float(np.dot(models[pe], pe_features(pe, params, wrapped)))
+    """Estimated LUTs of one PE configuration: the stored model (:func:`peforge.hw.network.cost.pe_lut`)."""
+    return cost.pe_lut(pe, params, wrapped)
 
 
 # -- networks ------------------------------------------------------------------------------------------------
 
-def _memory_split(plan) -> tuple[int, int, int]:
-    """``(bits in LUT memories, bits in block RAM, block RAMs)`` of an engine's weight memories (one per slot):
-    the rule yosys followed on the measured networks (:data:`BRAM_DEPTH`, :data:`BRAM_MIN_BITS`, :data:`DP16KD`)."""
-    if plan.scheme == "crossbar" or not plan.slots:
-        return 0, 0, 0
-    depth = plan.groups * plan.beats
-    per_slot = plan.weight_bits // len(plan.slots)
-    if depth < BRAM_DEPTH or per_slot < BRAM_MIN_BITS:
-        return plan.weight_bits, 0, 0
-    width = per_slot // max(depth, 1)
-    # DP16KD: 16384 x 1 .. 512 x 36; a memory takes the configuration that needs the fewest blocks
-    blocks = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in DP16KD)
-    return 0, plan.weight_bits, len(plan.slots) * max(1, blocks)
-
-
-NETWORK_FEATURES = ("one", "engines", "pe_lut", "lut_memory_bits", "slot_results", "requant_bits",
-                    "crossbar_cells", "circulant")
-
-
-def network_features(compiled) -> list[float]:
-    """One feature vector of a compiled network (see :data:`NETWORK_FEATURES`)."""
-    engines = pe = lut_mem = results = requant = cells = circ = 0.0
-    for plan in compiled.plans:
-        engines += 1
-        for slot in plan.slots:
-            if slot.pe == "crossbar":
-                fmt = slot.params.fmt
-                cells += fmt.rows * fmt.cols * fmt.w_bits
-                pe += pe_lut("crossbar", slot.params.to_dict())
-            elif slot.pe == "circulant-fft":
-                circ += 1
-                pe += pe_lut("circulant-fft", slot.params.to_dict())
-            else:
-                pe += pe_lut(slot.pe, slot.params.to_dict())
-        # the LUT model reads the shallow (< BRAM_DEPTH words) memories: on the measured networks that fits better
-        # (2.2 % held out) than every memory the block RAM count leaves in LUTs (2.8 %)
-        if plan.scheme != "crossbar" and plan.groups * plan.beats < BRAM_DEPTH:
-            lut_mem += plan.weight_bits
-        results += len(plan.slots) * plan.width * plan.acc_shape.width
-        requant += plan.acc_shape.width / plan.folding.requant
-    return [1.0, engines, pe, lut_mem, results, requant, cells, circ]
+def network_features(compiled, pe_coefficients: dict | None = None) -> list[float]:
+    """:func:`peforge.hw.network.cost.network_features` of a compiled network (the stored PE models, or
+    ``pe_coefficients`` while fitting)."""
+    return cost.network_features(compiled.plans, pe_coefficients)
 
 
 #: The digits networks of ``peforge bench network`` (peforge.digits scheme) as digits-mlp layers.
@@ -276,7 +159,7 @@ def _network_rows(extra: list[dict] | None = None):
             continue
         seen.add(compiled.digest())
         schemes = "/".join(p.scheme for p in compiled.plans)
-        rows.append((network_features(compiled), float(s["lut"]), f"{schemes} {compiled.digest()}", schemes,
+        rows.append((network_features(compiled, pe_models()), float(s["lut"]), f"{schemes} {compiled.digest()}", schemes,
                      s.get("fmax_mhz"), s))
     return rows
 
@@ -321,10 +204,74 @@ def _cached_network_rows():
 
 @functools.lru_cache(maxsize=1)
 def network_model():
+    """The network model fitted on every measured network (what :func:`refit` stores), and its rows."""
     rows = _cached_network_rows()
     if len(rows) < 2:
         return None, rows
     return fit([r[0] for r in rows], [r[1] for r in rows]), rows
+
+
+#: The requantiser configurations :func:`measure_requantisers` synthesises: accumulator bits, multiplier bits,
+#: cycles per result (8 rows each).
+REQUANT_GRID = [(a, m, c) for a in (12, 20, 28) for m in (12, 31) for c in (1, 2, 4, 8, 16) if c <= m]
+
+
+def measure_requantisers(progress=None) -> list[dict]:
+    """Synthesise every :data:`REQUANT_GRID` requantiser with yosys for ECP5 (seconds each) and return the rows
+    the requantiser model is fitted on: ``acc_bits``, ``m_bits``, ``cycles``, ``lut`` (LUT4 + 2 x CCU2C)."""
+    from amaranth import signed
+
+    from peforge.hw.network import Requantizer, element_layout
+    from peforge.hw.verilog import build_root
+    from peforge.sw.network import FixedWeights, Layer
+    from peforge.synth import synthesize_netlist
+
+    rows = []
+    for acc_bits, m_bits, cycles in REQUANT_GRID:
+        rng = np.random.default_rng(acc_bits * 100 + m_bits + cycles)
+        n = 8
+        layer = Layer(FixedWeights(np.ones((n, 2), np.int64), 4), rng.integers(1 << (m_bits - 1), (1 << m_bits) - 1, n),
+                      20, rng.integers(-1000, 1000, n), False, 4, True, 8, True)
+        comp = Requantizer(acc_shape=signed(acc_bits), layer=layer, dest=[(k, 0) for k in range(n)],
+                           out_layout=element_layout(signed(8), n, 1), cycles=cycles)
+        if progress is not None:
+            progress(f"requantiser acc {acc_bits} bits, M {m_bits} bits, {cycles} cycles")
+        cells = synthesize_netlist(comp, name="requantiser", target="ecp5-85k",
+                                   build_dir=build_root() / "explore" / "requant" / f"{acc_bits}-{m_bits}-{cycles}").cells
+        rows.append({"acc_bits": acc_bits, "m_bits": m_bits, "cycles": cycles,
+                     "lut": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)})
+    return rows
+
+
+def committed_network_rows():
+    """The measured networks of the committed results only (``docs/results/network.json``, ``explore.json``):
+    what the stored model is fitted on, so a clean checkout refits to the same coefficients."""
+    return _network_rows(None)
+
+
+def refit(path=None, requant_rows: list[dict] | None = None) -> dict:
+    """Fit the PE and network models on the committed measured results and store them where the compiler's cost
+    model reads them (:data:`peforge.hw.network.cost.MODEL`, or ``path``); returns what was written. (The held-out
+    error, :func:`held_out`, also counts the synthesised points of local sweeps.)"""
+    rows = committed_network_rows()
+    coef = fit([r[0] for r in rows], [r[1] for r in rows]) if len(rows) >= 2 else None
+    # the requantiser rows are measured by measure_requantisers (yosys, ECP5) and kept with the model
+    requant_rows = requant_rows if requant_rows is not None else cost.model().get("requantiser_rows") or []
+    requant = fit([cost.requant_features(r["acc_bits"], r["m_bits"], r["cycles"]) for r in requant_rows],
+                  [r["lut"] for r in requant_rows]) if len(requant_rows) >= 2 else None
+    doc = {"pe": pe_models(), "network": None if coef is None else [float(c) for c in coef],
+           "requantiser": None if requant is None else [float(c) for c in requant], "requantiser_rows": requant_rows,
+           "features": {"network": list(cost.NETWORK_FEATURES)},
+           "provenance": {"network_points": len(rows),
+                          "pe_points": {k: len(v) for k, v in _pe_rows().items()},
+                          "sources": ["docs/results/sp2.json", "docs/results/nm.json", "docs/results/circulant.json",
+                                      "docs/results/crossbar.json", "docs/results/network.json",
+                                      "docs/results/explore.json"]}}
+    doc["provenance"]["requantiser_points"] = len(requant_rows)
+    out = Path(path) if path is not None else cost.MODEL
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    cost.model.cache_clear()
+    return doc
 
 
 def estimate_compiled(compiled, target: str) -> dict:
@@ -336,17 +283,17 @@ def estimate_compiled(compiled, target: str) -> dict:
     dsp_bits = TARGETS[target].dsp_bits
     if target != "ecp5-85k":
         return {"lut": None, "ff": None, "dsp": sum(p.dsps(dsp_bits) for p in compiled.plans),
-                "bram": sum(_memory_split(p)[2] for p in compiled.plans), "fmax_mhz": None, "inferences_per_s": None}
-    coef, rows = network_model()
-    f = network_features(compiled)
-    lut = float(np.dot(coef, f)) if coef is not None else None
+                "bram": sum(cost.memory_split(p)[2] for p in compiled.plans), "fmax_mhz": None,
+                "inferences_per_s": None}
+    _, rows = network_model()
+    lut = cost.luts(compiled.plans)   # the compiler's cost model: the one the default folding reads
     schemes = "/".join(p.scheme for p in compiled.plans)
     same = [r for r in rows if r[3] == schemes and r[4]] or [r for r in rows if r[4]]
     fmax = float(np.median([r[4] for r in same])) if same else None
     ratio = float(np.median([r[5]["ff"] / r[1] for r in same])) if same else None
     return {"lut": None if lut is None else round(lut), "ff": None if lut is None or ratio is None else
             round(lut * ratio), "dsp": sum(p.dsps(dsp_bits) for p in compiled.plans),
-            "bram": sum(_memory_split(p)[2] for p in compiled.plans), "fmax_mhz": fmax,
+            "bram": sum(cost.memory_split(p)[2] for p in compiled.plans), "fmax_mhz": fmax,
             "inferences_per_s": None if fmax is None else fmax * 1e6 / compiled.interval}
 
 

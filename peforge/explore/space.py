@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from peforge.explore.model import FOLD_KEYS, FORMAT_KEYS, LAYER_SCHEMES, layer_choice
+from peforge.explore.model import FOLD_KEYS, LAYER_SCHEMES, layer_choice
 
 __all__ = ["SpaceError", "Space", "load_space", "parse_space", "point_digest", "model_digest", "network_schemes",
            "EXAMPLES"]
