@@ -41,9 +41,9 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +60,8 @@ from .weights import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
     "MSQWeights", "NMWeights", "CirculantWeights", "CrossbarWeights", "Layer", "Network", "load", "save",
-    "layer_from_manifest", "narrow_range", "random_network", "KINDS", "LayerKind", "register_kind", "INPUT",
-    "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
+    "layer_from_manifest", "narrow_range", "random_network", "random_cnn", "calibrate", "KINDS", "LayerKind",
+    "register_kind", "INPUT", "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
 ]
 
 #: The manifest's ``format`` and ``version``.
@@ -419,6 +419,127 @@ def load(directory: str | os.PathLike) -> Network:
     return Network(spec, tuple(layers))
 
 
+def calibrate(rng: np.random.Generator, acc: np.ndarray, out_range: tuple[int, int], acc_bound: int
+              ) -> tuple[np.ndarray, int, np.ndarray]:
+    """Random-network requantisation ``(multiplier, shift, offset)`` of accumulators ``acc [samples, channels]``:
+    mean -/+ 2 standard deviations of each channel mapped onto ``out_range``, multipliers varied per channel by
+    up to 40 %, random offsets; the worst case (``acc_bound``) kept inside int64."""
+    acc = acc.astype(np.float64)
+    lo, hi = out_range
+    n = acc.shape[1]
+    m = (hi - lo) / (4 * np.maximum(acc.std(axis=0), 0.5)) * rng.uniform(0.6, 1.4, n)
+    bias = (lo + hi) / 2 - acc.mean(axis=0) * m + rng.uniform(-0.1, 0.1, n) * (hi - lo)
+    shift = int(np.clip(REQUANT_BITS - 1 - math.floor(math.log2(m.max())), 1, 62))
+    while True:  # keep the worst case inside int64 (wide accumulators, few output bits)
+        mult = np.clip(np.rint(m * 2.0 ** shift), 0, (1 << REQUANT_BITS) - 1).astype(np.int64)
+        offset = np.clip(np.rint(bias * 2.0 ** shift), -MAX_OFFSET, MAX_OFFSET).astype(np.int64)
+        worst = acc_bound * int(mult.max()) + int(np.abs(offset).max()) + (1 << (shift - 1))
+        if worst <= INT64_MAX or shift == 1:
+            return mult, shift, offset
+        shift -= 1
+
+
+def random_cnn(rng: np.random.Generator, *, schemes: Sequence[str] | None = None, dims: int | None = None,
+               max_channels: int = 8, max_size: int = 9, samples: int = 32, rounding: str = "half_up") -> Network:
+    """A random valid convolutional network, for tests: an input ``[C, H, W]`` (or ``[C, L]``, ``dims = 1``) of
+    1 to ``max_channels`` channels and sides 1 to ``max_size``, one to three convolutions (kernel 1 to 3, stride 1
+    or 2, padding below the kernel per side, now and then depthwise), each perhaps followed by a max or average
+    pool whose windows do not overlap, then a global average pool or a flatten and a dense layer of 16- to
+    32-bit signed logits. Schemes per weight layer from ``schemes`` (crossbar only on dense layers; depthwise
+    convolutions fixed or SP2); requantisations calibrated as :func:`random_network`'s."""
+    from .conv import AvgPool, Conv, Flatten, GlobalAvgPool, MaxPool
+
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"Random generator must be a numpy Generator, not {rng!r}")
+    check_int("Max channels", max_channels, min=1)
+    check_int("Max size", max_size, min=1)
+    pool = [s for s in (list(SCHEMES) if schemes is None else list(schemes))]
+    for s in pool:
+        check_choice("Schemes", s, SCHEMES)
+    dims = int(rng.integers(1, 3)) if dims is None else dims
+    check_int("Dims", dims, min=1, max=2)
+    conv_pool = [s for s in pool if s != "crossbar"] or ["fixed"]
+    bits, signed = int(rng.integers(2, 9)), bool(rng.random() < 0.5)
+    unit = {s: SCHEMES[s].random_unit(rng) for s in conv_pool}
+    c = int(rng.integers(1, max_channels + 1))
+    first = conv_pool[int(rng.integers(len(conv_pool)))]
+    c = unit[first] * max(1, c // unit[first])
+    size = tuple(int(rng.integers(3 if dims == 2 else 4, max_size + 1)) for _ in range(dims))
+    spec = InputSpec(c * math.prod(size), bits, signed, shape=(c, *size))
+    x = rng.integers(*spec.range, size=(samples, spec.features), endpoint=True)
+    layers: list = []
+    shape = spec.shape
+
+    def requantised(make, probe_args):
+        probe = make(np.zeros(probe_args, np.int64), 1, np.zeros(probe_args, np.int64))
+        acc = probe.accumulate(x)
+        acc = np.moveaxis(acc, 1, -1).reshape(-1, acc.shape[1]) if acc.ndim > 2 else acc
+        mult, shift, offset = calibrate(rng, acc, probe.out_range, probe.acc_bound)
+        return make(mult, shift, offset)
+
+    for i in range(int(rng.integers(1, 4))):
+        scheme = first if i == 0 else conv_pool[int(rng.integers(len(conv_pool)))]
+        c_in = shape[0]
+        spatial = shape[1:]
+        kernel = tuple(int(rng.integers(1, min(3, s) + 1)) for s in spatial)
+        depthwise = scheme in ("fixed", "sp2") and c_in > 1 and rng.random() < 0.3
+        if not depthwise and c_in % unit[scheme]:
+            scheme = "fixed"
+        c_out = c_in * int(rng.integers(1, 3)) if depthwise else \
+            unit[scheme] * int(rng.integers(1, max(1, max_channels // unit[scheme]) + 1))
+        stride = tuple(int(rng.integers(1, 3)) for _ in spatial)
+        padding = tuple(int(rng.integers(0, k)) for k in kernel for _ in range(2))
+        padding = (padding[0], padding[1]) if dims == 1 else padding
+        out_bits, out_signed = int(rng.integers(2, 9)), bool(rng.random() < 0.5)
+        relu = bool(rng.random() < 0.5)
+        groups = c_in if depthwise else 1
+        n_in = math.prod(kernel) * (1 if depthwise else c_in)
+        w = SCHEMES[scheme].random(rng, n_in, c_out, bits, signed, 1 if depthwise else unit[scheme])
+
+        def make(mult, shift, offset, w=w, shape=shape, kernel=kernel, stride=stride, padding=padding, groups=groups,
+                 relu=relu, out_bits=out_bits, out_signed=out_signed):
+            return Conv(w, shape, kernel, stride, padding, groups, mult, shift, offset, relu, bits, signed, out_bits,
+                        out_signed, None, rounding, dims=dims)
+        layer = requantised(make, c_out)
+        layers.append(layer)
+        x = layer.forward(x).reshape(samples, -1)
+        shape, bits, signed = layer.out_shape, out_bits, out_signed
+        if rng.random() < 0.4 and all(s >= 2 for s in shape[1:]):
+            k = tuple(int(rng.integers(1, min(2, s) + 1)) for s in shape[1:])
+            if rng.random() < 0.5:
+                pooled = MaxPool(shape, k, k, bits, signed, dims=dims)
+            else:
+                def make(mult, shift, offset, shape=shape, k=k):
+                    return AvgPool(shape, k, k, mult, shift, offset, False, bits, signed, bits, signed, None,
+                                   rounding, dims=dims)
+                pooled = requantised(make, shape[0])
+            layers.append(pooled)
+            x = pooled.forward(x).reshape(samples, -1)
+            shape = pooled.out_shape
+    if rng.random() < 0.4:
+        def make(mult, shift, offset, shape=shape):
+            return GlobalAvgPool(shape, multiplier=mult, shift=shift, offset=offset, relu=False, in_bits=bits,
+                                 in_signed=signed, out_bits=bits, out_signed=signed, rounding=rounding, dims=dims)
+        gap = requantised(make, shape[0])
+        layers.append(gap)
+        x = gap.forward(x).reshape(samples, -1)
+        shape = gap.out_shape
+    layers.append(Flatten(shape, bits, signed))
+    n_in, n_out = math.prod(shape), int(rng.integers(1, 11))
+    allowed = [s for s in pool if not SCHEMES[s].unsigned_input or not signed] or ["fixed"]
+    scheme = allowed[int(rng.integers(len(allowed)))]
+    dense_unit = SCHEMES[scheme].random_unit(rng)
+    if n_in % dense_unit:
+        scheme, dense_unit = "fixed", 1
+    w = SCHEMES[scheme].random(rng, n_in, n_out, bits, signed, dense_unit)
+    out_bits = int(rng.integers(16, 33))
+
+    def make(mult, shift, offset):
+        return Layer(w, mult, shift, offset, False, bits, signed, out_bits, True, None, rounding)
+    layers.append(requantised(make, n_out))
+    return Network(spec, tuple(layers))
+
+
 def layer_from_manifest(entry: Any, arrays: Mapping[str, np.ndarray], where: str = "layer") -> Layer:
     """The :class:`Layer` of one manifest entry (:meth:`Layer.manifest`) and its arrays by key, validated as
     :func:`load` validates a layer; errors start with ``where``.
@@ -502,17 +623,7 @@ def random_network(rng: np.random.Generator, *, depth: int | None = None, scheme
                       signed[i], out_bits, out_signed)
         acc = probe.accumulate(x).astype(np.float64)
         lo, hi = probe.out_range
-        # map mean -/+ 2 std of each output's accumulator onto [lo, hi], multipliers varied per output
-        m = (hi - lo) / (4 * np.maximum(acc.std(axis=0), 0.5)) * rng.uniform(0.6, 1.4, widths[i + 1])
-        bias = (lo + hi) / 2 - acc.mean(axis=0) * m + rng.uniform(-0.1, 0.1, widths[i + 1]) * (hi - lo)
-        shift = int(np.clip(REQUANT_BITS - 1 - math.floor(math.log2(m.max())), 1, 62))
-        while True:  # keep the worst case inside int64 (wide accumulators, few output bits)
-            mult = np.clip(np.rint(m * 2.0 ** shift), 0, (1 << REQUANT_BITS) - 1).astype(np.int64)
-            offset = np.clip(np.rint(bias * 2.0 ** shift), -MAX_OFFSET, MAX_OFFSET).astype(np.int64)
-            worst = probe.acc_bound * int(mult.max()) + int(np.abs(offset).max()) + (1 << (shift - 1))
-            if worst <= INT64_MAX or shift == 1:
-                break
-            shift -= 1
+        mult, shift, offset = calibrate(rng, acc, probe.out_range, probe.acc_bound)
         layer = Layer(w, mult, shift, offset, relu, bits[i], signed[i], out_bits, out_signed, None, rounding, narrow)
         layers.append(layer)
         x = layer.forward(x)
