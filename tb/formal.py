@@ -68,7 +68,7 @@ from peforge.sw.nm import NMFormat
 from peforge.sw.sp2 import SP2Format
 
 __all__ = ["PROPERTIES", "Target", "TARGETS", "Proof", "PROOFS", "ProofResult", "FormalError",
-           "Harness", "run_proof", "proof"]
+           "Harness", "run_proof", "run_harness", "proof"]
 
 #: The properties a harness can check (see the module docstring).
 PROPERTIES = ("contract", "count", "latency", "datapath")
@@ -186,7 +186,7 @@ class _RequantReference:
         return payload.acc
 
     def check(self, m, h, o_payload):
-        layer, s = self.layer, self.layer.shift
+        layer = self.layer
         row = h.record.row
         mult = _pick([int(v) for v in layer.multiplier], row)
         off = _pick([int(v) for v in layer.offset], row)
@@ -755,6 +755,7 @@ class ProofResult:
         return self.check == "PASS" and self.cover == "PASS"
 
 
+#: The ``proof.sby`` of every proof: task ``check`` in the proof's mode to its depth, task ``cover`` to its cover depth.
 _SBY = """[tasks]
 check
 cover
@@ -779,6 +780,8 @@ top.il
 
 
 def _tool_env() -> dict:
+    """The environment ``yowasp-sby`` runs in: this interpreter's scripts first on ``PATH``, and the YoWASP tools
+    named for SymbiYosys (``YOSYS``, ``SMTBMC``, ``WITNESS``)."""
     env = dict(os.environ)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
@@ -787,27 +790,24 @@ def _tool_env() -> dict:
 
 
 def _status(directory: Path, task: str) -> str:
+    """The verdict sby wrote for ``task`` in ``directory`` (``"PASS"``, ``"FAIL"``, ...), ``"ERROR"`` if none."""
     status = directory / f"proof_{task}" / "status"
     if not status.exists():
         return "ERROR"
     return status.read_text().split()[0]
 
 
-def run_proof(p: Proof | str, dut=None, *, tag: str = "", cover: bool = True) -> ProofResult:
-    """Run proof ``p`` (or its name) on ``dut`` (default: the target's own component); ``tag`` names a variant.
-    ``cover=False`` runs the check task alone (``cover`` is then ``"SKIP"``), for variants expected to fail.
+def run_harness(p: Proof, harness, *, tag: str = "", cover: bool = True) -> ProofResult:
+    """Run proof ``p`` on ``harness`` (an Elaboratable with the property's ``Assert``/``Assume``/``Cover``): write
+    ``top.il`` and ``proof.sby`` under ``build/formal/<proof>[-<tag>]-<hash>/`` and run ``yowasp-sby`` there, task
+    ``check`` and (unless ``cover=False``, then ``cover`` is ``"SKIP"``) task ``cover``. :func:`run_proof` and
+    :func:`tb.formal_board.run_link_proof` build their harnesses and run them through this.
 
     Raises
     ------
     FormalError
         ``"SymbiYosys must give a verdict for <proof>, not ERROR (log: ...)"``.
     """
-    if isinstance(p, str):
-        if p not in PROOFS:
-            raise ValueError(f"Proof must be one of the {len(PROOFS)} in tb.formal.PROOFS, not {p!r}")
-        p = PROOFS[p]
-    target = TARGETS[p.target]
-    harness = Harness(target, p.prop, dut if dut is not None else target.build())
     il = rtlil.convert(harness, name="top", ports=[], emit_src=False)
     sby = _SBY.format(mode=p.mode, depth=p.depth, cover_depth=p.cover_depth, engine=ENGINE)
     digest = hashlib.sha256((il + sby).encode()).hexdigest()[:12]
@@ -830,6 +830,24 @@ def run_proof(p: Proof | str, dut=None, *, tag: str = "", cover: bool = True) ->
             raise FormalError(f"SymbiYosys must give a verdict for {p.name}, not {verdict} "
                               f"(log: {directory / 'sby.log'})")
     return ProofResult(p, check, covered, seconds, directory)
+
+
+def run_proof(p: Proof | str, dut=None, *, tag: str = "", cover: bool = True) -> ProofResult:
+    """Run proof ``p`` (or its name) on ``dut`` (default: the target's own component); ``tag`` names a variant.
+    ``cover=False`` runs the check task alone (``cover`` is then ``"SKIP"``), for variants expected to fail.
+
+    Raises
+    ------
+    FormalError
+        ``"SymbiYosys must give a verdict for <proof>, not ERROR (log: ...)"``.
+    """
+    if isinstance(p, str):
+        if p not in PROOFS:
+            raise ValueError(f"Proof must be one of the {len(PROOFS)} in tb.formal.PROOFS, not {p!r}")
+        p = PROOFS[p]
+    target = TARGETS[p.target]
+    harness = Harness(target, p.prop, dut if dut is not None else target.build())
+    return run_harness(p, harness, tag=tag, cover=cover)
 
 
 def proof(name: str) -> Proof:

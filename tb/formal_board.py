@@ -46,22 +46,16 @@ under a stall. Pair: an error frame sent in full behind another answer; a result
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 
 from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetSignal, Signal, Value, unsigned
 from amaranth.asserts import AnySeq
-from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, Fragment
 from amaranth.lib import data, wiring
 
 from peforge.hw.board import ANSWER_MAGIC, REQUEST_MAGIC, AnswerQueue, Deframer, Framer, Status, WireFormat
-from peforge.hw.verilog import build_root
 
-from .formal import _SBY, ENGINE, FormalError, Proof, ProofResult, _status, _tool_env
+from .formal import Proof, ProofResult, run_harness
 
 __all__ = ["LinkTarget", "LINK_TARGETS", "LINK_PROOFS", "ReceiverHarness", "FramerHarness", "PairHarness",
            "run_link_proof"]
@@ -333,7 +327,7 @@ class ReceiverHarness(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        t, fmt = self.target, self.target.fmt
+        t = self.target
         dfr = self.deframer
         m.submodules.deframer = body = Fragment.get(dfr, platform)
         probe = _probe(body, _RECEIVER_REGISTERS)
@@ -352,9 +346,7 @@ class ReceiverHarness(Elaboratable):
         m.d.comb += Assert(~dfr.answer.valid | (level != t.queue_depth))     # never into a full queue
 
         ref = _Reference(m, t, byte, got, level, take_last)
-        push, code, arg, rstate, at = ref.push, ref.code, ref.arg, ref.state, ref.at
-        header, remaining, scrc, banks, idle = ref.header, ref.remaining, ref.crc, ref.banks, ref.idle
-        HUNT, DATA, CHECK = ref.HUNT, ref.DATA, ref.CHECK
+        push, code, arg, rstate, banks, DATA = ref.push, ref.code, ref.arg, ref.state, ref.banks, ref.DATA
 
         # the property: the receiver's answers are the reference's, cycle by cycle
         m.d.comb += Assert(dfr.answer.valid == push)
@@ -656,25 +648,4 @@ def run_link_proof(p: Proof | str, *, deframer=None, framer=None, tag: str = "",
         harness = PairHarness(target, deframer)
     else:
         harness = FramerHarness(target, framer)
-    il = rtlil.convert(harness, name="top", ports=[], emit_src=False)
-    sby = _SBY.format(mode=p.mode, depth=p.depth, cover_depth=p.cover_depth, engine=ENGINE)
-    digest = hashlib.sha256((il + sby).encode()).hexdigest()[:12]
-    directory = build_root() / "formal" / f"{p.name}{'-' + tag if tag else ''}-{digest}"
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    (directory / "top.il").write_text(il)
-    (directory / "proof.sby").write_text(sby)
-    began = time.monotonic()
-    tasks = ["check", "cover"] if cover else ["check"]
-    run = subprocess.run(["yowasp-sby", "-f", "--sequential", "proof.sby", *tasks], cwd=directory, env=_tool_env(),
-                         capture_output=True, text=True)
-    seconds = time.monotonic() - began
-    (directory / "sby.log").write_text(run.stdout + run.stderr)
-    check = _status(directory, "check")
-    covered = _status(directory, "cover") if cover else "SKIP"
-    for verdict in (check, covered) if cover else (check,):
-        if verdict not in ("PASS", "FAIL"):
-            raise FormalError(f"SymbiYosys must give a verdict for {p.name}, not {verdict} "
-                              f"(log: {directory / 'sby.log'})")
-    return ProofResult(p, check, covered, seconds, directory)
+    return run_harness(p, harness, tag=tag, cover=cover)
