@@ -35,7 +35,7 @@ from amaranth.lib import wiring
 from .wrapper import PinWrapper, port_bits
 
 __all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "ToolTimeout", "Netlist", "synthesize",
-           "synthesize_netlist", "for_target", "warm_tools", "WASM_TOOLS"]
+           "synthesize_netlist", "for_target", "get_target", "warm_tools", "WASM_TOOLS"]
 
 #: nextpnr runs at the same time (the reference machine has 2 cores).
 PARALLEL_SEEDS = 2
@@ -149,7 +149,14 @@ TARGETS = MappingProxyType({
 })
 
 
-def _target(name: str) -> Target:
+def get_target(name: str) -> Target:
+    """The :class:`Target` named ``name`` in :data:`TARGETS`.
+
+    Raises
+    ------
+    ValueError
+        ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``.
+    """
     if name not in TARGETS:
         allowed = ", ".join(repr(t) for t in TARGETS)
         raise ValueError(f"Target must be one of {allowed}, not {name!r}")
@@ -163,7 +170,7 @@ def for_target(params, target: str):
     primitive, ``"inferred"`` stays (:meth:`sw.params.Spec.for_target`). Parameters of other kinds are
     unchanged, and so is a set without such fields.
 
-    >>> from hw.circulant_fft import CirculantParams
+    >>> from peforge.hw.circulant_fft import CirculantParams
     >>> for_target(CirculantParams(), "ice40-up5k").dsp_bits
     16
 
@@ -173,7 +180,7 @@ def for_target(params, target: str):
         ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``; ``"DSP cell (dsp_cell) must be one of
         'target', 'inferred', 'SB_MAC16' for ice40-up5k, not 'MULT18X18D'"``.
     """
-    tgt = _target(target)
+    tgt = get_target(target)
     changes = {}
     for f in dataclasses.fields(params):
         spec, value = f.metadata.get("spec"), getattr(params, f.name)
@@ -436,7 +443,7 @@ def synthesize_netlist(component, *, name, target="ecp5-85k", build_dir, wrap=No
     SynthError
         If yosys fails (the message ends with its log's last lines and its ERROR line).
     """
-    tgt = _target(target)
+    tgt = get_target(target)
     if not isinstance(component, wiring.Component):
         raise TypeError(f"Component must be an amaranth.lib.wiring.Component, not {component!r}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -495,7 +502,7 @@ def synthesize(component, *, name, target="ecp5-85k", build_dir, seeds=(1,), fre
     SynthError
         If yosys or nextpnr fails, or (:class:`ToolTimeout`) no seed routes within ``seed_timeout_s``.
     """
-    tgt = _target(target)
+    tgt = get_target(target)
     if not isinstance(component, wiring.Component):
         raise TypeError(f"Component must be an amaranth.lib.wiring.Component, not {component!r}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from peforge.hw.verilog import build_root
 
-from .flow import DoesNotFit, Netlist, SynthResult, _target, for_target, synthesize, synthesize_netlist
+from .flow import DoesNotFit, Netlist, SynthResult, for_target, get_target, synthesize, synthesize_netlist
 
 __all__ = ["synthesize_pe", "synthesize_network", "check_fits", "netlist_pe", "netlist_network"]
 
@@ -42,7 +42,7 @@ def check_fits(compiled, target: str) -> None:
     ValueError
         An unknown target.
     """
-    tgt = _target(target)
+    tgt = get_target(target)
     bits = [p.weight_bits for p in compiled.plans]
     if sum(bits) > tgt.bram_bits:
         per_layer = ", ".join(f"layer {n}: {b / 1024:g} kbit" for n, b in enumerate(bits))
