@@ -60,7 +60,7 @@ from .params import Params, check_int
 __all__ = [
     "CrossbarFormat", "check_format", "polarize", "is_polarized", "quantize", "dequantize", "quantize_acts",
     "Mapping", "map_weights", "check_mapping", "unmap", "active_planes", "count_steps", "IdealArray", "NonIdealArray",
-    "Steps", "golden_mvm",
+    "Steps", "golden_mvm", "projection_signs",
 ]
 
 #: Parameter ranges of :class:`CrossbarFormat` (inclusive).
@@ -256,8 +256,10 @@ def _fragments(w: np.ndarray, rows_per_sub: int) -> np.ndarray:
     return w.reshape(w.shape[0] // rows_per_sub, rows_per_sub, w.shape[1])
 
 
-def _projection_signs(w: np.ndarray, rows_per_sub: int) -> np.ndarray:
-    """Sign bit of every fragment of the projection: 1 (negative) iff its negative energy is the larger."""
+def projection_signs(w: np.ndarray, rows_per_sub: int) -> np.ndarray:
+    """Sign bit ``[R / rows_per_sub, C]`` of every fragment (``rows_per_sub`` rows of one column) of ``w [R, C]``: 1
+    (negative) iff its negative energy is the larger. :func:`polarize` projects onto these signs; the trainable
+    layers of :mod:`sw.forms_torch` use them too."""
     frag = _fragments(w, rows_per_sub)
     positive = np.square(np.where(frag > 0, frag, 0.0)).sum(axis=1)
     negative = np.square(np.where(frag < 0, frag, 0.0)).sum(axis=1)
@@ -318,7 +320,7 @@ def polarize(w: Any, fmt: CrossbarFormat) -> Any:
     tensor = w if _is_tensor(w) else None
     arr = as_real_array("Crossbar weights", w)
     _check_weight_shape(arr.shape, fmt)
-    keep = _sign_keep(arr, _projection_signs(arr, fmt.rows_per_sub), fmt.rows_per_sub)
+    keep = _sign_keep(arr, projection_signs(arr, fmt.rows_per_sub), fmt.rows_per_sub)
     if tensor is not None:
         torch = sys.modules["torch"]
         mask = torch.from_numpy(keep).to(tensor.device)

@@ -1,8 +1,8 @@
 """PyTorch half of :mod:`sw.forms`: polarisation by ADMM (:class:`PolarizedLinear`, and the convolutions
 :class:`PolarizedConv1d` / :class:`PolarizedConv2d`), the activation L1 penalty and a small classifier trainer.
 
-Imported on first access to one of these names through ``sw.forms`` (``from sw.forms import PolarizedLinear``),
-so that ``import sw.forms`` stays free of torch. See :mod:`sw.forms` for the polarised format and the
+Imported on first access to one of these names through ``sw.forms``
+(``from peforge.sw.forms import PolarizedLinear``), so that ``import peforge.sw.forms`` stays free of torch. See :mod:`sw.forms` for the polarised format and the
 projection (:func:`sw.forms.polarize`), which both halves share: the sign rule is defined once, in numpy.
 
 Orientation: a ``torch.nn.Linear`` weight is ``[out, in]``; the crossbar holds its transpose ``W = weight.T``
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from .forms import (CrossbarFormat, Steps, _projection_signs, check_format, golden_mvm, is_polarized, map_weights,
+from .forms import (CrossbarFormat, Steps, check_format, golden_mvm, is_polarized, map_weights, projection_signs,
                     quantize, quantize_acts)
 from .layers import ConvMatrix, check_conv_groups, conv_matrix, conv_weight
 from .params import check_int
@@ -42,7 +42,7 @@ def _check_real(subject: str, value: Any, *, positive: bool = False) -> float:
 
 def _signs_of(w: torch.Tensor, rows_per_sub: int) -> np.ndarray:
     """Sign bits ``[in / rows_per_sub, out]`` of the projection of a weight ``[out, in]``."""
-    return _projection_signs(w.detach().double().cpu().numpy().T, rows_per_sub)
+    return projection_signs(w.detach().double().cpu().numpy().T, rows_per_sub)
 
 
 def _keep_tensor(w: torch.Tensor, signs: torch.Tensor, rows_per_sub: int) -> torch.Tensor:
