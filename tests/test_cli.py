@@ -278,7 +278,7 @@ def models(tmp_path_factory):
     from peforge.hw.network import CompiledNetwork
     from peforge.sw.from_qonnx import from_qonnx, quantize_input
     from peforge.sw.network import random_network
-    from tests.test_qonnx import MODELS, _digits, brevitas_cnn, brevitas_model
+    from tests.test_qonnx import MODELS, brevitas_cnn, brevitas_model, digits_images
 
     root = tmp_path_factory.mktemp("cnn-infer")
     cnn2, cnn1 = brevitas_cnn("conv2d-pad-maxpool-stride"), brevitas_cnn("conv1d-pad-stride-maxpool")
@@ -288,8 +288,8 @@ def models(tmp_path_factory):
     CompiledNetwork.default(mlp).write(root / "mlp")
     noscale = random_network(np.random.default_rng(2), max_features=8, schemes=["fixed"], depth=1)
     CompiledNetwork.default(noscale).write(root / "noscale")
-    x2, _ = _digits(2)
-    x1, _ = _digits(1)
+    x2, _ = digits_images(2)
+    x1, _ = digits_images(1)
     np.save(root / "x2.npy", x2[-20:])                          # [20, 1, 8, 8] float32
     np.save(root / "x2_flat.npy", x2[-20:].reshape(20, 64))
     np.save(root / "x2_f64.npy", x2[-20:].astype(np.float64))

@@ -4,11 +4,8 @@ between files. ``make test`` also runs the contracts before pytest; this test ke
 
 import shutil
 import tomllib
-from pathlib import Path
 
-
-
-from tests.layers import MAPPED, ROOT, lint_imports, stage
+from tests.layers import MAPPED, ROOT, lint_imports
 
 
 def _contracts() -> list[dict]:

@@ -529,7 +529,7 @@ def test_cli_compile_export_and_refusal(tmp_path, capsys):
 
 # -- Brevitas CNNs (trained briefly on scikit-learn's digits, exported once, cached under build/) -----------------
 
-def _digits(dims):
+def digits_images(dims):
     """Digits images as float32 ``[N, 1, 8, 8]`` in [0, 1] (2-D), or ``[N, 8, 8]`` (1-D: rows as channels)."""
     from sklearn.datasets import load_digits
 
@@ -560,7 +560,7 @@ def brevitas_cnn(name) -> Path:
     avgpool = {1: torch.nn.AvgPool1d, 2: torch.nn.AvgPool2d}[dims]
     gap = {1: torch.nn.AdaptiveAvgPool1d, 2: torch.nn.AdaptiveAvgPool2d}[dims]
     wq = Int8WeightPerChannelFixedPoint if recipe.get("per_channel") else Int8WeightPerTensorFixedPoint
-    x, y = _digits(dims)
+    x, y = digits_images(dims)
     x, y = x[:recipe.get("train", 1024)], y[:recipe.get("train", 1024)]
     channels = x.shape[1]
     mods = [qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)]
@@ -670,7 +670,7 @@ def test_brevitas_cnn_golden_equals_execute_onnx(name):
     assert network.input.shape == ((1, 8, 8) if dims == 2 else (8, 8))
     result = compare(path, network, _inputs(network, 200))
     assert result["differ"] == 0 and result["outputs"] == 202 * network.layers[-1].out_shape[0], result
-    x, _ = _digits(dims)
+    x, _ = digits_images(dims)
     x = x[-120:]  # real images the model was not trained on
     codes = quantize_input(path, x)
     want = run_qonnx(path, x).reshape(len(x), -1)
