@@ -21,7 +21,6 @@ with a timeout error. Both return the receiver to hunting for the magic.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value

@@ -26,9 +26,9 @@ from amaranth.lib.wiring import In, Out
 from peforge.sw.intops import int_range, signed_bits_for
 from peforge.sw.params import Spec
 
-from .common import (TREE_LEVELS, TREE_LEVELS_PER_STAGE, StreamParams, accumulate_and_emit, adder_tree, delay,
-                     multiply, register, tree_stages)
-from .dsp import DSP_CELL, INFERRED, product_stages, registered_product
+from .common import (TREE_LEVELS, StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register,
+                     tree_stages)
+from .dsp import DSP_CELL, product_stages, registered_product
 
 __all__ = ["DotParams", "FixedPointWeights", "DotProductPE", "MAX_ACC_BITS",
            "LANES", "ACT_BITS", "ACT_SIGNED", "MAX_LEN", "DSP", "DSP_CELL", "TREE_LEVELS"]

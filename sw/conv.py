@@ -35,7 +35,7 @@ from .intops import as_int_array
 from .kinds import (GRAPH_FIELDS, LayerKind, ManifestReader, Requantised, check_bits, check_graph_fields,
                     check_shape, graph_entry, register_kind)
 from .params import check_bool, check_choice, check_int
-from .weights import SCHEMES, Weights, equal_arrays, manifest_keys, range_text
+from .weights import SCHEMES, Weights, equal_arrays, manifest_keys
 
 __all__ = ["Conv", "MaxPool", "AvgPool", "GlobalAvgPool", "Flatten", "im2col", "window_geometry"]
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .intops import as_int_array, int_range
-from .params import check_bool, check_choice, check_int
+from .intops import as_int_array
+from .params import check_choice, check_int
 from .kinds import GRAPH_FIELDS, ManifestReader, Requantised, check_graph_fields, graph_entry, register_kind
 from .weights import SCHEMES, Weights, equal_arrays, manifest_keys
 

@@ -18,7 +18,6 @@ This module imports numpy only (and the numpy halves of the format modules); tor
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
