@@ -1,8 +1,8 @@
 """PyTorch half of :mod:`sw.circulant`: the trainable :class:`BlockCirculantLinear` and the block-circulant
 convolutions :class:`BlockCirculantConv1d` / :class:`BlockCirculantConv2d` (CirCNN).
 
-Imported on first access through ``sw.circulant`` (``from sw.circulant import BlockCirculantLinear``), so that
-``import sw.circulant`` stays free of torch. See :mod:`sw.circulant` for the first-column convention, the
+Imported on first access through ``sw.circulant`` (``from peforge.sw.circulant import BlockCirculantLinear``), so that
+``import peforge.sw.circulant`` stays free of torch. See :mod:`sw.circulant` for the first-column convention, the
 spectral export and the PE's fixed-point schedule.
 """
 

@@ -1,6 +1,6 @@
 """cocotb testbench and batch API of ``sp2-mac``: its :class:`tb.dot.DotCase`, run by :mod:`tb.bench`'s tests.
 
->>> from hw.sp2_mac import SP2MacParams
+>>> from peforge.hw.sp2_mac import SP2MacParams
 >>> rtl_dot([[1, 2, 3]], [0b0010, 0b1010, 0b0001], SP2MacParams(lanes=2))  # +4, -4, +4
 array([8])
 """
