@@ -49,6 +49,7 @@ import numpy as np
 
 from .dense import Layer  # noqa: I001 (dense registers first: it is the default kind)
 from . import conv as _conv  # noqa: F401 (registers the convolution and pooling kinds)
+from . import recurrent as _recurrent  # noqa: F401 (registers the lstm and gru kinds)
 from .intops import INT64_MAX, as_int_array, as_real_array, int_range
 from .kinds import (INPUT, KINDS, MAX_BITS, MAX_OFFSET, SHAPES, LayerKind, ManifestReader, Requantised, check_bits,
                     check_scale, check_shape, narrow_range, prefixed, register_kind)
@@ -60,7 +61,7 @@ from .weights import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
     "MSQWeights", "NMWeights", "CirculantWeights", "CrossbarWeights", "Layer", "Network", "load", "save",
-    "layer_from_manifest", "narrow_range", "random_network", "random_cnn", "calibrate", "KINDS", "LayerKind",
+    "layer_from_manifest", "narrow_range", "random_network", "random_cnn", "random_rnn", "calibrate", "KINDS", "LayerKind",
     "register_kind", "INPUT", "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
 ]
 
@@ -241,8 +242,12 @@ class Network:
 
     def _run(self, x: Any) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
         arr = as_int_array("Network input", x, *self.input.range)
+        shape = self.input.shape
+        if len(shape) > 1 and arr.shape[1:] == shape:      # [N, *shape] (a sequence [N, T, F], an image)
+            arr = arr.reshape(len(arr), self.input.features)
         if arr.ndim != 2 or arr.shape[1] != self.input.features:
-            raise ValueError(f"Network input must have shape (N, {self.input.features}), not {arr.shape}")
+            also = f" or (N, {', '.join(map(str, shape))})" if len(shape) > 1 else ""
+            raise ValueError(f"Network input must have shape (N, {self.input.features}){also}, not {arr.shape}")
         accs, outs = [], []
         n = len(arr)
         for layer, src in zip(self.layers, self._sources):
@@ -537,6 +542,48 @@ def random_cnn(rng: np.random.Generator, *, schemes: Sequence[str] | None = None
     def make(mult, shift, offset):
         return Layer(w, mult, shift, offset, False, bits, signed, out_bits, True, None, rounding)
     layers.append(requantised(make, n_out))
+    return Network(spec, tuple(layers))
+
+
+def random_rnn(rng: np.random.Generator, *, kind: str | None = None, schemes: Sequence[str] | None = None,
+               max_seq: int = 6, max_features: int = 8, max_hidden: int = 8, return_sequences: bool | None = None,
+               samples: int = 32, rounding: str = "half_up") -> Network:
+    """A random valid recurrent network, for tests: an input ``[T, F]`` (``T`` 1 to ``max_seq``), one ``lstm`` or
+    ``gru`` layer (:func:`sw.recurrent.random_recurrent`: schemes from ``schemes``, ``u`` never crossbar, ``w``
+    crossbar only on an unsigned input; sizes a multiple of the schemes' N:M ``m`` or circulant ``k``), its last
+    hidden state or its whole sequence (then a flatten), and a dense layer of 16- to 32-bit signed logits."""
+    from .conv import Flatten
+    from .recurrent import random_recurrent
+
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"Random generator must be a numpy Generator, not {rng!r}")
+    kind = str(rng.choice(["lstm", "gru"])) if kind is None else kind
+    check_choice("Kind", kind, ("lstm", "gru"))
+    pool = list(SCHEMES) if schemes is None else list(schemes)
+    for s in pool:
+        check_choice("Schemes", s, SCHEMES)
+    bits, signed = int(rng.integers(2, 9)), bool(rng.random() < 0.5)
+    allowed_w = [s for s in pool if not SCHEMES[s].unsigned_input or not signed] or ["fixed"]
+    allowed_u = [s for s in pool if not SCHEMES[s].unsigned_input] or ["fixed"]
+    scheme_w, scheme_u = str(rng.choice(allowed_w)), str(rng.choice(allowed_u))
+    unit_w, unit_u = SCHEMES[scheme_w].random_unit(rng), SCHEMES[scheme_u].random_unit(rng)
+    seq = int(rng.integers(1, max_seq + 1))
+    features = unit_w * int(rng.integers(1, max(1, max_features // unit_w) + 1))
+    hidden = unit_u * int(rng.integers(1, max(1, max_hidden // unit_u) + 1))
+    sequences = bool(rng.random() < 0.5) if return_sequences is None else return_sequences
+    spec = InputSpec(seq * features, bits, signed, shape=(seq, features))
+    layer = random_recurrent(rng, kind, seq, features, hidden, bits, signed, scheme_w=scheme_w, scheme_u=scheme_u,
+                             unit_w=unit_w, unit_u=unit_u, return_sequences=sequences, rounding=rounding)
+    layers: list = [layer]
+    if sequences:
+        layers.append(Flatten(layer.out_shape, layer.out_bits, True))
+    x = rng.integers(*spec.range, size=(samples, spec.features), endpoint=True)
+    h = layer.forward(x).reshape(samples, -1)
+    w = FixedWeights(rng.integers(-7, 8, (int(rng.integers(1, 11)), h.shape[1])), 4)
+    probe = Layer(w, np.zeros(w.out_features, np.int64), 1, np.zeros(w.out_features, np.int64), False,
+                  layer.out_bits, True, int(rng.integers(16, 33)), True)
+    mult, shift, offset = calibrate(rng, probe.accumulate(h), probe.out_range, probe.acc_bound)
+    layers.append(Layer(w, mult, shift, offset, False, layer.out_bits, True, probe.out_bits, True, None, rounding))
     return Network(spec, tuple(layers))
 
 

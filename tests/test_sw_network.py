@@ -637,7 +637,7 @@ STRICT_FORMAT_ERRORS = [
     (_drop(["layers", 2, "format", "adc_bits"]),
      J + r"layers\[2\]\.format: format\.adc_bits must be given, not missing$"),
     (_set(["layers", 1, "kind"], "conv9d"), J + r"layers\[1\]\.kind must be one of 'dense', 'avgpool', 'conv1d', 'conv2d', 'flatten', "
-         r"'globalavgpool', 'maxpool', not 'conv9d'$"),
+         r"'globalavgpool', 'gru', 'lstm', 'maxpool', not 'conv9d'$"),
     (_set(["layers", 1, "inputs"], ["nowhere"]),
      J + r"layers\[1\]\.inputs must name the input or earlier layers' tensors \('input', 'layer0'\), not 'nowhere'$"),
     (_set(["layers", 1, "inputs"], ["a", "b"]),
