@@ -281,7 +281,7 @@ def adder_graph(w: Any, *, scheme: str = "fixed", share: bool = True) -> AdderGr
     for (o, i), v in np.ndenumerate(w):
         if v:
             digits[(o, i)] = csd(int(v))
-            if scheme == "sp2" and len(digits[(o, i)]) > 2:
+            if scheme == "sp2" and bin(abs(int(v))).count("1") > 2:
                 raise ValueError(f"Weights must be sums of at most two powers of two for scheme 'sp2', not {int(v)} "
                                  f"(at index {(o, i)})")
     outs: list[dict[tuple[int, int], int]] = [dict() for _ in range(n_out)]

@@ -10,6 +10,7 @@ board core and the DSP cells in their own modules. The configuration reaches the
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -95,8 +96,13 @@ class NetworkDesign:
 
 def load_design():
     """Inside a cocotb test: ``(design, config)`` from the environment: a :class:`PEDesign`, or for a compiled
-    network (``"design": "network"``) a :class:`tb.network.NetworkDesign` read from the build directory."""
+    network (``"design": "network"``) a :class:`tb.network.NetworkDesign` read from the build directory; a
+    configuration with ``"loader": "<module>:<function>"`` (:class:`tb.unrolled.UnrolledDesign`) is rebuilt by
+    that function from the configuration."""
     config = json.loads(os.environ[CONFIG_ENV])
+    if "loader" in config:   # a design of another module: "<module>:<function>" rebuilds it from the configuration
+        module, _, function = config["loader"].partition(":")
+        return getattr(importlib.import_module(module), function)(config), config
     if config.get("design") == "network":
         return NetworkDesign(load_compiled(config["build_dir"])), config
     pe = registry.get(config["pe"])

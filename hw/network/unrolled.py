@@ -49,6 +49,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from peforge.hw.adder_graph import AdderGraph, Term, adder_graph
+from peforge.hw.common import equals
 from peforge.sw.intops import as_int_array
 from peforge.sw.params import check_bool, check_int
 
@@ -305,10 +306,10 @@ class UnrolledLayer(wiring.Component):
             busy = Signal()
             count = Signal(range(cycles), name="digit")
             final = Signal()
-            m.d.comb += [final.eq(count == 0), self.i.ready.eq(en & (~busy | final))]
+            m.d.comb += [final.eq(equals(count, 0)), self.i.ready.eq(en & (~busy | final))]
             first, last = Signal(name="first0", reset_less=True), Signal(name="last0", reset_less=True)
             with m.If(en):
-                m.d.sync += [valid[0].eq(busy), first.eq(count == cycles - 1), last.eq(final)]
+                m.d.sync += [valid[0].eq(busy), first.eq(equals(count, cycles - 1)), last.eq(final)]
                 with m.If(busy):
                     m.d.sync += count.eq(count - 1)
                     with m.If(final):
@@ -323,7 +324,7 @@ class UnrolledLayer(wiring.Component):
                 reg = Signal(_shape(lo, hi), name=f"x{k}", reset_less=True)
                 sel = digits[0]
                 for d in range(1, cycles):
-                    sel = Mux(count == d, digits[d], sel)
+                    sel = Mux(equals(count, d), digits[d], sel)
                 with m.If(en & busy):
                     m.d.sync += reg.eq(sel)
                 st.put(("x", k), reg, 0)

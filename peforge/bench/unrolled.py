@@ -1,0 +1,199 @@
+"""Bench of the unrolled constant-weight engines (issue 32): the digits SP2 network as adder graphs, fully unrolled
+and digit-serial (``reuse``), beside da4ml's unrolled design of the same network.
+
+Each point is :class:`hw.network.UnrolledNetwork` of the digits network (:func:`peforge.digits.build`) with the
+smallest exact floor requantisation per output (:func:`minimal_requants`, the one da4ml's row uses), checked
+against :meth:`sw.network.Network.golden` on every test image in Verilator (:func:`peforge.tb.unrolled.rtl_unrolled`)
+and synthesised in the pin wrapper with the flow of da4ml's row (ECP5-85F, nextpnr ``--router router2``,
+:func:`synth.synthesize`). Results are cached per design digest under ``build/bench-unrolled/`` so an
+interrupted run resumes.
+
+Run: ``python -m peforge.bench.unrolled [--points 1:2,2:2,5:2] [--seeds 1]`` (``reuse:levels_per_stage``) writes
+``docs/results/unrolled.json`` and renders ``docs/results/unrolled.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from peforge.bench.common import TARGET, header, suite_document
+from peforge.report import markdown_table
+from peforge.report import or_dash as _num
+from peforge.report import synth_record
+
+__all__ = ["minimal_requants", "unrolled_point", "unrolled_suite", "render", "POINTS", "DA4ML"]
+
+#: (reuse, levels_per_stage) of the suite's points.
+POINTS = ((1, 2), (2, 2), (5, 2))
+#: The scheme of the digits network the suite unrolls.
+SCHEME = "sp2"
+#: Where the committed results live.
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+
+
+def minimal_requants(network) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per layer, :func:`peforge.bench.da4ml.floor_requant`'s smallest exact floor formula over the accumulators
+    the previous layer's outputs can produce (the ranges chained from the network input, as da4ml's trace does)."""
+    from peforge.bench.da4ml import _acc_bounds, floor_requant
+
+    n = network.in_features
+    x_lo, x_hi = (np.full(n, v, np.int64) for v in network.input.range)
+    out = []
+    for i, layer in enumerate(network.layers):
+        w = layer.weights.dense()
+        acc_lo, acc_hi = _acc_bounds(w, x_lo, x_hi)
+        m, c, s = floor_requant(layer, acc_lo, acc_hi, index=i)
+        out.append((m, c, s))
+        lo, hi = layer.out_range
+        x_lo = np.clip((acc_lo * m + c) >> s, lo, hi)
+        x_hi = np.clip((acc_hi * m + c) >> s, lo, hi)
+    return out
+
+
+def _digest(network, reuse: int, levels: int) -> str:
+    """Names a point: the network, the options and the source of the two generator modules it runs (not all of
+    ``hw/``, which others change without changing this design)."""
+    from peforge.hw import adder_graph
+    from peforge.hw.network import unrolled
+
+    h = hashlib.sha256(f"{network.digest()} {reuse} {levels}".encode())
+    for module in (adder_graph, unrolled):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_test=None,
+                   label: str | None = None, progress=print) -> dict:
+    """One design: RTL == golden on ``x_test`` (when given), then synthesis; cached by digest."""
+    from peforge.hw.network.unrolled import UnrolledNetwork
+    from peforge.hw.verilog import build_root
+    from peforge.synth import SynthError, synthesize
+
+    digest = _digest(network, reuse, levels_per_stage)
+    root = build_root() / "bench-unrolled"
+    root.mkdir(parents=True, exist_ok=True)
+    cache = root / f"{digest}-{TARGET}-{'-'.join(map(str, seeds))}.json"
+    try:
+        cached = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if cached.get("digest") == digest and (x_test is None or cached.get("rtl_equal") is not None):
+        return {**cached, "cached": True}
+    requants = minimal_requants(network)
+    start = time.monotonic()
+    design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants)
+    build_seconds = time.monotonic() - start
+    record = {"label": label or f"unrolled {SCHEME} r={reuse}", "kind": "unrolled", "scheme": SCHEME,
+              "reuse": reuse, "levels_per_stage": levels_per_stage, "digest": digest, "target": TARGET,
+              "interval": design.interval, "latency": design.latency, "adders": design.adders,
+              "adder_bits": design.adder_bits(), "graph_seconds": round(build_seconds, 1),
+              "digit_bits": [u.digit_bits for u in design.layers], "synth": None, "inferences_per_s": None,
+              "rtl_equal": cached.get("rtl_equal"), "images": cached.get("images")}
+    if x_test is not None and record["rtl_equal"] is None:
+        from peforge.tb.unrolled import rtl_unrolled
+
+        progress(f"  RTL: {len(x_test)} images through the unrolled network (Verilator)")
+        got, stats = rtl_unrolled(network, x_test, reuse=reuse, levels_per_stage=levels_per_stage,
+                                  requants=requants)
+        record["rtl_equal"] = int(np.sum(np.all(got == network.golden(x_test), axis=1)))
+        record["images"] = len(x_test)
+        record["measured_interval"] = stats["interval"]
+        record["measured_latency"] = stats["latency"]
+    if cached.get("synth") is not None and cached.get("digest") == digest:
+        record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "wrapped") if k in cached})
+    else:
+        progress(f"  synthesis of {record['label']} (yosys + nextpnr router2: minutes)")
+        start = time.monotonic()
+        try:
+            result = synthesize(design, name=f"unrolled_{SCHEME}_r{reuse}", target=TARGET,
+                                build_dir=root / f"{SCHEME}-r{reuse}-l{levels_per_stage}", seeds=tuple(seeds),
+                                wrap=True, nextpnr_args=("--router", "router2"),
+                                progress=lambda step: progress(f"    {step}"))
+        except SynthError as exc:
+            record["error"] = str(exc).splitlines()[0] if str(exc) else "synthesis failed"
+        else:
+            record.update(wrapped=result.wrapped, synth=synth_record(result))
+            if result.fmax_mhz:
+                record["inferences_per_s"] = result.fmax_mhz * 1e6 / design.interval
+        record["seconds"] = round(time.monotonic() - start, 1)
+    cache.write_text(json.dumps(record, indent=1) + "\n")
+    return {**record, "cached": False}
+
+
+def _da4ml_rows() -> list[dict]:
+    """da4ml's committed row(s) of ``docs/results/network.json`` (measured by ``make bench``, not here)."""
+    try:
+        doc = json.loads((RESULTS / "network.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [{**d, "source": "docs/results/network.json"} for d in doc.get("designs", []) if d.get("kind") == "da4ml"]
+
+
+#: da4ml's committed numbers for the SP2 digits network (docs/results/network.json), for the comparison.
+DA4ML = {"lut": 26907, "fmax_mhz": 46.5, "inferences_per_s": 46.5e6}
+
+
+def unrolled_suite(seeds=(1,), points=POINTS) -> dict:
+    """The suite's results document: every point of ``points`` and da4ml's committed row."""
+    from peforge import digits
+
+    split = digits.load_split()
+    network = digits.build(SCHEME).network
+    designs = []
+    for reuse, levels in points:
+        print(f"bench unrolled: reuse {reuse}, {levels} adder levels per stage", flush=True)
+        d = unrolled_point(network, reuse=reuse, levels_per_stage=levels, seeds=seeds, x_test=split.x_test)
+        print(f"  {d['label']}: RTL == golden {d.get('rtl_equal')}/{d.get('images')}, "
+              + (f"{d['synth']['lut']} LUT, {d['synth']['fmax_mhz'] or 0:.1f} MHz" if d["synth"] else
+                 f"no synthesis: {d.get('error')}"), flush=True)
+        designs.append(d)
+    return suite_document("unrolled", seeds, designs + _da4ml_rows(), {"network_digest": network.digest()})
+
+
+def render(doc: dict) -> str:
+    """The Markdown page of a results document of this suite."""
+    lines = [header("Unrolled constant-weight engines: the digits SP2 network as adder graphs, beside da4ml", doc), ""]
+    head = ["design", "reuse", "II (cycles)", "latency (cycles)", "adders", "LUT", "FF", "DSP", "Fmax MHz",
+            "inferences/s", "synthesis + P&R s", "RTL == golden"]
+    rows = []
+    for d in doc["designs"]:
+        s = d.get("synth") or {}
+        ips = d.get("inferences_per_s")
+        rows.append([d["label"], str(d.get("reuse", 1)), str(d.get("interval", 1)), _num(d.get("latency")),
+                     _num(d.get("adders")), _num(s.get("lut")), _num(s.get("ff")), _num(s.get("dsp")),
+                     f"{s['fmax_mhz']:.1f}" if s.get("fmax_mhz") else "-", f"{ips:,.0f}" if ips else "-",
+                     _num(d.get("seconds")), f"{d.get('rtl_equal')}/{d.get('images')}" if d.get("images") else "-"])
+    lines += [markdown_table(head, rows), ""]
+    lines += ["da4ml's row is its committed measurement (`docs/results/network.json`, `make bench`), same wrapper "
+              "and flow (ECP5-85F, pin wrapper, nextpnr router2); its 'RTL == golden' is da4ml's own evaluation of "
+              "its traced graph. The unrolled rows are checked in Verilator on every test image. II is the cycles "
+              "between samples; inferences/s = Fmax / II. The synthesis time covers yosys and nextpnr.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", default=",".join(f"{r}:{l_}" for r, l_ in POINTS),
+                        help="comma-separated reuse:levels_per_stage")
+    parser.add_argument("--seeds", default="1")
+    parser.add_argument("--out-dir", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    points = [tuple(int(v) for v in p.split(":")) for p in args.points.split(",") if p]
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = unrolled_suite(seeds, points)
+    (out / "unrolled.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "unrolled.md").write_text(render(doc))
+    print(f"wrote {out / 'unrolled.json'} and {out / 'unrolled.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
