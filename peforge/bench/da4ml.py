@@ -58,7 +58,7 @@ from peforge.sw.network import Layer, Network
 from peforge.sw.params import check_bool
 from peforge.sw.requant import requantize
 
-__all__ = ["DENSE_SCHEMES", "LATENCY_CUTOFF", "ROUTER", "dense_weights", "floor_requant", "Da4mlDesign",
+__all__ = ["DENSE_SCHEMES", "LATENCY_CUTOFF", "ROUTER", "dense_weights", "acc_bounds", "floor_requant", "Da4mlDesign",
            "da4ml_network", "Da4mlNetwork", "synthesize_da4ml"]
 
 #: Schemes whose layers are a dense integer matrix product (the others are refused).
@@ -103,7 +103,7 @@ def dense_weights(layer: Layer, index: int = 0) -> np.ndarray:
                      f"matrix), not {w.scheme!r}")
 
 
-def _acc_bounds(w: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def acc_bounds(w: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-output ``[min, max]`` of ``x @ w.T`` over the box ``x_lo <= x <= x_hi``."""
     a, b = w * x_lo[None, :], w * x_hi[None, :]
     return np.minimum(a, b).sum(axis=1), np.maximum(a, b).sum(axis=1)
@@ -379,7 +379,7 @@ def da4ml_network(network: Network, *, name: str, out_dir: str | Path, latency_c
     requants = []
     for i, (layer, w) in enumerate(zip(network.layers, weights)):
         acc = x @ w.T.astype(np.float64)   # da4ml's CMVM takes float32 matrices: integers below 2^24 are exact
-        acc_lo, acc_hi = _acc_bounds(w, x_lo, x_hi)
+        acc_lo, acc_hi = acc_bounds(w, x_lo, x_hi)
         m, c, s = floor_requant(layer, acc_lo, acc_hi, minimal=minimal_requant, index=i)
         requants.append((m, c, s))
         lo, hi = layer.out_range

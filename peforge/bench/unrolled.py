@@ -40,14 +40,14 @@ RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 def minimal_requants(network) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per layer, :func:`peforge.bench.da4ml.floor_requant`'s smallest exact floor formula over the accumulators
     the previous layer's outputs can produce (the ranges chained from the network input, as da4ml's trace does)."""
-    from peforge.bench.da4ml import _acc_bounds, floor_requant
+    from peforge.bench.da4ml import acc_bounds, floor_requant
 
     n = network.in_features
     x_lo, x_hi = (np.full(n, v, np.int64) for v in network.input.range)
     out = []
     for i, layer in enumerate(network.layers):
         w = layer.weights.dense()
-        acc_lo, acc_hi = _acc_bounds(w, x_lo, x_hi)
+        acc_lo, acc_hi = acc_bounds(w, x_lo, x_hi)
         m, c, s = floor_requant(layer, acc_lo, acc_hi, index=i)
         out.append((m, c, s))
         lo, hi = layer.out_range
