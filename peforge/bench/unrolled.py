@@ -56,40 +56,35 @@ def minimal_requants(network) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     return out
 
 
-def _digest(network, reuse: int, levels: int) -> str:
-    """Names a point: the network, the options and the source of the two generator modules it runs (not all of
-    ``hw/``, which others change without changing this design)."""
-    from peforge.hw import adder_graph
-    from peforge.hw.network import unrolled
-
-    h = hashlib.sha256(f"{network.digest()} {reuse} {levels}".encode())
-    for module in (adder_graph, unrolled):
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:12]
+def _digest(verilog: str, seeds) -> str:
+    """Names a point: the Verilog synthesis reads (the design in its pin wrapper) and the seeds, so that a change
+    elsewhere in ``hw/`` that leaves this design alone does not synthesise it again."""
+    return hashlib.sha256(f"{verilog}\n{TARGET} {list(seeds)} router2".encode()).hexdigest()[:12]
 
 
 def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_test=None,
                    label: str | None = None, progress=print) -> dict:
     """One design: RTL == golden on ``x_test`` (when given), then synthesis; cached by digest."""
     from peforge.hw.network.unrolled import UnrolledNetwork
-    from peforge.hw.verilog import build_root
-    from peforge.synth import SynthError, synthesize
+    from peforge.hw.verilog import build_root, to_verilog
+    from peforge.synth import PinWrapper, SynthError, synthesize
 
-    digest = _digest(network, reuse, levels_per_stage)
+    requants = minimal_requants(network)
+    start = time.monotonic()
+    design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants)
+    build_seconds = time.monotonic() - start
+    name = f"unrolled_{SCHEME}_r{reuse}" + (f"_l{levels_per_stage}" if levels_per_stage != 2 else "")
+    digest = _digest(to_verilog(PinWrapper(design), name), seeds)
     root = build_root() / "bench-unrolled"
     root.mkdir(parents=True, exist_ok=True)
-    cache = root / f"{digest}-{TARGET}-{'-'.join(map(str, seeds))}.json"
+    cache = root / f"{digest}.json"
     try:
         cached = json.loads(cache.read_text())
     except (OSError, ValueError):
         cached = {}
     if cached.get("digest") == digest and (x_test is None or cached.get("rtl_equal") is not None):
         return {**cached, "cached": True}
-    requants = minimal_requants(network)
-    start = time.monotonic()
-    design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants)
-    build_seconds = time.monotonic() - start
-    record = {"label": label or f"unrolled {SCHEME} r={reuse}", "kind": "unrolled", "scheme": SCHEME,
+    record = {"label": label or f"unrolled {SCHEME} r={reuse}, {levels_per_stage} levels/stage", "kind": "unrolled", "scheme": SCHEME,
               "reuse": reuse, "levels_per_stage": levels_per_stage, "digest": digest, "target": TARGET,
               "interval": design.interval, "latency": design.latency, "adders": design.adders,
               "adder_bits": design.adder_bits(), "graph_seconds": round(build_seconds, 1),
@@ -111,7 +106,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
         progress(f"  synthesis of {record['label']} (yosys + nextpnr router2: minutes)")
         start = time.monotonic()
         try:
-            result = synthesize(design, name=f"unrolled_{SCHEME}_r{reuse}", target=TARGET,
+            result = synthesize(design, name=name, target=TARGET,
                                 build_dir=root / f"{SCHEME}-r{reuse}-l{levels_per_stage}", seeds=tuple(seeds),
                                 wrap=True, nextpnr_args=("--router", "router2"),
                                 progress=lambda step: progress(f"    {step}"))
