@@ -130,7 +130,7 @@ def load_model(model: Any):
         ``"QONNX model must be an ONNX model file, not 'x.onnx' (the file is empty)"``.
     QONNXError (ValueError)
         ``"QONNX node 'QuantLSTMCell_0' (QuantLSTMCell) must be one of Quant, Gemm, ...: peforge compiles MLPs
-        and CNNs (no front-end takes recurrent layers yet: not QONNX, not from_torch), not the
+        and CNNs (recurrent layers come in through from_torch only: docs/rnn.md), not the
         qonnx.custom_op.general op 'QuantLSTMCell'"``, and the like for any op qonnx does not know.
     """
     import onnx
@@ -160,7 +160,7 @@ def load_model(model: Any):
 
 
 #: ONNX op types of recurrent layers (standard and Brevitas'), refused with a word on where they stand.
-_RECURRENT = ("LSTM", "GRU", "RNN", "QuantLSTMCell", "QuantLSTM", "QuantGRU", "QuantRNN")
+_RECURRENT = ("LSTM", "GRU", "RNN", "Scan", "Loop", "QuantLSTMCell", "QuantLSTM", "QuantGRU", "QuantRNN")
 
 
 def _unsupported(node) -> QONNXError:
@@ -169,7 +169,7 @@ def _unsupported(node) -> QONNXError:
     op = repr(node.op_type) if standard else f"the {node.domain} op {node.op_type!r}"
     why = "peforge compiles MLPs and CNNs"
     if node.op_type in _RECURRENT:
-        why += " (no front-end takes recurrent layers yet: not QONNX, not from_torch)"
+        why += " (recurrent layers come in through from_torch only: docs/rnn.md)"
     return QONNXError(f"{_node_text(node)} must be one of {SUPPORTED}: {why}, not {op}")
 
 

@@ -1,4 +1,4 @@
-"""From PyTorch: an ``nn.Sequential`` of peforge's trainable layers (MLPs and CNNs) to an integer
+"""From PyTorch: an ``nn.Sequential`` of peforge's trainable layers (MLPs, CNNs and recurrent models) to an integer
 :class:`sw.network.Network`.
 
 Supported modules, in any order and number (any sizes the layers themselves allow):
@@ -25,7 +25,21 @@ exporting one of these three)
 ``nn.ReLU``                                         --         ReLU of the requantised layer before it
 ``nn.Flatten``                                      --         ``flatten`` (nothing in an MLP)
 ``nn.Identity``, ``nn.Dropout``                     --         nothing
+``sw.rnn_torch.QuantLSTM`` / ``QuantGRU``           any        ``lstm`` / ``gru``: ``ih`` and ``hh`` exported as
+                                                               the linear layers of their scheme (below)
+``torch.nn.LSTM`` / ``nn.GRU``                      ``fixed``  ``lstm`` / ``gru`` of the last hidden state;
+(``batch_first=True``, one layer, one direction)               post-training quantisation to ``linear_w_bits``
 ==================================================  =========  ==================================================
+
+**Recurrent layers** (``docs/rnn.md``) come first: the calibration data is ``[N, T, F]`` and the network input
+``(T, F)``. Their formats are not calibrated but fixed by ``rnn=`` (:data:`RNN_DEFAULTS`): sigmoid and tanh tables
+of ``table_bits`` codes covering ``+-table_range`` with ``table_frac`` fraction bits, a hidden state of ``act_bits``
+signed bits with ``act_bits - 1`` fraction bits (``|h| < 1``), a cell state of ``cell_bits`` with
+``min(2 table_frac, cell_bits - 1 - ceil(log2(T + 1)))`` fraction bits (``|c_t| <= t``: it never clips). The gate
+requantisation is :meth:`sw.requant.Requant.fit` of ``acc LSB = s_x w_scale`` (input) and ``2^-(act_bits-1)
+u_scale`` (hidden state) and the biases ``b_ih``, ``b_hh`` onto the table's code scale. A plain ``nn.LSTM`` /
+``nn.GRU`` stands for its last hidden state (``output[:, -1]``) in the model; a ``QuantLSTM(return_sequences=True)``
+gives ``[T, H]`` for an ``nn.Flatten`` and dense layers.
 
 A convolution's weights are the matrix ``[C_out, kh * kw * C_in / groups]`` of :mod:`sw.conv` (kernel row, kernel
 column, channel; channel fastest: :func:`sw.layers.conv_matrix`); its geometry is torch's: kernel, stride, zero
@@ -80,9 +94,11 @@ from .network import (CirculantWeights, CrossbarWeights, FixedWeights, InputSpec
                       NMWeights, SP2Weights)
 from .nm_torch import NMSparseConv1d, NMSparseConv2d, NMSparseLinear
 from .params import check_bool, check_int
+from .recurrent import GRU, LSTM, CellFormat, activation_tables
 from .requant import Requant
+from .rnn_torch import QuantGRU, QuantLSTM
 
-__all__ = ["from_torch", "CIRCULANT_DEFAULTS", "CROSSBAR_DEFAULTS", "SUPPORTED"]
+__all__ = ["from_torch", "CIRCULANT_DEFAULTS", "CROSSBAR_DEFAULTS", "RNN_DEFAULTS", "SUPPORTED"]
 
 #: CirculantFormat fields used unless ``circulant=`` overrides them (block, act_bits, act_signed and max_q
 #: come from the layer and its input).
@@ -90,10 +106,14 @@ CIRCULANT_DEFAULTS: Mapping[str, Any] = {"w_bits": 12, "guard_bits": 4}
 #: CrossbarFormat fields used unless ``crossbar=`` overrides them (rows, rows_per_sub, act_bits from the layer;
 #: ``cols`` there is the tile width, default all outputs).
 CROSSBAR_DEFAULTS: Mapping[str, Any] = {"w_bits": 8, "cell_bits": 2}
+#: Formats of the recurrent layers unless ``rnn=`` overrides them (docs/rnn.md): the tables' code width, fraction
+#: bits and the real value of the top code, the cell state's width.
+RNN_DEFAULTS: Mapping[str, Any] = {"table_bits": 10, "table_frac": 12, "table_range": 8.0, "cell_bits": 24}
 
 #: What a model may hold (the refusal names it).
-SUPPORTED = ("a peforge linear or convolution layer, nn.Linear, nn.Conv1d/2d, nn.BatchNorm1d/2d, nn.MaxPool1d/2d, "
-             "nn.AvgPool1d/2d, nn.AdaptiveAvgPool1d/2d(1), nn.ReLU, nn.Flatten, nn.Identity or nn.Dropout")
+SUPPORTED = ("a peforge linear, convolution or recurrent layer, nn.Linear, nn.Conv1d/2d, nn.LSTM, nn.GRU, "
+             "nn.BatchNorm1d/2d, nn.MaxPool1d/2d, nn.AvgPool1d/2d, nn.AdaptiveAvgPool1d/2d(1), nn.ReLU, nn.Flatten, "
+             "nn.Identity or nn.Dropout")
 
 nn = torch.nn
 _NO_OPS = (nn.Identity, nn.Dropout)
@@ -107,6 +127,20 @@ _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 _MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d)
 _AVGPOOL = (nn.AvgPool1d, nn.AvgPool2d)
 _GLOBALPOOL = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+_RECURRENT = (QuantLSTM, QuantGRU, nn.LSTM, nn.GRU)
+
+
+def _check_recurrent(m: nn.Module) -> None:
+    """Refuse a plain ``nn.LSTM`` / ``nn.GRU`` that is not one batch-first layer in one direction."""
+    if not isinstance(m, (nn.LSTM, nn.GRU)):
+        return
+    for field, want in (("batch_first", True), ("num_layers", 1), ("bidirectional", False),
+                        ("proj_size", 0)):
+        value = getattr(m, field, want)
+        if value != want or type(value) is not type(want):
+            why = {"batch_first": "inputs [N, T, F]", "num_layers": "one layer per kind",
+                   "bidirectional": "one direction", "proj_size": "no projection"}[field]
+            raise ValueError(f"{_name(m)} {field} must be {want} ({why}), not {value!r}")
 
 
 def _name(m: nn.Module) -> str:
@@ -291,7 +325,16 @@ def _stages(model: nn.Sequential) -> list[_Stage]:
     previous = None                                   # the last module that is not a no-op
     for i, m in enumerate(model):
         where = f"Model layer {i} ({_name(m)})"
-        if _is_weighted(m):
+        if isinstance(m, _RECURRENT):
+            try:
+                _check_recurrent(m)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if stages:
+                raise ValueError(f"{where} must be the model's first layer (it takes the input sequence [N, T, F]), "
+                                 f"not after {previous!r}")
+            stages.append(_Stage(i, m, "recurrent", i))
+        elif _is_weighted(m):
             stages.append(_Stage(i, m, "weighted", i))
         elif isinstance(m, _BATCHNORM):
             last = stages[-1] if stages else None
@@ -301,7 +344,7 @@ def _stages(model: nn.Sequential) -> list[_Stage]:
             last.bn = last.tap = i
         elif isinstance(m, nn.ReLU):
             owner = next((s for s in reversed(stages) if s.op not in ("maxpool", "flatten")), None)
-            if owner is None:
+            if owner is None or owner.op == "recurrent":
                 raise ValueError(f"Model layer {i} must follow a linear, convolution or average pooling layer, "
                                  f"not {m!r}")
             owner.relu = True                         # idempotent: ReLU twice is ReLU
@@ -325,6 +368,8 @@ def _stages(model: nn.Sequential) -> list[_Stage]:
             previous = m
     if not any(s.op == "weighted" for s in stages):
         raise ValueError("Model must have a linear or convolution layer, not none")
+    if stages[-1].op == "recurrent":
+        raise ValueError("Model must end with a linear layer after its recurrent layer, not with it")
     return stages
 
 
@@ -339,6 +384,8 @@ def _calibrate(model: nn.Sequential, x: torch.Tensor, taps: set[int]) -> dict[in
             for i, m in enumerate(model):
                 try:
                     h = m(h)
+                    if isinstance(m, (nn.LSTM, nn.GRU)):
+                        h = h[0][:, -1]                       # a plain recurrent module: its last hidden state
                 except RuntimeError as e:
                     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     raise ValueError(f"Model layer {i} ({_name(m)}) input must fit the layer, not shape "
@@ -354,10 +401,67 @@ def _peak(x: np.ndarray, signed: bool) -> float:
     return float(np.abs(x).max(initial=0.0) if signed else np.maximum(x, 0).max(initial=0.0))
 
 
+def _plain_recurrent_weights(m: nn.Module, linear_w_bits: int):
+    """``(w, w_scale, b_ih, u, u_scale, b_hh)`` of a plain ``nn.LSTM`` / ``nn.GRU``: post-training fixed point."""
+    w, sw = fixed.quantize(m.weight_ih_l0.detach(), linear_w_bits)
+    u, su = fixed.quantize(m.weight_hh_l0.detach(), linear_w_bits)
+    rows = len(w)
+    b_ih = m.bias_ih_l0.detach().double().numpy() if m.bias else np.zeros(rows)
+    b_hh = m.bias_hh_l0.detach().double().numpy() if m.bias else np.zeros(rows)
+    return (FixedWeights(w, linear_w_bits), sw, b_ih, FixedWeights(u, linear_w_bits), su, b_hh)
+
+
+def _bias(linear: nn.Module, rows: int) -> np.ndarray:
+    return np.zeros(rows) if linear.bias is None else linear.bias.detach().double().numpy()
+
+
+def _recurrent_layer(m: nn.Module, shape: tuple[int, ...], in_bits: int, in_signed: bool, s_in: float,
+                     act_bits: int, rnn: Mapping[str, Any], **export) -> LSTM | GRU:
+    """The ``lstm`` / ``gru`` layer of a recurrent module on inputs ``shape = (T, F)`` of scale ``s_in`` (module
+    docstring: the formats and the requantisation)."""
+    if len(shape) != 2:
+        raise ValueError(f"{_name(m)} input must be a sequence (T, F), not shape {shape}")
+    kind = LSTM if isinstance(m, (QuantLSTM, nn.LSTM)) else GRU
+    seq, features = shape
+    check_int("Rnn table_bits", rnn["table_bits"], min=2, max=16)
+    check_int("Rnn table_frac", rnn["table_frac"], min=1, max=16)
+    check_int("Rnn cell_bits", rnn["cell_bits"], min=4, max=32)
+    if act_bits < 2:
+        raise ValueError(f"Activation bits must be at least 2 for a recurrent layer's signed hidden state, not "
+                         f"{act_bits}")
+    tables = activation_tables(rnn["table_bits"], rnn["table_frac"], float(rnn["table_range"]) /
+                               (1 << (rnn["table_bits"] - 1)))
+    h_frac = act_bits - 1
+    if m.input_size != features:
+        raise ValueError(f"{_name(m)} input_size must be the {features} features of the input, not {m.input_size}")
+    if isinstance(m, (nn.LSTM, nn.GRU)):
+        w, sw, b_ih, u, su, b_hh = _plain_recurrent_weights(m, export["linear_w_bits"])
+    else:
+        w, sw = _export(m.ih, in_bits, in_signed, crossbar={}, **export)
+        u, su = _export(m.hh, act_bits, True, crossbar={}, **export)
+        b_ih, b_hh = _bias(m.ih, w.out_features), _bias(m.hh, u.out_features)
+    rows = w.out_features
+    lo, hi = int_range(in_bits, in_signed)
+    bound = max(w.acc_bound(max(-lo, hi)), u.acc_bound(1 << (act_bits - 1)))
+    requant = Requant.fit(np.concatenate([s_in * np.asarray(sw, np.float64),
+                                          2.0 ** -h_frac * np.asarray(su, np.float64)]),
+                          np.concatenate([b_ih, b_hh]), tables.scale, acc_bound=bound)
+    cell = None
+    if kind is LSTM:
+        c_bits = rnn["cell_bits"]
+        c_frac = max(0, min(2 * tables.frac, c_bits - 1 - math.ceil(math.log2(seq + 1))))
+        c_req = Requant.fit(np.array([2.0 ** -c_frac]), np.zeros(1), tables.scale, acc_bound=1 << (c_bits - 1))
+        cell = CellFormat(c_bits, c_frac, int(c_req.multiplier[0]), c_req.shift)
+    return kind(w, u, seq, requant.multiplier[:rows], requant.multiplier[rows:], requant.offset[:rows],
+                requant.offset[rows:], requant.shift, tables, in_bits, in_signed, act_bits, h_frac,
+                bool(getattr(m, "return_sequences", False)), cell)
+
+
 def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits: int = 8,
                input_signed: bool | None = None, input_scale: float | None = None, act_bits: int = 8,
                logit_bits: int = 16, nm_w_bits: int = 8, linear_w_bits: int = 8,
-               circulant: Mapping[str, Any] | None = None, crossbar: Mapping[str, Any] | None = None) -> Network:
+               circulant: Mapping[str, Any] | None = None, crossbar: Mapping[str, Any] | None = None,
+               rnn: Mapping[str, Any] | None = None) -> Network:
     """The integer network of a trained ``nn.Sequential``: an MLP or a CNN (see the module docstring for the modules,
     scales, pools and BatchNorm folding).
 
@@ -384,6 +488,9 @@ def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits:
     circulant, crossbar : mapping, optional
         Format fields overriding :data:`CIRCULANT_DEFAULTS` / :data:`CROSSBAR_DEFAULTS` (``crossbar`` may set
         ``cols``, the tile width).
+    rnn : mapping, optional
+        Recurrent formats overriding :data:`RNN_DEFAULTS` (``table_bits``, ``table_frac``, ``table_range``,
+        ``cell_bits``).
 
     Returns
     -------
@@ -396,7 +503,7 @@ def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits:
     ------
     TypeError, ValueError
         ``"Model must be a torch.nn.Sequential, not Linear(...)"``,
-        ``"Model layer 2 must be a peforge linear or convolution layer, nn.Linear, ..., not Tanh()"``,
+        ``"Model layer 2 must be a peforge linear, convolution or recurrent layer, nn.Linear, ..., not Tanh()"``,
         ``"Model layer 0 must follow a linear, convolution or average pooling layer, not ReLU()"``,
         ``"Model must have a linear or convolution layer, not none"``,
         ``"Model layer 0 (Conv2d): Convolution dilation must be 1 (sw.conv has none), not (2, 2)"``,
@@ -416,10 +523,21 @@ def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits:
         check_bool("Input signed", input_signed)
     stages = _stages(model)
     spatial = any(s.op in ("maxpool", "avgpool", "globalavgpool") or _is_conv(s.module) for s in stages)
+    recurrent = stages[0].op == "recurrent"
+    rnn = {**RNN_DEFAULTS, **(rnn or {})}
+    unknown = sorted(set(rnn) - set(RNN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Rnn settings must be among {', '.join(map(repr, RNN_DEFAULTS))}, not {unknown[0]!r}")
 
     x = torch.as_tensor(to_numpy(calibration_data), dtype=torch.float32)
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"Calibration data must be a non-empty batch [N, ...], not shape {tuple(x.shape)}")
+    if recurrent and x.ndim != 3:
+        raise ValueError(f"Calibration data of a recurrent model must be [N, T, F], not shape {tuple(x.shape)}")
+    if recurrent and x.shape[2] != stages[0].module.input_size:
+        m = stages[0].module
+        raise ValueError(f"Model layer {stages[0].index} ({_name(m)}) input_size must be the {x.shape[2]} features of "
+                         f"the calibration data [N, T, F], not {m.input_size}")
     if spatial and x.ndim not in (3, 4):
         raise ValueError(f"Calibration data of a convolutional model must be [N, C, L] or [N, C, H, W], not shape "
                          f"{tuple(x.shape)}")
@@ -431,7 +549,7 @@ def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits:
         peak = _peak(x_np, signed)
         input_scale = peak / int_range(input_bits, signed)[1] if peak > 0 else 1.0
     spec = InputSpec(x_np.shape[1], input_bits, signed, float(input_scale),
-                     tuple(x.shape[1:]) if spatial else None)
+                     tuple(x.shape[1:]) if spatial or recurrent else None)
 
     last = max(n for n, s in enumerate(stages) if s.requantised)
     layers = []
@@ -441,6 +559,12 @@ def from_torch(model: torch.nn.Sequential, calibration_data: Any, *, input_bits:
         where = f"Model layer {stage.index} ({_name(m)})"
         dims = _conv_dims(m)
         try:
+            if stage.op == "recurrent":
+                layer = _recurrent_layer(m, shape, bits, in_signed, s_in, act_bits, rnn, nm_w_bits=nm_w_bits,
+                                         linear_w_bits=linear_w_bits, circulant=circulant or {})
+                layers.append(layer)
+                shape, bits, in_signed, s_in = layer.out_shape, layer.out_bits, True, layer.out_scale
+                continue
             if stage.op == "flatten":
                 if len(shape) > 1:
                     layers.append(Flatten(shape, bits, in_signed))

@@ -24,3 +24,15 @@ def mutants(monkeypatch):
     monkeypatch.setenv("PEFORGE_PLUGINS", "tests.mutants")
     monkeypatch.syspath_prepend(root)
     import tests.mutants  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's training and float references (the suite's workers share two cores; torch's
+    own thread pool only contends there). Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -144,8 +144,8 @@ def _tree(root):
 NEWCOMER = [
     (["compile", "lstm.onnx", "-o", "out"],
      r"QONNX node 'QuantLSTMCell_0' \(QuantLSTMCell\) must be one of Quant, Gemm, MatMul, Add \(bias\), Conv, "
-     r"MaxPool, AveragePool, GlobalAveragePool, Trunc, Relu, Flatten or Reshape: peforge compiles MLPs and CNNs \(no "
-     r"front-end takes recurrent layers yet: not QONNX, not from_torch\), not the qonnx\.custom_op\.general op "
+     r"MaxPool, AveragePool, GlobalAveragePool, Trunc, Relu, Flatten or Reshape: peforge compiles MLPs and CNNs "
+     r"\(recurrent layers come in through from_torch only: docs/rnn\.md\), not the qonnx\.custom_op\.general op "
      r"'QuantLSTMCell'"),
     (["compile", "empty.onnx", "-o", "out"], r"QONNX model must be an ONNX model file, not 'empty\.onnx' \(the file "
                                              r"is empty\)"),

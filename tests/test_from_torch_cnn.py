@@ -35,15 +35,8 @@ from peforge.sw.sp2 import SP2Format
 from tests.test_sw_network import nm_dense, requant_reference, sp2_value
 
 # torch's note that 'same' padding of an even kernel copies the input (the asymmetric padding tested here)
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 # -- independent integer arithmetic (from docs/network.md and sw/conv.py's docstring, not from sw/conv.py) ------
@@ -490,7 +483,8 @@ def test_polarized_conv_fragments_are_rows_of_the_im2col_crossbar(digits):
 
 # -- errors ----------------------------------------------------------------------------------------------------------
 
-ALLOWED = (r"a peforge linear or convolution layer, nn\.Linear, nn\.Conv1d/2d, nn\.BatchNorm1d/2d, nn\.MaxPool1d/2d, "
+ALLOWED = (r"a peforge linear, convolution or recurrent layer, nn\.Linear, nn\.Conv1d/2d, nn\.LSTM, nn\.GRU, "
+           r"nn\.BatchNorm1d/2d, nn\.MaxPool1d/2d, "
            r"nn\.AvgPool1d/2d, nn\.AdaptiveAvgPool1d/2d\(1\), nn\.ReLU, nn\.Flatten, nn\.Identity or nn\.Dropout")
 IMG = torch.rand(8, 1, 8, 8)
 

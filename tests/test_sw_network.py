@@ -608,8 +608,8 @@ def test_from_torch_errors():
     with pytest.raises(TypeError, match=r"^Model must be a torch\.nn\.Sequential, not Linear\("):
         from_torch(nn.Linear(8, 2), x)
     # (the lists of what is allowed grew with the convolution and pooling modules)
-    with pytest.raises(TypeError, match=r"^Model layer 1 must be a peforge linear or convolution layer, nn\.Linear, "
-                                        r"nn\.Conv1d/2d, nn\.BatchNorm1d/2d, nn\.MaxPool1d/2d, nn\.AvgPool1d/2d, "
+    with pytest.raises(TypeError, match=r"^Model layer 1 must be a peforge linear, convolution or recurrent layer, "
+                                        r"nn\.Linear, nn\.Conv1d/2d, nn\.LSTM, nn\.GRU, nn\.BatchNorm1d/2d, nn\.MaxPool1d/2d, nn\.AvgPool1d/2d, "
                                         r"nn\.AdaptiveAvgPool1d/2d\(1\), nn\.ReLU, nn\.Flatten, nn\.Identity or "
                                         r"nn\.Dropout, not Tanh\(\)$"):
         from_torch(nn.Sequential(nn.Linear(8, 2), nn.Tanh()), x)

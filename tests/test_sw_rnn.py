@@ -18,6 +18,9 @@ from peforge.sw.recurrent import GRU, LSTM, ActivationTables, CellFormat, activa
 RNN_SCHEMES = [s for s in SCHEMES if s != "crossbar"]
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 # -- an independent integer model, from the docs ----------------------------------------------------------------
 
 def _rshift_round(v, s):
