@@ -61,8 +61,8 @@ from .weights import (SCHEMES, CirculantWeights, CrossbarWeights, FixedWeights, 
 __all__ = [
     "FORMAT", "VERSION", "MANIFEST", "WEIGHTS", "SCHEMES", "MAX_BITS", "InputSpec", "FixedWeights", "SP2Weights",
     "MSQWeights", "NMWeights", "CirculantWeights", "CrossbarWeights", "Layer", "Network", "load", "save",
-    "layer_from_manifest", "narrow_range", "random_network", "random_cnn", "random_rnn", "calibrate", "KINDS", "LayerKind",
-    "register_kind", "INPUT", "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
+    "layer_from_manifest", "narrow_range", "random_network", "random_cnn", "random_rnn", "calibrate", "KINDS",
+    "LayerKind", "register_kind", "INPUT", "ManifestReader", "check_shape", "SHAPES", "tensor_names", "Weights",
 ]
 
 #: The manifest's ``format`` and ``version``.
@@ -89,7 +89,8 @@ class InputSpec:
         Real value of one input LSB (documentation for front-ends; the integer network does not use it).
     shape : tuple of int
         The tensor one sample is (:data:`SHAPES`): ``(features,)`` for a vector (the default), ``(C, L)`` for a
-        sequence of ``L`` positions of ``C`` channels, ``(C, H, W)`` for an image; its product is ``features``.
+        sequence of ``L`` positions of ``C`` channels, ``(C, H, W)`` for an image, ``(T, F)`` for the ``T`` steps of
+        ``F`` features a recurrent layer takes (channels last, ``docs/rnn.md``); its product is ``features``.
         Arrays hold a sample in this shape, or flattened in its order (C slowest, as ``torch.flatten``); the
         accelerator's stream order is the hardware's business (``docs/network.md``).
 
