@@ -145,6 +145,11 @@ def to_qonnx(network: Network, *, name: str = "peforge"):
         first = next(i for i, layer in enumerate(network.layers) if network.sources[i] != (i - 1,))
         raise ValueError(f"Network must be a chain of layers to export, not a graph (layer {first} takes "
                          f"{', '.join(map(repr, network.layers[first].inputs))})")
+    recurrent = [i for i, layer in enumerate(network.layers) if layer.kind in ("lstm", "gru")]
+    if recurrent:
+        raise ValueError(f"Network layers[{recurrent[0]}] must be a kind QONNX can carry (dense, convolutions, pools, "
+                         f"flatten), not {network.layers[recurrent[0]].kind!r} (QONNX has no recurrent layer peforge "
+                         f"writes: docs/rnn.md)")
     nodes, inits = [], []
 
     def const(key: str, value: Any, dtype=np.float32) -> str:

@@ -17,8 +17,9 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from peforge.sw.from_qonnx import QONNXError, from_qonnx
+from peforge.sw.to_qonnx import to_qonnx
 from peforge.sw.from_torch import from_torch
-from peforge.sw.network import load
+from peforge.sw.network import load, random_rnn
 from peforge.sw.recurrent import GRU, LSTM
 from peforge.sw.rnn_torch import QuantGRU, QuantLSTM
 
@@ -187,3 +188,11 @@ def test_qonnx_recurrent_nodes_are_refused_by_name(op, domain):
     text = str(info.value)
     assert re.match(rf"^QONNX node '{op}_0' \({op}\) must be one of Quant, .*: peforge compiles MLPs and CNNs "
                     r"\(recurrent layers come in through from_torch only: docs/rnn\.md\), not", text), text
+
+
+def test_to_qonnx_refuses_a_recurrent_network():
+    net = random_rnn(np.random.default_rng(2), kind="gru")
+    with pytest.raises(ValueError, match=r"^Network layers\[0\] must be a kind QONNX can carry \(dense, convolutions, "
+                                         r"pools, flatten\), not 'gru' \(QONNX has no recurrent layer peforge writes: "
+                                         r"docs/rnn\.md\)$"):
+        to_qonnx(net)

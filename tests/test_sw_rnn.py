@@ -340,3 +340,15 @@ def test_construction_errors():
         layer.forward(np.zeros((3, 2, 3), int))
     with pytest.raises(ValueError, match=r"^Lstm input must be integers from -32 to 31, not 32"):
         layer.forward(np.full((3, 2, 2), 32))
+
+
+def test_the_worked_example_of_the_docs():
+    """docs/rnn.md's worked example, whose every intermediate value is computed by hand there."""
+    tables = ActivationTables([0, 0, 1, 1, 2, 3, 4, 6, 8, 10, 12, 13, 14, 15, 15, 16],
+                              [-16, -16, -16, -16, -15, -14, -12, -7, 0, 7, 12, 14, 15, 16, 16, 16], 4, 0.5)
+    assert np.array_equal(tables.sigmoid, activation_tables(4, 4, 0.5).sigmoid)
+    w = SCHEMES["fixed"](np.array([[2], [3], [1], [-1]]), 4)
+    u = SCHEMES["fixed"](np.array([[1], [0], [2], [1]]), 4)
+    layer = LSTM(w, u, 2, np.full(4, 4), np.ones(4, int), np.array([0, 8, 0, 0]), np.zeros(4, int), 3, tables, 4,
+                 True, 8, 6, True, CellFormat(12, 6, 1, 5))
+    assert layer.forward([[[3], [-2]]]).tolist() == [[[11], [21]]]
