@@ -55,12 +55,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .circulant import CirculantFormat, export_spectra
 from .intops import INT64_MAX, as_int_array, int_range
 from .kinds import (GRAPH_FIELDS, LayerKind, ManifestReader, check_bits, check_graph_fields, check_scale,
                     graph_entry, register_kind, requant_arrays)
 from .params import check_bool, check_choice, check_int
 from .requant import REQUANT_BITS, ROUNDINGS, check_rounding, requantize
-from .weights import SCHEMES, Weights, equal_arrays, manifest_keys, read_only
+from .weights import SCHEMES, CirculantWeights, Weights, equal_arrays, manifest_keys, read_only
 
 __all__ = ["ActivationTables", "CellFormat", "Recurrent", "LSTM", "GRU", "activation_tables", "mul", "random_recurrent",
            "MAX_TABLE_BITS", "MAX_FRAC"]
@@ -95,7 +96,7 @@ def activation_tables(bits: int, frac: int, scale: float) -> ActivationTables:
 
     >>> t = activation_tables(4, 4, 0.5)
     >>> t.sigmoid.tolist()[:4], t.tanh.tolist()[-2:]
-    ([0, 1, 1, 2], [15, 16])
+    ([0, 0, 1, 1], [16, 16])
     """
     check_int("Table bits", bits, min=2, max=MAX_TABLE_BITS)
     check_int("Table frac", frac, min=1, max=MAX_FRAC)
@@ -580,9 +581,6 @@ def _fit_shift(real: np.ndarray, worst_of) -> int:
 def _random_weights(rng, scheme, n_in, n_out, bits, signed, unit, circ):
     if scheme != "circulant" or circ is None:
         return SCHEMES[scheme].random(rng, n_in, n_out, bits, signed, unit)
-    from .circulant import CirculantFormat, export_spectra
-    from .weights import CirculantWeights
-
     fmt = CirculantFormat(**{**circ, "block": unit, "act_bits": bits, "act_signed": signed, "max_q": n_in // unit})
     spectra, _ = export_spectra(rng.normal(size=(-(-n_out // unit), n_in // unit, unit)), fmt)
     return CirculantWeights(spectra, fmt, n_out)

@@ -3,6 +3,7 @@ written here from docs/rnn.md (loops over t, numpy ints), against torch's LSTMCe
 dequantised values (within an asserted bound), the activation tables against float, the manifest round trip and
 the one-line errors."""
 
+import doctest
 import json
 import re
 import zlib
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from peforge.sw import circulant
+from peforge.sw import circulant, recurrent
 from peforge.sw.network import SCHEMES, InputSpec, Layer, Network, load, random_rnn
 from peforge.sw.recurrent import GRU, LSTM, ActivationTables, CellFormat, activation_tables, random_recurrent
 
@@ -352,3 +353,8 @@ def test_the_worked_example_of_the_docs():
     layer = LSTM(w, u, 2, np.full(4, 4), np.ones(4, int), np.array([0, 8, 0, 0]), np.zeros(4, int), 3, tables, 4,
                  True, 8, 6, True, CellFormat(12, 6, 1, 5))
     assert layer.forward([[[3], [-2]]]).tolist() == [[[11], [21]]]
+
+
+def test_docstring_examples():
+    result = doctest.testmod(recurrent)
+    assert result.attempted >= 4 and result.failed == 0
