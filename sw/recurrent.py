@@ -190,6 +190,13 @@ class CellFormat:
         return int_range(self.bits, True)
 
 
+def _check_frac(subject: str, value: Any, table_frac: int) -> None:
+    """A fraction width of a product of two gate values: ``0 .. 2 * table_frac`` (every product shift >= 0)."""
+    check_int(subject, value, min=0)
+    if value > 2 * table_frac:
+        raise ValueError(f"{subject} must be an integer from 0 to {2 * table_frac} (2 * table frac), not {value!r}")
+
+
 def _check_weights(subject: str, role: str, weights: Any) -> None:
     if not isinstance(weights, tuple(SCHEMES.values())):
         names = ", ".join(cls.__name__ for cls in SCHEMES.values())
@@ -286,7 +293,7 @@ class Recurrent(LayerKind):
         check_bits(f"{subject} input bits", self.in_bits)
         check_bool(f"{subject} input signed", self.in_signed)
         check_int(f"{subject} output bits", self.out_bits, min=2, max=32)
-        check_int(f"{subject} output frac", self.out_frac, min=0, max=2 * self.tables.frac)
+        _check_frac(f"{subject} output frac", self.out_frac, self.tables.frac)
         check_bool(f"{subject} return_sequences", self.return_sequences)
         self.w.check_input(self.in_bits, self.in_signed, f"{subject} input")
         self.u.check_input(self.out_bits, True, f"{subject} hidden state")
@@ -434,6 +441,7 @@ class Recurrent(LayerKind):
         if out["signed"] is not True:
             raise ValueError(f"{reader.jname}: {at}.output.signed must be true (the hidden state is signed), "
                              f"not {out['signed']!r}")
+        reader.field(lambda: check_int(f"{at}.output.bits", out["bits"], min=2, max=32))
         req = reader.field(lambda: manifest_keys(f"{at}.requant", entry["requant"], ("shift",), ("rounding",)))
         rounding = req.get("rounding", ROUNDINGS[0])
         reader.field(lambda: check_rounding(f"{at}.requant.rounding", rounding))
@@ -442,6 +450,7 @@ class Recurrent(LayerKind):
         reader.field(lambda: check_int(f"{at}.tables.bits", tab["bits"], min=2, max=MAX_TABLE_BITS))
         reader.field(lambda: check_int(f"{at}.tables.frac", tab["frac"], min=1, max=MAX_FRAC))
         reader.field(lambda: check_scale(f"{at}.tables.scale", tab["scale"]))
+        reader.field(lambda: _check_frac(f"{at}.output.frac", out["frac"], tab["frac"]))
         n_in, hidden, g = entry["in_features"], entry["hidden"], len(cls.gates)
         shapes: dict[str, tuple[tuple[int, ...], str]] = {}
         parsed = {}
@@ -496,7 +505,7 @@ class LSTM(Recurrent):
         self._init()
         if not isinstance(self.cell, CellFormat):
             raise TypeError(f"Lstm cell must be a CellFormat, not {self.cell!r}")
-        check_int("Lstm cell frac", self.cell.frac, min=0, max=2 * self.tables.frac)
+        _check_frac("Lstm cell frac", self.cell.frac, self.tables.frac)
 
     def _initial(self, n):
         h = self.hidden
@@ -522,7 +531,9 @@ class LSTM(Recurrent):
     def _load_cell(cls, entry, reader, at):
         cell = reader.field(lambda: manifest_keys(f"{at}.cell", entry["cell"], ("bits", "frac", "multiplier",
                                                                                "shift")))
-        return {"cell": reader.check(f"{at}.cell", lambda: CellFormat(**cell))}
+        made = reader.check(f"{at}.cell", lambda: CellFormat(**cell))
+        reader.field(lambda: _check_frac(f"{at}.cell.frac", made.frac, entry["tables"]["frac"]))
+        return {"cell": made}
 
 
 @register_kind

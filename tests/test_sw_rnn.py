@@ -289,7 +289,12 @@ def _edit(tmp_path, data):
     (lambda d: d["layers"][0]["u"].update(scheme="conv"), r"layers\[0\]\.u\.scheme must be one of"),
     (lambda d: d["layers"][0]["requant"].update(shift=0), r"layers\[0\]\.requant\.shift must be an integer from 1"),
     (lambda d: d["layers"][0]["cell"].update(frac=40), r"layers\[0\]\.cell: Cell frac must be an integer from 0 to 32"),
-    (lambda d: d["layers"][0]["output"].update(frac=40), r"layers\[0\]: Lstm output frac must be an integer from 0"),
+    (lambda d: d["layers"][0]["output"].update(frac=40),
+     r"network\.json: layers\[0\]\.output\.frac must be an integer from 0 to \d+ \(2 \* table frac\), not 40$"),
+    (lambda d: d["layers"][0]["cell"].update(frac=d["layers"][0]["tables"]["frac"] * 2 + 1),
+     r"network\.json: layers\[0\]\.cell\.frac must be an integer from 0 to \d+ \(2 \* table frac\), not \d+$"),
+    (lambda d: d["layers"][0]["output"].update(bits=1), r"network\.json: layers\[0\]\.output\.bits must be an "
+                                                        r"integer from 2 to 32, not 1$"),
     (lambda d: d["layers"][0].update(kind="rnn"), r"layers\[0\]\.kind must be one of 'dense', .*'gru', .*'lstm'"),
 ])
 def test_load_errors_name_the_field(tmp_path, edit, message):
