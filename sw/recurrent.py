@@ -369,6 +369,20 @@ class Recurrent(LayerKind):
             ``"Lstm input must be integers from -128 to 127, not 300 (at index (0, 3, 1))"``,
             ``"Lstm input must have shape (N, 5, 3) or (N, 15), not (2, 4, 3)"``.
         """
+        states = self._run(x, None)
+        return states if self.return_sequences else states[:, -1]
+
+    def trace(self, x: Any) -> dict[str, np.ndarray]:
+        """Every intermediate of :meth:`forward`, int64 ``[N, T, ...]`` by name, to find the first step and value
+        where an implementation differs: ``ax``, ``ah`` (accumulators, ``[G*H]``), ``z`` (the clipped gate codes of
+        the rows requantised together: LSTM all ``4H``, GRU r and z ``2H``), the gate values (LSTM ``i``, ``f``,
+        ``g``, ``o``; GRU ``r``, ``zg``), LSTM ``c`` and ``zc`` (the cell's table code), GRU ``hn``, ``zn`` (the n
+        gate's code) and ``n``, and ``h``."""
+        record: dict[str, list[np.ndarray]] = {}
+        self._run(x, record)
+        return {name: np.stack(values, axis=1) for name, values in record.items()}
+
+    def _run(self, x: Any, record: dict[str, list[np.ndarray]] | None) -> np.ndarray:
         arr = as_int_array(f"{self.subject} input", x, *self.in_range)
         t, f, h = self.seq_len, self.in_features, self.hidden
         if arr.ndim < 2 or arr.shape[1:] not in ((t, f), (t * f,)):
@@ -380,14 +394,21 @@ class Recurrent(LayerKind):
             state = self._initial(n)
             for step in range(t):
                 ah = self.u.accumulate(state[0], self.out_bits, True)
-                state = self._step(ax[:, step], ah, state)
+                values = None if record is None else {"ax": ax[:, step], "ah": ah}
+                state = self._step(ax[:, step], ah, state, values)
                 states[:, step] = state[0]
-        return states if self.return_sequences else states[:, -1]
+                if record is not None:
+                    for name, value in {**values, "h": state[0]}.items():
+                        record.setdefault(name, []).append(value)
+        return states
 
     def _initial(self, n: int) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
 
-    def _step(self, ax: np.ndarray, ah: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    def _step(self, ax: np.ndarray, ah: np.ndarray, state: tuple[np.ndarray, ...],
+              record: dict[str, np.ndarray] | None) -> tuple[np.ndarray, ...]:
+        """The next state of the current one, given the step's accumulators (``record``: filled with the
+        intermediates :meth:`trace` names)."""
         raise NotImplementedError
 
     # -- the manifest ----------------------------------------------------------------------------------------
@@ -511,7 +532,7 @@ class LSTM(Recurrent):
         h = self.hidden
         return np.zeros((n, h), np.int64), np.zeros((n, h), np.int64)
 
-    def _step(self, ax, ah, state):
+    def _step(self, ax, ah, state, record):
         _, c = state
         p, hid = self.tables.frac, self.hidden
         lo = self.tables.code_range[0]
@@ -522,6 +543,8 @@ class LSTM(Recurrent):
         c = np.clip(mul(f, c, p) + mul(i, g, 2 * p - self.cell.frac), *self.cell.range)
         zc = self._table(requantize(c, self.cell.multiplier, self.cell.shift, 0, rounding=self.rounding))
         h = np.clip(mul(o, th[zc - lo], 2 * p - self.out_frac), *self.out_range)
+        if record is not None:
+            record.update(z=z, i=i, f=f, g=g, o=o, c=c, zc=zc)
         return h, c
 
     def _cell_entry(self):
@@ -560,7 +583,7 @@ class GRU(Recurrent):
     def _initial(self, n):
         return (np.zeros((n, self.hidden), np.int64),)
 
-    def _step(self, ax, ah, state):
+    def _step(self, ax, ah, state, record):
         (h,) = state
         p, hid = self.tables.frac, self.hidden
         lo = self.tables.code_range[0]
@@ -574,6 +597,8 @@ class GRU(Recurrent):
         zn = self._table(self._req(ax[:, nn_], self.multiplier_x[nn_], self.offset_x[nn_]) + mul(r, hn, p))
         n = th[zn - lo]
         h = np.clip(mul((1 << p) - zg, n, 2 * p - self.out_frac) + mul(zg, h, p), *self.out_range)
+        if record is not None:
+            record.update(z=z, r=r, zg=zg, hn=hn, zn=zn, n=n)
         return (h,)
 
 

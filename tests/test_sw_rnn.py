@@ -358,6 +358,22 @@ def test_the_worked_example_of_the_docs():
     layer = LSTM(w, u, 2, np.full(4, 4), np.ones(4, int), np.array([0, 8, 0, 0]), np.zeros(4, int), 3, tables, 4,
                  True, 8, 6, True, CellFormat(12, 6, 1, 5))
     assert layer.forward([[[3], [-2]]]).tolist() == [[[11], [21]]]
+    trace = layer.trace([[[3], [-2]]])                   # every intermediate, as docs/rnn.md computes it by hand
+    assert trace["ax"].tolist() == [[[6, 9, 3, -3], [-4, -6, -2, 2]]]
+    assert trace["ah"].tolist() == [[[0, 0, 0, 0], [11, 0, 22, 11]]]
+    assert trace["z"].tolist() == [[[3, 6, 2, -1], [-1, -2, 2, 2]]]
+    assert [trace[g][0, :, 0].tolist() for g in "ifgo"] == [[13, 6], [15, 4], [12, 12], [6, 12]]
+    assert trace["c"].tolist() == [[[39], [28]]] and trace["zc"].tolist() == [[[1], [1]]]
+    assert trace["h"].tolist() == [[[11], [21]]]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_trace_ends_in_forward(kind):
+    layer, x = _layer(8, kind, "sp2", "fixed", seq=3, return_sequences=True)
+    trace = layer.trace(x)
+    np.testing.assert_array_equal(trace["h"], layer.forward(x))
+    g = len(layer.gates) * layer.hidden
+    assert trace["ax"].shape == trace["ah"].shape == (len(x), 3, g)
 
 
 def test_docstring_examples():
