@@ -266,6 +266,17 @@ def test_random_rnn_round_trips_and_takes_n_t_f(seed, tmp_path):
         net.golden(x[:, :, :-1] if x.shape[2] > 1 else x[:, :-1])
 
 
+@pytest.mark.parametrize("kind, scheme_w, scheme_u", CASES)
+def test_every_scheme_round_trips(kind, scheme_w, scheme_u, tmp_path):
+    layer, x = _layer(zlib.crc32(repr(("trip", kind, scheme_w, scheme_u)).encode()), kind, scheme_w, scheme_u,
+                      rounding="half_even")
+    net = Network(InputSpec(x[0].size, layer.in_bits, layer.in_signed, shape=x.shape[1:]), (layer,))
+    net.save(tmp_path)
+    back = load(tmp_path)
+    assert back == net and (back.layers[0].w.scheme, back.layers[0].u.scheme) == (scheme_w, scheme_u)
+    np.testing.assert_array_equal(back.golden(x), layer.forward(x))
+
+
 def _saved(tmp_path, kind="lstm", scheme_u="fixed"):
     layer, _ = _layer(5, kind, "fixed", scheme_u, seq=3, features=2, hidden=4, in_bits=6, in_signed=True)
     net = Network(InputSpec(6, 6, True, shape=(3, 2)), (layer,))
@@ -365,6 +376,17 @@ def test_the_worked_example_of_the_docs():
     assert [trace[g][0, :, 0].tolist() for g in "ifgo"] == [[13, 6], [15, 4], [12, 12], [6, 12]]
     assert trace["c"].tolist() == [[[39], [28]]] and trace["zc"].tolist() == [[[1], [1]]]
     assert trace["h"].tolist() == [[[11], [21]]]
+
+
+def test_the_gru_worked_example_of_the_docs():
+    w = SCHEMES["fixed"](np.array([[2], [3], [1]]), 4)
+    u = SCHEMES["fixed"](np.array([[1], [-1], [2]]), 4)
+    layer = GRU(w, u, 2, np.full(3, 4), np.ones(3, int), np.array([0, 0, 4]), np.array([0, 0, 8]), 3,
+                activation_tables(4, 4, 0.5), 4, True, 8, 6, True)
+    trace = layer.trace([[[3], [-2]]])
+    expected = {"z": [[3, 5], [-1, -3]], "r": [[13], [6]], "zg": [[15], [3]], "hn": [[1], [2]], "zn": [[3], [1]],
+                "n": [[14], [7]], "h": [[4], [24]]}
+    assert {name: trace[name][0].tolist() for name in expected} == expected
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
