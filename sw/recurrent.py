@@ -21,12 +21,12 @@ integer with ``cell.frac`` fraction bits. Two integer helpers, each defined once
     req(a, M, b)   = requantize(a, M, shift, b, rounding)           sw.requant: (a*M + b) / 2^shift rounded
     mul(a, b, s)   = (a*b + 2^(s-1)) >> s   (s >= 1);  a*b (s = 0)  every element-wise product, half up
     clip(v, L)     = min(max(v, lo_L), hi_L)
-    S[z], Th[z]    = tables.sigmoid[z - lo], tables.tanh[z - lo]     the ROM tables, indexed by a code
+    Sg[z], Th[z]   = tables.sigmoid[z - lo], tables.tanh[z - lo]     the ROM tables, indexed by a code
 
 **lstm** (rows of gate ``q``: ``q*H .. q*H + H - 1``)::
 
     z_q = clip(req(ax_q, Mx_q, ah_q * Mh_q + Bx_q + Bh_q), table)    q = i, f, g, o
-    i, f, g, o = S[z_i], S[z_f], Th[z_g], S[z_o]
+    i, f, g, o = Sg[z_i], Sg[z_f], Th[z_g], Sg[z_o]
     c_t = clip(mul(f, c_{t-1}, P) + mul(i, g, 2P - C), cell)          C = cell.frac <= 2P
     h_t = clip(mul(o, Th[clip(req_c(c_t), table)], 2P - Q), out)      Q = out_frac <= 2P
     req_c(c) = requantize(c, cell.multiplier, cell.shift, 0, rounding)
@@ -34,7 +34,7 @@ integer with ``cell.frac`` fraction bits. Two integer helpers, each defined once
 **gru**::
 
     z_q = clip(req(ax_q, Mx_q, ah_q * Mh_q + Bx_q + Bh_q), table)    q = r, z
-    r, z = S[z_r], S[z_z]
+    r, z = Sg[z_r], Sg[z_z]
     hn  = clip(req(ah_n, Mh_n, Bh_n), table)                          U_n h + b_hn, as a table code
     n   = Th[clip(req(ax_n, Mx_n, Bx_n) + mul(r, hn, P), table)]
     h_t = clip(mul(2^P - z, n, 2P - Q) + mul(z, h_{t-1}, P), out)
