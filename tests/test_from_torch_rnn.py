@@ -6,20 +6,15 @@ half's?) is learnt briefly by each model; the exported integer network is checke
 independent integer model of tests/test_sw_rnn.py plus the dense layer's requantisation written out in
 tests/test_sw_network.py, and (b) against the float model: argmax agreement and the logits' largest error relative
 to their largest magnitude, both asserted with the bounds measured below. The refusals are pinned, and a QONNX
-graph with a recurrent node is refused by name. One torch thread; a few seconds on one core."""
-
-import re
+graph with a recurrent node is refused by name in tests/test_qonnx.py. One torch thread; a few seconds on one core."""
 
 import numpy as np
 import pytest
 import torch
-from onnx import TensorProto, helper
 from torch import nn
 
-from peforge.sw.from_qonnx import QONNXError, from_qonnx
-from peforge.sw.to_qonnx import to_qonnx
 from peforge.sw.from_torch import from_torch
-from peforge.sw.network import load, random_rnn
+from peforge.sw.network import load
 from peforge.sw.recurrent import GRU, LSTM
 from peforge.sw.rnn_torch import QuantGRU, QuantLSTM
 
@@ -173,26 +168,3 @@ def test_rnn_formats_follow_the_settings(data):
     assert (rnn.out_bits, rnn.out_frac, rnn.cell.bits, rnn.cell.frac) == (6, 5, 16, 16 - 1 - 4)
     # the cell requantisation maps 2^-cell.frac onto table codes of 6/128 (to the 31-bit multiplier)
     assert rnn.cell.multiplier * 2.0 ** -rnn.cell.shift == pytest.approx(2.0 ** -11 / (6.0 / 128), rel=2 ** -29)
-
-
-@pytest.mark.parametrize("op, domain", [("LSTM", ""), ("GRU", ""), ("Scan", ""),
-                                        ("QuantLSTMCell", "qonnx.custom_op.general")])
-def test_qonnx_recurrent_nodes_are_refused_by_name(op, domain):
-    node = helper.make_node(op, ["x"], ["y"], name=f"{op}_0", domain=domain)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, T, F])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    with pytest.raises(QONNXError) as info:
-        from_qonnx(model)
-    text = str(info.value)
-    assert re.match(rf"^QONNX node '{op}_0' \({op}\) must be one of Quant, .*: peforge compiles MLPs and CNNs "
-                    r"\(recurrent layers come in through from_torch only: docs/rnn\.md\), not", text), text
-
-
-def test_to_qonnx_refuses_a_recurrent_network():
-    net = random_rnn(np.random.default_rng(2), kind="gru")
-    with pytest.raises(ValueError, match=r"^Network layers\[0\] must be a kind QONNX can carry \(dense, convolutions, "
-                                         r"pools, flatten\), not 'gru' \(QONNX has no recurrent layer peforge writes: "
-                                         r"docs/rnn\.md\)$"):
-        to_qonnx(net)

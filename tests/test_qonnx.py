@@ -959,3 +959,27 @@ def test_brevitas_cnn_with_a_scale_not_a_power_of_two_is_close_and_counted(name)
     assert (int(pool.multiplier[0]), pool.shift, pool.rounding) == (1, 4, "half_even")
     result = compare(path, network, _inputs(network, 200))
     assert result["max_lsb"] <= 0.5, result
+
+
+# -- recurrent layers: refused by name (they come in through from_torch: docs/rnn.md) ------------------------------
+
+@pytest.mark.parametrize("op, domain", [("LSTM", ""), ("GRU", ""), ("RNN", ""), ("Scan", ""),
+                                        ("QuantLSTMCell", QUANT)])
+def test_recurrent_nodes_are_refused_by_name(op, domain):
+    g = Graph(4)
+    g.act(2.0 ** -4, 8)
+    g.tensor = g.node(op, [g.tensor], domain)
+    with pytest.raises(QONNXError) as info:
+        from_qonnx(g.model())
+    text = str(info.value)
+    assert re.match(rf"^QONNX node '{op}_\d+' \({op}\) must be one of Quant, .*: peforge compiles MLPs and CNNs "
+                    r"\(recurrent layers come in through from_torch only: docs/rnn\.md\), not ", text), text
+    assert "\n" not in text
+
+
+def test_to_qonnx_refuses_a_recurrent_network():
+    network = net.random_rnn(np.random.default_rng(2), kind="gru")
+    with pytest.raises(ValueError, match=r"^Network layers\[0\] must be a kind QONNX can carry \(dense, convolutions, "
+                                         r"pools, flatten\), not 'gru' \(QONNX has no recurrent layer peforge writes: "
+                                         r"docs/rnn\.md\)$"):
+        to_qonnx(network)
