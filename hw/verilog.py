@@ -23,8 +23,8 @@ from amaranth.back import verilog
 
 from .cells import cells_used, sim_models
 
-__all__ = ["LINT_WAIVERS", "build_root", "generator_fingerprint", "to_verilog", "write_design", "design_is_current",
-           "sim_sources", "verilator_env", "lint"]
+__all__ = ["LINT_WAIVERS", "build_root", "generator_fingerprint", "generator_sources", "to_verilog", "write_design",
+           "design_is_current", "sim_sources", "verilator_env", "lint"]
 
 LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT", "-Wno-DECLFILENAME")
 
@@ -44,10 +44,17 @@ def generator_fingerprint() -> str:
     """
     h = hashlib.sha256()
     root = Path(__file__).resolve().parent.parent
-    for folder in ("sw", "hw"):
-        for path in sorted((root / folder).glob("*.py")):
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in generator_sources():
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def generator_sources() -> list[Path]:
+    """The files :func:`generator_fingerprint` hashes: every module of ``sw/`` and ``hw/``, subpackages
+    (``hw/network``) included."""
+    root = Path(__file__).resolve().parent.parent
+    return sorted(path for folder in ("sw", "hw") for path in (root / folder).rglob("*")
+                  if path.suffix == ".py" and "__pycache__" not in path.parts)
 
 
 def to_verilog(component, name: str) -> str:

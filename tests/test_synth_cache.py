@@ -118,3 +118,17 @@ def test_two_processes_that_want_one_design_synthesise_it_once(tmp_path, monkeyp
     assert sorted(queue.get(timeout=5) for _ in processes) == [False, True]
     assert started.read_text() == "x"
     assert not [p for p in (tmp_path / "synth-cache").iterdir() if p.name.startswith(".")]   # no temporary left
+
+
+def test_the_generator_fingerprint_covers_every_generator_module():
+    """A change anywhere in sw/ or hw/ (hw/network's modules too: the engines were once left out, and a stale
+    simulation build of an older generator was reused) names new Verilog."""
+    from pathlib import Path
+
+    from peforge.hw.verilog import generator_sources
+
+    root = Path(__file__).resolve().parents[1]
+    names = {p.relative_to(root).as_posix() for p in generator_sources()}
+    on_disk = {p.relative_to(root).as_posix() for folder in ("sw", "hw") for p in (root / folder).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert names == on_disk and "hw/network/engines.py" in names and "hw/network/window.py" in names
