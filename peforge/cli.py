@@ -291,7 +291,8 @@ def cmd_compile(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"Output must be a directory, not the file {args.output!r}")
     manifest = compiled.write(out)  # generated in full, then moved in: a failure leaves no half-written directory
-    rows = [[str(r["layer"]), r["scheme"], f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
+    rows = [[str(r["layer"]), r["scheme"] if r["kind"] in ("dense", r["scheme"]) else f"{r['kind']} {r['scheme']}",
+             f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
              str(r["requant"]), "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
              str(r["compute_cycles"]), str(r["drain_cycles"]), str(r["cycles"])]
             for r in manifest["layers"]]

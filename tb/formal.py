@@ -55,8 +55,8 @@ from amaranth.lib.wiring import Flow, In, Out
 from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
 from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
 from peforge.hw.fixed_mac import FixedMac, FixedMacParams
-from peforge.hw.network import (Accelerator, Collector, Engine, Folding, InputBuffer, LayerFolding, Requantizer, Sequencer,
-                                element_layout, plan_engine)
+from peforge.hw.network import (Accelerator, Collector, Dest, Engine, Folding, InputBuffer, LayerFolding, Requantizer,
+                                Sequencer, element_layout, plan_engine)
 from peforge.hw.nm_sparse import NMSparse, NMSparseParams
 from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
 from peforge.hw.verilog import build_root
@@ -399,9 +399,11 @@ def _requant(name, rounding, cycles):
     # serial (cycles > 1): stage 1 takes an accumulator only when empty, which it is at the earliest in the
     # cycle after the one before moved on to the product; that one may still need cycles - 1 cycles, so the
     # newcomer's result comes at most 2 * cycles cycles after it was taken (and exactly that in the worst case)
+    # every accumulator is a vector of its own (frame 1): its `last` (the end of an item, which moves a window
+    # engine's destinations; these stay put) is assumed high
     return Target(name, build, 2 * cycles if cycles > 1 else 3, cycles == 1, 3,
                   _RequantReference(layer, _REQ_ACC, _REQ_DEST, rounding),
-                  assume=lambda payload: payload.row < layer.out_features)
+                  assume=lambda payload: payload.row < layer.out_features, frame=1)
 
 
 _SP2 = SP2MacParams(lanes=2, act_bits=3, fmt=SP2Format(4), max_len=64)
@@ -435,7 +437,9 @@ _ENGINE_PLAN = plan_engine(_NET.layers[0], LayerFolding(lanes=1, pes=1))
 
 
 def _engine(c=None):
-    return (c or Engine)(_ENGINE_PLAN, dest_words=2, dest_lanes=1)
+    # the logits' destinations: row r in word r
+    dest = Dest.of(lambda r, p: (r, 0), _ENGINE_PLAN.rows, 1, words=2, lanes=1)
+    return (c or Engine)(_ENGINE_PLAN, dest)
 
 
 def _accelerator(network, folding):

@@ -23,7 +23,7 @@ import numpy as np
 
 import cocotb
 
-from peforge.hw.network import TOP, CompiledNetwork
+from peforge.hw.network import CompiledNetwork
 from peforge.hw.verilog import build_root
 
 from .bench import Bench, Case, extremes, last_beat_flags, random_stalls, reset_mid_vector  # noqa: F401 (cocotb)
@@ -74,6 +74,7 @@ class CASE(Case):
         super().__init__(bench)
         self.compiled = bench.params
         self.network = self.compiled.network
+        self.order = self.compiled.input_order()
 
     # sizes are fixed: a sample is always `features` long
     def draw(self, count: int):
@@ -97,7 +98,8 @@ class CASE(Case):
         return f"sample {np.asarray(vector)[:8].tolist()}..."
 
     def beats(self, vector):
-        return {"x": np.asarray(vector, np.int64), "last": last_beat_flags(len(vector))}
+        # channels-last for a network that starts with a convolution or pool (CompiledNetwork.input_order)
+        return {"x": np.asarray(vector, np.int64)[self.order], "last": last_beat_flags(len(vector))}
 
     def expect(self, vectors):
         logits = self.network.golden(np.array(vectors, np.int64).reshape(len(vectors), -1))
@@ -125,9 +127,13 @@ class CASE(Case):
         return int(4 * self.latency + n * 4 * self.interval / slow + 1000)
 
     def in_flight(self) -> list[int]:
-        """One sample and a half."""
+        """One sample and a half; one sample and one feature when the first engine reads windows (a line buffer or
+        a pool takes the next sample's rows only as the first one's windows are done, so half a sample more may
+        wait until the first sample's result is out)."""
         features = self.network.input.features
-        return self.payloads(self.draw(2))[:features + max(1, features // 2)]
+        first = next(p for p in self.compiled.plans if p.kind != "flatten")
+        more = 1 if first.window is not None else max(1, features // 2)
+        return self.payloads(self.draw(2))[:features + more]
 
     def pending(self):
         vectors = self.draw(3)
@@ -205,7 +211,7 @@ def rtl_infer(compiled: CompiledNetwork, x, *, p_valid: float = 1.0, p_ready: fl
     if not isinstance(compiled, CompiledNetwork):
         raise TypeError(f"Compiled network must be a CompiledNetwork, not {compiled!r}")
     x = _check_input(compiled, x)
-    classes = compiled.network.layers[-1].out_features
+    classes = compiled.network.out_features
     if len(x) == 0:
         return np.zeros((0, classes), np.int64), NetworkStats(0, 0, 0, 0.0, ())
     build_root().mkdir(parents=True, exist_ok=True)

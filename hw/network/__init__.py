@@ -1,9 +1,10 @@
 """Whole-network accelerators: one engine per layer of a :class:`sw.network.Network`, chained by streams.
 
-Every layer becomes an engine (``docs/network.md``): the layer's PE(s), their weights in on-chip memories
-initialised from the network, a double-buffered input buffer (each input vector is read from the stream once), a
-sequencer over the output rows, and a requantisation + clipping unit whose integer arithmetic is
-:mod:`sw.requant`'s. The accelerator chains the engines between an input stream of features and an output stream
+Every layer becomes an engine (``docs/network.md``, ``docs/cnn.md``): a dense layer's PE(s), their weights in
+on-chip memories initialised from the network, a double-buffered input buffer (each input vector is read from the
+stream once), a sequencer over the output rows, and a requantisation + clipping unit whose integer arithmetic is
+:mod:`sw.requant`'s; a convolution's the same PEs behind a line buffer and a window sequencer; a pool's a
+streaming reduction. The accelerator chains the engines between an input stream of features and an output stream
 of logits with their argmax.
 
 The package, by concern:
@@ -16,7 +17,9 @@ The package, by concern:
 ``cost``          the cost model: DSPs and memory bits an engine needs, the rank of a folding
 ``search``        :func:`plan_network`, :func:`default_folding`, :func:`folding_at`, :func:`slowest_interval`
 ``components``    the parts of an engine: input buffer, sequencer, fan-out, collector, :class:`Requantizer`,
-                  crossbar loader
+                  crossbar loader, and :class:`Dest` (where a producer's outputs land in its consumer)
+``window``        a convolution's line buffer (a ring of input rows) and window sequencer
+``pool``          streaming max / sum pooling of windows that do not overlap
 ``engine``        :class:`Engine`: the parts joined, the same for every entry of the engine table
 ``accelerator``   :class:`Accelerator`: the engines chained, the input indexed, the logits and argmax
 ``compiled``      :class:`CompiledNetwork` (the network and its folding, written and read by ``peforge``),
@@ -33,7 +36,7 @@ engine's interval is the largest of the three, and the network's the largest ove
 from .accelerator import Accelerator
 from .compiled import COMPILED, MEMORIES, TOP, CompiledNetwork, load_compiled
 from .components import (BufferRead, Collector, CrossbarLoader, Fanout, InputBuffer, Requantizer, Sequencer,
-                         element_layout)
+                         Dest, element_layout)
 from .engine import Engine
 from .engines import ENGINES, IMPLS, SCHEME_PES, EngineSpec, engine_for, plan_engine
 from .folding import (DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, MAX_REQUANT_CYCLES, Budget, Folding, LayerFolding,
@@ -45,5 +48,5 @@ __all__ = ["LayerFolding", "Folding", "EnginePlan", "Slot", "plan_engine", "plan
            "folding_at", "slowest_interval", "candidates", "element_layout", "Budget", "Requantizer", "Engine",
            "Accelerator", "CompiledNetwork", "load_compiled", "SCHEME_PES", "folding_text", "ENGINES", "IMPLS",
            "EngineSpec", "engine_for", "InputBuffer", "Sequencer", "Fanout", "Collector", "CrossbarLoader",
-           "BufferRead", "COMPILED", "TOP", "MEMORIES", "DEFAULT_MAX_LANES", "DEFAULT_MAX_MULTIPLIERS",
+           "BufferRead", "Dest", "COMPILED", "TOP", "MEMORIES", "DEFAULT_MAX_LANES", "DEFAULT_MAX_MULTIPLIERS",
            "MAX_REQUANT_CYCLES"]

@@ -5,19 +5,21 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
+import math
+
+import numpy as np
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..common import equals
-from .components import value_shape
-from .engine import Engine
+from .components import Dest, value_shape
 from .folding import Folding
 from .plan import EnginePlan
 from .search import plan_network
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "input_order"]
 
 
 class Accelerator(wiring.Component):
@@ -39,7 +41,7 @@ class Accelerator(wiring.Component):
         last = network.layers[-1]
         self._in_shape = value_shape(network.input.bits, network.input.signed)
         self._out_shape = value_shape(last.out_bits, last.out_signed)
-        self._classes = last.out_features
+        self._classes = math.prod(last.out_shape)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"x": self._in_shape, "last": unsigned(1)}))),
             "o": Out(stream.Signature(data.StructLayout({
@@ -55,37 +57,59 @@ class Accelerator(wiring.Component):
     def folding(self) -> Folding:
         return Folding(tuple(p.folding for p in self._plans))
 
+    def input_order(self):
+        """The order the input stream takes a sample's features in: ``order[k]`` is the index (in the network's
+        flat input, ``[C, H, W]`` flattened) of the ``k``-th feature sent. Channels-last (every position's
+        channels, position by position) when the first engine is a convolution or a pool; else as flattened."""
+        return input_order(self._network, self._plans)
+
     def elaborate(self, platform):
         m = Module()
-        plans = self._plans
+        plans = [p for p in self._plans if p.engine.kind != "flatten"]
         engines = []
         for n, plan in enumerate(plans):
             nxt = plans[n + 1] if n + 1 < len(plans) else None
-            dest_words, dest_lanes = (nxt.beats, nxt.lanes) if nxt else (self._classes, 1)
-            engine = Engine(plan, dest_words=dest_words, dest_lanes=dest_lanes)
-            m.submodules[f"engine{n}"] = engine
+            if nxt is not None:
+                words, lanes, ring = nxt.engine.input_words(nxt)
+                positions = plan.positions
+
+                def address(r, p, nxt=nxt, positions=positions):
+                    return nxt.engine.input_address(nxt, r, p, positions)
+            else:                # the logits: element n of the flattened output in word n
+                words, lanes, ring, positions = self._classes, 1, None, plan.positions
+
+                def address(r, p, positions=positions):
+                    return r * positions + p, 0
+            dest = Dest.of(address, plan.rows, plan.positions, words=words, lanes=lanes, ring=ring)
+            engine = plan.engine.component(plan, dest)
+            m.submodules[f"engine{self._plans.index(plan)}"] = engine
             engines.append(engine)
         for a, b in zip(engines, engines[1:]):
             wiring.connect(m, producer=a.o, consumer=b.i)
 
-        # input: number the features for the first engine's buffer
+        # input: each feature where the first engine keeps it, in the stream's order (input_order): a counter of
+        # words and lanes, round the first engine's ring, or from 0 again for every sample
         first = plans[0]
-        lane = Signal(range(max(first.lanes, 2)))
-        word = Signal(range(max(first.beats, 2)))
+        words, lanes, ring = first.engine.input_words(first)
+        lane = Signal(range(max(lanes, 2)))
+        word = Signal(range(max(words, 2)))
         e0 = engines[0].i
         m.d.comb += [e0.valid.eq(self.i.valid), self.i.ready.eq(e0.ready), e0.payload.x.eq(self.i.payload.x),
                      e0.payload.word.eq(word), e0.payload.lane.eq(lane)]
         n_in = self._network.input.features
         count = Signal(range(n_in + 1))
         with m.If(self.i.valid & self.i.ready):
-            with m.If(equals(count, n_in - 1)):
-                m.d.sync += [count.eq(0), lane.eq(0), word.eq(0)]
+            m.d.sync += count.eq(Mux(equals(count, n_in - 1), 0, count + 1))
+            with m.If(equals(lane, lanes - 1)):
+                m.d.sync += [lane.eq(0), word.eq(word + 1)]
+                if ring is not None:
+                    with m.If(equals(word, ring - 1)):
+                        m.d.sync += word.eq(0)
             with m.Else():
-                m.d.sync += count.eq(count + 1)
-                with m.If(equals(lane, first.lanes - 1)):
-                    m.d.sync += [lane.eq(0), word.eq(word + 1)]
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                m.d.sync += lane.eq(lane + 1)
+            if ring is None:
+                with m.If(equals(count, n_in - 1)):
+                    m.d.sync += [lane.eq(0), word.eq(0)]
 
         # output: gather the logits (in any order) with a running argmax, then one beat per sample
         src = engines[-1].o
@@ -113,3 +137,14 @@ class Accelerator(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+
+def input_order(network, plans) -> np.ndarray:
+    """:meth:`Accelerator.input_order` of ``network`` with its ``plans``."""
+    n = network.input.features
+    first = next(p for p in plans if p.engine.kind != "flatten")
+    if first.window is None:
+        return np.arange(n)
+    c = first.network_layer.in_shape[0]
+    positions = n // c
+    return np.array([ch * positions + p for p in range(positions) for ch in range(c)])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from peforge.sw import network as net
 
-from .accelerator import Accelerator
+from .accelerator import Accelerator, input_order
 from .folding import Budget, Folding
 from .plan import EnginePlan
 from .engines import plan_engine
-from .search import default_folding, plan_network
+from .search import default_folding, handoffs, network_interval, paced, plan_network
 
 __all__ = ["CompiledNetwork", "load_compiled", "COMPILED", "TOP", "MEMORIES"]
 
@@ -59,8 +59,9 @@ class CompiledNetwork:
 
     @property
     def interval(self) -> int:
-        """Predicted steady-state cycles between samples: the slowest engine's."""
-        return max(p.cycles for p in self._plans)
+        """Predicted steady-state cycles between samples: the slowest engine's, each in its place
+        (:func:`hw.network.search.network_interval`)."""
+        return network_interval(self._plans)
 
     def digest(self, length: int = 12) -> str:
         text = self.network.digest(32) + json.dumps(self.folding.to_list(), sort_keys=True)
@@ -104,6 +105,11 @@ class CompiledNetwork:
     def build(self) -> Accelerator:
         return Accelerator(self.network, self.folding)
 
+    def input_order(self):
+        """The order the accelerator's input stream takes a sample's features in (:meth:`Accelerator.input_order`:
+        ``x_flat[order]`` is what to send)."""
+        return input_order(self.network, self._plans)
+
     def busy(self, interval: float) -> float | None:
         """Useful MACs / (multiplier lanes x ``interval``) of the slowest engine (:attr:`EnginePlan.macs`:
         ``in x out``, N:M layers only the kept ``n`` of every ``m`` weights); None if it has no multiplier
@@ -114,14 +120,16 @@ class CompiledNetwork:
         return slowest.macs / (slowest.multipliers * interval)
 
     def summary(self) -> list[dict]:
-        """Per layer: scheme, sizes, folding and the predicted cycles per sample."""
-        return [{"layer": n, "scheme": p.scheme, "in": p.layer.in_features, "out": p.layer.out_features,
+        """Per layer: kind, scheme, sizes, folding and the predicted cycles per sample (``cycles``: in its place,
+        :func:`hw.network.search.paced`)."""
+        hand = handoffs(self.network.layers)
+        return [{"layer": n, "kind": p.kind, "scheme": p.label, "in": p.in_elements, "out": p.out_elements,
                  "lanes": p.folding.lanes, "pes": p.folding.pes, "requant": p.folding.requant,
                  "slots": len(p.slots), "beats": p.beats,
                  "groups": p.groups, "multipliers": p.multipliers, "load_cycles": p.load_cycles,
-                 "compute_cycles": p.compute_cycles, "drain_cycles": p.drain_cycles, "cycles": p.cycles,
+                 "compute_cycles": p.compute_cycles, "drain_cycles": p.drain_cycles, "cycles": paced(p, h),
                  "pes_used": [s.pe for s in p.slots]}
-                for n, p in enumerate(self._plans)]
+                for n, (p, h) in enumerate(zip(self._plans, hand))]
 
     def manifest(self) -> dict:
         return {"format": "peforge-compiled", "version": 1, "top": TOP, "digest": self.digest(),

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
@@ -40,8 +41,9 @@ from peforge.sw.params import check_int
 from ..common import equals
 from .folding import MAX_REQUANT_CYCLES
 
-__all__ = ["element_layout", "value_shape", "rom", "select", "BufferRead", "InputBuffer", "Sequencer", "Fanout",
-           "Collector", "Requantizer", "CrossbarLoader"]
+__all__ = ["element_layout", "result_layout", "Dest", "DestOffset", "value_shape", "rom", "select", "BufferRead",
+           "InputBuffer", "BeatSource", "Sequencer", "word_offsets", "Fanout", "Collector", "Requantizer",
+           "CrossbarLoader"]
 
 
 def value_shape(bits: int, is_signed: bool) -> Shape:
@@ -54,6 +56,118 @@ def element_layout(shape, words: int, lanes: int) -> data.StructLayout:
     ``lane``: element ``n`` of the vector is lane ``n % lanes`` of word ``n // lanes``)."""
     return data.StructLayout({"x": shape, "word": unsigned(max(1, ceil_log2(words))),
                               "lane": unsigned(max(1, ceil_log2(lanes)))})
+
+
+def result_layout(acc_shape, rows: int) -> data.StructLayout:
+    """One result on its way to the requantiser: the accumulator ``acc``, its output ``row`` and ``last`` (the
+    final result of an item: an input vector, or an output position of a window engine)."""
+    return data.StructLayout({"acc": acc_shape, "row": unsigned(max(1, ceil_log2(rows))), "last": unsigned(1)})
+
+
+@dataclass(frozen=True)
+class Dest:
+    """Where a producer's outputs go in its consumer's input buffer (:func:`element_layout`'s ``word`` and
+    ``lane``): output row ``r`` of item ``p`` (an output position; a vector is one item) goes to
+    ``table[r] + p * step``, words and lanes added with the carry from lane ``lanes - 1`` to the next word, word
+    addresses modulo ``ring`` (a line buffer's ring; None: no wrap). After ``items`` items (one sample) the
+    offset starts again at 0, unless ``ring`` is set: a ring's addresses run on from sample to sample.
+
+    Built by :meth:`of` from the consumer's address of every element, which checks that it has this form.
+    """
+
+    table: tuple[tuple[int, int], ...]
+    words: int
+    lanes: int
+    step: tuple[int, int] = (0, 0)
+    ring: int | None = None
+    items: int = 1
+
+    @classmethod
+    def of(cls, address, rows: int, items: int, *, words: int, lanes: int, ring: int | None = None) -> Dest:
+        """The destinations of ``rows`` outputs per item over ``items`` items, where ``address(r, p)`` gives the
+        consumer's ``(word, lane)`` of row ``r`` of item ``p``.
+
+        Raises
+        ------
+        ValueError
+            The consumer's addresses are not ``table[r] + p * step`` (a bug of the consumer's map: every
+            buffer's map has that form).
+        """
+        table = tuple(address(r, 0) for r in range(rows))
+        step = (0, 0)
+        if items > 1 or ring is not None:         # a ring's addresses run on from sample to sample too
+            w0, l0 = address(0, 0)
+            w1, l1 = address(0, 1)
+            flat = (w1 * lanes + l1) - (w0 * lanes + l0)
+            if ring is not None:
+                flat %= ring * lanes
+            step = divmod(flat, lanes)
+        dest = cls(table, words, lanes, step, ring, items)
+        for p in range(items if ring is None else items + ring):
+            for r in range(rows):
+                if dest.at(r, p) != tuple(address(r, p)):
+                    raise ValueError(f"Consumer addresses must be table[row] + item * step, not {address(r, p)} "
+                                     f"for row {r} of item {p} (expected {dest.at(r, p)})")
+        return dest
+
+    def at(self, row: int, item: int) -> tuple[int, int]:
+        """The ``(word, lane)`` of ``row`` in ``item``: what the hardware computes."""
+        word, lane = self.table[row]
+        flat = word * self.lanes + lane + item * (self.step[0] * self.lanes + self.step[1])
+        word, lane = divmod(flat, self.lanes)
+        return (word % self.ring if self.ring is not None else word), lane
+
+    @property
+    def moves(self) -> bool:
+        """Whether the destinations move from item to item (else the table alone is the address)."""
+        return self.step != (0, 0) and (self.items > 1 or self.ring is not None)
+
+
+class DestOffset:
+    """The running offset of a :class:`Dest` in hardware: :meth:`add` a row's table entry to it, :meth:`advance`
+    it after the last row of an item."""
+
+    def __init__(self, dest: Dest, name: str = "dest"):
+        self._dest = dest
+        d = dest
+        self.word = Signal(range(max(2, d.ring if d.ring is not None else d.words)), name=f"{name}_word")
+        self.lane = Signal(range(max(2, d.lanes)), name=f"{name}_lane")
+        self.item = Signal(range(max(2, d.items)), name=f"{name}_item")
+
+    def add(self, word: Value, lane: Value) -> tuple[Value, Value]:
+        """``(word, lane)`` of a table entry plus the offset (a lane carry, a ring wrap)."""
+        d = self._dest
+        if not d.moves:
+            return word, lane
+        lane_sum = lane + self.lane
+        carry = lane_sum >= d.lanes
+        out_lane = Mux(carry, lane_sum - d.lanes, lane_sum)
+        word_sum = word + self.word + carry
+        if d.ring is not None:
+            word_sum = Mux(word_sum >= d.ring, word_sum - d.ring, word_sum)
+        return word_sum, out_lane
+
+    def advance(self, m: Module, when: Value) -> None:
+        """Step the offset to the next item in the cycle ``when`` is high (back to 0 after the sample's last
+        item, unless the destinations run round a ring)."""
+        d = self._dest
+        if not d.moves:
+            return
+        dw, dl = d.step
+        lane_sum = self.lane + dl
+        carry = lane_sum >= d.lanes
+        word_sum = self.word + dw + carry
+        if d.ring is not None:
+            word_sum = Mux(word_sum >= d.ring, word_sum - d.ring, word_sum)
+        with m.If(when):
+            if d.ring is not None:
+                m.d.sync += [self.word.eq(word_sum), self.lane.eq(Mux(carry, lane_sum - d.lanes, lane_sum))]
+            else:
+                with m.If(equals(self.item, d.items - 1)):
+                    m.d.sync += [self.word.eq(0), self.lane.eq(0), self.item.eq(0)]
+                with m.Else():
+                    m.d.sync += [self.word.eq(word_sum), self.lane.eq(Mux(carry, lane_sum - d.lanes, lane_sum)),
+                                 self.item.eq(self.item + 1)]
 
 
 def rom(width: int, words: list[int]) -> Memory:
@@ -164,13 +278,41 @@ class InputBuffer(wiring.Component):
         return m
 
 
+def word_offsets(widths: Sequence[int]) -> list[int]:
+    """Where each slot's weight word starts in a beat's ``w`` (the slots' words of ``widths`` bits, in order)."""
+    offsets, at = [], 0
+    for w in widths:
+        offsets.append(at)
+        at += w
+    return offsets
+
+
 def beat_layout(x_width: int, w_width: int) -> data.StructLayout:
     """One beat of the sequencer: the input word ``x``, every slot's weight word ``w`` (slot 0 at the LSBs) and
     ``last`` (the last beat of a row group)."""
     return data.StructLayout({"x": unsigned(max(1, x_width)), "w": unsigned(max(1, w_width)), "last": unsigned(1)})
 
 
-class Sequencer(wiring.Component):
+class BeatSource(wiring.Component):
+    """What a sequencer offers the slots: beats (the input word, every slot's weight word, ``last``) on ``o``,
+    read from an input buffer's port ``read`` (of signature ``read_signature``), gated by ``loaded``; the slots'
+    weight memories ``words[slot]`` of ``widths[slot]`` bits."""
+
+    def __init__(self, read_signature, *, x_width: int, words: Sequence[Sequence[int]], widths: Sequence[int]):
+        self._words, self._widths = [list(w) for w in words], list(widths)
+        super().__init__({
+            "read": Out(read_signature),
+            "loaded": In(1, init=1),
+            "o": Out(stream.Signature(beat_layout(x_width, sum(self._widths)))),
+        })
+
+    @property
+    def word_offsets(self) -> list[int]:
+        """Where each slot's weight word starts in ``o.payload.w``."""
+        return word_offsets(self._widths)
+
+
+class Sequencer(BeatSource):
     """Row groups x beats, one beat per cycle: reads the input word (``read``) and each slot's weight word (its
     memory: ``words[slot]``, one word per (group, beat)) in the same cycle, and offers the beat on ``o``.
 
@@ -187,21 +329,7 @@ class Sequencer(wiring.Component):
     def __init__(self, *, groups: int, beats: int, x_width: int, words: Sequence[Sequence[int]],
                  widths: Sequence[int]):
         self._groups, self._beats = groups, beats
-        self._words, self._widths = [list(w) for w in words], list(widths)
-        super().__init__({
-            "read": Out(BufferRead(beats=beats, width=x_width)),
-            "loaded": In(1, init=1),
-            "o": Out(stream.Signature(beat_layout(x_width, sum(self._widths)))),
-        })
-
-    @property
-    def word_offsets(self) -> list[int]:
-        """Where each slot's weight word starts in ``o.payload.w``."""
-        offsets, at = [], 0
-        for w in self._widths:
-            offsets.append(at)
-            at += w
-        return offsets
+        super().__init__(BufferRead(beats=beats, width=x_width), x_width=x_width, words=words, widths=widths)
 
     def elaborate(self, platform):
         m = Module()
@@ -281,16 +409,19 @@ class Collector(wiring.Component):
     -------
     i<n> : In(slot n's output signature)
         ``y`` (``width`` lanes, or one value).
-    o : Out(stream.Signature({acc, row}))
+    o : Out(stream.Signature(result_layout(...)))
+        ``acc``, its ``row`` and ``last``: the last result of an item (every row group walked once: one input
+        vector, or one output position of a window engine).
     """
 
     def __init__(self, *, slots: Sequence[stream.Signature], width: int, rows: Sequence[Sequence[int]],
                  acc_shape, out_features: int):
         self._width, self._rows, self._acc_shape = width, [list(r) for r in rows], Shape.cast(acc_shape)
         self._row_bits = max(1, ceil_log2(out_features))
+        if not any(r >= 0 for group in self._rows for r in group):
+            raise ValueError("Collector rows must name at least one output row, not only padding")
         super().__init__({**{f"i{n}": In(sig) for n, sig in enumerate(slots)},
-                          "o": Out(stream.Signature(data.StructLayout({
-                              "acc": acc_shape, "row": unsigned(self._row_bits)})))})
+                          "o": Out(stream.Signature(result_layout(acc_shape, out_features)))})
         self._inputs = [getattr(self, f"i{n}") for n in range(len(slots))]
 
     def elaborate(self, platform):
@@ -316,12 +447,14 @@ class Collector(wiring.Component):
                     m.d.sync += held[e].eq(v)
                     e += 1
         flat = [r for group in self._rows for r in group]
-        m.submodules.rows = rows_rom = rom(row_bits + 1, [(r if r >= 0 else 0) | (r >= 0) << row_bits for r in flat])
+        final = max(n for n, r in enumerate(flat) if r >= 0)      # the item's last result
+        m.submodules.rows = rows_rom = rom(row_bits + 2, [(r if r >= 0 else 0) | (r >= 0) << row_bits |
+                                                          (n == final) << (row_bits + 1) for n, r in enumerate(flat)])
         rr = rows_rom.read_port(domain="comb")
         m.d.comb += rr.addr.eq(ci)   # a counter, not group * entries + ce: no adder before the table
         row_valid = rr.data[row_bits]
         m.d.comb += [self.o.valid.eq(busy & row_valid), self.o.payload.acc.eq(select(held, ce)),
-                     self.o.payload.row.eq(rr.data[:row_bits])]
+                     self.o.payload.row.eq(rr.data[:row_bits]), self.o.payload.last.eq(rr.data[row_bits + 1])]
         step = Signal()
         m.d.comb += [step.eq(busy & (~row_valid | self.o.ready)), finishing.eq(step & equals(ce, entries - 1))]
         with m.If(step):
@@ -386,37 +519,42 @@ class CrossbarLoader(wiring.Component):
 
 class Requantizer(wiring.Component):
     """``z = clip(round((acc * M[row] + B[row]) / 2^S), lo, hi)`` (:mod:`sw.requant`), one result per
-    ``cycles`` cycles.
+    ``cycles`` cycles, sent to where its consumer keeps it (a :class:`Dest`).
 
     Three stages: the table read beside the accumulator; the product ``acc * M``; the bias, rounding (the
     layer's mode: half up ``(t + 2^(S-1)) >> S``, half even ``(t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S``,
     floor ``t >> S``, with ``t = acc * M + B``) and clip. ``M``, ``B`` and the destination (``word``, ``lane``)
-    of each row sit in one ROM indexed by ``row``. With ``cycles = 1`` the product is one multiplier (a DSP
-    where the target has them); with ``cycles = c > 1`` it is computed over ``c`` cycles, ``ceil(M bits / c)``
-    bits of ``M`` per cycle, by shifts and adds (LUTs only), for engines whose results come slowly enough.
-    Each stage hands over to the next in the cycle the next can take it, so the unit takes a new accumulator
-    every ``cycles`` cycles exactly.
+    of each row sit in one ROM indexed by ``row``; the destination moves on by the :class:`Dest`'s step after
+    each item's ``last`` result. With ``cycles = 1`` the product is one multiplier (a DSP where the target has
+    them); with ``cycles = c > 1`` it is computed over ``c`` cycles, ``ceil(M bits / c)`` bits of ``M`` per
+    cycle, by shifts and adds (LUTs only), for engines whose results come slowly enough. Each stage hands over
+    to the next in the cycle the next can take it, so the unit takes a new accumulator every ``cycles`` cycles
+    exactly. A layer that is not requantised (a max pool: no ``multiplier``) passes its values through.
 
     Members
     -------
-    i : In(stream.Signature({acc, row}))
+    i : In(stream.Signature(result_layout(...)))
     o : Out(stream.Signature(element_layout(...)))
     """
 
-    def __init__(self, *, acc_shape, layer, dest: Sequence[tuple[int, int]], out_layout: data.StructLayout,
-                 cycles: int = 1):
+    def __init__(self, *, acc_shape, layer, dest, out_layout: data.StructLayout, cycles: int = 1,
+                 rows: int | None = None):
         self._layer = layer
-        rows = layer.out_features
-        self._dest = list(dest)
-        self._m_bits = max(1, int(layer.multiplier.max()).bit_length())
-        self._b_bits = signed_bits_for(int(layer.offset.min()), int(layer.offset.max()))
+        self._identity = getattr(layer, "multiplier", None) is None
+        rows = rows if rows is not None else layer.out_features
+        if not isinstance(dest, Dest):
+            dest = Dest(tuple(dest), out_layout["word"].shape.width, 1)
+        self._dest = dest
+        self._m_bits = 1 if self._identity else max(1, int(layer.multiplier.max()).bit_length())
+        self._b_bits = 1 if self._identity else signed_bits_for(int(layer.offset.min()), int(layer.offset.max()))
         self._acc_shape = Shape.cast(acc_shape)
         self._row_bits = max(1, ceil_log2(rows))
+        self._rows = rows
         self._out_layout = out_layout
         check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
-        self._cycles = cycles
+        self._cycles = 1 if self._identity else cycles
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"acc": acc_shape, "row": unsigned(self._row_bits)}))),
+            "i": In(stream.Signature(result_layout(acc_shape, rows))),
             "o": Out(stream.Signature(out_layout)),
         })
 
@@ -434,10 +572,13 @@ class Requantizer(wiring.Component):
         lane_w = self._out_layout["lane"].shape.width
         entry = data.StructLayout({"m": unsigned(self._m_bits), "b": signed(self._b_bits),
                                    "word": unsigned(word_w), "lane": unsigned(lane_w)})
+        mults = [0] * self._rows if self._identity else layer.multiplier
+        offsets = [0] * self._rows if self._identity else layer.offset
         init = [entry.const({"m": int(mm), "b": int(bb), "word": wd, "lane": ln}).as_value().value
-                for mm, bb, (wd, ln) in zip(layer.multiplier, layer.offset, self._dest)]
+                for mm, bb, (wd, ln) in zip(mults, offsets, self._dest.table)]
         m.submodules.table = table = rom(entry.size, init)
         rd = table.read_port()
+        offset = DestOffset(self._dest)
 
         # stage 3 (output register) takes a finished product when it is empty or being read
         free3 = Signal()
@@ -452,6 +593,7 @@ class Requantizer(wiring.Component):
         # stage 1: the accumulator beside its row's table entry (the ROM's read register)
         v1 = Signal()
         acc1 = Signal(self._acc_shape, reset_less=True)
+        last1 = Signal(reset_less=True)
         en1 = Signal()
         m.d.comb += [en1.eq(~v1 | load2), rd.en.eq(en1), rd.addr.eq(self.i.payload.row)]
         # With several cycles per product, stage 1 refills in the cycle after it empties and is still full in
@@ -459,7 +601,8 @@ class Requantizer(wiring.Component):
         # per product that would halve the rate: then `ready` passes the next stages' state through.
         m.d.comb += self.i.ready.eq(~v1 if c > 1 else en1)
         with m.If(en1):
-            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc)]
+            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc),
+                         last1.eq(self.i.payload.last)]
         e1 = entry(rd.data)
 
         acc_w = self._acc_shape.width
@@ -469,13 +612,17 @@ class Requantizer(wiring.Component):
 
         def partial(a, bits):
             # a * bits (bits unsigned, `digit` wide): one multiplier for the whole of M, else shifts and adds
+            if self._identity:
+                return a
             if c == 1:
                 return a * bits
             return sum(Mux(bits[k], a << k, 0) for k in range(len(bits)))
 
+        word, lane = offset.add(e1.word, e1.lane)
         with m.If(load2):
-            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(Cat(e1.word, e1.lane)),
+            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(Cat(word[:word_w], lane[:lane_w])),
                          prod.eq(partial(acc1, e1.m[:digit]))]
+        offset.advance(m, load2 & v1 & last1)
         if c > 1:
             acc_sh = Signal(signed(acc_w + self._m_bits), reset_less=True)   # acc << (digit * (count + 1))
             m_rest = Signal(unsigned(max(1, self._m_bits - digit)), reset_less=True)
@@ -485,21 +632,25 @@ class Requantizer(wiring.Component):
                 m.d.sync += [count.eq(count + 1), prod.eq(prod + partial(acc_sh, m_rest[:digit])),
                              acc_sh.eq(acc_sh << digit), m_rest.eq(m_rest >> digit)]
 
-        # stage 3: bias, rounding, shift, clip
-        shift = layer.shift
-        total = Signal(signed(max(len(prod), self._b_bits) + 2))
-        m.d.comb += total.eq(prod + b2)
-        rounding = layer.rounding
-        if rounding == "half_up":
-            z = (total + (1 << (shift - 1))) >> shift
-        elif rounding == "half_even":
-            z = (total + ((1 << (shift - 1)) - 1) + total[shift]) >> shift
-        elif rounding == "floor":
-            z = total >> shift
+        # stage 3: bias, rounding, shift, clip (a pass-through without requantisation)
+        if self._identity:
+            z = prod
+            clipped = z
         else:
-            raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
-        lo, hi = layer.out_range
-        clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
+            shift = layer.shift
+            total = Signal(signed(max(len(prod), self._b_bits) + 2))
+            m.d.comb += total.eq(prod + b2)
+            rounding = layer.rounding
+            if rounding == "half_up":
+                z = (total + (1 << (shift - 1))) >> shift
+            elif rounding == "half_even":
+                z = (total + ((1 << (shift - 1)) - 1) + total[shift]) >> shift
+            elif rounding == "floor":
+                z = total >> shift
+            else:
+                raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
+            lo, hi = layer.out_range
+            clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
         with m.If(free3):
             m.d.sync += self.o.valid.eq(done2)
             with m.If(done2):

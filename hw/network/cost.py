@@ -7,9 +7,11 @@ it predicts cannot fit, and ``peforge explore``'s estimator predicts with it. Sy
 
 * **DSPs** (:func:`dsps`): one per multiplier lane of the fixed-point and N:M slots (more when a product is wider
   than the target's DSP operands), and the requantiser's ``acc x M`` when it takes one result per cycle.
-* **Memory** (:func:`memory_split`): every slot's weight memory is one word per (row group, beat); memories of at
-  least :data:`BRAM_DEPTH` words and :data:`BRAM_MIN_BITS` bits go to block RAM (the rule yosys followed on the
-  measured networks), the shallower ones to LUTs.
+* **Memory** (:func:`memory_split`, :func:`buffer_split`, :func:`block_ram`): every slot's weight memory is one
+  word per (row group, beat), and every engine has one buffer (a dense layer's two input banks, a convolution's
+  ring of input rows, a pool's accumulators); memories of at least :data:`BRAM_DEPTH` words and
+  :data:`BRAM_MIN_BITS` bits go to block RAM (the rule yosys followed on the measured networks), the shallower
+  ones to LUTs.
 * **LUTs** (:func:`luts`): a linear model on structural features: each slot costed by its PE's model
   (:func:`pe_features`: multiplier bits, adder trees, multiplexers, ``k^2`` of a parallel FFT, crossbar cells),
   plus every engine's own logic, its results and its LUT memories (:func:`network_features`), plus what a serial
@@ -17,7 +19,7 @@ it predicts cannot fit, and ``peforge explore``'s estimator predicts with it. Sy
   for the UP5K's DSPs alone put 6,800 of its 7,159 LUTs into three serial requantisers). The coefficients
   are data, :data:`MODEL` (``cost_model.json`` beside this file), fitted by non-negative least squares on every
   measured ECP5 synthesis (``peforge explore --refit``, :mod:`peforge.explore.estimate`, which also reports the
-  held-out error); ``tests/test_explore.py`` checks the file is what the committed results give.
+  held-out error); ``tests/test_cost.py`` checks the file is what the committed results give.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["dsps", "weight_bits", "folding_cost", "memory_split", "pe_features", "network_features", "luts",
-           "pe_lut", "requant_features", "requant_lut", "MODEL", "model", "BRAM_DEPTH", "BRAM_MIN_BITS", "DP16KD", "NETWORK_FEATURES", "PE_FEATURES"]
+__all__ = ["dsps", "weight_bits", "folding_cost", "memory_split", "buffer_split", "block_ram", "requantises",
+           "pe_features", "network_features", "luts", "pe_lut", "requant_features", "requant_lut", "MODEL", "model",
+           "BRAM_DEPTH", "BRAM_MIN_BITS", "DP16KD", "NETWORK_FEATURES", "PE_FEATURES"]
 
 #: Weight memories with fewer words than this are counted as LUT memory, deeper ones as block RAM (yosys maps
 #: the shallow, wide ROMs of a fast folding to LUTs on ECP5; docs/results/network.json).
@@ -57,7 +60,7 @@ def dsps(plan, dsp_bits: int) -> int:
     act = layer.in_bits + (0 if layer.in_signed else 1)
     total = sum(getattr(s.params, "lanes", 0) * _pieces(act, s.params.w_bits, dsp_bits)
                 for s in plan.engine.dsp_slots(plan))
-    if plan.folding.requant == 1:
+    if plan.folding.requant == 1 and requantises(plan):
         m_bits = max(1, int(layer.multiplier.max()).bit_length()) + 1
         total += _pieces(plan.acc_shape.width, m_bits, dsp_bits)
     return total
@@ -81,20 +84,42 @@ def folding_cost(plan) -> int:
     return plan.multipliers + len(plan.slots)
 
 
+def _split(bits: int, depth: int, memories: int) -> tuple[int, int, int]:
+    """``(LUT bits, block RAM bits, block RAMs)`` of ``memories`` memories of ``depth`` words, ``bits`` in all."""
+    if not bits or not memories:
+        return 0, 0, 0
+    per_memory = bits // memories
+    if depth < BRAM_DEPTH or per_memory < BRAM_MIN_BITS:
+        return bits, 0, 0
+    width = -(-per_memory // max(depth, 1))
+    # DP16KD: 16384 x 1 .. 512 x 36; a memory takes the configuration that needs the fewest blocks
+    blocks = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in DP16KD)
+    return 0, bits, memories * max(1, blocks)
+
+
 def memory_split(plan) -> tuple[int, int, int]:
     """``(bits in LUT memories, bits in block RAM, block RAMs)`` of an engine's weight memories (one per slot):
     the rule yosys followed on the measured networks (:data:`BRAM_DEPTH`, :data:`BRAM_MIN_BITS`, :data:`DP16KD`)."""
-    bits = weight_bits(plan)
-    if not bits or not plan.slots:
-        return 0, 0, 0
-    depth = plan.groups * plan.beats
-    per_slot = bits // len(plan.slots)
-    if depth < BRAM_DEPTH or per_slot < BRAM_MIN_BITS:
-        return bits, 0, 0
-    width = per_slot // max(depth, 1)
-    # DP16KD: 16384 x 1 .. 512 x 36; a memory takes the configuration that needs the fewest blocks
-    blocks = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in DP16KD)
-    return 0, bits, len(plan.slots) * max(1, blocks)
+    return _split(weight_bits(plan), plan.groups * plan.beats, len(plan.slots))
+
+
+def buffer_split(plan) -> tuple[int, int, int]:
+    """:func:`memory_split` of the engine's buffer (:meth:`hw.network.engines.EngineSpec.buffer`: a dense
+    layer's two input banks, a convolution's ring of input rows, a pool's accumulators; none for a flatten)."""
+    depth, width = plan.engine.buffer(plan)
+    return _split(depth * width, depth, 1 if depth else 0)
+
+
+def block_ram(plan) -> tuple[int, int]:
+    """``(bits, blocks)`` of block RAM the engine's memories take (weights and buffer)."""
+    weights, buffer = memory_split(plan), buffer_split(plan)
+    return weights[1] + buffer[1], weights[2] + buffer[2]
+
+
+def requantises(plan) -> bool:
+    """Whether the engine's requantiser multiplies (every layer with a ``multiplier``; not a max pool's
+    pass-through, not a flatten)."""
+    return getattr(plan.layer, "multiplier", None) is not None
 
 
 # -- the LUT model: features ----------------------------------------------------------------------------------------
@@ -198,6 +223,8 @@ def network_features(plans, pe_coefficients: dict | None = None) -> list[float]:
     """One feature vector of the engines ``plans`` of a compiled network (see :data:`NETWORK_FEATURES`)."""
     engines = pe = lut_mem = results = requant = cells = circ = 0.0
     for plan in plans:
+        if plan.kind == "flatten":          # nothing on chip
+            continue
         engines += 1
         for slot in plan.slots:
             if slot.pe == "crossbar":
@@ -211,7 +238,7 @@ def network_features(plans, pe_coefficients: dict | None = None) -> list[float]:
         if weight_bits(plan) and plan.groups * plan.beats < BRAM_DEPTH:
             lut_mem += weight_bits(plan)
         results += len(plan.slots) * plan.width * plan.acc_shape.width
-        requant += plan.acc_shape.width / plan.folding.requant
+        requant += plan.acc_shape.width / plan.folding.requant if requantises(plan) else 0
     return [1.0, engines, pe, lut_mem, results, requant, cells, circ]
 
 
@@ -228,7 +255,7 @@ def requant_lut(plan, cycles: int | None = None, coefficients=None) -> float:
     """Predicted LUTs of ``plan``'s requantiser (at ``cycles`` per result, default its folding's), from the
     requantiser model (:data:`MODEL`'s ``requantiser``); 0 without one."""
     coef = coefficients if coefficients is not None else model().get("requantiser")
-    if coef is None:
+    if coef is None or not requantises(plan):
         return 0.0
     m_bits = max(1, int(plan.layer.multiplier.max()).bit_length())
     f = requant_features(plan.acc_shape.width, m_bits, plan.folding.requant if cycles is None else cycles)

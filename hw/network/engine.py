@@ -1,10 +1,15 @@
-"""One layer of a network on hardware: the engine component, the same for every engine of the registry.
+"""One layer of a network on hardware: the engine component, the same for every entry of the engine table that
+computes with PE slots, and the pooling unit.
 
 The engine of the layer (:mod:`hw.network.engines`) says which PEs its slots hold, what their weight memories
-contain and how a beat fills their payloads; this component joins the parts (:mod:`hw.network.components`)::
+contain and how a beat fills their payloads; this component joins the parts (:mod:`hw.network.components`; a
+convolution's line buffer and window sequencer: :mod:`hw.network.window`)::
 
     i --> InputBuffer --read--> Sequencer --o--> Fanout --o<n>--> slot n --o--> Collector --o--> Requantizer --> o
+          (LineBuffer)          (WindowSequencer)
                                     ^ loaded (CrossbarLoader, crossbar engines)
+
+    i --> StreamPool --o--> Requantizer --> o          (PoolUnit: pools whose windows do not overlap)
 """
 
 from __future__ import annotations
@@ -14,59 +19,78 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import registry
-from .components import Collector, Fanout, InputBuffer, Requantizer, Sequencer, beat_layout, element_layout, \
+from .components import Collector, Dest, Fanout, InputBuffer, Requantizer, Sequencer, beat_layout, element_layout, \
     value_shape
 from .plan import EnginePlan
+from .pool import StreamPool
+from .window import LineBuffer, WindowSequencer
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "PoolUnit"]
 
 
-class Engine(wiring.Component):
-    """One layer of a network on hardware (see the module docstring).
+class _Unit(wiring.Component):
+    """An engine's ports: ``i`` takes the input elements where the engine keeps them (:meth:`EngineSpec.input_words`),
+    ``o`` gives the outputs to ``dest``."""
 
-    Members
-    -------
-    i : In(stream.Signature(element_layout(input shape, beats, lanes)))
-        Elements of the input vector in any order, each with its ``word`` / ``lane`` in this engine's buffer;
-        a vector is complete when ``in_features`` elements have arrived.
-    o : Out(stream.Signature(element_layout(output shape, dest_words, dest_lanes)))
-        The requantised outputs, each with its place in the next engine's buffer (``dest``).
-    """
-
-    def __init__(self, plan: EnginePlan, *, dest_words: int, dest_lanes: int):
-        self._plan = plan
-        layer = plan.layer
-        self._dest_words, self._dest_lanes = dest_words, dest_lanes
+    def __init__(self, plan: EnginePlan, dest: Dest):
+        self._plan, self._dest = plan, dest
+        layer = plan.network_layer
         self._in_shape = value_shape(layer.in_bits, layer.in_signed)
         self._out_shape = value_shape(layer.out_bits, layer.out_signed)
+        words, lanes, _ = plan.engine.input_words(plan)
         super().__init__({
-            "i": In(stream.Signature(element_layout(self._in_shape, plan.beats, plan.lanes))),
-            "o": Out(stream.Signature(element_layout(self._out_shape, dest_words, dest_lanes))),
+            "i": In(stream.Signature(element_layout(self._in_shape, words, lanes))),
+            "o": Out(stream.Signature(element_layout(self._out_shape, dest.words, dest.lanes))),
         })
 
     @property
     def plan(self) -> EnginePlan:
         return self._plan
 
+    def _requantizer(self, m, acc_shape, rows: int):
+        plan = self._plan
+        m.submodules.requant = requant = Requantizer(
+            acc_shape=acc_shape, layer=plan.layer, dest=self._dest, cycles=plan.folding.requant, rows=rows,
+            out_layout=element_layout(self._out_shape, self._dest.words, self._dest.lanes))
+        wiring.connect(m, producer=requant.o, consumer=wiring.flipped(self.o))
+        return requant
+
+
+class Engine(_Unit):
+    """One layer of a network on hardware (see the module docstring).
+
+    Members
+    -------
+    i : In(stream.Signature(element_layout(input shape, words, lanes)))
+        Elements of the input in any order within a sample (a convolution's: within an input row), each with
+        its ``word`` / ``lane`` in this engine's buffer.
+    o : Out(stream.Signature(element_layout(output shape, dest words, dest lanes)))
+        The requantised outputs, each with its place in the next engine's buffer (``dest``).
+    """
+
     def elaborate(self, platform):
         m = Module()
         plan, layer, engine = self._plan, self._plan.layer, self._plan.engine
         x_width = plan.lanes * self._in_shape.width
 
-        m.submodules.buffer = buffer = InputBuffer(shape=self._in_shape, features=layer.in_features,
-                                                   beats=plan.beats, lanes=plan.lanes)
-        wiring.connect(m, producer=wiring.flipped(self.i), consumer=buffer.i)
-
         slots = []
         for n, slot in enumerate(plan.slots):
             m.submodules[f"slot{n}"] = comp = registry.get(slot.pe).build(slot.params)
             slots.append(comp)
-
         widths = [sum(comp.i.payload[f].as_value().shape().width for f in engine.weight_fields(slot))
                   for slot, comp in zip(plan.slots, slots)]
-        m.submodules.sequencer = sequencer = Sequencer(
-            groups=plan.groups, beats=plan.beats, x_width=x_width, widths=widths,
-            words=[engine.weight_words(plan, slot) for slot in plan.slots])
+        words = [engine.weight_words(plan, slot) for slot in plan.slots]
+
+        if plan.window is None:
+            m.submodules.buffer = buffer = InputBuffer(shape=self._in_shape, features=layer.in_features,
+                                                       beats=plan.beats, lanes=plan.lanes)
+            m.submodules.sequencer = sequencer = Sequencer(groups=plan.groups, beats=plan.beats, x_width=x_width,
+                                                           widths=widths, words=words)
+        else:
+            m.submodules.buffer = buffer = LineBuffer(shape=self._in_shape, window=plan.window)
+            m.submodules.sequencer = sequencer = WindowSequencer(window=plan.window, groups=plan.groups,
+                                                                 x_width=x_width, widths=widths, words=words)
+        wiring.connect(m, producer=wiring.flipped(self.i), consumer=buffer.i)
         wiring.connect(m, buffer=buffer.read, sequencer=sequencer.read)
 
         loader = engine.loader(plan)
@@ -91,11 +115,21 @@ class Engine(wiring.Component):
             out_features=layer.out_features)
         for n, comp in enumerate(slots):
             wiring.connect(m, producer=comp.o, consumer=getattr(collector, f"i{n}"))
-
-        dest = [(n // self._dest_lanes, n % self._dest_lanes) for n in range(layer.out_features)]
-        m.submodules.requant = requant = Requantizer(
-            acc_shape=plan.acc_shape, layer=layer, dest=dest, cycles=plan.folding.requant,
-            out_layout=element_layout(self._out_shape, self._dest_words, self._dest_lanes))
+        requant = self._requantizer(m, plan.acc_shape, layer.out_features)
         wiring.connect(m, producer=collector.o, consumer=requant.i)
-        wiring.connect(m, producer=requant.o, consumer=wiring.flipped(self.o))
+        return m
+
+
+class PoolUnit(_Unit):
+    """A pool layer whose windows do not overlap: :class:`hw.network.pool.StreamPool` and the requantiser (an
+    average pool's; a max pool's passes the values through). Ports as :class:`Engine`'s."""
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        m.submodules.pool = pool = StreamPool(shape=self._in_shape, acc_shape=plan.acc_shape, window=plan.window,
+                                              op="max" if plan.layer.kind == "maxpool" else "sum")
+        wiring.connect(m, producer=wiring.flipped(self.i), consumer=pool.i)
+        requant = self._requantizer(m, plan.acc_shape, plan.window.channels)
+        wiring.connect(m, producer=pool.o, consumer=requant.i)
         return m

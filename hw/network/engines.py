@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import numpy as np
+from amaranth import Cat, signed, unsigned
 from amaranth.hdl import Shape
 from amaranth.lib import data
+from amaranth.utils import ceil_log2
 
 from peforge.sw import network as net
 
@@ -47,8 +49,12 @@ from ..crossbar import CrossbarParams
 from ..fixed_mac import FixedMacParams
 from ..nm_sparse import NMSparseParams
 from ..sp2_mac import SP2MacParams
+from .components import CrossbarLoader
+from .engine import Engine, PoolUnit
 from .folding import DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, LayerFolding
 from .plan import EnginePlan, Slot, ceil_div
+from .pool import PoolWindow
+from .window import Window
 
 __all__ = ["EngineSpec", "ENGINES", "IMPLS", "engine_for", "plan_engine", "field_bits", "SCHEME_PES"]
 
@@ -106,8 +112,6 @@ class EngineSpec:
         fields = self.weight_fields(slot)
         statements = [payload[self.x_field].as_value().eq(x), payload.last.eq(last)]
         if fields:
-            from amaranth import Cat
-
             statements.append(Cat(*[payload[f].as_value() for f in fields]).eq(word))
         m.d.comb += statements
 
@@ -127,6 +131,44 @@ class EngineSpec:
     def dsp_slots(self, plan: EnginePlan) -> list[Slot]:
         """The slots whose multiplier lanes take a DSP each (fixed-point and N:M products)."""
         return [s for s in plan.slots if s.pe in ("fixed-mac", "nm-sparse")]
+
+    def cycles(self, plan: EnginePlan) -> int:
+        """Predicted cycles per sample in steady state: loading the input (one element per cycle), or its work
+        (:meth:`work_cycles`), whichever is longer."""
+        return max(plan.load_cycles, self.work_cycles(plan))
+
+    def work_cycles(self, plan: EnginePlan) -> int:
+        """Cycles of a sample's work once its input is there: per item and row group the longer of issuing its
+        beats and draining the previous group's results."""
+        per_group = max(plan.beats * plan.interval, len(plan.slots) * plan.width * plan.folding.requant)
+        return plan.positions * plan.groups * per_group
+
+    def acc_shape(self, plan: EnginePlan):
+        raise NotImplementedError
+
+    # -- where the engine's input lives, and the component ---------------------------------------------------
+
+    def input_words(self, plan: EnginePlan) -> tuple[int, int, int | None]:
+        """``(words, lanes, ring)`` of the engine's input buffer: what an element's ``word`` and ``lane`` address,
+        and the ring its addresses wrap round (None: a buffer of whole samples, in two banks)."""
+        return plan.beats, plan.lanes, None
+
+    def buffer(self, plan: EnginePlan) -> tuple[int, int]:
+        """``(depth, width)`` of the engine's buffer memory (:mod:`hw.network.cost` places it): two banks of
+        ``beats`` words of ``lanes`` elements; a window engine's ring of rows."""
+        words, lanes, ring = self.input_words(plan)
+        return (2 * words if ring is None else ring), lanes * plan.network_layer.in_bits
+
+    def input_address(self, plan: EnginePlan, channel: int, position: int, positions: int) -> tuple[int, int]:
+        """``(word, lane)`` of input element (``channel``, ``position``) of a producer with ``positions`` positions
+        per sample (a dense input: its flat index ``channel * positions + position``, as ``torch.flatten``)."""
+        n = channel * positions + position
+        return n // plan.lanes, n % plan.lanes
+
+    def component(self, plan: EnginePlan, dest):
+        """The engine's component: ``i`` takes the input elements, ``o`` gives the outputs to ``dest``
+        (a :class:`hw.network.components.Dest`), or None (a flatten: nothing to compute)."""
+        return Engine(plan, dest)
 
     def _check_pes(self, layer, pes: int) -> None:
         if pes > layer.out_features:
@@ -348,15 +390,224 @@ class CrossbarEngine(EngineSpec):
         m.d.comb += payload.x.as_value().eq(x)   # one vector per beat: no last, no weights
 
     def loader(self, plan):
-        from .components import CrossbarLoader
-
         return CrossbarLoader(plan)
 
 
+# -- convolutions and pools --------------------------------------------------------------------------------------
+
+class RowView:
+    """A convolution seen as the dense layer of its weight matrix: ``in_features`` the window (``kh x kw x C_in /
+    groups``), ``out_features`` the output channels, everything else the layer's. The dense engines plan and
+    fill their slots from it; the window engine walks the positions."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        self.in_features = layer.weights.in_features
+        self.out_features = layer.weights.out_features
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+
+def _divisors(n: int, most: int) -> list[int]:
+    return [d for d in range(1, min(n, most) + 1) if n % d == 0]
+
+
+class ConvEngine(EngineSpec):
+    """conv1d and conv2d layers (``groups = 1``) of a scheme: the scheme's dense engine on the layer's weight
+    matrix (:class:`RowView`), fed by a line buffer and a window sequencer (:mod:`hw.network.window`);
+    ``lanes`` channels per beat (a divisor of the input channels), ``pes`` output channels at once."""
+
+    def __init__(self, kind: str, dense: EngineSpec):
+        self.kind, self._dense = kind, dense
+        self.schemes, self.pes, self.x_field = dense.schemes, dense.pes, dense.x_field
+
+    def plan(self, layer, folding):
+        if layer.groups > 1:
+            return DEPTHWISE.plan(layer, folding)
+        if layer.scheme == "crossbar":
+            raise ValueError(f"Layer {layer.kind} (crossbar) must be a dense layer to be compiled: a crossbar "
+                             f"convolution's windows have no engine yet")
+        inner = self._dense.plan(RowView(layer), folding)
+        window = Window.of(layer, inner.lanes)
+        return dataclasses.replace(inner, engine=self, window=window, source=layer)
+
+    def candidates(self, layer):
+        if layer.groups > 1:
+            return DEPTHWISE.candidates(layer)
+        c = layer.in_shape[0]
+        return [f for f in self._dense.candidates(RowView(layer)) if c % f.lanes == 0]
+
+    def weight_fields(self, slot):
+        return (DEPTHWISE if slot.lane is not None else self._dense).weight_fields(slot)
+
+    def weight_words(self, plan, slot):
+        return (DEPTHWISE if plan.window.depthwise else self._dense).weight_words(plan, slot)
+
+    def pack(self, m, slot, payload, x, word, last):
+        (DEPTHWISE if slot.lane is not None else self._dense).pack(m, slot, payload, x, word, last)
+
+    def multipliers(self, plan):
+        return (DEPTHWISE if plan.window.depthwise else self._dense).multipliers(plan)
+
+    def macs(self, plan):
+        kh, kw = plan.window.kernel
+        return (DEPTHWISE if plan.window.depthwise else self._dense).macs(plan) * plan.window.taps() // (kh * kw)
+
+    def input_words(self, plan):
+        return plan.window.ring_words, plan.window.lanes, plan.window.ring_words
+
+    def input_address(self, plan, channel, position, positions):
+        return plan.window.address(channel, position)
+
+
+class DepthwiseEngine(DotEngine):
+    """Depthwise convolutions (``groups = C_in``, ``m`` output channels per input channel) of fixed and SP2
+    weights: ``lanes`` channels per input word, ``lanes x m`` one-lane slots, slot ``s`` taking lane ``s // m``;
+    a row group is one channel word, a beat one kernel position."""
+
+    kind = "conv2d"
+    schemes = ("fixed", "sp2")
+
+    def plan(self, layer, folding):
+        if layer.scheme not in self.schemes:
+            raise ValueError(f"Layer {layer.kind} depthwise weights must be one of {', '.join(self.schemes)} to be "
+                             f"compiled, not {layer.scheme}")
+        lanes = folding.lanes
+        window = Window.of(layer, lanes, depthwise=True)
+        view = RowView(layer)
+        mult = window.multiplier
+        w = layer.weights
+        act = dict(act_bits=layer.in_bits, act_signed=layer.in_signed)
+        taps = view.in_features
+        if layer.scheme == "fixed":
+            pe, params = "fixed-mac", FixedMacParams(lanes=1, w_bits=w.w_bits, max_len=taps, dsp=True, **act)
+        else:
+            pe, params = "sp2-mac", SP2MacParams(lanes=1, fmt=w.fmt, max_len=taps, **act)
+        groups = window.words_per_position
+        per = lanes * mult
+        slots = tuple(Slot(pe, params, tuple((g * per + s,) for g in range(groups)), lane=s // mult)
+                      for s in range(per))
+        return EnginePlan(view, dataclasses.replace(folding, lanes=lanes, pes=per), lanes, window.beats, groups, 1,
+                          slots, 1, ENGINES[(layer.kind, layer.scheme, "folded")], window, layer)
+
+    def candidates(self, layer):
+        c, mult = layer.in_shape[0], layer.out_shape[0] // layer.in_shape[0]
+        return [LayerFolding(lanes=n, pes=n * mult) for n in _divisors(c, DEFAULT_MAX_LANES)
+                if n * mult <= max(DEFAULT_MAX_MULTIPLIERS, mult)]
+
+    def weight_words(self, plan, slot):
+        w, layout = plan.layer.weights, slot.params.input_layout
+        src = w.weights if plan.scheme == "fixed" else w.codes
+        return [field_bits(layout, slot.params.weight_field, [src[slot.rows[g][0], b]])
+                for g in range(plan.groups) for b in range(plan.beats)]
+
+    def pack(self, m, slot, payload, x, word, last):
+        bits = len(payload[self.x_field].as_value())      # one element: the slot's one lane
+        super().pack(m, slot, payload, x[slot.lane * bits:(slot.lane + 1) * bits], word, last)
+
+    def multipliers(self, plan):
+        return len(plan.slots)
+
+    def macs(self, plan):
+        return plan.layer.in_features * plan.layer.out_features
+
+
+DEPTHWISE = DepthwiseEngine()
+
+
+class _Weightless(EngineSpec):
+    """An engine without weights or PE slots: one folding (a lane, a "pe"), no multipliers."""
+
+    schemes = (None,)
+
+    def candidates(self, layer):
+        return [LayerFolding(lanes=1, pes=1)]
+
+    def weight_fields(self, slot):
+        return []
+
+    def weight_words(self, plan, slot):
+        return []
+
+    def multipliers(self, plan):
+        return 0
+
+    def macs(self, plan):
+        return 0
+
+
+class PoolEngine(_Weightless):
+    """maxpool, avgpool and globalavgpool layers whose windows do not overlap: a streaming reduction
+    (:class:`hw.network.pool.StreamPool`), one input element per cycle, then the requantiser (average pools)
+    or a pass-through (max pools)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def plan(self, layer, folding):
+        window = PoolWindow.of(layer)
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=1, pes=1), 1, 1, 1, 1, (), 1, self, window, layer)
+
+    def work_cycles(self, plan):
+        return plan.out_elements * plan.folding.requant
+
+    def acc_shape(self, plan):
+        layer = plan.layer
+        if self.kind == "maxpool":
+            return signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
+        kh, kw = plan.window.kernel
+        return signed(layer.in_bits + (0 if layer.in_signed else 1) + ceil_log2(kh * kw))
+
+    def input_words(self, plan):
+        return plan.window.channels, 1, plan.window.channels
+
+    def buffer(self, plan):
+        """The accumulators of one output row's windows (:class:`hw.network.pool.StreamPool`)."""
+        return max(2, plan.window.out_width * plan.window.channels), plan.acc_shape.width
+
+    def input_address(self, plan, channel, position, positions):
+        return channel, 0
+
+    def component(self, plan, dest):
+        return PoolUnit(plan, dest)
+
+
+class FlattenEngine(_Weightless):
+    """flatten: nothing on chip; the producer sends each element where the consumer keeps it (``torch.flatten``'s
+    order)."""
+
+    kind = "flatten"
+
+    def plan(self, layer, folding):
+        return EnginePlan(layer, dataclasses.replace(folding, lanes=1, pes=1), 1, 0, 0, 1, (), 1, self, None, layer)
+
+    def cycles(self, plan):
+        return 0
+
+    def work_cycles(self, plan):
+        return 0
+
+    def acc_shape(self, plan):
+        return signed(plan.layer.in_bits + 1)
+
+    def buffer(self, plan):
+        return 0, 0
+
+    def component(self, plan, dest):
+        return None
+
+
+_DENSE = (DotEngine(), NMEngine(), CirculantEngine(), CrossbarEngine())
+
 #: The engine of every (layer kind, weight scheme, implementation).
-ENGINES: dict[tuple[str, str, str], EngineSpec] = {
-    (spec.kind, scheme, spec.impl): spec
-    for spec in (DotEngine(), NMEngine(), CirculantEngine(), CrossbarEngine()) for scheme in spec.schemes}
+ENGINES: dict[tuple[str, str | None, str], EngineSpec] = {
+    **{(spec.kind, scheme, spec.impl): spec for spec in _DENSE for scheme in spec.schemes},
+    **{(kind, scheme, "folded"): ConvEngine(kind, spec) for kind in ("conv1d", "conv2d") for spec in _DENSE
+       for scheme in spec.schemes},
+    **{(kind, None, "folded"): PoolEngine(kind) for kind in ("maxpool", "avgpool", "globalavgpool")},
+    ("flatten", None, "folded"): FlattenEngine(),
+}
 
 #: The PEs each scheme's slots hold (msq slots hold either), from the engines.
 SCHEME_PES = {"fixed": ("fixed-mac",), "sp2": ("sp2-mac",), "msq": ("sp2-mac", "fixed-mac"), "nm": ("nm-sparse",),
@@ -373,7 +624,7 @@ def engine_for(layer, impl: str = "folded") -> EngineSpec:
         (one of dense), not none"``.
     """
     kind, scheme = getattr(layer, "kind", "dense"), getattr(layer, "scheme", None)
-    if scheme not in net.SCHEMES and kind == "dense":
+    if scheme not in net.SCHEMES and kind in ("dense", "conv1d", "conv2d"):
         raise ValueError(f"Layer scheme must be one of {', '.join(map(repr, net.SCHEMES))}, not {scheme!r}")
     key = (kind, scheme, impl)
     if key not in ENGINES:

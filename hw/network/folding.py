@@ -83,7 +83,7 @@ def folding_text(folding) -> str:
 @dataclass(frozen=True)
 class Budget:
     """What a device offers the default folding: ``dsps`` DSP multipliers of ``dsp_bits``-bit operands, and
-    (when not None) ``luts`` LUT4s and ``bram_bits`` bits of block RAM for the weight memories. The synthesis
+    (when not None) ``luts`` LUT4s and ``bram_bits`` bits of block RAM for the weight memories and buffers. The synthesis
     targets give theirs (``synth.TARGETS[name].budget()``); ``device`` names it in errors."""
 
     dsps: int

@@ -7,6 +7,7 @@ it, and its cycle predictions are what the testbench measures.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from amaranth import signed
@@ -32,6 +33,7 @@ class Slot:
     params: object
     rows: tuple[tuple[int, ...], ...]
     kind: str = ""  # msq: "sp2" or "fixed"
+    lane: int | None = None  # the one lane of the input word the slot takes (depthwise), None: the whole word
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +59,10 @@ class EnginePlan:
         most, every plane of every sub-array read).
     engine : hw.network.engines.EngineSpec
         The engine that made the plan (what its slots are and how their beats are packed).
+    window : hw.network.window.Window, hw.network.pool.PoolWindow or None
+        A convolution's or pool's geometry (None: a dense layer, one item per sample).
+    source : the network's layer, or None (then ``layer``). A convolution's ``layer`` is the dense view of its
+        weight matrix (``in_features`` the window, ``out_features`` the output channels).
     """
 
     layer: object
@@ -68,10 +74,46 @@ class EnginePlan:
     slots: tuple[Slot, ...]
     interval: int
     engine: object
+    window: object = None
+    source: object = None
 
     @property
-    def scheme(self) -> str:
-        return self.layer.scheme
+    def network_layer(self):
+        """The network's layer this plan computes."""
+        return self.source if self.source is not None else self.layer
+
+    @property
+    def positions(self) -> int:
+        """Items per sample: output positions of a convolution or pool, 1 for a dense layer."""
+        return self.window.positions if self.window is not None else 1
+
+    @property
+    def in_elements(self) -> int:
+        """Elements of one sample's input tensor (what the engine's buffer takes, one per cycle)."""
+        return math.prod(self.network_layer.in_shape)
+
+    @property
+    def out_elements(self) -> int:
+        return math.prod(self.network_layer.out_shape)
+
+    @property
+    def rows(self) -> int:
+        """Results per item: output rows (a convolution's or pool's channels)."""
+        return self.network_layer.out_shape[0] if self.window is not None else self.out_elements
+
+    @property
+    def scheme(self) -> str | None:
+        """The weight scheme (None for a layer without weights: a pool, a flatten)."""
+        return getattr(self.layer, "scheme", None)
+
+    @property
+    def kind(self) -> str:
+        return self.network_layer.kind
+
+    @property
+    def label(self) -> str:
+        """How tables name the layer: its scheme, or its kind when it has no weights (``"maxpool"``)."""
+        return self.scheme or self.kind
 
     @property
     def multipliers(self) -> int:
@@ -80,29 +122,37 @@ class EnginePlan:
 
     @property
     def load_cycles(self) -> int:
-        return self.layer.in_features
+        return self.in_elements
 
     @property
     def compute_cycles(self) -> int:
-        """Beats the sequencer issues per input vector (times the slots' interval)."""
-        return self.groups * self.beats * self.interval
+        """Beats the sequencer issues per sample (times the slots' interval)."""
+        return self.positions * self.groups * self.beats * self.interval
 
     @property
     def drain_cycles(self) -> int:
-        """Cycles the collector takes per input vector to hand its results to the requantiser, which takes
-        one every ``folding.requant`` cycles."""
-        return self.groups * len(self.slots) * self.width * self.folding.requant
+        """Cycles the collector takes per sample to hand its results to the requantiser, which takes one every
+        ``folding.requant`` cycles."""
+        return self.positions * self.groups * len(self.slots) * self.width * self.folding.requant
+
+    @property
+    def work_cycles(self) -> int:
+        """Cycles of a sample's work once its input is there (the engine's :meth:`EngineSpec.work_cycles`)."""
+        return self.engine.work_cycles(self)
 
     @property
     def cycles(self) -> int:
-        """Predicted cycles per input vector in steady state: loading the buffer, or per row group the longer
-        of issuing its beats and draining the previous group's results, whichever is slowest."""
-        per_group = max(self.beats * self.interval, len(self.slots) * self.width * self.folding.requant)
-        return max(self.load_cycles, self.groups * per_group)
+        """Predicted cycles per sample in steady state (the engine's :meth:`EngineSpec.cycles`): loading the
+        buffer, or per item and row group the longer of issuing its beats and draining the previous group's
+        results, whichever is slowest."""
+        return self.engine.cycles(self)
 
     @property
     def acc_shape(self) -> Shape:
-        """The accumulators the collector holds and the requantiser takes: the widest slot result, signed."""
+        """The accumulators the collector holds and the requantiser takes: the widest slot result, signed (an
+        engine without slots says: :meth:`EngineSpec.acc_shape`)."""
+        if not self.slots:
+            return self.engine.acc_shape(self)
         widths = []
         for s in self.slots:
             shape = s.params.output_layout["y"].shape
@@ -125,6 +175,7 @@ class EnginePlan:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates per input vector that the PEs' multipliers do usefully: ``in x out`` (nm: the
-        ``n`` of every ``m`` weights that are stored; circulant: the dense equivalent)."""
+        """Multiply-accumulates per sample that the PEs' multipliers do usefully: ``in x out`` (nm: the ``n`` of
+        every ``m`` weights that are stored; circulant: the dense equivalent; a convolution's windows: not the
+        padding's)."""
         return self.engine.macs(self)

@@ -19,7 +19,35 @@ from .engines import engine_for, plan_engine
 from .folding import MAX_REQUANT_CYCLES, Budget, Folding
 from .plan import EnginePlan, ceil_div
 
-__all__ = ["plan_network", "default_folding", "folding_at", "slowest_interval", "candidates", "engine_luts"]
+__all__ = ["plan_network", "default_folding", "folding_at", "slowest_interval", "candidates", "engine_luts",
+           "network_interval", "handoffs", "HANDOFF"]
+
+
+#: Cycles per sample a dense engine needs beyond its work (:attr:`EnginePlan.work_cycles`) when a convolution or a
+#: pool feeds it: measured (tests/test_cnn_hw.py), a dense engine whose work takes the whole interval after one
+#: gives one cycle more per sample, while after a dense engine it does not.
+HANDOFF = 1
+
+
+def handoffs(layers) -> list[int]:
+    """Per layer the cycles its engine needs beyond its work (:data:`HANDOFF` for a dense layer that a convolution
+    or a pool feeds, through any flattens; else 0)."""
+    out, before = [], "dense"
+    for layer in layers:
+        out.append(HANDOFF if layer.kind == "dense" and before != "dense" else 0)
+        before = before if layer.kind == "flatten" else layer.kind
+    return out
+
+
+def paced(plan: EnginePlan, handoff: int) -> int:
+    """The cycles per sample ``plan`` takes in its network, where it needs ``handoff`` cycles beyond its work."""
+    return max(plan.cycles, plan.work_cycles + handoff) if handoff else plan.cycles
+
+
+def network_interval(plans) -> int:
+    """Predicted steady-state cycles between samples of a compiled network's engines ``plans``: the slowest
+    engine's, each :func:`paced` in its place."""
+    return max(paced(p, h) for p, h in zip(plans, handoffs([p.network_layer for p in plans])))
 
 
 def candidates(layer) -> list[EnginePlan]:
@@ -51,16 +79,25 @@ def plan_network(network, folding: Folding | None = None) -> tuple[EnginePlan, .
 
 
 def _requant_cycles(plan: EnginePlan, target: int) -> int:
-    """The slowest requantiser that keeps ``plan`` within ``target`` cycles (1 if none is slower)."""
+    """The slowest requantiser that keeps ``plan`` within ``target`` cycles (1 if none is slower; 1 for an engine
+    without slots: a pool, whose results come in bursts a slower requantiser would hold up)."""
+    if not plan.slots:
+        return 1
     per_group = ceil_div(target, plan.groups) if plan.groups else target
     c = per_group // max(1, len(plan.slots) * plan.width)
     return max(1, min(c, MAX_REQUANT_CYCLES))
 
 
-def _cheapest(options: list[list[EnginePlan]], target: int) -> list[EnginePlan]:
+def _options(network) -> list[list[tuple[EnginePlan, int]]]:
+    """Per layer every candidate plan with the cycles it takes in its place (:func:`paced`)."""
+    return [[(p, paced(p, h)) for p in candidates(layer)]
+            for layer, h in zip(network.layers, handoffs(network.layers))]
+
+
+def _cheapest(options, target: int) -> list[EnginePlan]:
     """Per layer the cheapest plan within ``target`` cycles (the fastest one if none is)."""
-    return [min((p for p in plans if p.cycles <= target), key=lambda p: (folding_cost(p), p.cycles, len(p.slots)),
-                default=min(plans, key=lambda p: (p.cycles, folding_cost(p))))
+    return [min((p for p, c in plans if c <= target), key=lambda p: (folding_cost(p), p.cycles, len(p.slots)),
+                default=min(plans, key=lambda pc: (pc[1], folding_cost(pc[0])))[0])
             for plans in options]
 
 
@@ -69,13 +106,12 @@ def folding_at(network, interval: int) -> Folding:
     be that fast takes its fastest folding): the points of a folding sweep from fast and large to slow and
     small. ``folding_at(network, default interval)`` is :func:`default_folding` (without a budget)."""
     check_int("Interval", interval, min=1)
-    options = [candidates(layer) for layer in network.layers]
-    return Folding(tuple(p.folding for p in _cheapest(options, interval)))
+    return Folding(tuple(p.folding for p in _cheapest(_options(network), interval)))
 
 
 def slowest_interval(network) -> int:
     """The interval of the smallest folding :func:`folding_at` reaches (every layer at its slowest)."""
-    return max(max(p.cycles for p in candidates(layer)) for layer in network.layers)
+    return max(max(c for _, c in plans) for plans in _options(network))
 
 
 def default_folding(network, budget: Budget | None = None) -> Folding:
@@ -101,8 +137,9 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
         fit the iCE40UP5K's 8 DSPs, 3900 LUTs and 120 kbit of block RAM: its smallest foldings still need 7012
         LUTs (predicted by hw.network.cost)"``: only what no folding tried fits is named, block RAM per layer.
     """
-    options = [candidates(layer) for layer in network.layers]
-    fastest = max(min(p.cycles for p in plans) for plans in options)
+    options = _options(network)
+    hand = handoffs(network.layers)
+    fastest = max(min(c for _, c in plans) for plans in options)
 
     def cheapest(target):
         return _cheapest(options, target)
@@ -112,17 +149,17 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
 
     def fewest_dsps(target):
         chosen = []
-        for plans in options:
-            slow = [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target)))
-                    for p in plans if p.cycles <= target]
+        for plans, h in zip(options, hand):
+            slow = [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target - h)))
+                    for p, c in plans if c <= target]
             chosen.append(min(slow, key=lambda p: (p.dsps(budget.dsp_bits), folding_cost(p), p.cycles)))
         return chosen
 
     def fewest_luts(target):
         chosen = []
-        for plans in options:
-            slow = [p for p in plans if p.cycles <= target] or [min(plans, key=lambda p: p.cycles)]
-            slow += [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target)))
+        for plans, h in zip(options, hand):
+            slow = [p for p, c in plans if c <= target] or [min(plans, key=lambda pc: pc[1])[0]]
+            slow += [plan_engine(p.layer, dataclasses.replace(p.folding, requant=_requant_cycles(p, target - h)))
                      for p in slow]
             chosen.append(min(slow, key=lambda p: (engine_luts(p), p.dsps(budget.dsp_bits), p.cycles)))
         return chosen
@@ -131,11 +168,10 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
         # the fewest predicted LUTs per layer, then trade LUTs for DSPs where it costs the fewest LUTs per DSP saved
         # (a slower, serial requantiser; fewer multiplier lanes) until the DSPs fit
         variants = []
-        for plans in options:
-            fit_t = [p for p in plans if p.cycles <= target] or [min(plans, key=lambda p: p.cycles)]
-            variants.append(fit_t + [plan_engine(p.layer, dataclasses.replace(p.folding,
-                                                                              requant=_requant_cycles(p, target)))
-                                     for p in fit_t])
+        for plans, h in zip(options, hand):
+            fit_t = [p for p, c in plans if c <= target] or [min(plans, key=lambda pc: pc[1])[0]]
+            variants.append(fit_t + [plan_engine(p.layer, dataclasses.replace(
+                p.folding, requant=_requant_cycles(p, target - h))) for p in fit_t])
         chosen = [min(v, key=lambda p: (engine_luts(p), p.dsps(budget.dsp_bits))) for v in variants]
         while sum(p.dsps(budget.dsp_bits) for p in chosen) > budget.dsps:
             moves = [((engine_luts(q) - engine_luts(chosen[i])) / (chosen[i].dsps(budget.dsp_bits) -
@@ -150,7 +186,7 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
 
     def needs(plans):
         return (sum(p.dsps(budget.dsp_bits) for p in plans), cost.luts(plans) or 0.0,
-                sum(cost.memory_split(p)[1] for p in plans))
+                sum(cost.block_ram(p)[0] for p in plans))
 
     def fits(need):
         dsp, lut, bram = need
@@ -158,7 +194,7 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
                 and (budget.bram_bits is None or bram <= budget.bram_bits))
 
     least = None                     # the least each resource needed over every folding tried, with its plans
-    for target in sorted({p.cycles for plans in options for p in plans if p.cycles >= fastest}):
+    for target in sorted({c for plans in options for _, c in plans if c >= fastest}):
         for choose in (cheapest, fewest_dsps, fewest_luts, within_dsps):
             plans = choose(target)
             need = needs(plans)
@@ -175,7 +211,8 @@ def default_folding(network, budget: Budget | None = None) -> Folding:
     if budget.luts is not None and lut > budget.luts:
         short.append(f"{lut:.0f} LUTs (predicted by hw.network.cost)")
     if budget.bram_bits is not None and bram > budget.bram_bits:
-        per_layer = ", ".join(f"layer {n}: {cost.memory_split(p)[1] / 1024:g} kbit" for n, p in enumerate(bram_plans))
+        per_layer = ", ".join(f"layer {n}: {cost.block_ram(p)[0] / 1024:g} kbit" for n, p in enumerate(bram_plans)
+                              if cost.block_ram(p)[0])
         short.append(f"{bram / 1024:g} kbit of block RAM ({per_layer})")
     still = (" and ".join(short) if short else
              f"{dsp} DSPs, {lut:.0f} LUTs and {bram / 1024:g} kbit, but never all at once")

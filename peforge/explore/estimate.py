@@ -16,7 +16,7 @@ Two levels, both non-negative least squares (``scipy.optimize.nnls``) on feature
 The held-out error is leave-one-out: each measured point predicted by the model fitted without it, as a mean
 absolute percentage of its measured LUTs, per PE and per network scheme (:func:`held_out`). Fmax is estimated
 as the median measured Fmax of networks with the same schemes, DSPs by :meth:`hw.network.EnginePlan.dsps`, block
-RAMs by the rule yosys followed on the measured networks (:func:`_memory_split`: memories of at least
+RAMs by the rule yosys followed on the measured networks (:func:`hw.network.cost.block_ram`: memories of at least
 :data:`BRAM_DEPTH` words and :data:`BRAM_MIN_BITS` bits, in the DP16KD configuration needing the fewest blocks).
 Every number the estimator gives is an estimate and is labelled so in reports.
 """
@@ -158,7 +158,7 @@ def _network_rows(extra: list[dict] | None = None):
         if compiled.digest() in seen:
             continue
         seen.add(compiled.digest())
-        schemes = "/".join(p.scheme for p in compiled.plans)
+        schemes = "/".join(p.label for p in compiled.plans)
         rows.append((network_features(compiled, pe_models()), float(s["lut"]), f"{schemes} {compiled.digest()}", schemes,
                      s.get("fmax_mhz"), s))
     return rows
@@ -283,17 +283,17 @@ def estimate_compiled(compiled, target: str) -> dict:
     dsp_bits = TARGETS[target].dsp_bits
     if target != "ecp5-85k":
         return {"lut": None, "ff": None, "dsp": sum(p.dsps(dsp_bits) for p in compiled.plans),
-                "bram": sum(cost.memory_split(p)[2] for p in compiled.plans), "fmax_mhz": None,
+                "bram": sum(cost.block_ram(p)[1] for p in compiled.plans), "fmax_mhz": None,
                 "inferences_per_s": None}
     _, rows = network_model()
     lut = cost.luts(compiled.plans)   # the compiler's cost model: the one the default folding reads
-    schemes = "/".join(p.scheme for p in compiled.plans)
+    schemes = "/".join(p.label for p in compiled.plans)
     same = [r for r in rows if r[3] == schemes and r[4]] or [r for r in rows if r[4]]
     fmax = float(np.median([r[4] for r in same])) if same else None
     ratio = float(np.median([r[5]["ff"] / r[1] for r in same])) if same else None
     return {"lut": None if lut is None else round(lut), "ff": None if lut is None or ratio is None else
             round(lut * ratio), "dsp": sum(p.dsps(dsp_bits) for p in compiled.plans),
-            "bram": sum(cost.memory_split(p)[2] for p in compiled.plans), "fmax_mhz": fmax,
+            "bram": sum(cost.block_ram(p)[1] for p in compiled.plans), "fmax_mhz": fmax,
             "inferences_per_s": None if fmax is None else fmax * 1e6 / compiled.interval}
 
 

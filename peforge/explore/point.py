@@ -161,7 +161,7 @@ def evaluate_point(point: dict, context: dict, *, synth: bool = True, estimate: 
                       interval=compiled.interval,
                       multipliers=sum(p.multipliers for p in compiled.plans),
                       weight_bits=sum(p.weight_bits for p in compiled.plans),
-                      schemes=[p.scheme for p in compiled.plans])
+                      schemes=[p.label for p in compiled.plans])
         from peforge.synth import check_fits
 
         check_fits(compiled, point["target"])
