@@ -8,7 +8,8 @@ and synthesised in the pin wrapper with the flow of da4ml's row (ECP5-85F, nextp
 :func:`synth.synthesize`). Results are cached per design digest under ``build/bench-unrolled/`` so an
 interrupted run resumes.
 
-Run: ``python -m peforge.bench.unrolled [--points 1:2,2:2,5:2] [--seeds 1]`` (``reuse:levels_per_stage``) writes
+Run: ``python -m peforge.bench.unrolled [--points sp2:1:1,sp2:5:1] [--seeds 1] [--seed-timeout 900]``
+(``scheme:reuse:levels_per_stage``) writes
 ``docs/results/unrolled.json`` and renders ``docs/results/unrolled.md``.
 """
 
@@ -29,8 +30,8 @@ from peforge.report import synth_record
 
 __all__ = ["minimal_requants", "unrolled_point", "unrolled_suite", "render", "POINTS", "DA4ML"]
 
-#: (reuse, levels_per_stage) of the suite's points.
-POINTS = ((1, 2), (2, 2), (5, 2))
+#: (scheme, reuse, levels_per_stage) of the suite's points.
+POINTS = (("sp2", 1, 2), ("sp2", 1, 1), ("sp2", 2, 1), ("sp2", 5, 1), ("sp2", 8, 1), ("fixed", 1, 1))
 #: The scheme of the digits network the suite unrolls.
 SCHEME = "sp2"
 #: Where the committed results live.
@@ -62,9 +63,10 @@ def _digest(verilog: str, seeds) -> str:
     return hashlib.sha256(f"{verilog}\n{TARGET} {list(seeds)} router2".encode()).hexdigest()[:12]
 
 
-def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_test=None,
-                   label: str | None = None, progress=print) -> dict:
-    """One design: RTL == golden on ``x_test`` (when given), then synthesis; cached by digest."""
+def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_test=None, scheme: str = SCHEME,
+                   label: str | None = None, seed_timeout_s: float | None = None, progress=print) -> dict:
+    """One design (the digits network of ``scheme``): RTL == golden on ``x_test`` (when given), then synthesis
+    (each seed stopped after ``seed_timeout_s``, None: no limit); cached by digest."""
     from peforge.hw.network.unrolled import UnrolledNetwork
     from peforge.hw.verilog import build_root, to_verilog
     from peforge.synth import PinWrapper, SynthError, synthesize
@@ -73,7 +75,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
     start = time.monotonic()
     design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants)
     build_seconds = time.monotonic() - start
-    name = f"unrolled_{SCHEME}_r{reuse}" + (f"_l{levels_per_stage}" if levels_per_stage != 2 else "")
+    name = f"unrolled_{scheme}_r{reuse}" + (f"_l{levels_per_stage}" if levels_per_stage != 2 else "")
     digest = _digest(to_verilog(PinWrapper(design), name), seeds)
     root = build_root() / "bench-unrolled"
     root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,8 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
         cached = {}
     if cached.get("digest") == digest and (x_test is None or cached.get("rtl_equal") is not None):
         return {**cached, "cached": True}
-    record = {"label": label or f"unrolled {SCHEME} r={reuse}, {levels_per_stage} levels/stage", "kind": "unrolled", "scheme": SCHEME,
+    record = {"label": label or f"unrolled {scheme} r={reuse}, {levels_per_stage} levels/stage", "kind": "unrolled",
+              "scheme": scheme,
               "reuse": reuse, "levels_per_stage": levels_per_stage, "digest": digest, "target": TARGET,
               "interval": design.interval, "latency": design.latency, "adders": design.adders,
               "adder_bits": design.adder_bits(), "graph_seconds": round(build_seconds, 1),
@@ -101,15 +104,22 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
         record["measured_interval"] = stats["interval"]
         record["measured_latency"] = stats["latency"]
     if cached.get("synth") is not None and cached.get("digest") == digest:
-        record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "wrapped") if k in cached})
+        record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "pnr_seconds", "wrapped")
+                       if k in cached})
     else:
         progress(f"  synthesis of {record['label']} (yosys + nextpnr router2: minutes)")
         start = time.monotonic()
+        steps = {}
+
+        def step(text):
+            steps.setdefault(text.split()[0], time.monotonic())   # "verilog", "yosys", "nextpnr seed 1"
+            progress(f"    {text}")
+
         try:
             result = synthesize(design, name=name, target=TARGET,
-                                build_dir=root / f"{SCHEME}-r{reuse}-l{levels_per_stage}", seeds=tuple(seeds),
-                                wrap=True, nextpnr_args=("--router", "router2"),
-                                progress=lambda step: progress(f"    {step}"))
+                                build_dir=root / f"{scheme}-r{reuse}-l{levels_per_stage}", seeds=tuple(seeds),
+                                wrap=True, nextpnr_args=("--router", "router2"), progress=step,
+                                seed_timeout_s=seed_timeout_s)
         except SynthError as exc:
             record["error"] = str(exc).splitlines()[0] if str(exc) else "synthesis failed"
         else:
@@ -117,6 +127,8 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
             if result.fmax_mhz:
                 record["inferences_per_s"] = result.fmax_mhz * 1e6 / design.interval
         record["seconds"] = round(time.monotonic() - start, 1)
+        if "nextpnr" in steps:     # place and route of every seed (one seed: that seed's)
+            record["pnr_seconds"] = round(time.monotonic() - steps["nextpnr"], 1)
     cache.write_text(json.dumps(record, indent=1) + "\n")
     return {**record, "cached": False}
 
@@ -134,28 +146,38 @@ def _da4ml_rows() -> list[dict]:
 DA4ML = {"lut": 26907, "fmax_mhz": 46.5, "inferences_per_s": 46.5e6}
 
 
-def unrolled_suite(seeds=(1,), points=POINTS) -> dict:
+def unrolled_suite(seeds=(1,), points=POINTS, seed_timeout_s: float | None = None) -> dict:
     """The suite's results document: every point of ``points`` and da4ml's committed row."""
     from peforge import digits
 
     split = digits.load_split()
-    network = digits.build(SCHEME).network
+    networks = {}
     designs = []
-    for reuse, levels in points:
-        print(f"bench unrolled: reuse {reuse}, {levels} adder levels per stage", flush=True)
-        d = unrolled_point(network, reuse=reuse, levels_per_stage=levels, seeds=seeds, x_test=split.x_test)
+    for scheme, reuse, levels in points:
+        if scheme not in networks:
+            networks[scheme] = digits.build(scheme).network
+        print(f"bench unrolled: {scheme}, reuse {reuse}, {levels} adder levels per stage", flush=True)
+        d = unrolled_point(networks[scheme], scheme=scheme, reuse=reuse, levels_per_stage=levels, seeds=seeds,
+                           x_test=split.x_test, seed_timeout_s=seed_timeout_s)
         print(f"  {d['label']}: RTL == golden {d.get('rtl_equal')}/{d.get('images')}, "
               + (f"{d['synth']['lut']} LUT, {d['synth']['fmax_mhz'] or 0:.1f} MHz" if d["synth"] else
                  f"no synthesis: {d.get('error')}"), flush=True)
         designs.append(d)
-    return suite_document("unrolled", seeds, designs + _da4ml_rows(), {"network_digest": network.digest()})
+    doc = suite_document("unrolled", seeds, designs + _da4ml_rows(),
+                         {"network_digests": {k: n.digest() for k, n in networks.items()}})
+    doc["provenance"] = ("measured by `python -m peforge.bench.unrolled` (not yet a `make bench` suite) on the date "
+                         "and git revision above; P&R times of points synthesised before the bench timed its steps "
+                         "are the time between the yosys and nextpnr logs' last writes")
+    return doc
 
 
 def render(doc: dict) -> str:
     """The Markdown page of a results document of this suite."""
-    lines = [header("Unrolled constant-weight engines: the digits SP2 network as adder graphs, beside da4ml", doc), ""]
+    title = "Unrolled constant-weight engines: the digits networks as adder graphs, beside da4ml"
+    lines = [header(title, doc).replace("Generated by `make bench`", "Generated by `python -m peforge.bench.unrolled`"),
+             ""]
     head = ["design", "reuse", "II (cycles)", "latency (cycles)", "adders", "LUT", "FF", "DSP", "Fmax MHz",
-            "inferences/s", "synthesis + P&R s", "RTL == golden"]
+            "inferences/s", "P&R s", "synthesis in all s", "RTL == golden"]
     rows = []
     for d in doc["designs"]:
         s = d.get("synth") or {}
@@ -163,27 +185,29 @@ def render(doc: dict) -> str:
         rows.append([d["label"], str(d.get("reuse", 1)), str(d.get("interval", 1)), _num(d.get("latency")),
                      _num(d.get("adders")), _num(s.get("lut")), _num(s.get("ff")), _num(s.get("dsp")),
                      f"{s['fmax_mhz']:.1f}" if s.get("fmax_mhz") else "-", f"{ips:,.0f}" if ips else "-",
-                     _num(d.get("seconds")), f"{d.get('rtl_equal')}/{d.get('images')}" if d.get("images") else "-"])
+                     _num(d.get("pnr_seconds")), _num(d.get("seconds")), f"{d.get('rtl_equal')}/{d.get('images')}" if d.get("images") else "-"])
     lines += [markdown_table(head, rows), ""]
     lines += ["da4ml's row is its committed measurement (`docs/results/network.json`, `make bench`), same wrapper "
               "and flow (ECP5-85F, pin wrapper, nextpnr router2); its 'RTL == golden' is da4ml's own evaluation of "
               "its traced graph. The unrolled rows are checked in Verilator on every test image. II is the cycles "
-              "between samples; inferences/s = Fmax / II. The synthesis time covers yosys and nextpnr.", ""]
+              "between samples; inferences/s = Fmax / II. 'P&R s' is nextpnr's wall time, 'synthesis in all' adds the "
+              "Verilog and yosys (both on a 2-core machine shared with other work).", ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", default=",".join(f"{r}:{l_}" for r, l_ in POINTS),
-                        help="comma-separated reuse:levels_per_stage")
+    parser.add_argument("--points", default=",".join(f"{s}:{r}:{l_}" for s, r, l_ in POINTS),
+                        help="comma-separated scheme:reuse:levels_per_stage")
+    parser.add_argument("--seed-timeout", type=float, default=None, help="seconds of nextpnr per seed at most")
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--out-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
-    points = [tuple(int(v) for v in p.split(":")) for p in args.points.split(",") if p]
+    points = [(p.split(":")[0], *(int(v) for v in p.split(":")[1:])) for p in args.points.split(",") if p]
     seeds = tuple(int(s) for s in args.seeds.split(","))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    doc = unrolled_suite(seeds, points)
+    doc = unrolled_suite(seeds, points, args.seed_timeout)
     (out / "unrolled.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "unrolled.md").write_text(render(doc))
     print(f"wrote {out / 'unrolled.json'} and {out / 'unrolled.md'}")
