@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from peforge.bench.common import TARGET, header, suite_document
-from peforge.report import markdown_table
+from peforge.report import dump_results, markdown_table
 from peforge.report import or_dash as _num
 from peforge.report import synth_record
 
@@ -85,7 +85,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
     except (OSError, ValueError):
         cached = {}
     if cached.get("digest") == digest and (x_test is None or cached.get("rtl_equal") is not None):
-        return {**cached, "cached": True}
+        return {**_schema(cached), "cached": True}
     record = {"label": label or f"unrolled {scheme} r={reuse}, {levels_per_stage} levels/stage", "kind": "unrolled",
               "scheme": scheme,
               "reuse": reuse, "levels_per_stage": levels_per_stage, "digest": digest, "target": TARGET,
@@ -129,8 +129,14 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
         record["seconds"] = round(time.monotonic() - start, 1)
         if "nextpnr" in steps:     # place and route of every seed (one seed: that seed's)
             record["pnr_seconds"] = round(time.monotonic() - steps["nextpnr"], 1)
-    cache.write_text(json.dumps(record, indent=1) + "\n")
-    return {**record, "cached": False}
+    cache.write_text(json.dumps(_schema(record), indent=1) + "\n")
+    return {**_schema(record), "cached": False}
+
+
+def _schema(record: dict) -> dict:
+    """The fields every results row has (:func:`peforge.report.validate_results`)."""
+    params = {"scheme": record["scheme"], "reuse": record["reuse"], "levels_per_stage": record["levels_per_stage"]}
+    return {"pe": "unrolled", "params": params, "wrapped": True, **record}
 
 
 def _da4ml_rows() -> list[dict]:
@@ -208,7 +214,7 @@ def main(argv=None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = unrolled_suite(seeds, points, args.seed_timeout)
-    (out / "unrolled.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "unrolled.json").write_text(dump_results(doc))
     (out / "unrolled.md").write_text(render(doc))
     print(f"wrote {out / 'unrolled.json'} and {out / 'unrolled.md'}")
     return 0
