@@ -50,7 +50,7 @@ class UnrolledDesign:
 
     network: object
     reuse: int = 1
-    levels_per_stage: int = 2
+    levels_per_stage: int = 1
     requants: tuple | None = None
 
     name = "unrolled"
@@ -197,7 +197,7 @@ async def infer(dut):
 
 # -- batch API --------------------------------------------------------------------------------------------------
 
-def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 2, requants=None, p_valid: float = 1.0,
+def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 1, requants=None, p_valid: float = 1.0,
                  p_ready: float = 1.0, seed: int = 1) -> tuple[np.ndarray, dict]:
     """:meth:`sw.network.Network.golden` of ``x [N, features]`` computed by the unrolled network in Verilator.
 

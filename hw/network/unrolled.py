@@ -158,7 +158,8 @@ class UnrolledLayer(wiring.Component):
     reuse : int
         1 (a vector per cycle) to ``layer.in_bits``: inputs in digits of ``ceil(in_bits / reuse)`` bits.
     levels_per_stage : int
-        Adder levels between pipeline registers: 1 or 2.
+        Adder levels between pipeline registers: 1 (default: on the digits SP2 network fewer LUTs and a higher
+        Fmax than 2, since yosys cannot merge adders of one stage into LUT compressors, for twice the FFs) or 2.
     requant : (m, c, s) int arrays [out] or None
         An exact floor formula ``clip((acc m + c) >> s, lo, hi)`` for every accumulator the inputs can give
         (None: the layer's own requantisation, :func:`layer_requant`).
@@ -174,7 +175,7 @@ class UnrolledLayer(wiring.Component):
         shape (10,), not ..."``.
     """
 
-    def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 2, requant=None, share: bool = True):
+    def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 1, requant=None, share: bool = True):
         from peforge.sw.dense import Layer
 
         if not isinstance(layer, Layer):
@@ -412,7 +413,7 @@ class UnrolledNetwork(wiring.Component):
         ``"Requants must be one entry per layer (2), not 1"``, and :class:`UnrolledLayer`'s errors.
     """
 
-    def __init__(self, network, *, reuse: int | Sequence[int] = 1, levels_per_stage: int = 2,
+    def __init__(self, network, *, reuse: int | Sequence[int] = 1, levels_per_stage: int = 1,
                  requants: Sequence | None = None, share: bool = True):
         from peforge.sw.dense import Layer
         from peforge.sw.network import Network
