@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
@@ -129,7 +130,7 @@ class WireFormat:
     @classmethod
     def of(cls, compiled: CompiledNetwork) -> WireFormat:
         net, last = compiled.network, compiled.network.layers[-1]
-        return cls(net.input.features, net.input.bits, net.input.signed, last.out_features, last.out_bits,
+        return cls(net.input.features, net.input.bits, net.input.signed, net.out_features, last.out_bits,
                    last.out_signed, bytes.fromhex(compiled.digest(8)))
 
     @property
@@ -409,10 +410,13 @@ class Deframer(wiring.Component):
         ``"Answer queue depth must be an integer of at least 4, not 3"``.
     """
 
-    def __init__(self, fmt: WireFormat, *, timeout: int, queue_depth: int = QUEUE_DEPTH):
+    def __init__(self, fmt: WireFormat, *, timeout: int, queue_depth: int = QUEUE_DEPTH, channels: int = 1):
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"Timeout must be a positive number of clock cycles, not {timeout!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1 or fmt.features % channels:
+            raise ValueError(f"Channels must be a positive divisor of the {fmt.features} features, not {channels!r}")
         self._fmt, self._timeout, self._depth = fmt, timeout, _queue_depth(queue_depth)
+        self._channels = channels
         in_shape = data.StructLayout({"x": _in_shape(fmt), "last": 1})
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(in_shape)),
                           "answer": Out(_answer_signature(always_ready=True)), "queued": In(range(queue_depth + 1)),
@@ -458,7 +462,14 @@ class Deframer(wiring.Component):
         with m.Elif(~quiet):
             m.d.sync += idle.eq(idle + 1)
 
-        m.d.comb += [wp.addr.eq(Mux(wbank, features, 0) + feature), wp.data.eq(byte.replicate(nb))]
+        # a sample arrives channel by channel (torch's order); the accelerator takes it position by position when
+        # its first engine reads windows (channels > 1): feature ch * P + p is kept at p * C + ch
+        chans, positions = self._channels, features // self._channels
+        waddr = Signal(range(max(features, 2)))
+        wpos = Signal(range(max(positions, 2)))
+        wch = Signal(range(max(chans, 2)))
+        m.d.comb += [wp.addr.eq(Mux(wbank, features, 0) + (waddr if chans > 1 else feature)),
+                     wp.data.eq(byte.replicate(nb))]
         states = ["HUNT", "MAGIC1", "COUNT0", "COUNT1", "FEATURES0", "FEATURES1", "DATA", "CHECK", "SKIP"]
         HUNT, MAGIC1, COUNT0, COUNT1, FEATURES0, FEATURES1, DATA, CHECK, SKIP = range(len(states))
         state = Signal(range(len(states)))
@@ -506,7 +517,7 @@ class Deframer(wiring.Component):
         with m.Elif(equals(state, FEATURES1)):
             timed(FEATURES1)
             with m.If(got):
-                m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
+                m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0), waddr.eq(0), wpos.eq(0), wch.eq(0)]
                 with m.If(equals(remaining, 0)):
                     answer(Status.INFO, 0)
                     m.d.sync += state.eq(HUNT)
@@ -534,12 +545,16 @@ class Deframer(wiring.Component):
                             m.d.sync += state.eq(CHECK)
                         with m.Else():
                             m.d.sync += feature.eq(feature + 1)
+                        with m.If(equals(wpos, positions - 1)):
+                            m.d.sync += [wpos.eq(0), wch.eq(wch + 1), waddr.eq(wch + 1)]
+                        with m.Else():
+                            m.d.sync += [wpos.eq(wpos + 1), waddr.eq(waddr + chans)]
                     with m.Else():
                         m.d.sync += lane.eq(lane + 1)
         with m.Elif(equals(state, CHECK)):
             timed(CHECK)
             with m.If(got):
-                m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0)]
+                m.d.sync += [feature.eq(0), lane.eq(0), crc.eq(0), waddr.eq(0), wpos.eq(0), wch.eq(0)]
                 with m.If(byte == crc):
                     answer(Status.RESULT, 0)
                     m.d.comb += set_full.eq(Mux(wbank, 2, 1))
@@ -678,6 +693,10 @@ class BoardCore(wiring.Component):
         self._divider, self._timeout = link_timing(clk_freq, baud, timeout)
         self._compiled, self._clk_freq, self._baud = compiled, clk_freq, baud
         self._fmt = WireFormat.of(compiled)
+        # the host sends a sample as torch flattens it; a network whose first engine reads windows takes it
+        # channels-last (CompiledNetwork.input_order), which the deframer's buffer does
+        order = compiled.input_order()
+        self._channels = 1 if np.array_equal(order, np.arange(len(order))) else compiled.network.input.shape[0]
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(4)})
 
     @property
@@ -699,7 +718,7 @@ class BoardCore(wiring.Component):
         fmt = self._fmt
         m.submodules.uart_rx = urx = UARTRx(self._divider)
         m.submodules.uart_tx = utx = UARTTx(self._divider)
-        m.submodules.deframer = dfr = Deframer(fmt, timeout=self._timeout)
+        m.submodules.deframer = dfr = Deframer(fmt, timeout=self._timeout, channels=self._channels)
         m.submodules.accelerator = acc = self._compiled.build()
         m.submodules.queue = queue = AnswerQueue(dfr.queue_depth)
         m.submodules.framer = fr = Framer(fmt, acc.o.payload.shape())

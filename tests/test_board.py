@@ -688,3 +688,18 @@ def test_cli_run_sim_checks_the_input_before_the_build(compiled, tmp_path, monke
     pattern = message.format(x=re.escape(fill["x"]), tmp=re.escape(fill["tmp"]), features=features)
     assert re.fullmatch(rf"peforge board run: error: {pattern}", lines[0]), lines[0]
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_board_sim_runs_a_cnn_sent_as_torch_flattens_it():
+    """A CNN's accelerator takes its input channels-last; the host sends a sample as torch flattens it (channel by
+    channel) and the board's buffer reorders it: the logits are the golden ones, on a multi-channel input."""
+    from peforge.sw.network import random_cnn
+
+    network = next(n for n in (random_cnn(np.random.default_rng(s)) for s in range(40, 400))
+                   if n.input.shape[0] > 1 and n.layers[0].kind == "conv2d" and n.input.features <= 64)
+    compiled = CompiledNetwork.default(network)
+    assert not np.array_equal(compiled.input_order(), np.arange(network.input.features))
+    x = np.random.default_rng(5).integers(*network.input.range, size=(5, network.input.features), endpoint=True)
+    with host.simulated(compiled, clk_freq=CLK, baud=BAUD, timeout=TIMEOUT) as board:
+        result = host.run(board, x)
+    assert np.array_equal(result.logits, network.golden(x))
