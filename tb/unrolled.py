@@ -46,12 +46,15 @@ class UnrolledDesign:
     levels_per_stage : int
     requants : tuple of ((m, c, s) int arrays or None) or None
         Per layer, as :class:`~hw.network.unrolled.UnrolledLayer`'s ``requant``.
+    skid : bool
+        The layers' enables are flip-flops (:class:`~hw.network.unrolled.UnrolledLayer`'s ``skid``).
     """
 
     network: object
     reuse: int = 1
     levels_per_stage: int = 1
     requants: tuple | None = None
+    skid: bool = False
 
     name = "unrolled"
     top = TOP
@@ -65,7 +68,7 @@ class UnrolledDesign:
         from peforge.hw.network.unrolled import UnrolledNetwork
 
         return UnrolledNetwork(self.network, reuse=self.reuse, levels_per_stage=self.levels_per_stage,
-                               requants=self.requants)
+                               requants=self.requants, skid=self.skid)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -79,7 +82,7 @@ class UnrolledDesign:
         from peforge.hw import adder_graph
         from peforge.hw.network import unrolled
 
-        h = hashlib.sha256(f"{self.network.digest()} {self.reuse} {self.levels_per_stage}".encode())
+        h = hashlib.sha256(f"{self.network.digest()} {self.reuse} {self.levels_per_stage} {self.skid}".encode())
         for name, a in sorted(self._arrays().items()):
             h.update(name.encode() + np.ascontiguousarray(a).tobytes())
         for module in (adder_graph, unrolled):
@@ -103,7 +106,7 @@ class UnrolledDesign:
 
     def config(self) -> dict:
         return {"loader": "peforge.tb.unrolled:load_unrolled", "reuse": self.reuse,
-                "levels_per_stage": self.levels_per_stage, "layers": len(self.network.layers)}
+                "levels_per_stage": self.levels_per_stage, "layers": len(self.network.layers), "skid": self.skid}
 
 
 def load_unrolled(config: dict) -> UnrolledDesign:
@@ -116,7 +119,7 @@ def load_unrolled(config: dict) -> UnrolledDesign:
     requants = tuple((stored[f"{k}.m"], stored[f"{k}.c"], stored[f"{k}.s"]) if f"{k}.m" in stored else None
                      for k in range(int(config["layers"])))
     return UnrolledDesign(load(directory / "network"), int(config["reuse"]), int(config["levels_per_stage"]),
-                          requants if any(q is not None for q in requants) else None)
+                          requants if any(q is not None for q in requants) else None, bool(config["skid"]))
 
 
 # -- cocotb side: the network as a case of the one testbench (tb/bench.py) ----------------------------------
@@ -197,8 +200,8 @@ async def infer(dut):
 
 # -- batch API --------------------------------------------------------------------------------------------------
 
-def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 1, requants=None, p_valid: float = 1.0,
-                 p_ready: float = 1.0, seed: int = 1) -> tuple[np.ndarray, dict]:
+def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 1, requants=None, skid: bool = False,
+                 p_valid: float = 1.0, p_ready: float = 1.0, seed: int = 1) -> tuple[np.ndarray, dict]:
     """:meth:`sw.network.Network.golden` of ``x [N, features]`` computed by the unrolled network in Verilator.
 
     Returns
@@ -219,7 +222,7 @@ def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 1, requa
     arr = as_int_array("Network input", x, *network.input.range)
     if arr.ndim != 2 or arr.shape[1] != network.in_features:
         raise ValueError(f"Network input must have shape (N, {network.in_features}), not {arr.shape}")
-    design = UnrolledDesign(network, reuse, levels_per_stage, None if requants is None else tuple(requants))
+    design = UnrolledDesign(network, reuse, levels_per_stage, None if requants is None else tuple(requants), skid)
     build_root().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="unrolled-", dir=build_root()))
     np.savez(work / "in.npz", x=arr)

@@ -126,10 +126,10 @@ def _minimal(net):
 
 
 RTL_CONFIGS = {
-    # seed, depth, max_features, rounding, reuse, levels per stage, the bench's minimal requantisation
-    "half_even-ii1-l2": (0, 3, 12, "half_even", 1, 2, False),        # fixed, sp2, nm; signed inputs
-    "half_up-reuse3-l1-minimal": (6, 3, 12, "half_up", 3, 1, True),  # sp2, fixed, sp2; signed top digits
-    "floor-size1-reuse2-l2": (12, None, 8, "floor", 2, 2, False),    # 6 -> 1 -> 8 -> 2 features
+    # seed, depth, max_features, rounding, reuse, levels per stage, the bench's minimal requantisation, skid
+    "half_even-ii1-l2": (0, 3, 12, "half_even", 1, 2, False, False),             # fixed, sp2, nm; signed inputs
+    "half_up-reuse3-l1-minimal-skid": (6, 3, 12, "half_up", 3, 1, True, True),   # sp2, fixed, sp2; signed digits
+    "floor-size1-reuse2-l2": (12, None, 8, "floor", 2, 2, False, False),         # 6 -> 1 -> 8 -> 2 features
 }
 
 
@@ -140,10 +140,10 @@ def test_rtl_equals_golden(name):
     from peforge.tb.runner import run_design
     from peforge.tb.unrolled import CHECKS, UnrolledDesign
 
-    seed, depth, features, rounding, reuse, levels, minimal = RTL_CONFIGS[name]
+    seed, depth, features, rounding, reuse, levels, minimal, skid = RTL_CONFIGS[name]
     net = random_network(np.random.default_rng(seed), depth=depth, schemes=["fixed", "sp2", "nm"],
                          max_features=features, rounding=rounding)
-    design = UnrolledDesign(net, reuse, levels, _minimal(net) if minimal else None)
+    design = UnrolledDesign(net, reuse, levels, _minimal(net) if minimal else None, skid)
     cycles = []   # digit-serial: digits of ceil(bits / reuse) bits, as many as it takes to cover the input bits
     for layer in net.layers:
         digit = -(-layer.in_bits // min(reuse, layer.in_bits))

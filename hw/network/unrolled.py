@@ -49,7 +49,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from peforge.hw.adder_graph import AdderGraph, Term, adder_graph
-from peforge.hw.common import equals
+from peforge.hw.common import SkidOutput, equals
 from peforge.sw.intops import as_int_array
 from peforge.sw.params import check_bool, check_int
 
@@ -165,6 +165,10 @@ class UnrolledLayer(wiring.Component):
         (None: the layer's own requantisation, :func:`layer_requant`).
     share : bool
         Share two-term subexpressions across outputs (:func:`hw.adder_graph.adder_graph`).
+    skid : bool
+        Make the pipeline's enable a flip-flop (:class:`hw.common.SkidOutput`): neither ``i.ready`` nor any clock
+        enable depends on ``o.ready`` combinationally, for a register and a 2:1 multiplexer per output bit.
+        Same latency and interval. Default off.
 
     Raises
     ------
@@ -175,7 +179,8 @@ class UnrolledLayer(wiring.Component):
         shape (10,), not ..."``.
     """
 
-    def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 1, requant=None, share: bool = True):
+    def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 1, requant=None, share: bool = True,
+                 skid: bool = False):
         from peforge.sw.dense import Layer
 
         if not isinstance(layer, Layer):
@@ -186,6 +191,8 @@ class UnrolledLayer(wiring.Component):
         check_int("Reuse", reuse, min=1, max=layer.in_bits)
         check_int("Levels per stage", levels_per_stage, min=1, max=2)
         check_bool("Share", share)
+        check_bool("Skid", skid)
+        self._skid = skid
         n_out = layer.out_features
         if requant is None:
             self._requant = layer_requant(layer)
@@ -274,12 +281,17 @@ class UnrolledLayer(wiring.Component):
         m = Module()
         layer, graph, L = self._layer, self._graph, self._levels
         n_in, n_out = layer.in_features, layer.out_features
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        if self._skid:      # the enable is a flip-flop; a result the consumer does not take waits in a skid register
+            out = SkidOutput(m, self.o, name="out")
+            en, out_valid, out_payload = out.en, out.valid, out.payload
+        else:
+            en = Signal()
+            m.d.comb += en.eq(~self.o.valid | self.o.ready)
+            out_valid, out_payload = self.o.valid, self.o.payload
         st = _Stages(m, en)
         A, F = self._acc_stage, self._out_stage
-        valid = [Signal(name=f"valid{s}") for s in range(F + 1)]   # valid[F] is o.valid
-        m.d.comb += self.o.valid.eq(valid[F])
+        valid = [Signal(name=f"valid{s}") for s in range(F + 1)]   # valid[F] is the output register's
+        m.d.comb += out_valid.eq(valid[F])
         with m.If(en):
             for s in range(1, F + 1):
                 if s == A and self._cycles > 1:
@@ -387,7 +399,7 @@ class UnrolledLayer(wiring.Component):
                 z = (t + ((1 << (s - 1)) - 1) + t[s]) >> s
             y = Mux(z < out_lo, out_lo, Mux(z > out_hi, out_hi, z))
             with m.If(en):
-                m.d.sync += self.o.payload.x[j].eq(y)
+                m.d.sync += out_payload.x[j].eq(y)
         return m
 
 
@@ -404,6 +416,8 @@ class UnrolledNetwork(wiring.Component):
     requants : sequence of ((m, c, s) or None) or None
         Per layer, as :class:`UnrolledLayer`'s ``requant``.
     share : bool
+    skid : bool
+        Every layer with :class:`UnrolledLayer`'s ``skid``: no combinational ready path between the layers.
 
     Raises
     ------
@@ -414,7 +428,7 @@ class UnrolledNetwork(wiring.Component):
     """
 
     def __init__(self, network, *, reuse: int | Sequence[int] = 1, levels_per_stage: int = 1,
-                 requants: Sequence | None = None, share: bool = True):
+                 requants: Sequence | None = None, share: bool = True, skid: bool = False):
         from peforge.sw.dense import Layer
         from peforge.sw.network import Network
 
@@ -436,7 +450,8 @@ class UnrolledNetwork(wiring.Component):
         elif len(requants) != n:
             raise ValueError(f"Requants must be one entry per layer ({n}), not {len(requants)}")
         self._network = network
-        self._layers = [UnrolledLayer(layer, reuse=r, levels_per_stage=levels_per_stage, requant=q, share=share)
+        self._layers = [UnrolledLayer(layer, reuse=r, levels_per_stage=levels_per_stage, requant=q, share=share,
+                                      skid=skid)
                         for layer, r, q in zip(network.layers, reuse, requants)]
         first, last = network.layers[0], network.layers[-1]
         super().__init__({

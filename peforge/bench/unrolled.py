@@ -8,8 +8,8 @@ and synthesised in the pin wrapper with the flow of da4ml's row (ECP5-85F, nextp
 :func:`synth.synthesize`). Results are cached per design digest under ``build/bench-unrolled/`` so an
 interrupted run resumes.
 
-Run: ``python -m peforge.bench.unrolled [--points sp2:1:1,sp2:5:1] [--seeds 1] [--seed-timeout 900]``
-(``scheme:reuse:levels_per_stage``) writes
+Run: ``python -m peforge.bench.unrolled [--points sp2:1:1,sp2:2:1:skid] [--seeds 1] [--seed-timeout 900]``
+(``scheme:reuse:levels_per_stage[:skid]``) writes
 ``docs/results/unrolled.json`` and renders ``docs/results/unrolled.md``.
 """
 
@@ -30,8 +30,9 @@ from peforge.report import synth_record
 
 __all__ = ["minimal_requants", "unrolled_point", "unrolled_suite", "render", "POINTS", "DA4ML"]
 
-#: (scheme, reuse, levels_per_stage) of the suite's points.
-POINTS = (("sp2", 1, 2), ("sp2", 1, 1), ("sp2", 2, 1), ("sp2", 5, 1), ("sp2", 8, 1), ("fixed", 1, 1))
+#: (scheme, reuse, levels_per_stage, skid) of the suite's points.
+POINTS = (("sp2", 1, 2, False), ("sp2", 1, 1, False), ("sp2", 2, 1, False), ("sp2", 5, 1, False),
+          ("sp2", 8, 1, False), ("sp2", 2, 1, True), ("fixed", 1, 1, False))
 #: The scheme of the digits network the suite unrolls.
 SCHEME = "sp2"
 #: Where the committed results live.
@@ -63,8 +64,9 @@ def _digest(verilog: str, seeds) -> str:
     return hashlib.sha256(f"{verilog}\n{TARGET} {list(seeds)} router2".encode()).hexdigest()[:12]
 
 
-def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_test=None, scheme: str = SCHEME,
-                   label: str | None = None, seed_timeout_s: float | None = None, progress=print) -> dict:
+def unrolled_point(network, *, reuse: int, levels_per_stage: int, skid: bool = False, seeds=(1,), x_test=None,
+                   scheme: str = SCHEME, label: str | None = None, seed_timeout_s: float | None = None,
+                   progress=print) -> dict:
     """One design (the digits network of ``scheme``): RTL == golden on ``x_test`` (when given), then synthesis
     (each seed stopped after ``seed_timeout_s``, None: no limit); cached by digest."""
     from peforge.hw.network.unrolled import UnrolledNetwork
@@ -73,9 +75,10 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
 
     requants = minimal_requants(network)
     start = time.monotonic()
-    design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants)
+    design = UnrolledNetwork(network, reuse=reuse, levels_per_stage=levels_per_stage, requants=requants, skid=skid)
     build_seconds = time.monotonic() - start
-    name = f"unrolled_{scheme}_r{reuse}" + (f"_l{levels_per_stage}" if levels_per_stage != 2 else "")
+    name = (f"unrolled_{scheme}_r{reuse}" + (f"_l{levels_per_stage}" if levels_per_stage != 2 else "")
+            + ("_skid" if skid else ""))
     digest = _digest(to_verilog(PinWrapper(design), name), seeds)
     root = build_root() / "bench-unrolled"
     root.mkdir(parents=True, exist_ok=True)
@@ -86,8 +89,9 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
         cached = {}
     if cached.get("digest") == digest and (x_test is None or cached.get("rtl_equal") is not None):
         return {**_schema(cached), "cached": True}
-    record = {"label": label or f"unrolled {scheme} r={reuse}, {levels_per_stage} levels/stage", "kind": "unrolled",
-              "scheme": scheme,
+    record = {"label": label or (f"unrolled {scheme} r={reuse}, {levels_per_stage} levels/stage"
+                                 + (", skid" if skid else "")),
+              "kind": "unrolled", "scheme": scheme, "skid": skid,
               "reuse": reuse, "levels_per_stage": levels_per_stage, "digest": digest, "target": TARGET,
               "interval": design.interval, "latency": design.latency, "adders": design.adders,
               "adder_bits": design.adder_bits(), "graph_seconds": round(build_seconds, 1),
@@ -98,7 +102,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
 
         progress(f"  RTL: {len(x_test)} images through the unrolled network (Verilator)")
         got, stats = rtl_unrolled(network, x_test, reuse=reuse, levels_per_stage=levels_per_stage,
-                                  requants=requants)
+                                  requants=requants, skid=skid)
         record["rtl_equal"] = int(np.sum(np.all(got == network.golden(x_test), axis=1)))
         record["images"] = len(x_test)
         record["measured_interval"] = stats["interval"]
@@ -117,7 +121,8 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
 
         try:
             result = synthesize(design, name=name, target=TARGET,
-                                build_dir=root / f"{scheme}-r{reuse}-l{levels_per_stage}", seeds=tuple(seeds),
+                                build_dir=root / f"{scheme}-r{reuse}-l{levels_per_stage}{'-skid' if skid else ''}",
+                                seeds=tuple(seeds),
                                 wrap=True, nextpnr_args=("--router", "router2"), progress=step,
                                 seed_timeout_s=seed_timeout_s)
         except SynthError as exc:
@@ -135,7 +140,8 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, seeds=(1,), x_
 
 def _schema(record: dict) -> dict:
     """The fields every results row has (:func:`peforge.report.validate_results`)."""
-    params = {"scheme": record["scheme"], "reuse": record["reuse"], "levels_per_stage": record["levels_per_stage"]}
+    params = {"scheme": record["scheme"], "reuse": record["reuse"], "levels_per_stage": record["levels_per_stage"],
+              "skid": record.get("skid", False)}
     return {"pe": "unrolled", "params": params, "wrapped": True, **record}
 
 
@@ -159,12 +165,13 @@ def unrolled_suite(seeds=(1,), points=POINTS, seed_timeout_s: float | None = Non
     split = digits.load_split()
     networks = {}
     designs = []
-    for scheme, reuse, levels in points:
+    for scheme, reuse, levels, skid in points:
         if scheme not in networks:
             networks[scheme] = digits.build(scheme).network
-        print(f"bench unrolled: {scheme}, reuse {reuse}, {levels} adder levels per stage", flush=True)
-        d = unrolled_point(networks[scheme], scheme=scheme, reuse=reuse, levels_per_stage=levels, seeds=seeds,
-                           x_test=split.x_test, seed_timeout_s=seed_timeout_s)
+        print(f"bench unrolled: {scheme}, reuse {reuse}, {levels} adder levels per stage"
+              + (", skid" if skid else ""), flush=True)
+        d = unrolled_point(networks[scheme], scheme=scheme, reuse=reuse, levels_per_stage=levels, skid=skid,
+                           seeds=seeds, x_test=split.x_test, seed_timeout_s=seed_timeout_s)
         print(f"  {d['label']}: RTL == golden {d.get('rtl_equal')}/{d.get('images')}, "
               + (f"{d['synth']['lut']} LUT, {d['synth']['fmax_mhz'] or 0:.1f} MHz" if d["synth"] else
                  f"no synthesis: {d.get('error')}"), flush=True)
@@ -203,13 +210,16 @@ def render(doc: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", default=",".join(f"{s}:{r}:{l_}" for s, r, l_ in POINTS),
-                        help="comma-separated scheme:reuse:levels_per_stage")
+    parser.add_argument("--points", default=",".join(f"{s}:{r}:{l_}" + (":skid" if k else "") for s, r, l_, k in POINTS),
+                        help="comma-separated scheme:reuse:levels_per_stage[:skid]")
     parser.add_argument("--seed-timeout", type=float, default=None, help="seconds of nextpnr per seed at most")
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--out-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
-    points = [(p.split(":")[0], *(int(v) for v in p.split(":")[1:])) for p in args.points.split(",") if p]
+    points = []
+    for p in filter(None, args.points.split(",")):
+        parts = p.split(":")
+        points.append((parts[0], int(parts[1]), int(parts[2]), parts[3:] == ["skid"]))
     seeds = tuple(int(s) for s in args.seeds.split(","))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
