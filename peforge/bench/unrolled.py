@@ -107,9 +107,10 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, skid: bool = F
         record["images"] = len(x_test)
         record["measured_interval"] = stats["interval"]
         record["measured_latency"] = stats["latency"]
-    if cached.get("synth") is not None and cached.get("digest") == digest:
-        record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "pnr_seconds", "wrapped")
-                       if k in cached})
+    if cached.get("digest") == digest and (cached.get("synth") is not None or "error" in cached):
+        # synthesised already (or stopped at the time limit: not tried again; delete the cache file to retry)
+        record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "pnr_seconds", "wrapped",
+                                              "error") if k in cached})
     else:
         progress(f"  synthesis of {record['label']} (yosys + nextpnr router2: minutes)")
         start = time.monotonic()
