@@ -110,7 +110,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, skid: bool = F
     if cached.get("digest") == digest and (cached.get("synth") is not None or "error" in cached):
         # synthesised already (or stopped at the time limit: not tried again; delete the cache file to retry)
         record.update({k: cached[k] for k in ("synth", "inferences_per_s", "seconds", "pnr_seconds", "wrapped",
-                                              "error") if k in cached})
+                                              "error", "packed") if k in cached})
     else:
         progress(f"  synthesis of {record['label']} (yosys + nextpnr router2: minutes)")
         start = time.monotonic()
@@ -128,6 +128,7 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, skid: bool = F
                                 seed_timeout_s=seed_timeout_s)
         except SynthError as exc:
             record["error"] = str(exc).splitlines()[0] if str(exc) else "synthesis failed"
+            record["packed"] = _packed(root / f"{scheme}-r{reuse}-l{levels_per_stage}{'-skid' if skid else ''}")
         else:
             record.update(wrapped=result.wrapped, synth=synth_record(result))
             if result.fmax_mhz:
@@ -137,6 +138,18 @@ def unrolled_point(network, *, reuse: int, levels_per_stage: int, skid: bool = F
             record["pnr_seconds"] = round(time.monotonic() - steps["nextpnr"], 1)
     cache.write_text(json.dumps(_schema(record), indent=1) + "\n")
     return {**_schema(record), "cached": False}
+
+
+def _packed(build_dir: Path) -> dict | None:
+    """LUTs and FFs of nextpnr's packing report (before placement) of seed 1, for a design that did not route."""
+    import re
+
+    try:
+        log = (build_dir / "nextpnr_seed1.log").read_text()
+    except OSError:
+        return None
+    found = {key: re.search(rf"{cell}:\s+(\d+)/", log) for key, cell in (("lut", "TRELLIS_COMB"), ("ff", "TRELLIS_FF"))}
+    return {key: int(m.group(1)) for key, m in found.items() if m} or None
 
 
 def _schema(record: dict) -> dict:
@@ -196,8 +209,11 @@ def render(doc: dict) -> str:
     for d in doc["designs"]:
         s = d.get("synth") or {}
         ips = d.get("inferences_per_s")
+        packed = d.get("packed") or {}
+        lut = _num(s.get("lut")) if s else (f"{packed['lut']} (packed, not routed)" if "lut" in packed else "-")
+        ff = _num(s.get("ff")) if s else (f"{packed['ff']} (packed)" if "ff" in packed else "-")
         rows.append([d["label"], str(d.get("reuse", 1)), str(d.get("interval", 1)), _num(d.get("latency")),
-                     _num(d.get("adders")), _num(s.get("lut")), _num(s.get("ff")), _num(s.get("dsp")),
+                     _num(d.get("adders")), lut, ff, _num(s.get("dsp")),
                      f"{s['fmax_mhz']:.1f}" if s.get("fmax_mhz") else "-", f"{ips:,.0f}" if ips else "-",
                      _num(d.get("pnr_seconds")), _num(d.get("seconds")), f"{d.get('rtl_equal')}/{d.get('images')}" if d.get("images") else "-"])
     lines += [markdown_table(head, rows), ""]
@@ -205,7 +221,10 @@ def render(doc: dict) -> str:
               "and flow (ECP5-85F, pin wrapper, nextpnr router2); its 'RTL == golden' is da4ml's own evaluation of "
               "its traced graph. The unrolled rows are checked in Verilator on every test image. II is the cycles "
               "between samples; inferences/s = Fmax / II. 'P&R s' is nextpnr's wall time, 'synthesis in all' adds the "
-              "Verilog and yosys (both on a 2-core machine shared with other work).", ""]
+              "Verilog and yosys (both on a 2-core machine shared with other work)."]
+    failed = [d for d in doc["designs"] if not d.get("synth") and d.get("error")]
+    lines += [f"- {d['label']}: {d['error'].split(' (logs:')[0]}" for d in failed]
+    lines += [""]
     return "\n".join(lines)
 
 
