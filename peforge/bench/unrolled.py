@@ -223,6 +223,8 @@ def render(doc: dict) -> str:
               "between samples; inferences/s = Fmax / II. 'P&R s' is nextpnr's wall time, 'synthesis in all' adds the "
               "Verilog and yosys (both on a 2-core machine shared with other work)."]
     failed = [d for d in doc["designs"] if not d.get("synth") and d.get("error")]
+    if failed:
+        lines += ["", "Not routed:", ""]
     lines += [f"- {d['label']}: {d['error'].split(' (logs:')[0]}" for d in failed]
     lines += [""]
     return "\n".join(lines)
