@@ -25,6 +25,7 @@ import cocotb
 
 from peforge.hw.verilog import build_root, to_verilog
 
+from . import network as network_tb
 from .bench import Bench, Case, extremes, random_stalls, reset_mid_vector, throughput_and_latency  # noqa: F401
 from .runner import SimulationError, run_design
 
@@ -124,44 +125,24 @@ def load_unrolled(config: dict) -> UnrolledDesign:
 
 # -- cocotb side: the network as a case of the one testbench (tb/bench.py) ----------------------------------
 
-class CASE(Case):
-    """One vector is one sample (``features`` integers), sent as one beat; its result is the outputs ``x``."""
+class CASE(network_tb.CASE):
+    """One vector is one sample (``features`` integers), sent as one beat; its result is the outputs ``x``. The
+    samples are drawn as for a compiled network (:class:`tb.network.CASE`: random, and the extremes 0, lo, hi and
+    alternating corners)."""
 
     count = 30
 
     def __init__(self, bench):
-        super().__init__(bench)
+        Case.__init__(self, bench)      # not the compiled network's: there is no CompiledNetwork here
         self.design = bench.params
         self.network = self.design.network
         self.dut_component = self.design.component()
-
-    def draw(self, count: int):
-        lo, hi = self.network.input.range
-        return list(self.rng.integers(lo, hi, (count, self.network.in_features), endpoint=True))
-
-    def random(self, size: int):
-        return self.draw(1)[0]
-
-    def extremes(self):
-        lo, hi = self.network.input.range
-        n = self.network.in_features
-        alternating = np.where(np.arange(n) % 2, lo, hi)
-        return [np.full(n, v) for v in (0, lo, hi)] + [alternating, lo + hi - alternating] + self.draw(3)
-
-    def length(self, vector) -> int:
-        return len(vector)
-
-    def describe(self, vector) -> str:
-        return f"sample {np.asarray(vector)[:8].tolist()}..."
 
     def beats(self, vector):
         return {"x": np.asarray(vector, np.int64).reshape(1, -1)}
 
     def expect(self, vectors):
         return {"x": self.network.golden(np.array(vectors, np.int64).reshape(len(vectors), -1))}
-
-    def from_batch(self, arrays):
-        return list(arrays["x"])
 
     @property
     def interval(self) -> int:

@@ -151,3 +151,18 @@ def test_rtl_equals_golden(name):
     assert design.component().interval == max(cycles) and (reuse == 1) == (max(cycles) == 1)
     tests, failures = run_design(design, testcases=CHECKS, seed=seed + 1)
     assert (tests, failures) == (len(CHECKS), 0)
+
+
+def test_rtl_batch_api_equals_golden_and_counts_cycles():
+    """tb.unrolled.rtl_unrolled (the bench's check) on the first configuration's network (its build is reused)."""
+    from peforge.tb.unrolled import rtl_unrolled
+
+    seed, depth, features, rounding, reuse, levels, _, _ = RTL_CONFIGS["half_even-ii1-l2"]
+    net = random_network(np.random.default_rng(seed), depth=depth, schemes=["fixed", "sp2", "nm"],
+                         max_features=features, rounding=rounding)
+    x = np.random.default_rng(5).integers(*net.input.range, (40, net.in_features), endpoint=True)
+    y, stats = rtl_unrolled(net, x, reuse=reuse, levels_per_stage=levels, p_valid=0.6, p_ready=0.6)
+    assert np.array_equal(y, net.golden(x))
+    assert stats["cycles"] >= len(x) and stats["latency"] > 0
+    with pytest.raises(ValueError, match=rf"^Network input must have shape \(N, {net.in_features}\), not \(2, 1\)$"):
+        rtl_unrolled(net, np.zeros((2, 1), np.int64))
