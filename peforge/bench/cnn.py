@@ -277,6 +277,13 @@ def _synthesise(compiled, target: str, seeds, interval, progress) -> dict:
     return fields
 
 
+def _refusal(label: str, kind: str, target: str, network, message: str, **fields) -> dict:
+    """The record of a network the folding search refused for ``target``'s budget: its one-line message."""
+    return {"label": label, "pe": "network", "kind": kind, "target": target,
+            "params": {"network_digest": network.digest()}, "digest": network.digest(), "wrapped": True,
+            "synth": None, "refused": message, "error": message, "inferences_per_s": None, **fields}
+
+
 def _failure(label: str, kind: str, target: str, compiled, exc: Exception, **fields) -> dict:
     """The record of a point whose simulation raised: the exception's first line, the prediction kept."""
     message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -439,11 +446,15 @@ def reading(doc: dict) -> str:
     parts = []
     default = [d for d in designs if d.get("kind") == "default" and not d.get("refused")]
     if default:
-        equal = all(d["interval"] == d["predicted_interval"] for d in default)
+        simulated = [d for d in designs if d.get("interval")]
+        wrong = [d for d in simulated if d["interval"] != d["predicted_interval"]]
         parts.append(f"{len(default)} digits CNN{'s' * (len(default) > 1)} compiled with the default folding ran "
-                     f"all {default[0]['samples']} test images with RTL == golden; the measured interval "
-                     + ("equals the predicted one on every row" if equal else "differs from the prediction on "
-                        + ", ".join(d["scheme"] for d in default if d["interval"] != d["predicted_interval"])) + ".")
+                     f"all {default[0]['samples']} test images with RTL == golden"
+                     + (", as every other simulated row did" if all(d["rtl_equal"] == d["samples"] for d in simulated)
+                        else "") + "; the measured interval equals the predicted one on "
+                     + (f"every row" if not wrong else f"every row but {len(wrong)} ("
+                        + ", ".join(f"{d['label']}: {d['interval']:,g} measured, {d['predicted_interval']:,} "
+                                    f"predicted" for d in wrong) + ")") + ".")
         rated = [d for d in default if d["inferences_per_s"]]
         if rated:
             best = max(rated, key=lambda d: d["inferences_per_s"])
@@ -459,10 +470,17 @@ def reading(doc: dict) -> str:
                         f", every scheme above the fixed8 MLP's {MLP_ACCURACY:.2%}") + ".")
     up5k = [d for d in designs if d.get("kind") == "up5k"]
     if up5k:
-        fits = [d["scheme"] for d in up5k if d.get("synth")]
+        fits = [d for d in up5k if d.get("synth")]
         refused = [d["scheme"] for d in up5k if d.get("refused")]
-        parts.append(f"For the UP5K budget: {', '.join(fits) or 'none'} compiled and placed"
-                     + (f"; {', '.join(refused)} refused" if refused else "") + ".")
+        unplaced = [d for d in up5k if not d.get("synth") and not d.get("refused")]
+        parts.append(f"For the UP5K budget: {', '.join(d['scheme'] for d in fits) or 'none'} compiled and placed"
+                     + (f" (interval {', '.join(format(d['interval'], ',g') for d in fits)} cycles, "
+                        f"{min(d['synth']['fmax_mhz'] or 0 for d in fits):.1f} to "
+                        f"{max(d['synth']['fmax_mhz'] or 0 for d in fits):.1f} MHz)" if fits else "")
+                     + (f"; {', '.join(refused)} refused" if refused else "")
+                     + (f"; {', '.join(d['scheme'] for d in unplaced)} compiled (the folding search's LUT prediction "
+                        f"fitted) but did not place: " + "; ".join(f"{d['scheme']}: {d.get('error', '')}"
+                                                                    for d in unplaced) if unplaced else "") + ".")
     kws = next((d for d in designs if d.get("kind") == "kws-up5k"), None)
     if kws is not None:
         if kws.get("refused"):
@@ -470,7 +488,8 @@ def reading(doc: dict) -> str:
         elif kws.get("interval"):
             parts.append(f"The KWS DS-CNN on the UP5K folding takes {kws['interval']:,.0f} cycles per inference in "
                          f"simulation against CFU Playground's ~{CFU_CYCLES / 1e6:.0f} M.")
-    for kind, what in (("kws-default", "the default folding (no budget)"), ("kws-ecp5", "the ECP5-85F budget")):
+    for kind, what in (("kws-default", f"the default folding (no budget; CFU Playground: ~{CFU_CYCLES / 1e6:.0f} M "
+                                       "cycles on the UP5K)"), ("kws-ecp5", "the ECP5-85F budget")):
         d = next((d for d in designs if d.get("kind") == kind and d.get("interval")), None)
         if d is None:
             continue
@@ -482,8 +501,18 @@ def reading(doc: dict) -> str:
                      f"RAMs by the cost model"
                      + (f"; placed on ECP5-85F: {s['lut']} LUT, {s['dsp']} DSP, {s['bram']} BRAM, "
                         f"{s['fmax_mhz'] or 0:.1f} MHz, {d['inferences_per_s'] or 0:,.0f} inferences/s" if s else
-                        f" ({d.get('error', 'not synthesised')})") + ".")
+                        f" ({_why_not(d, dsps)})") + ".")
     return " ".join(parts)
+
+
+def _why_not(d: dict, dsps: int) -> str:
+    """Why a KWS row has no synthesis: the device's DSPs it exceeds, or its record's note."""
+    from peforge.synth import get_target
+
+    available = get_target(d["target"]).dsps
+    if dsps > available:
+        return f"not synthesised: more DSPs than the {available} of the device"
+    return d.get("error", "not synthesised")
 
 
 def render(doc: dict) -> str:
