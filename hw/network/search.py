@@ -83,7 +83,7 @@ def _requant_cycles(plan: EnginePlan, target: int) -> int:
     without slots: a pool, whose results come in bursts a slower requantiser would hold up)."""
     if not plan.slots:
         return 1
-    per_group = ceil_div(target, plan.groups) if plan.groups else target
+    per_group = ceil_div(target, plan.positions * plan.groups) if plan.groups else target   # per item and row group
     c = per_group // max(1, len(plan.slots) * plan.width)
     return max(1, min(c, MAX_REQUANT_CYCLES))
 
