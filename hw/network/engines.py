@@ -139,9 +139,8 @@ class EngineSpec:
 
     def work_cycles(self, plan: EnginePlan) -> int:
         """Cycles of a sample's work once its input is there: per item and row group the longer of issuing its
-        beats and draining the previous group's results."""
-        per_group = max(plan.beats * plan.interval, len(plan.slots) * plan.width * plan.folding.requant)
-        return plan.positions * plan.groups * per_group
+        beats and draining the group's results (:attr:`EnginePlan.group_drains`)."""
+        return plan.positions * sum(max(plan.beats * plan.interval, d) for d in plan.group_drains)
 
     def acc_shape(self, plan: EnginePlan):
         raise NotImplementedError
