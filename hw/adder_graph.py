@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from peforge.sw.intops import as_int_array
-from peforge.sw.params import check_bool, check_choice
+from ..sw.intops import as_int_array
+from ..sw.params import check_bool, check_choice
 
 __all__ = ["SCHEMES", "Term", "Node", "AdderGraph", "csd", "adder_graph"]
 
@@ -180,7 +180,7 @@ class AdderGraph:
 
     def adder_bits(self, lo: Any, hi: Any) -> int:
         """Sum of the adders' result widths for the input box: about the LUT4s the graph takes."""
-        from peforge.sw.intops import signed_bits_for
+        from ..sw.intops import signed_bits_for
 
         values = self.ranges(lo, hi)
         bits = sum(signed_bits_for(*values[self.n_in + k]) for k in range(len(self.nodes)))

@@ -35,7 +35,7 @@ from types import MappingProxyType
 
 from amaranth import Cat, Const, Instance, Module, Mux, Signal, Value, signed
 
-from peforge.sw.params import Spec
+from ..sw.params import Spec
 
 from .dsp import INFERRED, TARGET
 

@@ -69,9 +69,9 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from peforge.sw.circulant import CirculantFormat, bit_reverse
-from peforge.sw.intops import signed_bits_for
-from peforge.sw.params import Params
+from ..sw.circulant import CirculantFormat, bit_reverse
+from ..sw.intops import signed_bits_for
+from ..sw.params import Params
 
 from .carry import CARRY_CELL
 from .dsp import DSP_CELL, TARGET, fits, product_stages, registered_product

@@ -59,8 +59,8 @@ from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
-from peforge.sw.circulant import CirculantFormat, bit_reverse
-from peforge.sw.intops import signed_bits_for
+from ..sw.circulant import CirculantFormat, bit_reverse
+from ..sw.intops import signed_bits_for
 
 from .common import DEFAULT_DSP_BITS, SkidOutput, add_with_carry
 from .carry import carry_cell, selected_add

@@ -18,7 +18,7 @@ from amaranth.hdl import ShapeLike
 from amaranth.lib import stream
 from amaranth.utils import ceil_log2
 
-from peforge.sw.params import Spec
+from ..sw.params import Spec
 
 __all__ = ["TREE_LEVELS_PER_STAGE", "TREE_LEVELS", "DSP_BITS", "DEFAULT_DSP_BITS", "StreamParams", "stream_signature",
            "equals", "register", "delay", "tree_stages", "add_with_carry", "adder_tree", "multiply", "csd_digits",

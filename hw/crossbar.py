@@ -33,8 +33,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from peforge.sw.forms import CrossbarFormat
-from peforge.sw.params import Params, check_bool, check_choice, check_int
+from ..sw.forms import CrossbarFormat
+from ..sw.params import Params, check_bool, check_choice, check_int
 
 from .common import StreamParams, stream_signature
 

@@ -23,8 +23,8 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from peforge.sw.intops import int_range, signed_bits_for
-from peforge.sw.params import Spec
+from ..sw.intops import int_range, signed_bits_for
+from ..sw.params import Spec
 
 from .common import (TREE_LEVELS, StreamParams, accumulate_and_emit, adder_tree, delay, multiply, register,
                      tree_stages)

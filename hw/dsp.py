@@ -36,7 +36,7 @@ from types import MappingProxyType
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value, signed
 from amaranth.hdl import Shape
 
-from peforge.sw.params import Spec
+from ..sw.params import Spec
 
 from .common import register
 

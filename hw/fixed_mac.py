@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peforge.sw.fixed import check_w_bits
-from peforge.sw.params import Params
+from ..sw.fixed import check_w_bits
+from ..sw.params import Params
 
 from .common import TREE_LEVELS_PER_STAGE
 from .dot import (ACT_BITS, ACT_SIGNED, DSP, DSP_CELL, LANES, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from amaranth import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 
-from peforge.sw.fixed import check_w_bits
-from peforge.sw.nm import NMFormat
-from peforge.sw.params import Params, Spec
+from ..sw.fixed import check_w_bits
+from ..sw.nm import NMFormat
+from ..sw.params import Params, Spec
 
 from .common import TREE_LEVELS_PER_STAGE
 from .dot import (ACT_BITS, ACT_SIGNED, DSP, DSP_CELL, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE,

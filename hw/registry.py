@@ -10,11 +10,11 @@ import importlib
 import os
 from dataclasses import dataclass
 
-from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
-from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
-from peforge.hw.fixed_mac import FixedMac, FixedMacParams
-from peforge.hw.nm_sparse import NMSparse, NMSparseParams
-from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
+from ..hw.circulant_fft import CirculantFFT, CirculantParams
+from ..hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
+from ..hw.fixed_mac import FixedMac, FixedMacParams
+from ..hw.nm_sparse import NMSparse, NMSparseParams
+from ..hw.sp2_mac import SP2Mac, SP2MacParams
 
 __all__ = ["PE", "REGISTRY", "get", "register"]
 

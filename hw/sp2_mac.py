@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
 
-from peforge.sw.intops import signed_bits_for
-from peforge.sw.params import Params
-from peforge.sw.sp2 import SP2Format
+from ..sw.intops import signed_bits_for
+from ..sw.params import Params
+from ..sw.sp2 import SP2Format
 
 from .common import TREE_LEVELS_PER_STAGE
 from .dot import ACT_BITS, ACT_SIGNED, LANES, MAX_LEN, TREE_LEVELS, DotParams, DotProductPE

@@ -91,7 +91,7 @@ class Target:
 
     def budget(self):
         """What the device offers the default folding of a network (:class:`hw.network.Budget`)."""
-        from peforge.hw.network import Budget
+        from ..hw.network import Budget
 
         return Budget(dsps=self.dsps, dsp_bits=self.dsp_bits, luts=self.luts, bram_bits=self.bram_bits,
                       device=self.device)
@@ -271,7 +271,7 @@ def warm_tools(tools=WASM_TOOLS, *, lock_dir=None, progress: Callable[[str], Non
     """
     import fcntl
 
-    from peforge.hw.verilog import build_root
+    from ..hw.verilog import build_root
 
     directory = build_root() if lock_dir is None else os.fspath(lock_dir)
     os.makedirs(directory, exist_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from peforge.hw.verilog import build_root
+from ..hw.verilog import build_root
 
 from .flow import DoesNotFit, Netlist, SynthResult, for_target, get_target, synthesize, synthesize_netlist
 

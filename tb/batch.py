@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from peforge.hw.verilog import build_root
+from ..hw.verilog import build_root
 
 from .runner import SimulationError, run
 

@@ -37,9 +37,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, First, RisingEdge, Timer
 
-from peforge.hw.board import BoardCore, link_timing
-from peforge.hw.network import CompiledNetwork
-from peforge.hw.verilog import build_root, generator_fingerprint, to_verilog
+from ..hw.board import BoardCore, link_timing
+from ..hw.network import CompiledNetwork
+from ..hw.verilog import build_root, generator_fingerprint, to_verilog
 
 from .runner import SimulationError, run_design
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from peforge.sw.circulant import check_format, golden_matvec
-from peforge.sw.intops import as_int_array
+from ..sw.circulant import check_format, golden_matvec
+from ..sw.intops import as_int_array
 
 from .batch import NO_SIMULATION, run_batch, with_stats
 from .bench import CHECKS, Case  # noqa: F401  (CHECKS: the tests pytest runs)
@@ -166,7 +166,7 @@ def rtl_matvec(x_blocks, spectra, params, *, stats: bool = False, **kwargs):
         ``"Acts must have q = 2 blocks of k = 16 (shape [..., 2, 16]) to match the spectra, not shape (3, 16)"``,
         ``"Circulant q must be an integer from 1 to 64, not 65"``.
     """
-    from peforge.hw.circulant_fft import CirculantParams
+    from ..hw.circulant_fft import CirculantParams
 
     if not isinstance(params, CirculantParams):
         raise TypeError(f"Params must be CirculantParams, not {params!r}")

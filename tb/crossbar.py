@@ -33,8 +33,8 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from peforge.sw.forms import IdealArray, Mapping, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
-from peforge.sw.intops import as_int_array
+from ..sw.forms import IdealArray, Mapping, NonIdealArray, Steps, active_planes, golden_mvm, map_weights
+from ..sw.intops import as_int_array
 
 from .batch import NO_SIMULATION, run_batch, with_stats
 from .bench import CHECKS as SHARED_CHECKS
@@ -152,7 +152,7 @@ class CASE(Case):
     weight_kinds = ["random", "random", "max", "min", "random"]
 
     def __init__(self, bench):
-        from peforge.hw.crossbar import CrossbarController
+        from ..hw.crossbar import CrossbarController
 
         super().__init__(bench)
         self.fmt = self.params.fmt
@@ -357,8 +357,8 @@ def rtl_mvm(x, weights, params, *, stats: bool = False, **kwargs):
         ``"Crossbar inputs must have shape (32,) or (N, 32), not (31,)"``, and map_weights' errors
         (``"Crossbar weights must have shape (32, 4) (rows, cols), not (4, 32)"``, the polarity error).
     """
-    from peforge.hw.crossbar import CrossbarParams
-    from peforge.sw.forms import CrossbarFormat
+    from ..hw.crossbar import CrossbarParams
+    from ..sw.forms import CrossbarFormat
 
     if isinstance(params, CrossbarFormat):
         params = CrossbarParams(fmt=params)

@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from peforge.hw import registry
-from peforge.hw.network import TOP, CompiledNetwork, load_compiled
-from peforge.hw.verilog import design_is_current, write_design
+from ..hw import registry
+from ..hw.network import TOP, CompiledNetwork, load_compiled
+from ..hw.verilog import design_is_current, write_design
 
 __all__ = ["CONFIG_ENV", "PEDesign", "NetworkDesign", "load_design", "load_config"]
 

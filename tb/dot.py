@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from peforge.sw.intops import as_int_array, int_range
+from ..sw.intops import as_int_array, int_range
 
 from .batch import run_rows
 from .bench import CHECKS as SHARED_CHECKS

@@ -28,10 +28,10 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from peforge.hw.carry import selected_add
-from peforge.hw.cells import sim_models
-from peforge.hw.dsp import DSP_CELLS, behavioural_product, product_stages, registered_product
-from peforge.hw.verilog import to_verilog
+from ..hw.carry import selected_add
+from ..hw.cells import sim_models
+from ..hw.dsp import DSP_CELLS, behavioural_product, product_stages, registered_product
+from ..hw.verilog import to_verilog
 
 from .stream import to_signed
 

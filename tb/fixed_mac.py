@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from peforge.sw import fixed
-from peforge.sw.intops import int_range
+from ..sw import fixed
+from ..sw.intops import int_range
 
 from . import dot
 from .bench import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)

@@ -52,20 +52,20 @@ from amaranth.hdl import Assert, Assume, Cover, Shape
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Flow, In, Out
 
-from peforge.hw.circulant_fft import CirculantFFT, CirculantParams
-from peforge.hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
-from peforge.hw.fixed_mac import FixedMac, FixedMacParams
-from peforge.hw.network import (Accelerator, Collector, Dest, Engine, Folding, InputBuffer, LayerFolding, Requantizer,
+from ..hw.circulant_fft import CirculantFFT, CirculantParams
+from ..hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
+from ..hw.fixed_mac import FixedMac, FixedMacParams
+from ..hw.network import (Accelerator, Collector, Dest, Engine, Folding, InputBuffer, LayerFolding, Requantizer,
                                 Sequencer, element_layout, plan_engine)
-from peforge.hw.nm_sparse import NMSparse, NMSparseParams
-from peforge.hw.sp2_mac import SP2Mac, SP2MacParams
-from peforge.hw.verilog import build_root
-from peforge.sw.circulant import CirculantFormat
-from peforge.sw.forms import CrossbarFormat
-from peforge.sw.network import FixedWeights, InputSpec, Layer, Network
-from peforge.sw.requant import ROUNDINGS
-from peforge.sw.nm import NMFormat
-from peforge.sw.sp2 import SP2Format
+from ..hw.nm_sparse import NMSparse, NMSparseParams
+from ..hw.sp2_mac import SP2Mac, SP2MacParams
+from ..hw.verilog import build_root
+from ..sw.circulant import CirculantFormat
+from ..sw.forms import CrossbarFormat
+from ..sw.network import FixedWeights, InputSpec, Layer, Network
+from ..sw.requant import ROUNDINGS
+from ..sw.nm import NMFormat
+from ..sw.sp2 import SP2Format
 
 __all__ = ["PROPERTIES", "Target", "TARGETS", "Proof", "PROOFS", "ProofResult", "FormalError",
            "Harness", "run_proof", "run_harness", "proof"]

@@ -53,7 +53,7 @@ from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover, Fragment
 from amaranth.lib import data, wiring
 
-from peforge.hw.board import ANSWER_MAGIC, REQUEST_MAGIC, AnswerQueue, Deframer, Framer, Status, WireFormat
+from ..hw.board import ANSWER_MAGIC, REQUEST_MAGIC, AnswerQueue, Deframer, Framer, Status, WireFormat
 
 from .formal import Proof, ProofResult, run_harness
 

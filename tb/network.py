@@ -23,8 +23,8 @@ import numpy as np
 
 import cocotb
 
-from peforge.hw.network import CompiledNetwork
-from peforge.hw.verilog import build_root
+from ..hw.network import CompiledNetwork
+from ..hw.verilog import build_root
 
 from .bench import Bench, Case, extremes, last_beat_flags, random_stalls, reset_mid_vector  # noqa: F401 (cocotb)
 from .designs import NetworkDesign
@@ -232,7 +232,7 @@ def rtl_infer(compiled: CompiledNetwork, x, *, p_valid: float = 1.0, p_ready: fl
 
 
 def _check_input(compiled: CompiledNetwork, x) -> np.ndarray:
-    from peforge.sw.intops import as_int_array
+    from ..sw.intops import as_int_array
 
     net = compiled.network
     arr = as_int_array("Network input", x, *net.input.range)

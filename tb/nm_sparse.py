@@ -13,8 +13,8 @@ import itertools
 
 import numpy as np
 
-from peforge.sw import nm
-from peforge.sw.intops import as_int_array, int_range
+from ..sw import nm
+from ..sw.intops import as_int_array, int_range
 
 from .batch import run_rows
 from .bench import (batch, every_code, extremes, lanes_of, last_beat_flags,  # noqa: F401  (cocotb tests)

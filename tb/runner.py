@@ -21,8 +21,8 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from peforge.hw.verilog import LINT_WAIVERS, build_root, sim_sources, verilator_env
-from peforge.hw import registry
+from ..hw.verilog import LINT_WAIVERS, build_root, sim_sources, verilator_env
+from ..hw import registry
 
 from .designs import CONFIG_ENV, PEDesign, load_config, load_design
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from peforge.sw import sp2
+from ..sw import sp2
 
 from . import dot
 from .bench import (batch, every_code, extremes, random_stalls, random_vectors,  # noqa: F401  (cocotb tests)

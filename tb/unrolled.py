@@ -23,7 +23,7 @@ import numpy as np
 
 import cocotb
 
-from peforge.hw.verilog import build_root, to_verilog
+from ..hw.verilog import build_root, to_verilog
 
 from . import network as network_tb
 from .bench import Bench, Case, extremes, random_stalls, reset_mid_vector, throughput_and_latency  # noqa: F401
@@ -66,7 +66,7 @@ class UnrolledDesign:
         return self
 
     def component(self):
-        from peforge.hw.network.unrolled import UnrolledNetwork
+        from ..hw.network.unrolled import UnrolledNetwork
 
         return UnrolledNetwork(self.network, reuse=self.reuse, levels_per_stage=self.levels_per_stage,
                                requants=self.requants, skid=self.skid)
@@ -80,8 +80,8 @@ class UnrolledDesign:
         return out
 
     def key(self) -> str:
-        from peforge.hw import adder_graph
-        from peforge.hw.network import unrolled
+        from ..hw import adder_graph
+        from ..hw.network import unrolled
 
         h = hashlib.sha256(f"{self.network.digest()} {self.reuse} {self.levels_per_stage} {self.skid}".encode())
         for name, a in sorted(self._arrays().items()):
@@ -112,7 +112,7 @@ class UnrolledDesign:
 
 def load_unrolled(config: dict) -> UnrolledDesign:
     """Inside a cocotb test: the :class:`UnrolledDesign` written in ``config["build_dir"]``."""
-    from peforge.sw.network import load
+    from ..sw.network import load
 
     directory = Path(config["build_dir"])
     with np.load(directory / "requants.npz") as arrays:
@@ -198,7 +198,7 @@ def rtl_unrolled(network, x, *, reuse: int = 1, levels_per_stage: int = 1, requa
         ``"Network input must have shape (N, 64), not (3, 63)"`` and the input range errors of
         :meth:`sw.network.Network.golden`.
     """
-    from peforge.sw.intops import as_int_array
+    from ..sw.intops import as_int_array
 
     arr = as_int_array("Network input", x, *network.input.range)
     if arr.ndim != 2 or arr.shape[1] != network.in_features:

@@ -27,7 +27,7 @@ def stage(root: Path, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     package.mkdir(parents=True)
     for entry in (root / "peforge").iterdir():
-        if entry.name != "__pycache__":
+        if entry.name != "__pycache__" and entry.name not in MAPPED:   # peforge/<folder> links to ../<folder>
             (package / entry.name).symlink_to(entry.resolve())
     for name in MAPPED:
         (package / name).symlink_to((root / name).resolve(), target_is_directory=True)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from peforge.sw import network as net
+from ...sw import network as net
 
 from .accelerator import Accelerator, input_order
 from .folding import Budget, Folding

@@ -35,8 +35,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from peforge.sw.intops import signed_bits_for
-from peforge.sw.params import check_int
+from ...sw.intops import signed_bits_for
+from ...sw.params import check_int
 
 from ..common import equals
 from .folding import MAX_REQUANT_CYCLES

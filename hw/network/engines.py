@@ -42,7 +42,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 from amaranth.utils import ceil_log2
 
-from peforge.sw import network as net
+from ...sw import network as net
 
 from ..circulant_fft import CirculantParams
 from ..crossbar import CrossbarParams

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peforge.sw.params import Params, check_int
+from ...sw.params import Params, check_int
 
 __all__ = ["LayerFolding", "Folding", "Budget", "folding_text", "DEFAULT_MAX_LANES", "DEFAULT_MAX_MULTIPLIERS",
            "MAX_REQUANT_CYCLES"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from peforge.sw import network as net
-from peforge.sw.params import check_int
+from ...sw import network as net
+from ...sw.params import check_int
 
 from . import cost
 from .cost import folding_cost

@@ -48,10 +48,10 @@ from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from peforge.hw.adder_graph import AdderGraph, Term, adder_graph
-from peforge.hw.common import SkidOutput, equals
-from peforge.sw.intops import as_int_array
-from peforge.sw.params import check_bool, check_int
+from ...hw.adder_graph import AdderGraph, Term, adder_graph
+from ...hw.common import SkidOutput, equals
+from ...sw.intops import as_int_array
+from ...sw.params import check_bool, check_int
 
 __all__ = ["UNROLLED_SCHEMES", "UnrolledLayer", "UnrolledNetwork", "layer_requant", "vector_layout"]
 
@@ -181,7 +181,7 @@ class UnrolledLayer(wiring.Component):
 
     def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 1, requant=None, share: bool = True,
                  skid: bool = False):
-        from peforge.sw.dense import Layer
+        from ...sw.dense import Layer
 
         if not isinstance(layer, Layer):
             raise TypeError(f"Layer must be a dense sw.network.Layer, not {layer!r}")
@@ -429,8 +429,8 @@ class UnrolledNetwork(wiring.Component):
 
     def __init__(self, network, *, reuse: int | Sequence[int] = 1, levels_per_stage: int = 1,
                  requants: Sequence | None = None, share: bool = True, skid: bool = False):
-        from peforge.sw.dense import Layer
-        from peforge.sw.network import Network
+        from ...sw.dense import Layer
+        from ...sw.network import Network
 
         if not isinstance(network, Network):
             raise TypeError(f"Network must be a sw.network.Network, not {network!r}")
