@@ -249,6 +249,6 @@ def test_golden_models_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, sw.sp2, sw.fixed, sw.msq, tb.sp2_mac, tb.fixed_mac; "
+    code = ("import sys, peforge.sw.sp2, peforge.sw.fixed, peforge.sw.msq, peforge.tb.sp2_mac, peforge.tb.fixed_mac; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
