@@ -42,6 +42,7 @@ from .engines import ENGINES, IMPLS, SCHEME_PES, EngineSpec, engine_for, plan_en
 from .folding import (DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, MAX_REQUANT_CYCLES, Budget, Folding, LayerFolding,
                       folding_text)
 from .plan import EnginePlan, Slot
+from .recurrent import RecurrentEngine, RecurrentUnit
 from .search import candidates, default_folding, folding_at, plan_network, slowest_interval
 
 __all__ = ["LayerFolding", "Folding", "EnginePlan", "Slot", "plan_engine", "plan_network", "default_folding",

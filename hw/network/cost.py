@@ -47,7 +47,7 @@ DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 MODEL = Path(__file__).with_name("cost_model.json")
 
 
-def _pieces(a_bits: int, b_bits: int, dsp_bits: int) -> int:
+def pieces(a_bits: int, b_bits: int, dsp_bits: int) -> int:
     """DSP multipliers of ``dsp_bits``-bit operands one ``a_bits x b_bits`` product takes."""
     return -(-a_bits // dsp_bits) * -(-b_bits // dsp_bits)
 
@@ -55,20 +55,25 @@ def _pieces(a_bits: int, b_bits: int, dsp_bits: int) -> int:
 def dsps(plan, dsp_bits: int) -> int:
     """Predicted DSP multipliers of ``dsp_bits``-bit operands: one per multiplier lane of the fixed-point
     and N:M slots (more if a product is wider), and the requantiser's ``acc x M`` when ``requant`` is 1.
-    SP2 slots shift; circulant and crossbar slots are not counted. Synthesis measures the real number."""
+    SP2 slots shift; circulant and crossbar slots are not counted. Synthesis measures the real number. An engine
+    of several datapaths (:attr:`EnginePlan.parts`) counts theirs and its own (``EngineSpec.extra_dsps``)."""
+    if plan.parts:
+        return sum(dsps(p, dsp_bits) for p in plan.parts) + plan.engine.extra_dsps(plan, dsp_bits)
     layer = plan.layer
     act = layer.in_bits + (0 if layer.in_signed else 1)
-    total = sum(getattr(s.params, "lanes", 0) * _pieces(act, s.params.w_bits, dsp_bits)
+    total = sum(getattr(s.params, "lanes", 0) * pieces(act, s.params.w_bits, dsp_bits)
                 for s in plan.engine.dsp_slots(plan))
     if plan.folding.requant == 1 and requantises(plan):
         m_bits = max(1, int(layer.multiplier.max()).bit_length()) + 1
-        total += _pieces(plan.acc_shape.width, m_bits, dsp_bits)
+        total += pieces(plan.acc_shape.width, m_bits, dsp_bits)
     return total
 
 
 def weight_bits(plan) -> int:
     """Bits of the engine's weight memories (one word per row group and beat per slot; crossbar cells sit in the
     arrays, not counted)."""
+    if plan.parts:
+        return sum(weight_bits(p) for p in plan.parts)
     total = 0
     for slot in plan.slots:
         layout = slot.params.input_layout
@@ -111,9 +116,19 @@ def buffer_split(plan) -> tuple[int, int, int]:
 
 
 def block_ram(plan) -> tuple[int, int]:
-    """``(bits, blocks)`` of block RAM the engine's memories take (weights and buffer)."""
+    """``(bits, blocks)`` of block RAM the engine's memories take (weights and buffer; an engine of several
+    datapaths: theirs and its own memories, ``EngineSpec.memories``)."""
+    if plan.parts:
+        own = [_split(depth * width, depth, 1) for depth, width in plan.engine.memories(plan)]
+        inner = [block_ram(p) for p in plan.parts]
+        return sum(b for b, _ in inner) + sum(o[1] for o in own), sum(n for _, n in inner) + sum(o[2] for o in own)
     weights, buffer = memory_split(plan), buffer_split(plan)
     return weights[1] + buffer[1], weights[2] + buffer[2]
+
+
+def expand(plans) -> list:
+    """The plans with every engine of several datapaths (:attr:`EnginePlan.parts`) replaced by its parts."""
+    return [q for p in plans for q in (p.parts or (p,))]
 
 
 def requantises(plan) -> bool:
@@ -222,7 +237,7 @@ NETWORK_FEATURES = ("one", "engines", "pe_lut", "lut_memory_bits", "slot_results
 def network_features(plans, pe_coefficients: dict | None = None) -> list[float]:
     """One feature vector of the engines ``plans`` of a compiled network (see :data:`NETWORK_FEATURES`)."""
     engines = pe = lut_mem = results = requant = cells = circ = 0.0
-    for plan in plans:
+    for plan in expand(plans):
         if plan.kind == "flatten":          # nothing on chip
             continue
         engines += 1

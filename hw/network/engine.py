@@ -25,10 +25,10 @@ from .plan import EnginePlan
 from .pool import StreamPool
 from .window import LineBuffer, WindowSequencer
 
-__all__ = ["Engine", "PoolUnit"]
+__all__ = ["Engine", "EngineUnit", "PoolUnit", "dot_datapath"]
 
 
-class _Unit(wiring.Component):
+class EngineUnit(wiring.Component):
     """An engine's ports: ``i`` takes the input elements where the engine keeps them (:meth:`EngineSpec.input_words`),
     ``o`` gives the outputs to ``dest``."""
 
@@ -56,7 +56,57 @@ class _Unit(wiring.Component):
         return requant
 
 
-class Engine(_Unit):
+def dot_datapath(m: Module, plan: EnginePlan, in_shape, prefix: str = ""):
+    """Add the PE-slot datapath of ``plan`` to ``m`` (its submodules named with ``prefix``): input buffer (or line
+    buffer) -> sequencer -> fan-out -> slots -> collector. Returns ``(buffer, collector)``: the caller connects
+    the buffer's ``i`` (elements) and the collector's ``o`` (accumulators, each with its output ``row``)."""
+    layer, engine = plan.layer, plan.engine
+    x_width = plan.lanes * in_shape.width
+
+    slots = []
+    for n, slot in enumerate(plan.slots):
+        m.submodules[f"{prefix}slot{n}"] = comp = registry.get(slot.pe).build(slot.params)
+        slots.append(comp)
+    widths = [sum(comp.i.payload[f].as_value().shape().width for f in engine.weight_fields(slot))
+              for slot, comp in zip(plan.slots, slots)]
+    words = [engine.weight_words(plan, slot) for slot in plan.slots]
+
+    if plan.window is None:
+        buffer = InputBuffer(shape=in_shape, features=layer.in_features, beats=plan.beats, lanes=plan.lanes)
+        sequencer = Sequencer(groups=plan.groups, beats=plan.beats, x_width=x_width, widths=widths, words=words)
+    else:
+        buffer = LineBuffer(shape=in_shape, window=plan.window)
+        sequencer = WindowSequencer(window=plan.window, groups=plan.groups, x_width=x_width, widths=widths,
+                                    words=words)
+    m.submodules[f"{prefix}buffer"], m.submodules[f"{prefix}sequencer"] = buffer, sequencer
+    wiring.connect(m, buffer=buffer.read, sequencer=sequencer.read)
+
+    loader = engine.loader(plan)
+    if loader is not None:   # crossbar: program every tile's array after reset, then compute
+        m.submodules[f"{prefix}loader"] = loader
+        m.d.comb += sequencer.loaded.eq(loader.loaded)
+        for n, comp in enumerate(slots):
+            wiring.connect(m, producer=getattr(loader, f"cfg{n}"), consumer=comp.cfg)
+            wiring.connect(m, producer=getattr(loader, f"w{n}"), consumer=comp.w)
+
+    m.submodules[f"{prefix}fanout"] = fanout = Fanout(
+        beat=beat_layout(x_width, sum(widths)), slots=[comp.i.signature.flip() for comp in slots],
+        pack=lambda mm, n, payload, x, word, last: engine.pack(mm, plan.slots[n], payload, x, word, last),
+        offsets=sequencer.word_offsets, widths=widths)
+    wiring.connect(m, producer=sequencer.o, consumer=fanout.i)
+    for n, comp in enumerate(slots):
+        wiring.connect(m, producer=getattr(fanout, f"o{n}"), consumer=comp.i)
+
+    m.submodules[f"{prefix}collector"] = collector = Collector(
+        slots=[comp.o.signature for comp in slots], width=plan.width, acc_shape=plan.acc_shape,
+        rows=[[r for slot in plan.slots for r in slot.rows[g]] for g in range(plan.groups)],
+        out_features=layer.out_features)
+    for n, comp in enumerate(slots):
+        wiring.connect(m, producer=comp.o, consumer=getattr(collector, f"i{n}"))
+    return buffer, collector
+
+
+class Engine(EngineUnit):
     """One layer of a network on hardware (see the module docstring).
 
     Members
@@ -70,57 +120,15 @@ class Engine(_Unit):
 
     def elaborate(self, platform):
         m = Module()
-        plan, layer, engine = self._plan, self._plan.layer, self._plan.engine
-        x_width = plan.lanes * self._in_shape.width
-
-        slots = []
-        for n, slot in enumerate(plan.slots):
-            m.submodules[f"slot{n}"] = comp = registry.get(slot.pe).build(slot.params)
-            slots.append(comp)
-        widths = [sum(comp.i.payload[f].as_value().shape().width for f in engine.weight_fields(slot))
-                  for slot, comp in zip(plan.slots, slots)]
-        words = [engine.weight_words(plan, slot) for slot in plan.slots]
-
-        if plan.window is None:
-            m.submodules.buffer = buffer = InputBuffer(shape=self._in_shape, features=layer.in_features,
-                                                       beats=plan.beats, lanes=plan.lanes)
-            m.submodules.sequencer = sequencer = Sequencer(groups=plan.groups, beats=plan.beats, x_width=x_width,
-                                                           widths=widths, words=words)
-        else:
-            m.submodules.buffer = buffer = LineBuffer(shape=self._in_shape, window=plan.window)
-            m.submodules.sequencer = sequencer = WindowSequencer(window=plan.window, groups=plan.groups,
-                                                                 x_width=x_width, widths=widths, words=words)
+        plan = self._plan
+        buffer, collector = dot_datapath(m, plan, self._in_shape)
         wiring.connect(m, producer=wiring.flipped(self.i), consumer=buffer.i)
-        wiring.connect(m, buffer=buffer.read, sequencer=sequencer.read)
-
-        loader = engine.loader(plan)
-        if loader is not None:   # crossbar: program every tile's array after reset, then compute
-            m.submodules.loader = loader
-            m.d.comb += sequencer.loaded.eq(loader.loaded)
-            for n, comp in enumerate(slots):
-                wiring.connect(m, producer=getattr(loader, f"cfg{n}"), consumer=comp.cfg)
-                wiring.connect(m, producer=getattr(loader, f"w{n}"), consumer=comp.w)
-
-        m.submodules.fanout = fanout = Fanout(
-            beat=beat_layout(x_width, sum(widths)), slots=[comp.i.signature.flip() for comp in slots],
-            pack=lambda mm, n, payload, x, word, last: engine.pack(mm, plan.slots[n], payload, x, word, last),
-            offsets=sequencer.word_offsets, widths=widths)
-        wiring.connect(m, producer=sequencer.o, consumer=fanout.i)
-        for n, comp in enumerate(slots):
-            wiring.connect(m, producer=getattr(fanout, f"o{n}"), consumer=comp.i)
-
-        m.submodules.collector = collector = Collector(
-            slots=[comp.o.signature for comp in slots], width=plan.width, acc_shape=plan.acc_shape,
-            rows=[[r for slot in plan.slots for r in slot.rows[g]] for g in range(plan.groups)],
-            out_features=layer.out_features)
-        for n, comp in enumerate(slots):
-            wiring.connect(m, producer=comp.o, consumer=getattr(collector, f"i{n}"))
-        requant = self._requantizer(m, plan.acc_shape, layer.out_features)
+        requant = self._requantizer(m, plan.acc_shape, plan.layer.out_features)
         wiring.connect(m, producer=collector.o, consumer=requant.i)
         return m
 
 
-class PoolUnit(_Unit):
+class PoolUnit(EngineUnit):
     """A pool layer whose windows do not overlap: :class:`hw.network.pool.StreamPool` and the requantiser (an
     average pool's; a max pool's passes the values through). Ports as :class:`Engine`'s."""
 

@@ -63,6 +63,9 @@ class EnginePlan:
         A convolution's or pool's geometry (None: a dense layer, one item per sample).
     source : the network's layer, or None (then ``layer``). A convolution's ``layer`` is the dense view of its
         weight matrix (``in_features`` the window, ``out_features`` the output channels).
+    parts : tuple of EnginePlan
+        The plans of the PE-slot datapaths an engine is made of when it has several (a recurrent layer's gate
+        matrices ``w`` and ``u``: :mod:`hw.network.recurrent`); empty for the others, whose slots are their own.
     """
 
     layer: object
@@ -76,6 +79,7 @@ class EnginePlan:
     engine: object
     window: object = None
     source: object = None
+    parts: tuple = ()
 
     @property
     def network_layer(self):

@@ -72,6 +72,11 @@ def plan_network(network, folding: Folding | None = None) -> tuple[EnginePlan, .
         names = ", ".join("input" if j < 0 else f"layers[{j}]" for j in network.sources[i])
         raise ValueError(f"Network must be a chain of layers to be compiled (each takes the previous one's "
                          f"output), not a graph (layers[{i}] takes {names})")
+    for i, layer in enumerate(network.layers):
+        before = [other.kind for other in network.layers[:i]]
+        if getattr(engine_for(layer), "first_only", False) and any(kind != "flatten" for kind in before):
+            raise ValueError(f"Layer kind {layer.kind!r} must be the network's first layer to be compiled (its "
+                             f"input streams in time order), not layers[{i}]")
     folding = folding or default_folding(network)
     if len(folding.layers) != len(network.layers):
         raise ValueError(f"Folding must have one entry per layer ({len(network.layers)}), not {len(folding.layers)}")
