@@ -10,7 +10,7 @@ import pytest
 
 from peforge.hw import registry
 from peforge.hw.network import CompiledNetwork
-from peforge.sw.network import SCHEMES, random_network
+from peforge.sw.network import SCHEMES, random_network, random_rnn
 from peforge.synth import TARGETS, netlist_network, netlist_pe
 
 pytestmark = pytest.mark.synth
@@ -45,4 +45,11 @@ def test_every_pe_synthesises(pe, target):
 def test_a_network_of_every_scheme_synthesises(scheme, target):
     network = random_network(np.random.default_rng(sorted(SCHEMES).index(scheme)), depth=1, schemes=[scheme],
                              max_features=8, samples=16)
+    _check(netlist_network(CompiledNetwork.default(network), target=target), target)
+
+
+@pytest.mark.parametrize("kind, target", [("lstm", "ecp5-85k"), ("gru", "ice40-up5k")])
+def test_a_recurrent_network_synthesises(kind, target):
+    network = random_rnn(np.random.default_rng(2), kind=kind, schemes=["fixed", "sp2"], max_seq=3, max_features=4,
+                         max_hidden=4)
     _check(netlist_network(CompiledNetwork.default(network), target=target), target)
