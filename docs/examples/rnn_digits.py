@@ -1,6 +1,6 @@
 """Recurrent layers on sklearn's digits read as 8 rows of 8 features (docs/rnn.md): an LSTM and a GRU of every
 trainable scheme, trained briefly, exported with from_torch; prints float and golden accuracy and the recurrent
-weights' storage bits. Software only (the hardware is pending). Run: ``python docs/examples/rnn_digits.py``
+weights' storage bits. Software only (`peforge bench rnn` runs such models on the hardware). Run: ``python docs/examples/rnn_digits.py``
 (about a minute on one core)."""
 
 import numpy as np
