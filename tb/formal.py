@@ -57,6 +57,7 @@ from ..hw.crossbar import CrossbarController, CrossbarParams, CrossbarSystem
 from ..hw.fixed_mac import FixedMac, FixedMacParams
 from ..hw.network import (Accelerator, Collector, Dest, Engine, Folding, InputBuffer, LayerFolding, Requantizer,
                                 Sequencer, element_layout, plan_engine)
+from ..hw.network.components import requant_latency
 from ..hw.nm_sparse import NMSparse, NMSparseParams
 from ..hw.sp2_mac import SP2Mac, SP2MacParams
 from ..hw.verilog import build_root
@@ -387,6 +388,10 @@ def _requant_layer(rounding):
 
 _REQ_ACC = signed(6)
 _REQ_DEST = [(0, 0), (0, 1)]
+#: DSP operand bits of the pipelined requantiser's targets: 3-bit products, so the 6-bit accumulator times the
+#: 3-bit multipliers is 6 partial products and their sum is a tree of 3 levels, as a 21-bit accumulator times
+#: a 31-bit M is on 16-bit DSPs
+_REQ_DSP_BITS = 3
 
 
 def _requant(name, rounding, cycles):
@@ -395,13 +400,15 @@ def _requant(name, rounding, cycles):
 
     def build(c=None, layer=layer):
         return (c or Requantizer)(acc_shape=_REQ_ACC, layer=layer, dest=_REQ_DEST, out_layout=out_layout,
-                                  cycles=cycles)
+                                  cycles=cycles, dsp_bits=_REQ_DSP_BITS)
+    # pipelined (cycles 1): every result exactly `latency` cycles after its accumulator, one per stage in flight;
     # serial (cycles > 1): stage 1 takes an accumulator only when empty, which it is at the earliest in the
     # cycle after the one before moved on to the product; that one may still need cycles - 1 cycles, so the
     # newcomer's result comes at most 2 * cycles cycles after it was taken (and exactly that in the worst case)
     # every accumulator is a vector of its own (frame 1): its `last` (the end of an item, which moves a window
     # engine's destinations; these stay put) is assumed high
-    return Target(name, build, 2 * cycles if cycles > 1 else 3, cycles == 1, 3,
+    latency = requant_latency(_REQ_ACC, layer, cycles=cycles, dsp_bits=_REQ_DSP_BITS)
+    return Target(name, build, 2 * cycles if cycles > 1 else latency, cycles == 1, 3 if cycles > 1 else latency,
                   _RequantReference(layer, _REQ_ACC, _REQ_DEST, rounding),
                   assume=lambda payload: payload.row < layer.out_features, frame=1)
 
@@ -514,11 +521,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     _requant("requant-serial", "half_up", 3),
     # bounds found by the solver (tight: each `latency` cover reaches it, the capacities are at most one
     # result above a reached count): under full load with the sink always ready the last element of a vector
-    # comes 13 cycles after its last input (11 when idle); the accelerator's logits 18 cycles after (12 when
-    # idle), as it gathers the logits at one per cycle plus one to send them, 3 cycles per sample
-    Target("engine", _engine, 13, False, 10, frame=2, outputs=2,
+    # comes 14 cycles after its last input; the accelerator's logits 19 cycles after, as it gathers the logits
+    # at one per cycle plus one to send them, 3 cycles per sample (each one more than with the requantiser's
+    # product in one stage: its sum of partial products and B takes a register here)
+    Target("engine", _engine, 14, False, 10, frame=2, outputs=2,
            assume=lambda payload: (payload.word < _ENGINE_PLAN.beats) & (payload.lane < _ENGINE_PLAN.lanes)),
-    Target("accelerator", _accelerator(_NET, _NET_FOLDING), 18, False, 8,
+    Target("accelerator", _accelerator(_NET, _NET_FOLDING), 19, False, 8,
            _NetworkReference(_NET), frame=2),
     # the engine's parts alone (docs/network.md, "Engine components"): the buffer and the sequencer reading it
     # (a vector of 2 elements gives 2 groups x 2 beats), and the collector (a slot beat gives 2 results)

@@ -1,20 +1,22 @@
 """The engine's parts alone (hw/network/components.py), each in Amaranth's simulator against a plain Python model
 under random stalls on both sides: the input buffer with the sequencer that reads it, the fan-out that keeps the
-slots in lock step, the collector, and the crossbar loader. (The requantiser's own proofs are in
-tests/test_formal.py; the whole engine and accelerator run in Verilator in tests/test_network.py.)"""
+slots in lock step, the collector, the crossbar loader, and the requantiser against sw.requant (its proofs are in
+tests/test_formal.py; the whole engine and accelerator run in Verilator in tests/test_network.py)."""
 
 import random
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from peforge.hw.network import Collector, CrossbarLoader, Fanout, LayerFolding, plan_engine
-from peforge.hw.network.components import beat_layout
-from peforge.sw.network import CrossbarWeights, Layer
+from peforge.hw.network import Collector, CrossbarLoader, Dest, Fanout, LayerFolding, Requantizer, element_layout, \
+    plan_engine
+from peforge.hw.network.components import REQUANT_DSP_BITS, beat_layout
+from peforge.sw.network import CrossbarWeights, FixedWeights, Layer
+from peforge.sw.requant import ROUNDINGS
 from peforge.sw.forms import CrossbarFormat
 from peforge.tb.formal import VectorReplay
 
@@ -26,6 +28,26 @@ def _run(dut, bench, cycles):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run_until(cycles * 1e-6)
+
+
+async def _transfer(ctx, dut, beats, results, rng, p_valid, p_ready, fields):
+    """Offer ``beats`` (``i`` payload fields by name) on ``dut.i`` and take ``results`` beats of ``dut.o`` (their
+    ``fields``), each side idle at random; returns what came out."""
+    got, k = [], 0
+    while len(got) < results:
+        valid = k < len(beats) and rng.random() < p_valid
+        ready = rng.random() < p_ready
+        if k < len(beats):
+            for name, value in beats[k].items():
+                ctx.set(getattr(dut.i.payload, name), value)
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.o.ready, ready)
+        if ready and ctx.get(dut.o.valid):
+            got.append(tuple(ctx.get(getattr(dut.o.payload, f)) for f in fields))
+        if valid and ctx.get(dut.i.ready):
+            k += 1
+        await ctx.tick()
+    return got
 
 
 # -- the input buffer and the sequencer --------------------------------------------------------------------------
@@ -52,23 +74,8 @@ def test_buffer_and_sequencer_replay_every_vector_groups_times(p_valid, p_ready)
     got = []
 
     async def bench(ctx):
-        k = 0
-        while len(got) < len(expected):
-            valid = k < len(flat) and rng.random() < p_valid
-            ready = rng.random() < p_ready
-            if k < len(flat):
-                x, word, lane = flat[k]
-                ctx.set(dut.i.payload.x, x)
-                ctx.set(dut.i.payload.word, word)
-                ctx.set(dut.i.payload.lane, lane)
-            ctx.set(dut.i.valid, valid)
-            ctx.set(dut.o.ready, ready)
-            if ready and ctx.get(dut.o.valid):
-                p = dut.o.payload
-                got.append((ctx.get(p.x), ctx.get(p.w), ctx.get(p.last)))
-            if valid and ctx.get(dut.i.ready):
-                k += 1
-            await ctx.tick()
+        beats = [{"x": x, "word": word, "lane": lane} for x, word, lane in flat]
+        got.extend(await _transfer(ctx, dut, beats, len(expected), rng, p_valid, p_ready, ("x", "w", "last")))
 
     _run(dut, bench, 20000)
     assert got == expected
@@ -235,3 +242,100 @@ def test_crossbar_loader_programs_every_tile_then_says_loaded(p_ready):
 
     _run(dut, bench, 200)
     assert got_cfg == want_cfg and got_w == want_w
+
+
+# -- the requantiser ------------------------------------------------------------------------------------------------
+
+def _requant_layer(config, rounding):
+    """``wide``: 32-bit accumulators times 31-bit multipliers with 41-bit offsets (most results clip, small
+    accumulators do not); ``ties``: small multipliers and shift, so exact halves are frequent."""
+    if config == "wide":
+        return signed(32), Layer(FixedWeights(np.ones((4, 2), np.int64), 4), shift=30,
+                                 multiplier=[2**31 - 1, 2**30 + 12345, 3, 1], offset=[-(2**40), 2**40 - 1, 0, 12345],
+                                 relu=False, in_bits=4, in_signed=True, out_bits=8, out_signed=True, rounding=rounding)
+    return unsigned(11), Layer(FixedWeights(np.ones((4, 2), np.int64), 4), multiplier=[1, 3, 5, 7], shift=2,
+                               offset=[0, 1, -2, 2], relu=True, in_bits=4, in_signed=True, out_bits=8,
+                               out_signed=False, rounding=rounding)
+
+
+def _accumulators(rng, shape, n):
+    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+    edges = [lo, hi, 0, 1, -1, lo + 1, hi - 1]
+    small = [rng.randrange(-300, 300) for _ in range(n)]
+    wide = [rng.randrange(lo, hi + 1) for _ in range(n)]
+    return [min(max(v, lo), hi) for v in edges + [rng.choice(small + wide) for _ in range(n)]]
+
+
+def _requant_bench(config, rounding, cycles, dsp_bits):
+    acc_shape, layer = _requant_layer(config, rounding)
+    rows, items = layer.out_features, 3
+    # each item's rows go to consecutive places of a 2-lane buffer, the item after the one before
+    dest = Dest.of(lambda r, p: divmod(p * rows + r, 2), rows, items, words=rows * items // 2, lanes=2)
+    dut = Requantizer(acc_shape=acc_shape, layer=layer, dest=dest, cycles=cycles, dsp_bits=dsp_bits,
+                      out_layout=element_layout(signed(layer.out_bits + 1), rows * items // 2, 2))
+    return dut, layer, dest
+
+
+@pytest.mark.parametrize("p_valid, p_ready", STALLS[1:3])
+@pytest.mark.parametrize("cycles, dsp_bits", [(1, REQUANT_DSP_BITS), (1, 5), (3, REQUANT_DSP_BITS)])
+@pytest.mark.parametrize("config", ["wide", "ties"])
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_requantizer_equals_the_golden_requantisation(rounding, config, cycles, dsp_bits, p_valid, p_ready):
+    """Every result clip(requantize(acc, M, S, B)) bit for bit, at its destination, in order, under stalls."""
+    rng = random.Random(hash((rounding, config, cycles, dsp_bits, p_valid)) & 0xFFFF)
+    dut, layer, dest = _requant_bench(config, rounding, cycles, dsp_bits)
+    accs = _accumulators(rng, Shape.cast(dut.i.payload.acc.shape()), 150)
+    beats = []                               # (acc, row, last, item)
+    item = 0
+    while len(beats) < len(accs):
+        order = rng.sample(range(layer.out_features), layer.out_features)
+        for k, r in enumerate(order):
+            beats.append((accs[len(beats) % len(accs)], r, int(k == len(order) - 1), item))
+        item += 1
+    rows = np.array([b[1] for b in beats])
+    z = layer.requant(np.array([b[0] for b in beats], np.int64)[:, None] * np.ones((1, layer.out_features), np.int64))
+    expected = [(int(z[k, r]), *dest.at(r, b[3] % dest.items)) for k, (b, r) in enumerate(zip(beats, rows))]
+    got = []
+
+    async def bench(ctx):
+        offered = [{"acc": acc, "row": row, "last": last} for acc, row, last, _ in beats]
+        got.extend(await _transfer(ctx, dut, offered, len(expected), rng, p_valid, p_ready, ("x", "word", "lane")))
+        for _ in range(2 * dut.latency + 4):     # nothing more comes out
+            ctx.set(dut.o.ready, 1)
+            assert not ctx.get(dut.o.valid)
+            await ctx.tick()
+
+    _run(dut, bench, 60 * len(beats))
+    assert got == expected
+
+
+# expected latency per config: wide (32-bit acc x 31-bit M: 3 x 3 pieces on 16-bit DSPs, 8 x 8 on 5-bit, 16 x 16 on
+# 3-bit, and B: 4, 7 or 9 adder levels), ties (11-bit acc x 3-bit M: 1, 3 x 1, 6 x 2 pieces and B: 1, 2, 4 levels)
+@pytest.mark.parametrize("cycles, dsp_bits, wide, ties", [(1, REQUANT_DSP_BITS, 7, 4), (1, 5, 10, 5), (1, 3, 12, 7),
+                                                          (2, REQUANT_DSP_BITS, 4, 4)])
+@pytest.mark.parametrize("config", ["wide", "ties"])
+def test_requantizer_latency_and_interval_are_as_predicted(config, cycles, dsp_bits, wide, ties):
+    """Without stalls: a result every ``cycles`` cycles, each ``latency`` cycles after its accumulator was taken
+    (the pipelined unit's latency grows with its partial products: 3 + the sum's register stages)."""
+    dut, layer, _ = _requant_bench(config, "half_even", cycles, dsp_bits)
+    assert dut.latency == (wide if config == "wide" else ties)
+    n = 20
+    taken, out = [], []
+
+    async def bench(ctx):
+        cycle = 0
+        ctx.set(dut.o.ready, 1)
+        while len(out) < n:
+            ctx.set(dut.i.valid, len(taken) < n)
+            ctx.set(dut.i.payload.row, len(taken) % layer.out_features)
+            ctx.set(dut.i.payload.last, len(taken) % layer.out_features == layer.out_features - 1)
+            if ctx.get(dut.o.valid):
+                out.append(cycle)
+            if len(taken) < n and ctx.get(dut.i.ready):
+                taken.append(cycle)
+            await ctx.tick()
+            cycle += 1
+
+    _run(dut, bench, 40 * n)
+    assert [o - t for t, o in zip(taken, out)] == [dut.latency] * n
+    assert all(b - a == cycles for a, b in zip(out, out[1:]))

@@ -38,12 +38,13 @@ from amaranth.utils import ceil_log2
 from ...sw.intops import signed_bits_for
 from ...sw.params import check_int
 
-from ..common import equals
+from ..common import equals, register, tree_stages
 from .folding import MAX_REQUANT_CYCLES
 
 __all__ = ["element_layout", "result_layout", "Dest", "DestOffset", "value_shape", "rom", "select", "BufferRead",
            "InputBuffer", "BeatSource", "Sequencer", "word_offsets", "Fanout", "Collector", "Requantizer",
-           "CrossbarLoader"]
+           "CrossbarLoader", "REQUANT_DSP_BITS", "REQUANT_TREE_LEVELS", "requant_digits",
+           "requant_latency"]
 
 
 def value_shape(bits: int, is_signed: bool) -> Shape:
@@ -517,19 +518,89 @@ class CrossbarLoader(wiring.Component):
 
 # -- requantisation -----------------------------------------------------------------------------------------
 
+#: Signed operand bits of the requantiser's partial products (:func:`requant_digits`): the narrowest DSP of the
+#: targets (iCE40 SB_MAC16 16 x 16; ECP5's MULT18X18D takes 18), since a compiled network does not know its target.
+REQUANT_DSP_BITS = 16
+#: Adder levels between the registers of the pipelined requantiser's sum of partial products (they are 20 to 60
+#: bits wide, wider than a PE's adder tree: one carry chain per stage).
+REQUANT_TREE_LEVELS = 1
+
+
+def requant_digits(width: int, is_signed: bool, dsp_bits: int = REQUANT_DSP_BITS) -> list[tuple[int, int, bool]]:
+    """``(low bit, bits, signed)`` of the digits a ``width``-bit operand splits into so that every product of two
+    digits fits a ``dsp_bits``-bit signed multiplier: unsigned digits of ``dsp_bits - 1`` bits from the least
+    significant bit up; a signed operand's top digit is signed, of up to ``dsp_bits`` bits.
+
+    >>> requant_digits(21, True, 16), requant_digits(31, False, 16)
+    ([(0, 15, False), (15, 6, True)], [(0, 15, False), (15, 15, False), (30, 1, False)])
+    """
+    u = dsp_bits - 1
+    n = max(1, -(-(width - 1 if is_signed else width) // u))
+    return [(k * u, width - k * u if (is_signed and k == n - 1) else min(u, width - k * u), is_signed and k == n - 1)
+            for k in range(n)]
+
+
+def requant_latency(acc_shape, layer, *, cycles: int = 1, dsp_bits: int = REQUANT_DSP_BITS) -> int:
+    """Cycles from an accepted accumulator to its result on ``o`` of the :class:`Requantizer` of these arguments
+    (without stalls): ``cycles + 2`` serial or a pass-through, else 3 and the register stages of the sum of its
+    partial products (and ``B``, unless every ``B`` and the rounding's half are 0)."""
+    identity = getattr(layer, "multiplier", None) is None
+    if identity or cycles > 1:
+        return (1 if identity else cycles) + 2
+    acc_shape = Shape.cast(acc_shape)
+    pieces = len(requant_digits(acc_shape.width, acc_shape.signed, dsp_bits)) * \
+        len(requant_digits(_m_bits(layer), False, dsp_bits))
+    return 3 + tree_stages(pieces + any(_offsets(layer, True)), REQUANT_TREE_LEVELS)
+
+
+def _m_bits(layer) -> int:
+    """Bits of the layer's largest multiplier ``M`` (1 without requantisation)."""
+    return 1 if getattr(layer, "multiplier", None) is None else max(1, int(layer.multiplier.max()).bit_length())
+
+
+def _offsets(layer, pipelined: bool) -> list[int]:
+    """Each row's ``B``; the pipelined unit's with the rounding's half, ``2^(S-1)``, added (half up, half even)."""
+    if getattr(layer, "multiplier", None) is None:
+        return [0] * layer.out_features
+    half = 1 << (layer.shift - 1) if pipelined and layer.rounding != "floor" else 0
+    return [int(b) + half for b in layer.offset]
+
+
+def _add_shifted(low: Value, high: Value, shift: int) -> Value:
+    """``low + (high << shift)`` with an adder only where the two overlap: the ``shift`` low bits are ``low``'s."""
+    low, high = Value.cast(low), Value.cast(high)
+    if shift == 0:
+        return low + high
+    is_signed = low.shape().signed
+    if len(low) <= shift:     # sign- or zero-extend ``low`` past the shift
+        low = Cat(low, (low[-1] if is_signed else Const(0, 1)).replicate(shift + 1 - len(low)))
+    top = low[shift:].as_signed() if is_signed else low[shift:]
+    total = top + high
+    joined = Cat(low[:shift], total)
+    return joined.as_signed() if total.shape().signed else joined
+
+
 class Requantizer(wiring.Component):
     """``z = clip(round((acc * M[row] + B[row]) / 2^S), lo, hi)`` (:mod:`sw.requant`), one result per
     ``cycles`` cycles, sent to where its consumer keeps it (a :class:`Dest`).
 
-    Three stages: the table read beside the accumulator; the product ``acc * M``; the bias, rounding (the
-    layer's mode: half up ``(t + 2^(S-1)) >> S``, half even ``(t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S``,
-    floor ``t >> S``, with ``t = acc * M + B``) and clip. ``M``, ``B`` and the destination (``word``, ``lane``)
-    of each row sit in one ROM indexed by ``row``; the destination moves on by the :class:`Dest`'s step after
-    each item's ``last`` result. With ``cycles = 1`` the product is one multiplier (a DSP where the target has
-    them); with ``cycles = c > 1`` it is computed over ``c`` cycles, ``ceil(M bits / c)`` bits of ``M`` per
-    cycle, by shifts and adds (LUTs only), for engines whose results come slowly enough. Each stage hands over
-    to the next in the cycle the next can take it, so the unit takes a new accumulator every ``cycles`` cycles
-    exactly. A layer that is not requantised (a max pool: no ``multiplier``) passes its values through.
+    ``M``, ``B`` and the destination (``word``, ``lane``) of each row sit in one ROM indexed by ``row``, read
+    beside the accumulator (stage 1); the destination moves on by the :class:`Dest`'s step after each item's
+    ``last`` result. The rounding is the layer's mode: half up ``(t + 2^(S-1)) >> S``, half even
+    ``(t + 2^(S-1) - 1 + ((t >> S) & 1)) >> S``, floor ``t >> S``, with ``t = acc * M + B``.
+
+    With ``cycles = 1`` (pipelined, :attr:`latency` ``3 +`` the sum's stages): the accumulator and ``M`` split
+    into digits (:func:`requant_digits`) whose every product fits a ``dsp_bits``-bit DSP; each partial product
+    has its register (stage 2), a tree of carry-chain adds sums them and ``B`` (with the rounding's half,
+    ``2^(S-1)``, folded into the ROM's ``B``), a register after every :data:`REQUANT_TREE_LEVELS` levels; the
+    output stage shifts, rounds a half-even tie to even (clearing the quotient's last bit when the ``S`` low bits
+    are zero) and clips. Every register advances on one enable, ``~o.valid | o.ready``, which is ``i.ready``.
+
+    With ``cycles = c > 1`` (serial, latency ``c + 2``): three stages, the product over ``c`` cycles,
+    ``ceil(M bits / c)`` bits of ``M`` per cycle, by shifts and adds (LUTs only), for engines whose results come
+    slowly enough. Each stage hands over to the next in the cycle the next can take it, so the unit takes a new
+    accumulator every ``c`` cycles exactly, and its ``i.ready`` is a register. A layer that is not requantised
+    (a max pool: no ``multiplier``) passes its values through the same three stages.
 
     Members
     -------
@@ -538,21 +609,25 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, acc_shape, layer, dest, out_layout: data.StructLayout, cycles: int = 1,
-                 rows: int | None = None):
+                 rows: int | None = None, dsp_bits: int = REQUANT_DSP_BITS):
         self._layer = layer
         self._identity = getattr(layer, "multiplier", None) is None
         rows = rows if rows is not None else layer.out_features
         if not isinstance(dest, Dest):
             dest = Dest(tuple(dest), out_layout["word"].shape.width, 1)
         self._dest = dest
-        self._m_bits = 1 if self._identity else max(1, int(layer.multiplier.max()).bit_length())
-        self._b_bits = 1 if self._identity else signed_bits_for(int(layer.offset.min()), int(layer.offset.max()))
+        check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
+        check_int("Requantiser DSP bits", dsp_bits, min=2, max=64)
+        self._cycles = 1 if self._identity else cycles
+        self._pipelined = self._cycles == 1 and not self._identity
+        self._m_bits = _m_bits(layer)
+        self._offsets = [0] * rows if self._identity else _offsets(layer, self._pipelined)
+        self._b_bits = signed_bits_for(min(self._offsets), max(self._offsets))
         self._acc_shape = Shape.cast(acc_shape)
+        self._dsp_bits = dsp_bits
         self._row_bits = max(1, ceil_log2(rows))
         self._rows = rows
         self._out_layout = out_layout
-        check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
-        self._cycles = 1 if self._identity else cycles
         super().__init__({
             "i": In(stream.Signature(result_layout(acc_shape, rows))),
             "o": Out(stream.Signature(out_layout)),
@@ -560,26 +635,107 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an accepted accumulator to its result on ``o`` (without stalls)."""
-        return self._cycles + 2
+        """Cycles from an accepted accumulator to its result on ``o`` (without stalls): :func:`requant_latency`."""
+        return requant_latency(self._acc_shape, self._layer, cycles=self._cycles, dsp_bits=self._dsp_bits)
 
     def elaborate(self, platform):
         m = Module()
-        layer = self._layer
-        c = self._cycles
-        digit = -(-self._m_bits // c)           # bits of M per cycle
         word_w = self._out_layout["word"].shape.width
         lane_w = self._out_layout["lane"].shape.width
         entry = data.StructLayout({"m": unsigned(self._m_bits), "b": signed(self._b_bits),
                                    "word": unsigned(word_w), "lane": unsigned(lane_w)})
-        mults = [0] * self._rows if self._identity else layer.multiplier
-        offsets = [0] * self._rows if self._identity else layer.offset
-        init = [entry.const({"m": int(mm), "b": int(bb), "word": wd, "lane": ln}).as_value().value
-                for mm, bb, (wd, ln) in zip(mults, offsets, self._dest.table)]
+        mults = [0] * self._rows if self._identity else self._layer.multiplier
+        init = [entry.const({"m": int(mm), "b": bb, "word": wd, "lane": ln}).as_value().value
+                for mm, bb, (wd, ln) in zip(mults, self._offsets, self._dest.table)]
         m.submodules.table = table = rom(entry.size, init)
         rd = table.read_port()
+        m.d.comb += rd.addr.eq(self.i.payload.row)
         offset = DestOffset(self._dest)
+        # stage 1: the accumulator beside its row's table entry (the ROM's read register)
+        v1 = Signal()
+        acc1 = Signal(self._acc_shape, reset_less=True)
+        last1 = Signal(reset_less=True)
+        en1 = Signal()
+        m.d.comb += rd.en.eq(en1)
+        with m.If(en1):
+            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc),
+                         last1.eq(self.i.payload.last)]
+        e1 = entry(rd.data)
+        word, lane = offset.add(e1.word, e1.lane)
+        dest1 = Cat(word[:word_w], lane[:lane_w])
+        if self._pipelined:
+            self._pipeline(m, en1, v1, acc1, e1, dest1)
+            offset.advance(m, en1 & v1 & last1)
+        else:
+            load2 = self._serial(m, en1, v1, acc1, e1, dest1)
+            offset.advance(m, load2 & v1 & last1)
+        return m
 
+    def _rounded(self, t: Value, *, folded: bool) -> Value:
+        """``t`` shifted right by ``S``, rounded by the layer's mode, then clipped; ``folded``: the rounding's half
+        is already in ``t`` (the pipelined unit's ``B``), so half up is the shift and half even clears the
+        quotient's last bit on a tie (the ``S`` low bits all zero)."""
+        layer = self._layer
+        shift, rounding = layer.shift, layer.rounding
+        if rounding not in ("half_up", "half_even", "floor"):
+            raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
+        if folded or rounding == "floor":
+            z = t >> shift
+            if rounding == "half_even":
+                z = Cat(z[0] & t[:shift].any(), z[1:]).as_signed()
+        elif rounding == "half_up":
+            z = (t + (1 << (shift - 1))) >> shift
+        else:
+            z = (t + ((1 << (shift - 1)) - 1) + t[shift]) >> shift
+        lo, hi = layer.out_range
+        return Mux(z < lo, lo, Mux(z > hi, hi, z))
+
+    def _output(self, m: Module, en: Value, valid: Value, x: Value, dest: Value) -> None:
+        word_w = self._out_layout["word"].shape.width
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(valid)
+            with m.If(valid):
+                m.d.sync += [self.o.payload.x.eq(x), self.o.payload.word.eq(dest[:word_w]),
+                             self.o.payload.lane.eq(dest[word_w:])]
+
+    def _pipeline(self, m: Module, en: Value, v1: Value, acc1: Value, e1, dest1: Value) -> None:
+        """One accumulator per cycle: partial products, their sum, the rounding and clip, all on one enable."""
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        operands = []                  # (value, weight: its bit offset in the product)
+        for a_lo, a_bits, a_signed in requant_digits(self._acc_shape.width, self._acc_shape.signed, self._dsp_bits):
+            a = acc1[a_lo:a_lo + a_bits]
+            a = a.as_signed() if a_signed else a
+            for m_lo, m_bits, _ in requant_digits(self._m_bits, False, self._dsp_bits):
+                b = e1.m[m_lo:m_lo + m_bits]
+                # a 1-bit digit selects: a multiply would take a DSP (Amaranth widens it to 2 signed bits)
+                piece = Mux(b, a, 0) if m_bits == 1 else Mux(a, b, 0) if a_bits == 1 and not a_signed else a * b
+                operands.append((register(m, piece, en=en, name=f"piece_{a_lo}_{m_lo}"), a_lo + m_lo))
+        if any(self._offsets):
+            operands.append((register(m, e1.b, en=en, name="bias"), 0))
+        valid = register(m, v1, en=en, name="valid_p", reset_less=False)
+        dest = register(m, dest1, en=en, name="dest_p")
+        level = 0
+        while len(operands) > 1:
+            level += 1
+            operands.sort(key=lambda o: o[1])
+            pairs = [(_add_shifted(x, y, wy - wx), wx) for (x, wx), (y, wy) in zip(operands[::2], operands[1::2])]
+            pairs += operands[len(pairs) * 2:]
+            if level % REQUANT_TREE_LEVELS == 0 or len(pairs) == 1:
+                pairs = [(register(m, v, en=en, name=f"sum{level}_{k}"), w) for k, (v, w) in enumerate(pairs)]
+                valid = register(m, valid, en=en, name=f"valid_s{level}", reset_less=False)
+                dest = register(m, dest, en=en, name=f"dest_s{level}")
+            else:
+                pairs = [(_kept(m, v, f"sum{level}_{k}"), w) for k, (v, w) in enumerate(pairs)]
+            operands = pairs
+        value, weight = operands[0]
+        t = Signal(signed(max(len(value) + weight + 1, self._layer.shift + 2)), name="t")
+        m.d.comb += t.eq(value << weight)
+        self._output(m, en, valid, self._rounded(t, folded=True), dest)
+
+    def _serial(self, m: Module, en1: Value, v1: Value, acc1: Value, e1, dest1: Value) -> Value:
+        """``c`` cycles per accumulator (or a pass-through): returns stage 2's load."""
+        c = self._cycles
+        digit = -(-self._m_bits // c)           # bits of M per cycle
         # stage 3 (output register) takes a finished product when it is empty or being read
         free3 = Signal()
         m.d.comb += free3.eq(~self.o.valid | self.o.ready)
@@ -590,39 +746,25 @@ class Requantizer(wiring.Component):
         m.d.comb += done2.eq(v2 & equals(count, c - 1))
         load2 = Signal()
         m.d.comb += load2.eq(~v2 | (done2 & free3))
-        # stage 1: the accumulator beside its row's table entry (the ROM's read register)
-        v1 = Signal()
-        acc1 = Signal(self._acc_shape, reset_less=True)
-        last1 = Signal(reset_less=True)
-        en1 = Signal()
-        m.d.comb += [en1.eq(~v1 | load2), rd.en.eq(en1), rd.addr.eq(self.i.payload.row)]
-        # With several cycles per product, stage 1 refills in the cycle after it empties and is still full in
-        # time, so its `ready` can be a register (no path from `o.ready` back to `i.ready`). With one cycle
-        # per product that would halve the rate: then `ready` passes the next stages' state through.
+        m.d.comb += en1.eq(~v1 | load2)
+        # Stage 1 refills in the cycle after it empties and is still full in time, so its `ready` can be a
+        # register (no path from `o.ready` back to `i.ready`). A pass-through takes one result per cycle: its
+        # `ready` passes the next stages' state through.
         m.d.comb += self.i.ready.eq(~v1 if c > 1 else en1)
-        with m.If(en1):
-            m.d.sync += [v1.eq(self.i.valid & self.i.ready), acc1.eq(self.i.payload.acc),
-                         last1.eq(self.i.payload.last)]
-        e1 = entry(rd.data)
 
         acc_w = self._acc_shape.width
         prod = Signal(signed(acc_w + self._m_bits + 1), reset_less=True)
         b2 = Signal(signed(self._b_bits), reset_less=True)
-        d2 = Signal(unsigned(word_w + lane_w), reset_less=True)
+        d2 = Signal(len(dest1), reset_less=True)
 
         def partial(a, bits):
-            # a * bits (bits unsigned, `digit` wide): one multiplier for the whole of M, else shifts and adds
+            # a * bits (bits unsigned, `digit` wide) by shifts and adds
             if self._identity:
                 return a
-            if c == 1:
-                return a * bits
             return sum(Mux(bits[k], a << k, 0) for k in range(len(bits)))
 
-        word, lane = offset.add(e1.word, e1.lane)
         with m.If(load2):
-            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(Cat(word[:word_w], lane[:lane_w])),
-                         prod.eq(partial(acc1, e1.m[:digit]))]
-        offset.advance(m, load2 & v1 & last1)
+            m.d.sync += [v2.eq(v1), count.eq(0), b2.eq(e1.b), d2.eq(dest1), prod.eq(partial(acc1, e1.m[:digit]))]
         if c > 1:
             acc_sh = Signal(signed(acc_w + self._m_bits), reset_less=True)   # acc << (digit * (count + 1))
             m_rest = Signal(unsigned(max(1, self._m_bits - digit)), reset_less=True)
@@ -634,26 +776,17 @@ class Requantizer(wiring.Component):
 
         # stage 3: bias, rounding, shift, clip (a pass-through without requantisation)
         if self._identity:
-            z = prod
-            clipped = z
+            clipped = prod
         else:
-            shift = layer.shift
             total = Signal(signed(max(len(prod), self._b_bits) + 2))
             m.d.comb += total.eq(prod + b2)
-            rounding = layer.rounding
-            if rounding == "half_up":
-                z = (total + (1 << (shift - 1))) >> shift
-            elif rounding == "half_even":
-                z = (total + ((1 << (shift - 1)) - 1) + total[shift]) >> shift
-            elif rounding == "floor":
-                z = total >> shift
-            else:
-                raise ValueError(f"Layer rounding must be one of 'half_up', 'half_even', 'floor', not {rounding!r}")
-            lo, hi = layer.out_range
-            clipped = Mux(z < lo, lo, Mux(z > hi, hi, z))
-        with m.If(free3):
-            m.d.sync += self.o.valid.eq(done2)
-            with m.If(done2):
-                m.d.sync += [self.o.payload.x.eq(clipped), self.o.payload.word.eq(d2[:word_w]),
-                             self.o.payload.lane.eq(d2[word_w:])]
-        return m
+            clipped = self._rounded(total, folded=False)
+        self._output(m, free3, done2, clipped, d2)
+        return load2
+
+
+def _kept(m: Module, value: Value, name: str) -> Signal:
+    """``value`` as a signal yosys keeps (so it does not merge the adds around it: :func:`hw.common.adder_tree`)."""
+    kept = Signal(Value.cast(value).shape(), name=name, attrs={"keep": 1})
+    m.d.comb += kept.eq(value)
+    return kept
