@@ -147,9 +147,10 @@ class RecurrentEngine(EngineSpec):
 
     # -- timing ------------------------------------------------------------------------------------------------
     @staticmethod
-    def unit_cycles(layer) -> int:
-        """Cycles the element-wise unit spends on one hidden unit without stalls (its phases)."""
-        return 9 if layer.kind == "lstm" else 7
+    def step_cycles(layer) -> int:
+        """Cycles of the element-wise unit per step without stalls: a gate per cycle (``G * H``), then its
+        pipeline's depth to the last ``h`` (LSTM 5, GRU 3)."""
+        return len(layer.gates) * layer.hidden + (5 if layer.kind == "lstm" else 3)
 
     @staticmethod
     def u_cycles(hplan) -> int:
@@ -168,11 +169,11 @@ class RecurrentEngine(EngineSpec):
         return done + max(s.params.latency for s in hplan.slots) + 3
 
     def work_cycles(self, plan):
-        """The recurrence of one sample: ``T`` steps of the element-wise unit over the hidden units, ``T - 1``
+        """The recurrence of one sample: ``T`` steps of the element-wise unit (:meth:`step_cycles`), ``T - 1``
         waits for ``u h`` (:meth:`u_cycles`), and a cycle between samples."""
         layer = plan.network_layer
         t = layer.seq_len
-        return t * layer.hidden * self.unit_cycles(layer) + 1 + (t - 1) * self.u_cycles(plan.parts[1])
+        return t * self.step_cycles(layer) + 1 + (t - 1) * self.u_cycles(plan.parts[1])
 
     def cycles(self, plan):
         """Cycles per sample: the recurrence, or the ``w`` datapath's ``T`` vectors (two steps ahead at most),
@@ -292,127 +293,143 @@ class RecurrentUnit(EngineUnit):
         sig_rd, tanh_rd = sig_mem.read_port(), tanh_mem.read_port()
         state_shape = signed(layer.cell.bits) if lstm else h_shape
         m.submodules.state = state_mem = Memory(shape=state_shape, depth=max(hidden, 2), init=[])
-        st_wr, st_rd = state_mem.write_port(), state_mem.read_port()
+        st_wr, st_rd = state_mem.write_port(), state_mem.read_port(domain="comb")
 
-        # the element-wise unit: a step walks the hidden units j, a unit its phases
-        phases = RecurrentEngine.unit_cycles(layer)
+        # the element-wise unit, a pipeline that every stage advances together (`en`: the output register is
+        # free or being emptied): issue (gate q of unit j: row q*H + j of the memories) -> S1 (requantise: the
+        # table code) -> S2 (the table's value: a gate; after a unit's last gate, the GRU's h_t, the LSTM's c_t)
+        # -> LSTM: S3 (c_t's code) -> S4 (h_t); every stage a cycle, a gate per cycle, the units overlapped
+        en = Signal()
         t = Signal(range(max(steps, 2)))
         first = Signal()
         m.d.comb += first.eq(equals(t, 0))
+        last_step = equals(t, steps - 1)
         busy = Signal()
-        phase = Signal(range(phases))
-        j = Signal(range(max(hidden, 2)))
-        q_addr = Signal(range(max(rows, 2)))           # row q*H + j of the gate being read
+        issuing = Signal()
+        q_i = Signal(range(max(gates, 2)))
+        j_i = Signal(range(max(hidden, 2)))
+        row_i = Signal(range(max(rows, 2)))          # q_i * H + j_i
         with m.If(~busy & ax_full & (ah_full | first)):
-            m.d.sync += [busy.eq(1), phase.eq(0), j.eq(0), q_addr.eq(0)]
-        with m.If(busy & (phase < gates - 1)):
-            m.d.sync += q_addr.eq(q_addr + hidden)
-        m.d.comb += ax_rd.addr.eq(q_addr + ax_base)
-        for rp in (ah_rd, par_rd):
-            m.d.comb += rp.addr.eq(q_addr)
+            m.d.sync += [busy.eq(1), issuing.eq(1), q_i.eq(0), j_i.eq(0), row_i.eq(0)]
+        with m.If(issuing & en):
+            with m.If(equals(q_i, gates - 1)):
+                m.d.sync += [q_i.eq(0), j_i.eq(j_i + 1), row_i.eq(j_i + 1)]
+                with m.If(equals(j_i, hidden - 1)):
+                    m.d.sync += issuing.eq(0)
+            with m.Else():
+                m.d.sync += [q_i.eq(q_i + 1), row_i.eq(row_i + hidden)]
+        m.d.comb += [ax_rd.addr.eq(row_i + ax_base), ah_rd.addr.eq(row_i), par_rd.addr.eq(row_i)]
+        for rp in (ax_rd, ah_rd, par_rd, sig_rd, tanh_rd):
+            m.d.comb += rp.en.eq(en)
 
-        # the gate read in the previous phase: its requantisations (both products; x and h apart for the GRU's n)
+        def stage(name, valid, fields):
+            """Registers of the next stage, loaded from ``fields`` (name -> value) when the pipeline advances."""
+            regs = {"v": Signal(name=f"{name}_v")}
+            regs.update({k: Signal.like(v, name=f"{name}_{k}") if isinstance(v, Signal) else
+                         Signal(v.shape(), name=f"{name}_{k}") for k, v in fields.items()})
+            with m.If(en):
+                m.d.sync += [regs["v"].eq(valid)] + [regs[k].eq(v) for k, v in fields.items()]
+            return regs
+
+        s1 = stage("s1", issuing, {"q": q_i, "j": j_i})
+
+        # S1: the gate's requantisation from the memories' data (the GRU's n gate: x and h apart)
         e = entry(par_rd.data)
         ah = Mux(first, 0, ah_rd.data)
         px, ph = ax_rd.data * e.mx, ah * e.mh
         shift, rounding = layer.shift, layer.rounding
-        z_both = Signal(signed(signed_bits_for(lo, hi)))
-        m.d.comb += z_both.eq(clip(round_shift(px + ph + e.bx + e.bh, shift, rounding), lo, hi))
         code = Signal(signed(signed_bits_for(lo, hi)))
-        m.d.comb += [sig_rd.addr.eq(code - lo), tanh_rd.addr.eq(code - lo)]
-
+        m.d.comb += code.eq(clip(round_shift(px + ph + e.bx + e.bh, shift, rounding), lo, hi))
         gate = [Signal(signed(p_frac + 2), name=f"gate_{g}") for g in layer.gates]
+        if not lstm:
+            zx = round_shift(px + e.bx, shift, rounding)
+            hn = clip(round_shift(ph + e.bh, shift, rounding), lo, hi)
+            with m.If(equals(s1["q"], 2)):
+                m.d.comb += code.eq(clip(zx + _mul(gate[0], hn, p_frac), lo, hi))
+        m.d.comb += [sig_rd.addr.eq(code - lo), tanh_rd.addr.eq(code - lo)]
+        s2 = stage("s2", s1["v"], {"q": s1["q"], "j": s1["j"]})
+
+        # S2: the table's value; a unit's earlier gates wait in `gate` (the next unit's first gate comes G - 1
+        # cycles after its last, G >= 3)
+        value = Mux(equals(s2["q"], 2), tanh_rd.data, sig_rd.data)     # gate 2, g or n: the tanh table
+        with m.If(en & s2["v"]):
+            for q in range(gates - 1):
+                with m.If(equals(s2["q"], q)):
+                    m.d.sync += gate[q].eq(value)
+        final = Signal()                         # a unit's last gate is in S2
+        m.d.comb += [final.eq(s2["v"] & equals(s2["q"], gates - 1)), st_rd.addr.eq(s2["j"]), st_wr.addr.eq(s2["j"])]
         prev = Mux(first, 0, st_rd.data)
-        m.d.comb += st_rd.addr.eq(j)
-        h_new = Signal(h_shape)
-        out_phase = phases - 2          # h_new is ready: the outputs are offered in the last phase
-
-        def at(p):
-            return busy & equals(phase, p)
-
-        with m.If(busy & (phase < phases - 1)):
-            m.d.sync += phase.eq(phase + 1)
+        o_lo, o_hi = layer.out_range
+        out = Signal(h_shape)                   # h_t of the unit in the last stage
+        out_valid = Signal()
+        out_j = Signal(range(max(hidden, 2)))
         if lstm:
-            i_, f_, g_, o_ = gate
             cell = layer.cell
+            i_, f_, g_ = gate[:3]
             c_new = Signal(state_shape)
-            c_reg = Signal(state_shape)
-            with m.If((phase >= 1) & (phase <= 4)):      # the code of gate phase - 1 to the tables
-                m.d.comb += code.eq(z_both)
-            with m.Elif(equals(phase, 6)):                 # c_t to its table code
-                m.d.comb += code.eq(clip(round_shift(c_reg * cell.multiplier, cell.shift, rounding), lo, hi))
-            for p in range(2, 6):                          # the value of gate p - 2
-                with m.If(at(p)):
-                    m.d.sync += gate[p - 2].eq(tanh_rd.data if p - 2 == 2 else sig_rd.data)
-            c_lo, c_hi = cell.range
-            m.d.comb += c_new.eq(clip(_mul(f_, prev, p_frac) + _mul(i_, g_, 2 * p_frac - cell.frac), c_lo, c_hi))
-            # phase 5: gates i, f, g registered, the state read (addr j since the unit began): c_t
-            with m.If(at(5)):
-                m.d.sync += c_reg.eq(c_new)
-            m.d.comb += [st_wr.addr.eq(j), st_wr.data.eq(c_new), st_wr.en.eq(busy & equals(phase, 5))]
-            o_lo, o_hi = layer.out_range
-            m.d.comb += h_new.eq(clip(_mul(o_, tanh_rd.data, 2 * p_frac - layer.out_frac), o_lo, o_hi))
+            m.d.comb += c_new.eq(clip(_mul(f_, prev, p_frac) + _mul(i_, g_, 2 * p_frac - cell.frac), *cell.range))
+            m.d.comb += [st_wr.data.eq(c_new), st_wr.en.eq(en & final)]
+            s3 = stage("s3", final, {"c": c_new, "o": sig_rd.data, "j": s2["j"]})
+            # S3: c_t's table code, to the tanh table's second port
+            m.submodules.tanh_c = tanh_c = Memory(shape=signed(p_frac + 2), depth=len(layer.tables.tanh),
+                                                  init=[int(v) for v in layer.tables.tanh])
+            tc_rd = tanh_c.read_port()
+            zc = clip(round_shift(s3["c"] * cell.multiplier, cell.shift, rounding), lo, hi)
+            m.d.comb += [tc_rd.addr.eq(zc - lo), tc_rd.en.eq(en)]
+            s4 = stage("s4", s3["v"], {"o": s3["o"], "j": s3["j"]})
+            # S4: h_t
+            m.d.comb += [out.eq(clip(_mul(s4["o"], tc_rd.data, 2 * p_frac - layer.out_frac), o_lo, o_hi)),
+                         out_valid.eq(s4["v"]), out_j.eq(s4["j"])]
         else:
-            r_, z_, n_ = gate
-            zx = Signal(signed(len(px) + 2))
-            hn = Signal(signed(signed_bits_for(lo, hi)))
-            with m.If(equals(phase, 1) | equals(phase, 2)):     # r and z: both products rounded once
-                m.d.comb += code.eq(z_both)
-            with m.Elif(equals(phase, 4)):                         # n's code: x and h apart
-                m.d.comb += code.eq(clip(zx + _mul(r_, hn, p_frac), lo, hi))
-            for p in (2, 3):
-                with m.If(at(p)):
-                    m.d.sync += gate[p - 2].eq(sig_rd.data)
-            with m.If(at(3)):
-                m.d.sync += [zx.eq(round_shift(px + e.bx, shift, rounding)),
-                             hn.eq(clip(round_shift(ph + e.bh, shift, rounding), lo, hi))]
-            o_lo, o_hi = layer.out_range
-            m.d.comb += h_new.eq(clip(_mul((1 << p_frac) - z_, tanh_rd.data, 2 * p_frac - layer.out_frac) +
-                                      _mul(z_, prev, p_frac), o_lo, o_hi))
-            m.d.comb += [st_wr.addr.eq(j), st_wr.data.eq(h_new), st_wr.en.eq(busy & equals(phase, out_phase))]
+            z_ = gate[1]
+            m.d.comb += out.eq(clip(_mul((1 << p_frac) - z_, tanh_rd.data, 2 * p_frac - layer.out_frac) +
+                                    _mul(z_, prev, p_frac), o_lo, o_hi))
+            m.d.comb += [out_valid.eq(final), out_j.eq(s2["j"]), st_wr.data.eq(out), st_wr.en.eq(en & final)]
 
-        # the outputs of unit j: to the u buffer for the next step, to the next engine (every step with
-        # return_sequences, else the last one); the unit moves on once both have taken h
+        # the output register: h_j to the u buffer for the next step and to the next engine (every step with
+        # return_sequences, else the last one); the pipeline holds while it waits for either
         dest = self._dest
         u_word = Signal(range(max(hplan.beats, 2)))
         u_lane = Signal(range(max(hplan.lanes, 2)))
-        pend_u, pend_o = Signal(), Signal()
+        pend_u, pend_o, out_last = Signal(), Signal(), Signal()
         h_reg = Signal(h_shape)
-        m.d.comb += [hbuf.i.valid.eq(pend_u), hbuf.i.payload.x.eq(h_reg), hbuf.i.payload.word.eq(u_word),
-                     hbuf.i.payload.lane.eq(u_lane)]
+        m.d.comb += [hbuf.i.valid.eq(pend_u), hbuf.i.payload.x.eq(h_reg)]
         outputs = plan.rows
-        r_out = Signal(range(max(outputs, 2)))
+        r_out = Signal(range(max(outputs, 2)))        # the next output's row (of the flattened output)
         word_w, lane_w = self.o.payload.word.shape().width, self.o.payload.lane.shape().width
         m.submodules.dest = dest_rom = rom(word_w + lane_w, [w | l << word_w for w, l in dest.table])
-        dest_rd = dest_rom.read_port()
+        dest_rd = dest_rom.read_port(domain="comb")
         m.d.comb += dest_rd.addr.eq(r_out)
         offset = DestOffset(dest)
         d_word, d_lane = offset.add(dest_rd.data[:word_w], dest_rd.data[word_w:])
-        last_step = equals(t, steps - 1)
-        with m.If(busy & equals(phase, out_phase)):
-            m.d.sync += [h_reg.eq(h_new), pend_u.eq(~last_step), pend_o.eq(layer.return_sequences | last_step),
-                         self.o.payload.x.eq(h_new), self.o.payload.word.eq(d_word),
-                         self.o.payload.lane.eq(d_lane)]
-        m.d.comb += self.o.valid.eq(pend_o)
+        hb_word, hb_lane = Signal.like(u_word), Signal.like(u_lane)
+        m.d.comb += [hbuf.i.payload.word.eq(hb_word), hbuf.i.payload.lane.eq(hb_lane)]
         took_u = pend_u & hbuf.i.ready
         took_o = pend_o & self.o.ready
+        occupied = pend_u | pend_o
+        emptied = Signal()
+        m.d.comb += [emptied.eq(occupied & (~pend_u | took_u) & (~pend_o | took_o)), en.eq(~occupied | emptied)]
         with m.If(took_u):
             m.d.sync += pend_u.eq(0)
-            with m.If(equals(u_lane, hplan.lanes - 1) | equals(j, hidden - 1)):
-                m.d.sync += [u_lane.eq(0), u_word.eq(Mux(equals(j, hidden - 1), 0, u_word + 1))]
-            with m.Else():
-                m.d.sync += u_lane.eq(u_lane + 1)
         with m.If(took_o):
-            m.d.sync += [pend_o.eq(0), r_out.eq(Mux(equals(r_out, outputs - 1), 0, r_out + 1))]
-        offset.advance(m, took_o & equals(r_out, outputs - 1))
-        unit_done = Signal()
-        m.d.comb += unit_done.eq(busy & equals(phase, phases - 1) & (~pend_u | took_u) & (~pend_o | took_o))
-        with m.If(unit_done):
-            with m.If(equals(j, hidden - 1)):
-                m.d.sync += [busy.eq(0), t.eq(Mux(last_step, 0, t + 1))]
-            with m.Else():
-                m.d.sync += [j.eq(j + 1), phase.eq(0), q_addr.eq(j + 1)]
-        m.d.comb += step_done.eq(unit_done & equals(j, hidden - 1))
+            m.d.sync += pend_o.eq(0)
+        send_o = layer.return_sequences | last_step
+        with m.If(en & out_valid):
+            m.d.sync += [h_reg.eq(out), pend_u.eq(~last_step), pend_o.eq(send_o), out_last.eq(equals(out_j, hidden - 1)),
+                         hb_word.eq(u_word), hb_lane.eq(u_lane),
+                         self.o.payload.x.eq(out), self.o.payload.word.eq(d_word), self.o.payload.lane.eq(d_lane)]
+            with m.If(~last_step):
+                with m.If(equals(u_lane, hplan.lanes - 1) | equals(out_j, hidden - 1)):
+                    m.d.sync += [u_lane.eq(0), u_word.eq(Mux(equals(out_j, hidden - 1), 0, u_word + 1))]
+                with m.Else():
+                    m.d.sync += u_lane.eq(u_lane + 1)
+            with m.If(send_o):
+                m.d.sync += r_out.eq(Mux(equals(r_out, outputs - 1), 0, r_out + 1))
+        m.d.comb += self.o.valid.eq(pend_o)
+        offset.advance(m, en & out_valid & send_o & equals(r_out, outputs - 1))
+        with m.If(step_done):
+            m.d.sync += [busy.eq(0), t.eq(Mux(last_step, 0, t + 1))]
+        m.d.comb += step_done.eq(emptied & out_last)
         return m
 
 
