@@ -26,8 +26,9 @@ are one node.
 with a register every ``L`` levels, node ``n`` is computed in stage ``(level - 1) // L``.
 
 :meth:`AdderGraph.evaluate` computes the graph in Python (int64), for tests against ``x @ W.T`` computed by
-numpy; :attr:`AdderGraph.adders`, :attr:`AdderGraph.terms` and :meth:`AdderGraph.adder_bits` count its cost
-(an adder of ``b`` bits is about ``b`` LUT4s on ECP5 and iCE40: one carry-chain bit each).
+numpy; :attr:`AdderGraph.adders`, :attr:`AdderGraph.terms`, :meth:`AdderGraph.adder_bits` and
+:meth:`AdderGraph.carry_bits` count its cost (an adder of ``b`` bits is about ``b`` LUT4s on ECP5 and iCE40: one
+carry-chain bit each, less the low bits one operand passes through alone).
 
 >>> g = adder_graph(np.array([[3, 5], [7, 0]]), scheme="fixed")
 >>> g.evaluate(np.array([[1, 2], [-4, 3]])).tolist()
@@ -184,6 +185,19 @@ class AdderGraph:
 
         values = self.ranges(lo, hi)
         bits = sum(signed_bits_for(*values[self.n_in + k]) for k in range(len(self.nodes)))
+        return bits + sum(signed_bits_for(*values[t.source]) for t in self.outputs if t is not None and t.sign < 0)
+
+    def carry_bits(self, lo: Any, hi: Any) -> int:
+        """:meth:`adder_bits` without the low bits an adder passes through from one operand alone (``a + (b << s)``
+        and ``a - (b << s)``: the low ``s`` bits are ``a``'s): the bits that take a carry-chain cell."""
+        from ..sw.intops import signed_bits_for
+
+        values = self.ranges(lo, hi)
+        bits = 0
+        for k, node in enumerate(self.nodes):
+            width = signed_bits_for(*values[self.n_in + k])
+            alone = node.b.shift if node.b.shift else (node.a.shift if node.b.sign > 0 else 0)
+            bits += max(1, width - alone)
         return bits + sum(signed_bits_for(*values[t.source]) for t in self.outputs if t is not None and t.sign < 0)
 
     def evaluate(self, x: Any) -> np.ndarray:

@@ -293,7 +293,8 @@ def cmd_compile(args) -> int:
     manifest = compiled.write(out)  # generated in full, then moved in: a failure leaves no half-written directory
     rows = [[str(r["layer"]), r["scheme"] if r["kind"] in ("dense", r["scheme"]) else f"{r['kind']} {r['scheme']}",
              f"{r['in']} -> {r['out']}", str(r["lanes"]), str(r["pes"]),
-             str(r["requant"]), "+".join(sorted(set(r["pes_used"]))), str(r["multipliers"]), str(r["load_cycles"]),
+             str(r["requant"]), "+".join(sorted(set(r["pes_used"]))) or _impl_text(r), str(r["multipliers"]),
+             str(r["load_cycles"]),
              str(r["compute_cycles"]), str(r["drain_cycles"]), str(r["cycles"])]
             for r in manifest["layers"]]
     print(text_table(["layer", "scheme", "size", "lanes", "pes", "requant", "PE", "multipliers", "load", "compute",
@@ -303,6 +304,13 @@ def cmd_compile(args) -> int:
     print(f"wrote {out / 'accelerator.v'}, {out / 'compiled.json'}, the network and {out / 'memories'}/ "
           f"(digest {manifest['digest']})")
     return 0
+
+
+def _impl_text(row: dict) -> str:
+    """How the compile table names a layer without PE slots: ``unrolled`` (``unrolled, reuse 4``), else ``-``."""
+    if row.get("impl") != "unrolled":
+        return "-"
+    return "unrolled" + (f", reuse {row['reuse']}" if row.get("reuse", 1) > 1 else "")
 
 
 def _infer_target(path: str, rtl: bool):
@@ -451,8 +459,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="output directory (written in full or not at all; peforge's files in an existing one are "
                         "replaced, stale memories/*.hex removed, other files kept)")
     p.add_argument("--set", action="append", default=[], metavar="layer.N.lanes=V",
-                   help="fold layer N (from 0): layer.N.lanes (input elements per beat), layer.N.pes (PE slots) "
-                        "or layer.N.requant (cycles per requantised result)")
+                   help="fold layer N (from 0): layer.N.lanes (input elements per beat), layer.N.pes (PE slots), "
+                        "layer.N.requant (cycles per requantised result), layer.N.impl (folded or unrolled: "
+                        "constant adder graphs), layer.N.reuse (an unrolled layer's cycles per vector), or the whole "
+                        "folding as tables write it: layer.N=16x2, 1x7/r9, u or u/reuse4")
     p.add_argument("--target", choices=("ecp5-85k", "ice40-up5k"), default=None,
                    help="fold for this device's DSPs and refuse a network its block RAM cannot hold "
                         "(default: fold for speed, no device limits)")

@@ -122,6 +122,22 @@ def test_space_expands_normalises_and_deduplicates():
                                                                                ("circulant", "slowest")]
 
 
+def test_a_point_may_unroll_a_layer():
+    from peforge.explore.point import compile_point
+    from peforge.hw.network import cost
+
+    space = parse_space({"model": "digits-mlp", "layers": [{"scheme": "sp2", "impl": ["folded", "unrolled"],
+                                                            "reuse": 2}, {"scheme": "fixed"}]})
+    assert [p["layers"][0].get("impl") for p in space.points] == ["folded", "unrolled"]
+    with pytest.raises(ValueError, match=r"^Space layers\[0\]\.impl must be one of 'folded', 'unrolled'"):
+        parse_space({"model": "digits-mlp", "layers": [{"impl": "rolled"}, {}]})
+    network = net.random_network(np.random.default_rng(3), depth=2, schemes=["sp2"], max_features=8)
+    compiled = compile_point(network, {"target": "ecp5-85k", "fold": "default",
+                                       "layers": [{"impl": "unrolled", "reuse": 2}, {}]})
+    assert compiled.folding.layers[0].text() == "u/reuse2" and compiled.plans[0].dsps(18) == 0
+    assert cost.unrolled_lut(compiled.plans[0]) > 0
+
+
 # -- sweeps --------------------------------------------------------------------------------------------------------
 
 def test_golden_sweep_records_failures_and_resumes_only_new_points(tmp_path, data, client):

@@ -126,8 +126,8 @@ def test_settings_refold_and_name_the_bad_one():
     assert refolded.digest() != compiled.digest()
     with pytest.raises(ValueError, match=r"^Setting 'layer.2.lanes' must name a layer from 0 to 1, not 2$"):
         compiled.with_settings({"layer.2.lanes": "2"})
-    with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes, layer.N.pes or "
-                                         r"layer.N.requant, not 'width'$"):
+    with pytest.raises(ValueError, match=r"^Setting 'layer.0.width' must be layer.N.lanes, layer.N.pes, "
+                                         r"layer.N.requant, layer.N.impl or layer.N.reuse, not 'width'$"):
         compiled.with_settings({"layer.0.width": "2"})
     with pytest.raises(ValueError, match=r"^layer\.0\.lanes: Lanes must be an integer from 1 to 4096, not 0$"):
         compiled.with_settings({"layer.0.lanes": "0"})
@@ -135,6 +135,63 @@ def test_settings_refold_and_name_the_bad_one():
         compiled.with_settings({"layer.1.pes": "0"})
     with pytest.raises(ValueError, match=r"^layer\.1: Layer fixed pes must be at most its 3 output rows, not 4$"):
         compiled.with_settings({"layer.1.pes": "4"})
+
+
+# -- unrolled layers (impl="unrolled": hw/network/unrolled.py) in the engine table -----------------------------
+
+def test_folding_text_is_read_back_and_folded_digests_stay():
+    for text in ("16x2", "1x7/r9", "u", "u/reuse4"):
+        assert LayerFolding.parse(text).text() == text
+    assert LayerFolding.parse("u/reuse4") == LayerFolding(impl="unrolled", reuse=4)
+    # impl and reuse are left out at their defaults: a folded layer's manifest and digest are what they were
+    assert LayerFolding(4, 2).to_dict() == {"lanes": 4, "pes": 2, "requant": 1}
+    assert LayerFolding.from_dict({"lanes": 1, "pes": 1, "impl": "unrolled", "reuse": 3}).text() == "u/reuse3"
+    with pytest.raises(ValueError, match=r"^Layer folding must be LANESxPES, LANESxPES/rCYCLES, u or u/reuseR, "
+                                         r"not 'u/r4'$"):
+        LayerFolding.parse("u/r4")
+    with pytest.raises(ValueError, match=r"^Reuse must be 1 for a folded layer \(reuse is an unrolled layer's\), "
+                                         r"not 2$"):
+        LayerFolding(reuse=2)
+    with pytest.raises(ValueError, match=r"^Implementation \(impl\) must be one of 'folded', 'unrolled', not 'x'$"):
+        LayerFolding(impl="x")
+
+
+def test_unrolled_layers_plan_cost_and_settings(tmp_path):
+    from peforge.hw.network import cost, engine_for
+    from peforge.hw.network.unrolled import layer_graphs
+
+    compiled = CompiledNetwork.default(two_layer(np.random.default_rng(3)))    # 10 -> 12 -> 3, fixed, 8-bit inputs
+    mixed = compiled.with_settings({"layer.0": "u/reuse3", "layer.1.impl": "unrolled"})
+    assert mixed.folding.text() == "u/reuse3, u" and mixed.digest() != compiled.digest()
+    first, last = mixed.plans
+    # reuse 3 of 8 bits: 3-bit digits, 3 cycles a vector; loading 10 inputs and sending 12 outputs take longer
+    assert (first.interval, first.cycles, last.interval, last.cycles) == (3, 12, 1, 12)
+    assert mixed.interval == 12 and not first.slots and first.multipliers == 0
+    assert [p.dsps(18) for p in mixed.plans] == [0, 0] and mixed.busy(12) is None
+    # the LUT model: every carry-chain bit at the fitted rate, plus the gather and the scatter
+    graphs = layer_graphs(first.layer, 3)
+    assert 0 < graphs.carry_bits() < graphs.adder_bits()      # the low bits of shifted operands pass through
+    assert cost.unrolled_lut(first) == pytest.approx(cost.UNROLLED_LUT_PER_CARRY_BIT * graphs.carry_bits() + 10
+                                                     + 12 * 8 / 2)
+    assert cost.unrolled_lut(compiled.plans[0]) == 0
+    if cost.luts(compiled.plans) is not None:
+        assert cost.luts(mixed.plans) > cost.unrolled_lut(first) + cost.unrolled_lut(last)
+    # the search offers the smallest reuse of each interval; a layer folds back, and its lanes come back too
+    offered = engine_for(first.layer, "unrolled").candidates(first.layer)     # 8-bit inputs: 1, 2, 3, 4, 8 cycles
+    assert [f.text() for f in offered] == ["u", "u/reuse2", "u/reuse3", "u/reuse4", "u/reuse8"]
+    assert mixed.with_settings({"layer.1": "3x2"}).folding.text() == "u/reuse3, 3x2"
+    with pytest.raises(ValueError, match=r"^layer\.0: Layer fixed reuse must be at most its 8 input bits, not 9$"):
+        compiled.with_settings({"layer.0.impl": "unrolled", "layer.0.reuse": "9"})
+    with pytest.raises(ValueError, match=r"^layer\.1\.reuse: Reuse must be 1 for a folded layer \(reuse is an "
+                                         r"unrolled layer's\), not 2$"):
+        compiled.with_settings({"layer.1.reuse": "2"})
+    # the manifest carries the implementation; the directory reads back to the same compiled network
+    manifest = mixed.write(tmp_path)
+    assert manifest["folding"][0] == {"lanes": 1, "pes": 1, "requant": 1, "impl": "unrolled", "reuse": 3}
+    assert [r["impl"] for r in manifest["layers"]] == ["unrolled", "unrolled"]
+    again = load_compiled(tmp_path)
+    assert again.digest() == mixed.digest() and again.folding == mixed.folding
+    assert not list((tmp_path / "memories").glob("*.hex"))     # constants in the adder graphs, no memories
 
 
 def test_compiled_directory_round_trip(tmp_path):
@@ -225,6 +282,52 @@ def test_rtl_network_equals_golden(seed, schemes, depth):
     assert (tests, failures) == (len(CHECKS), 0), [p.scheme for p in compiled.plans]
 
 
+#: mixed networks of folded and unrolled layers: seed, depth, max features, rounding, settings
+MIXED_NETWORKS = {
+    # msq 9 -> 8 unrolled first, nm folded, sp2 6 -> 10 unrolled (sends more than it takes), fixed 10 -> 4 unrolled
+    # digit-serial last (to the logits): an interval of 10, the sp2 layer's outputs
+    "msq-u,nm,sp2-u,fixed-u/reuse4": (24, 4, 12, "half_up", {"layer.0": "u", "layer.2": "u", "layer.3": "u/reuse4"}),
+    # nm 4 -> 2 unrolled first, sp2 2 -> 1 over 7 digits (the slowest: 7 cycles for 4 input features), sp2 1 -> 1
+    # folded; rounding floor
+    "nm-u,sp2-u/reuse7,sp2-floor": (5, 3, 8, "floor", {"layer.0": "u", "layer.1": "u/reuse7"}),
+    # three SP2 convolutions (folded), a flatten and an unrolled sp2 dense head 3 -> 6 (depth None: random_cnn)
+    "cnn-sp2,dense-u": (3, None, 6, "half_up", {"layer.4": "u"}),
+}
+
+
+def _mixed_network(name: str) -> CompiledNetwork:
+    seed, depth, features, rounding, settings = MIXED_NETWORKS[name]
+    rng = np.random.default_rng(seed)
+    if depth is None:
+        network = net.random_cnn(rng, schemes=["fixed", "sp2"], max_channels=4, max_size=features, rounding=rounding)
+    else:
+        network = net.random_network(rng, depth=depth, schemes=["fixed", "sp2", "msq", "nm"], max_features=features,
+                                     rounding=rounding)
+    return CompiledNetwork.default(network).with_settings(settings)
+
+
+def test_mixed_networks_cover_every_unrolled_scheme():
+    from peforge.hw.network.unrolled import UNROLLED_SCHEMES
+
+    plans = [p for name in MIXED_NETWORKS for p in _mixed_network(name).plans]
+    assert {p.scheme for p in plans if p.folding.impl == "unrolled"} == set(UNROLLED_SCHEMES)
+    assert {p.folding.impl for p in plans} == {"folded", "unrolled"}
+    assert [_mixed_network(name).interval for name in MIXED_NETWORKS] == [10, 7, 54]
+    assert _mixed_network("cnn-sp2,dense-u").plans[3].kind == "flatten"
+
+
+@pytest.mark.parametrize("name", MIXED_NETWORKS)
+def test_rtl_mixed_folded_and_unrolled_equals_golden(name):
+    """Folded and unrolled layers in one accelerator: the shared checks (every stall mix, extremes, resets
+    mid-sample and with results pending) and the measured interval against the prediction (tb/network.py)."""
+    from peforge.tb.network import CHECKS, NetworkDesign
+    from peforge.tb.runner import run_design
+
+    compiled = _mixed_network(name)
+    tests, failures = run_design(NetworkDesign(compiled), testcases=CHECKS, seed=MIXED_NETWORKS[name][0])
+    assert (tests, failures) == (len(CHECKS), 0), compiled.folding.text()
+
+
 def test_rtl_infer_returns_the_counts_of_the_simulation():
     from peforge.tb.network import rtl_infer
 
@@ -281,9 +384,11 @@ def test_cli_compile_and_infer(tmp_path):
                                           r"or directory\)"),
     (["compile", "{net}", "-o", "out", "--set", "layer.7.pes=2"], r"Setting 'layer.7.pes' must name a layer from 0 "
                                                                   r"to 0, not 7"),
-    (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N.lanes, "
-                                                                   r"layer.N.pes or layer.N.requant \(N from 0 to 0\), "
-                                                                   r"not 'layers.0.pes'"),
+    (["compile", "{net}", "-o", "out", "--set", "layers.0.pes=2"], r"Setting 'layers.0.pes' must be layer.N or "
+                                                                   r"layer.N.lanes, .pes, .requant, .impl or .reuse "
+                                                                   r"\(N from 0 to 0\), not 'layers.0.pes'"),
+    (["compile", "{net}", "-o", "out", "--set", "layer.0=16"], r"layer.0: Layer folding must be LANESxPES, "
+                                                               r"LANESxPES/rCYCLES, u or u/reuseR, not '16'"),
     (["compile", "{big}", "-o", "out", "--target", "ice40-up5k"], r"Network must fit the iCE40UP5K's 8 DSPs, 3900 LUTs "
                                                                   r"and 120 kbit of block RAM: its smallest foldings "
                                                                   r"still need 128 kbit of block RAM \(layer 0: "

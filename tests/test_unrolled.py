@@ -85,6 +85,17 @@ def test_sharing_finds_repeated_patterns():
     assert adder_graph(w).adders < adder_graph(w, share=False).adders
 
 
+def test_carry_bits_leave_out_what_one_operand_passes_through():
+    # x0 + (x1 << 2) over 8-bit signed inputs: -640 .. 635, 11 bits, the low 2 of them x0's own
+    plus, minus, minuend = (adder_graph(np.array(w)) for w in ([[1, 4]], [[1, -4]], [[-1, 4]]))
+    assert [g.adder_bits(-128, 127) for g in (plus, minus, minuend)] == [11, 11, 11]
+    # x0 - (x1 << 2) too; (x1 << 2) - x0 negates x0 from bit 0 up: every bit takes a carry cell
+    assert [g.carry_bits(-128, 127) for g in (plus, minus, minuend)] == [9, 9, 11]
+    rng = np.random.default_rng(3)
+    g = adder_graph(rng.integers(-128, 128, (6, 9)))
+    assert 0 < g.carry_bits(-128, 127) < g.adder_bits(-128, 127)
+
+
 def test_graph_refusals():
     with pytest.raises(ValueError, match=r"^Weights must be sums of at most two powers of two for scheme 'sp2', "
                                          r"not 7 \(at index \(0, 1\)\)$"):

@@ -20,7 +20,9 @@ The package, by concern:
                   crossbar loader, and :class:`Dest` (where a producer's outputs land in its consumer)
 ``window``        a convolution's line buffer (a ring of input rows) and window sequencer
 ``pool``          streaming max / sum pooling of windows that do not overlap
-``engine``        :class:`Engine`: the parts joined, the same for every entry of the engine table
+``engine``        :class:`Engine`: the parts joined, the same for every folded entry of the engine table
+``unrolled``      dense layers as constant adder graphs: the standalone ``UnrolledNetwork`` (a vector per
+                  beat) and ``UnrolledUnit``, the component of the table's ``impl="unrolled"`` entries
 ``accelerator``   :class:`Accelerator`: the engines chained, the input indexed, the logits and argmax
 ``compiled``      :class:`CompiledNetwork` (the network and its folding, written and read by ``peforge``),
                   :func:`load_compiled`

@@ -10,7 +10,7 @@ from pathlib import Path
 from ...sw import network as net
 
 from .accelerator import Accelerator, input_order
-from .folding import Budget, Folding
+from .folding import Budget, Folding, LayerFolding
 from .plan import EnginePlan
 from .engines import plan_engine
 from .search import default_folding, handoffs, network_interval, paced, plan_network
@@ -68,33 +68,50 @@ class CompiledNetwork:
         return hashlib.sha256(text.encode()).hexdigest()[:length]
 
     def with_settings(self, settings: dict[str, str]) -> CompiledNetwork:
-        """Refold: ``{"layer.0.lanes": "16", "layer.1.pes": "2"}`` (layers counted from 0).
+        """Refold: ``{"layer.0.lanes": "16", "layer.1.pes": "2"}`` (layers counted from 0), a layer's fields
+        (``lanes``, ``pes``, ``requant``, ``impl``, ``reuse``) or its whole folding as
+        :meth:`hw.network.folding.LayerFolding.text` writes it: ``{"layer.1": "u/reuse4"}``, ``{"layer.0": "8x2"}``.
+        A layer's whole folding is set before its fields.
 
         Raises
         ------
         ValueError
             ``"Setting 'layer.3.lanes' must name a layer from 0 to 1, not 3"``,
-            ``"Setting 'layer.0.width' must be layer.N.lanes or layer.N.pes, not 'width'"``,
-            ``"layer.0.lanes: Lanes must be an integer from 1 to 4096, not 0"``,
+            ``"Setting 'layer.0.width' must be layer.N.lanes, layer.N.pes, layer.N.requant, layer.N.impl or
+            layer.N.reuse, not 'width'"``, ``"layer.0.lanes: Lanes must be an integer from 1 to 4096, not 0"``,
+            ``"layer.1: Layer folding must be LANESxPES, LANESxPES/rCYCLES, u or u/reuseR, not '16'"``,
             ``"layer.1: Layer nm lanes must be a multiple of M = 4, not 6"``.
         """
-        layers, changed = list(self.folding.layers), set()
+        layers = list(self.folding.layers)
+        whole: dict[int, tuple[str, str]] = {}
+        fields: dict[int, dict[str, tuple[str, str]]] = {}
         for name, value in settings.items():
             parts = name.split(".")
-            if len(parts) != 3 or parts[0] != "layer" or not parts[1].isdigit():
-                raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes or layer.N.requant (N from 0 "
-                                 f"to {len(layers) - 1}), not {name!r}")
-            index, key = int(parts[1]), parts[2]
+            if len(parts) not in (2, 3) or parts[0] != "layer" or not parts[1].isdigit():
+                raise ValueError(f"Setting {name!r} must be layer.N or layer.N.lanes, .pes, .requant, .impl or .reuse "
+                                 f"(N from 0 to {len(layers) - 1}), not {name!r}")
+            index = int(parts[1])
             if index >= len(layers):
                 raise ValueError(f"Setting {name!r} must name a layer from 0 to {len(layers) - 1}, not {index}")
-            if key not in ("lanes", "pes", "requant"):
-                raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes or layer.N.requant, not "
-                                 f"{key!r}")
+            if len(parts) == 2:
+                whole[index] = (name, value)
+                continue
+            if parts[2] not in ("lanes", "pes", "requant", "impl", "reuse"):
+                raise ValueError(f"Setting {name!r} must be layer.N.lanes, layer.N.pes, layer.N.requant, layer.N.impl "
+                                 f"or layer.N.reuse, not {parts[2]!r}")
+            fields.setdefault(index, {})[parts[2]] = (name, value)
+        for index, (name, value) in whole.items():
             try:
-                layers[index] = layers[index].with_settings({key: value})
+                layers[index] = LayerFolding.parse(value)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{name}: {exc}") from None
-            changed.add(index)
+        for index, items in fields.items():   # together: layer.N.impl=unrolled with layer.N.reuse=4
+            try:
+                layers[index] = layers[index].with_settings({key: value for key, (_, value) in items.items()})
+            except (ValueError, TypeError) as exc:
+                names = ", ".join(name for name, _ in items.values())
+                raise type(exc)(f"{names}: {exc}") from None
+        changed = set(whole) | set(fields)
         for index in sorted(changed):  # the layer's own rules (nm lanes a multiple of M, ...), naming it
             try:
                 plan_engine(self.network.layers[index], layers[index])
@@ -123,8 +140,8 @@ class CompiledNetwork:
         """Per layer: kind, scheme, sizes, folding and the predicted cycles per sample (``cycles``: in its place,
         :func:`hw.network.search.paced`)."""
         hand = handoffs(self.network.layers)
-        return [{"layer": n, "kind": p.kind, "scheme": p.label, "in": p.in_elements, "out": p.out_elements,
-                 "lanes": p.folding.lanes, "pes": p.folding.pes, "requant": p.folding.requant,
+        return [{"layer": n, "kind": p.kind, "scheme": p.label, "impl": p.folding.impl, "reuse": p.folding.reuse,
+                 "in": p.in_elements, "out": p.out_elements, "lanes": p.folding.lanes, "pes": p.folding.pes, "requant": p.folding.requant,
                  "slots": len(p.slots), "beats": p.beats,
                  "groups": p.groups, "multipliers": p.multipliers, "load_cycles": p.load_cycles,
                  "compute_cycles": p.compute_cycles, "drain_cycles": p.drain_cycles, "cycles": paced(p, h),

@@ -16,7 +16,9 @@ it predicts cannot fit, and ``peforge explore``'s estimator predicts with it. Sy
   (:func:`pe_features`: multiplier bits, adder trees, multiplexers, ``k^2`` of a parallel FFT, crossbar cells),
   plus every engine's own logic, its results and its LUT memories (:func:`network_features`), plus what a serial
   requantiser costs in LUTs (:func:`requant_lut`: its shift-and-add partial products; a breast-cancer MLP folded
-  for the UP5K's DSPs alone put 6,800 of its 7,159 LUTs into three serial requantisers). The coefficients
+  for the UP5K's DSPs alone put 6,800 of its 7,159 LUTs into three serial requantisers), plus every unrolled
+  engine's adder graphs (:func:`unrolled_lut`: :data:`UNROLLED_LUT_PER_CARRY_BIT` per carry-chain bit of every adder,
+  its requantisation's included, and the element streams' gather and scatter). The coefficients
   are data, :data:`MODEL` (``cost_model.json`` beside this file), fitted by non-negative least squares on every
   measured ECP5 synthesis (``peforge explore --refit``, :mod:`peforge.explore.estimate`, which also reports the
   held-out error); ``tests/test_cost.py`` checks the file is what the committed results give.
@@ -32,9 +34,12 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from .unrolled import layer_graphs
+
 __all__ = ["dsps", "weight_bits", "folding_cost", "memory_split", "buffer_split", "block_ram", "requantises",
            "pe_features", "network_features", "luts", "pe_lut", "requant_features", "requant_lut", "MODEL", "model",
-           "BRAM_DEPTH", "BRAM_MIN_BITS", "DP16KD", "NETWORK_FEATURES", "PE_FEATURES"]
+           "BRAM_DEPTH", "BRAM_MIN_BITS", "DP16KD", "NETWORK_FEATURES", "PE_FEATURES", "unrolled_lut",
+           "UNROLLED_LUT_PER_CARRY_BIT"]
 
 #: Weight memories with fewer words than this are counted as LUT memory, deeper ones as block RAM (yosys maps
 #: the shallow, wide ROMs of a fast folding to LUTs on ECP5; docs/results/network.json).
@@ -45,6 +50,12 @@ BRAM_MIN_BITS = 2048
 DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 #: The fitted LUT model's coefficients (:func:`model`).
 MODEL = Path(__file__).with_name("cost_model.json")
+#: LUT4s per carry-chain bit of an unrolled layer's adders (:meth:`hw.network.unrolled.LayerGraphs.carry_bits`: each
+#: adder's width less the low bits one operand passes through alone): the least-squares slope through 0 of the four
+#: routed unrolled digits SP2 networks of docs/results/unrolled.json (one level per stage, reuse 1, 2, 5, 8: 24,022
+#: LUT for 16,232 carry bits ... 14,362 for 9,167; each within 5 %). The bits themselves undercount: the rest is
+#: the pipeline's flip-flops' LUTs, the digit multiplexers and the pin wrapper of those points.
+UNROLLED_LUT_PER_CARRY_BIT = 1.55
 
 
 def pieces(a_bits: int, b_bits: int, dsp_bits: int) -> int:
@@ -54,9 +65,12 @@ def pieces(a_bits: int, b_bits: int, dsp_bits: int) -> int:
 
 def dsps(plan, dsp_bits: int) -> int:
     """Predicted DSP multipliers of ``dsp_bits``-bit operands: one per multiplier lane of the fixed-point
-    and N:M slots (more if a product is wider), and the requantiser's ``acc x M`` when ``requant`` is 1.
+    and N:M slots (more if a product is wider), and the requantiser's ``acc x M`` when ``requant`` is 1 (an
+    unrolled engine: none, its adder graphs and requantisation are constants' shifts and adds).
     SP2 slots shift; circulant and crossbar slots are not counted. Synthesis measures the real number. An engine
     of several datapaths (:attr:`EnginePlan.parts`) counts theirs and its own (``EngineSpec.extra_dsps``)."""
+    if plan.folding.impl == "unrolled":
+        return 0
     if plan.parts:
         return sum(dsps(p, dsp_bits) for p in plan.parts) + plan.engine.extra_dsps(plan, dsp_bits)
     layer = plan.layer
@@ -238,7 +252,7 @@ def network_features(plans, pe_coefficients: dict | None = None) -> list[float]:
     """One feature vector of the engines ``plans`` of a compiled network (see :data:`NETWORK_FEATURES`)."""
     engines = pe = lut_mem = results = requant = cells = circ = 0.0
     for plan in expand(plans):
-        if plan.kind == "flatten":          # nothing on chip
+        if plan.kind == "flatten" or plan.folding.impl == "unrolled":   # nothing on chip; unrolled_lut
             continue
         engines += 1
         for slot in plan.slots:
@@ -277,6 +291,17 @@ def requant_lut(plan, cycles: int | None = None, coefficients=None) -> float:
     return float(sum(c * x for c, x in zip(coef, f)))
 
 
+def unrolled_lut(plan) -> float:
+    """Predicted LUTs of an unrolled engine (0 for any other): :data:`UNROLLED_LUT_PER_CARRY_BIT` per carry-chain bit
+    of its adders (the weights' graph at its digit width and the requantisation's product graphs), a write enable
+    per input of the gather and the scatter's multiplexer, about half a LUT4 per output bit."""
+    if plan.folding.impl != "unrolled":
+        return 0.0
+    layer = plan.layer
+    bits = layer_graphs(layer, plan.folding.reuse).carry_bits()
+    return UNROLLED_LUT_PER_CARRY_BIT * bits + layer.in_features + layer.out_features * layer.out_bits / 2
+
+
 def luts(plans) -> float | None:
     """Predicted LUTs of a compiled network's engines ``plans`` (ECP5 LUT4s; an iCE40 LUT4 holds the same
     function), or None when no model has been fitted. The network model is fitted on accelerators whose
@@ -286,4 +311,5 @@ def luts(plans) -> float | None:
     if coef is None:
         return None
     total = float(sum(c * f for c, f in zip(coef, network_features(plans))))
+    total += sum(unrolled_lut(p) for p in plans)
     return total + sum(requant_lut(p) - requant_lut(p, 1) for p in plans if p.folding.requant > 1)

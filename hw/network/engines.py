@@ -13,10 +13,11 @@ nodes do for ``SetFolding`` and hls4ml's per-node strategies pick a kernel:
 ``multipliers``, ``macs``  what the cost model and ``busy`` read
 =========================  ===========================================================================
 
-:data:`ENGINES` holds the entries, ``impl`` ``"folded"`` today (PEs reused over rows, weights in memory); an
-``"unrolled"`` implementation is one more entry per scheme. The engine component itself
-(:class:`hw.network.engine.Engine`) is the same for every entry: input buffer -> sequencer -> fan-out -> slots ->
-collector -> requantiser.
+:data:`ENGINES` holds the entries, ``impl`` ``"folded"`` (PEs reused over rows, weights in memory) or
+``"unrolled"`` (dense fixed, sp2, msq and nm layers: the weights as constant adder graphs, :class:`UnrolledEngine`,
+chosen per layer by :attr:`hw.network.folding.LayerFolding.impl`). The engine component of every folded entry is
+the same (:class:`hw.network.engine.Engine`): input buffer -> sequencer -> fan-out -> slots -> collector ->
+requantiser; an unrolled entry's is :class:`hw.network.unrolled.UnrolledUnit`.
 
 =========== ============================== ============================ ===============================
 scheme      slot PE                        one beat carries             a slot's result per row group
@@ -51,15 +52,17 @@ from ..nm_sparse import NMSparseParams
 from ..sp2_mac import SP2MacParams
 from .components import CrossbarLoader
 from .engine import Engine, PoolUnit
-from .folding import DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, LayerFolding
+from .folding import DEFAULT_MAX_LANES, DEFAULT_MAX_MULTIPLIERS, IMPLS, LayerFolding
 from .plan import EnginePlan, Slot, ceil_div
 from .pool import PoolWindow
+from .unrolled import UNROLLED_SCHEMES, UnrolledUnit, digit_serial, layer_graphs
 from .window import Window
 
-__all__ = ["EngineSpec", "ENGINES", "IMPLS", "engine_for", "plan_engine", "field_bits", "SCHEME_PES"]
+__all__ = ["EngineSpec", "ENGINES", "IMPLS", "engine_for", "plan_engine", "field_bits", "SCHEME_PES",
+           "UnrolledEngine"]
 
-#: The implementations an engine can have (``folded`` today).
-IMPLS = ("folded",)
+# IMPLS, the implementations an engine can have ("folded", "unrolled"), is defined in hw.network.folding, where a
+# layer's folding names its own
 
 
 def field_bits(layout: data.StructLayout, name: str, values) -> int:
@@ -597,7 +600,52 @@ class FlattenEngine(_Weightless):
         return None
 
 
+class UnrolledEngine(_Weightless):
+    """Dense layers of fixed, sp2, msq and nm weights unrolled: every output an adder graph of shifted inputs with
+    the weights as constants (:mod:`hw.network.unrolled`), the layer's own requantisation as the graph of its
+    multiplier; no PE slots, no weight memories, no DSPs. ``reuse`` r takes each vector in digits over
+    ``ceil(in_bits / ceil(in_bits / r))`` cycles (:func:`hw.network.unrolled.digit_serial`). Its inputs arrive as
+    every engine's do, one element per cycle (element ``n`` in word ``n``), so a sample takes ``in_features``
+    cycles to load and ``out_features`` to send on. Like a pool or a flatten it has no PE slots, no weight memories
+    and no multipliers (:class:`_Weightless`)."""
+
+    schemes = UNROLLED_SCHEMES
+    impl = "unrolled"
+
+    def plan(self, layer, folding):
+        if folding.reuse > layer.in_bits:
+            raise ValueError(f"Layer {layer.scheme} reuse must be at most its {layer.in_bits} input bits, not "
+                             f"{folding.reuse}")
+        _, cycles = digit_serial(layer.in_bits, folding.reuse)
+        return EnginePlan(layer, LayerFolding(impl="unrolled", reuse=folding.reuse), 1, 1, 1, 1, (), cycles, self)
+
+    def candidates(self, layer):
+        """The smallest ``reuse`` of every interval the digits give."""
+        seen = {}
+        for r in range(1, layer.in_bits + 1):
+            seen.setdefault(digit_serial(layer.in_bits, r)[1], r)
+        return [LayerFolding(impl="unrolled", reuse=r) for r in seen.values()]
+
+    def work_cycles(self, plan):
+        """Sending the outputs on, one per cycle, or the adder graphs' cycles per vector."""
+        return max(plan.out_elements, plan.interval)
+
+    def acc_shape(self, plan):
+        """The widest accumulator of the adder graphs (signed)."""
+        return signed(max(Shape.cast(s).width for s in layer_graphs(plan.layer, plan.folding.reuse).acc_shapes))
+
+    def input_words(self, plan):
+        return plan.layer.in_features, 1, None
+
+    def buffer(self, plan):
+        return 0, 0            # a register per input (flip-flops), no memory
+
+    def component(self, plan, dest):
+        return UnrolledUnit(plan, dest)
+
+
 _DENSE = (DotEngine(), NMEngine(), CirculantEngine(), CrossbarEngine())
+UNROLLED = UnrolledEngine()
 
 #: The engine of every (layer kind, weight scheme, implementation).
 ENGINES: dict[tuple[str, str | None, str], EngineSpec] = {
@@ -606,6 +654,7 @@ ENGINES: dict[tuple[str, str | None, str], EngineSpec] = {
        for scheme in spec.schemes},
     **{(kind, None, "folded"): PoolEngine(kind) for kind in ("maxpool", "avgpool", "globalavgpool")},
     ("flatten", None, "folded"): FlattenEngine(),
+    **{("dense", scheme, "unrolled"): UNROLLED for scheme in UNROLLED.schemes},
 }
 
 #: The PEs each scheme's slots hold (msq slots hold either), from the engines.
@@ -634,13 +683,14 @@ def engine_for(layer, impl: str = "folded") -> EngineSpec:
 
 
 def plan_engine(layer, folding: LayerFolding) -> EnginePlan:
-    """The engine of ``layer`` folded by ``folding``.
+    """The engine of ``layer`` folded by ``folding`` (in its implementation, ``folding.impl``).
 
     Raises
     ------
     ValueError
         ``"Layer nm lanes must be a multiple of M = 4, not 6"``, ``"Layer circulant lanes must be the block
         size 8 (or left at 1), not 4"``, ``"Layer crossbar pes must be its 2 tiles (or left at 1), not 3"``,
-        ``"Layer fixed pes must be at most its 10 output rows, not 12"``.
+        ``"Layer fixed pes must be at most its 10 output rows, not 12"``, ``"Layer kind 'conv2d' (fixed,
+        unrolled) must have an engine (kinds with one: dense), not none"``.
     """
-    return engine_for(layer).plan(layer, folding)
+    return engine_for(layer, folding.impl).plan(layer, folding)

@@ -1,4 +1,4 @@
-"""Unrolled constant-weight layers: a whole dense layer as an adder graph, a vector per cycle (issue 32, first cut).
+"""Unrolled constant-weight layers: a whole dense layer as an adder graph, a vector per cycle (issue 32).
 
 :class:`UnrolledLayer` computes one dense layer of an integer network (:class:`sw.network.Layer` of scheme
 ``fixed``, ``sp2``, ``msq`` or ``nm``) with its weights as constants::
@@ -35,6 +35,13 @@ Members (both components)
 -------------------------
 i : In(stream.Signature(StructLayout({"x": ArrayLayout(input shape, in_features)})))
 o : Out(stream.Signature(StructLayout({"x": ArrayLayout(output shape, out_features)})))
+
+:class:`UnrolledUnit` is the component of the engine table's ``impl="unrolled"`` entries
+(:class:`hw.network.engines.UnrolledEngine`): an :class:`UnrolledLayer` between the element streams every engine
+has, so that one accelerator mixes folded and unrolled layers::
+
+    i (elements, each with its word = input index) --> gather (a register per input) --> UnrolledLayer
+        --> scatter (the outputs, one per cycle, each with its place in the consumer's buffer: a Dest) --> o
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ from ...hw.adder_graph import AdderGraph, Term, adder_graph
 from ...hw.common import SkidOutput, equals
 from ...sw.intops import as_int_array
 from ...sw.params import check_bool, check_int
+from .components import Dest, element_layout, rom, select, value_shape
 
-__all__ = ["UNROLLED_SCHEMES", "UnrolledLayer", "UnrolledNetwork", "layer_requant", "vector_layout"]
+__all__ = ["UNROLLED_SCHEMES", "UnrolledLayer", "UnrolledNetwork", "UnrolledUnit", "digit_serial", "layer_requant",
+           "layer_graphs", "LayerGraphs", "vector_layout"]
 
 #: Schemes whose layers are a dense integer matrix product.
 UNROLLED_SCHEMES = ("fixed", "sp2", "msq", "nm")
@@ -69,6 +78,13 @@ def _shape(lo: int, hi: int) -> Shape:
     if lo >= 0:
         return unsigned(max(1, int(hi).bit_length()))
     return signed(max(int(-lo - 1).bit_length(), int(hi).bit_length()) + 1)
+
+
+def digit_serial(bits: int, reuse: int) -> tuple[int, int]:
+    """``(digit bits, cycles per vector)`` of ``bits``-bit inputs at ``reuse``: digits of ``ceil(bits / reuse)``
+    bits, as many as it takes to cover the input bits (reuse 3 of 8 bits: 3-bit digits, 3 cycles)."""
+    digit = -(-bits // reuse)
+    return digit, -(-bits // digit)
 
 
 def layer_requant(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -148,6 +164,89 @@ def _stages_for(depth: int, levels_per_stage: int) -> int:
     return max(1, -(-depth // levels_per_stage))
 
 
+def _dense():
+    from ...sw.dense import Layer
+
+    return Layer
+
+
+class LayerGraphs:
+    """The arithmetic of an unrolled layer, without hardware: the weights' adder graph, the requantisation's
+    product graphs, the digits and every value's range; what :class:`UnrolledLayer` builds and the cost model reads
+    (:func:`layer_graphs`). Arguments and errors as :class:`UnrolledLayer`'s."""
+
+    def __init__(self, layer, *, reuse: int = 1, requant=None, share: bool = True):
+        if not isinstance(layer, _dense()):
+            raise TypeError(f"Layer must be a dense sw.network.Layer, not {layer!r}")
+        if layer.scheme not in UNROLLED_SCHEMES:
+            allowed = ", ".join(map(repr, UNROLLED_SCHEMES))
+            raise ValueError(f"Layer scheme must be one of {allowed} to unroll, not {layer.scheme!r}")
+        check_int("Reuse", reuse, min=1, max=layer.in_bits)
+        check_bool("Share", share)
+        n_out = layer.out_features
+        if requant is None:
+            self.requant = layer_requant(layer)
+        else:
+            if not (isinstance(requant, (tuple, list)) and len(requant) == 3):
+                raise ValueError(f"Requant must be three int arrays of shape ({n_out},), not {requant!r}")
+            m_, c_, s_ = (as_int_array("Requant", a, -(1 << 62), 1 << 62) for a in requant)
+            if any(a.shape != (n_out,) for a in (m_, c_, s_)) or (m_ < 0).any() or (s_ < 0).any():
+                raise ValueError(f"Requant must be three int arrays of shape ({n_out},), not shapes "
+                                 f"{[a.shape for a in (m_, c_, s_)]} with m, s >= 0")
+            self.requant = (m_, c_.astype(object), s_, "floor")
+        bits = layer.in_bits
+        self.digit, self.cycles = digit_serial(bits, reuse)
+        self.graph = adder_graph(layer.weights.dense(), scheme="nm" if layer.scheme == "nm" else "fixed",
+                                 share=share)
+        lo, hi = layer.in_range
+        self.in_range = (lo, hi)
+        self.acc_ranges = self.graph.output_ranges(lo, hi)
+        if self.cycles == 1:
+            self.graph_in = (lo, hi)
+        else:
+            top = bits - (self.cycles - 1) * self.digit
+            self.graph_in = ((-(1 << (top - 1)) if layer.in_signed else 0), (1 << self.digit) - 1)
+        self.mult = [adder_graph(np.array([[int(v)]]), share=False) for v in self.requant[0]]
+        self.mult_depth = max([g.depth for g in self.mult], default=0)
+
+    @property
+    def acc_shapes(self) -> list[Shape]:
+        """The shape of every output's accumulator."""
+        return [_shape(min(lo, 0), max(hi, 0)) for lo, hi in self.acc_ranges]
+
+    def adder_bits(self) -> int:
+        """The widths of every adder of the weights' graph (for the digits the graph takes) and of the
+        requantisation's product graphs: about the LUT4s of the arithmetic."""
+        return self._bits("adder_bits")
+
+    def carry_bits(self) -> int:
+        """:meth:`adder_bits` without the low bits an adder passes through from one operand alone
+        (:meth:`hw.adder_graph.AdderGraph.carry_bits`): the bits that take a carry-chain cell."""
+        return self._bits("carry_bits")
+
+    def _bits(self, count: str) -> int:
+        total = getattr(self.graph, count)(*self.graph_in)
+        for g, (lo, hi) in zip(self.mult, self.acc_ranges):
+            total += getattr(g, count)(lo, hi)
+        return total
+
+
+_MADE: dict[tuple[int, int], tuple[Any, LayerGraphs]] = {}
+
+
+def layer_graphs(layer, reuse: int = 1) -> LayerGraphs:
+    """``LayerGraphs(layer, reuse=reuse)`` (the layer's own requantisation, shared subexpressions), made once per
+    layer object and reuse: the adder graph of a 64 x 32 layer takes seconds, and the engine plan, the cost model
+    and the component all read it."""
+    key = (id(layer), reuse)
+    found = _MADE.get(key)
+    if found is None or found[0] is not layer:
+        if len(_MADE) >= 64:
+            _MADE.clear()
+        found = _MADE[key] = (layer, LayerGraphs(layer, reuse=reuse))
+    return found[1]
+
+
 class UnrolledLayer(wiring.Component):
     """One dense layer as constant adder graphs (module docstring): a vector in, the layer's outputs out.
 
@@ -181,49 +280,18 @@ class UnrolledLayer(wiring.Component):
 
     def __init__(self, layer, *, reuse: int = 1, levels_per_stage: int = 1, requant=None, share: bool = True,
                  skid: bool = False):
-        from ...sw.dense import Layer
-
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Layer must be a dense sw.network.Layer, not {layer!r}")
-        if layer.scheme not in UNROLLED_SCHEMES:
-            allowed = ", ".join(map(repr, UNROLLED_SCHEMES))
-            raise ValueError(f"Layer scheme must be one of {allowed} to unroll, not {layer.scheme!r}")
-        check_int("Reuse", reuse, min=1, max=layer.in_bits)
-        check_int("Levels per stage", levels_per_stage, min=1, max=2)
-        check_bool("Share", share)
         check_bool("Skid", skid)
+        # the arithmetic (validated there); the layer's own requantisation and shared graphs come from the cache
+        g = (layer_graphs(layer, reuse) if requant is None and share is True and isinstance(layer, _dense()) else
+             LayerGraphs(layer, reuse=reuse, requant=requant, share=share))
+        check_int("Levels per stage", levels_per_stage, min=1, max=2)
         self._skid = skid
-        n_out = layer.out_features
-        if requant is None:
-            self._requant = layer_requant(layer)
-        else:
-            if not (isinstance(requant, (tuple, list)) and len(requant) == 3):
-                raise ValueError(f"Requant must be three int arrays of shape ({n_out},), not {requant!r}")
-            m_, c_, s_ = (as_int_array("Requant", a, -(1 << 62), 1 << 62) for a in requant)
-            if any(a.shape != (n_out,) for a in (m_, c_, s_)) or (m_ < 0).any() or (s_ < 0).any():
-                raise ValueError(f"Requant must be three int arrays of shape ({n_out},), not shapes "
-                                 f"{[a.shape for a in (m_, c_, s_)]} with m, s >= 0")
-            self._requant = (m_, c_.astype(object), s_, "floor")
-        self._layer = layer
-        self._reuse = reuse
-        self._levels = levels_per_stage
-        bits = layer.in_bits
-        self._digit = -(-bits // reuse)
-        self._cycles = -(-bits // self._digit)
-        self._graph = adder_graph(layer.weights.dense(), scheme="nm" if layer.scheme == "nm" else "fixed",
-                                  share=share)
-        lo, hi = layer.in_range
-        self._in_range = (lo, hi)
-        self._acc_ranges = self._graph.output_ranges(lo, hi)
-        if self._cycles == 1:
-            self._graph_in = (lo, hi)
-        else:
-            top = bits - (self._cycles - 1) * self._digit
-            self._graph_in = ((-(1 << (top - 1)) if layer.in_signed else 0),
-                              (1 << self._digit) - 1)
-        m_, c_, s_, _ = self._requant
-        self._mult = [adder_graph(np.array([[int(v)]]), share=False) for v in m_]
-        self._mult_depth = max([g.depth for g in self._mult], default=0)
+        self._requant, self._layer, self._reuse, self._levels = g.requant, layer, reuse, levels_per_stage
+        self._digit, self._cycles, self._graph = g.digit, g.cycles, g.graph
+        self._in_range, self._acc_ranges, self._graph_in = g.in_range, g.acc_ranges, g.graph_in
+        self._mult, self._mult_depth = g.mult, g.mult_depth
+        self._graphs = g
+        bits, n_out = layer.in_bits, layer.out_features
         super().__init__({
             "i": In(stream.Signature(vector_layout(bits, layer.in_signed, layer.in_features))),
             "o": Out(stream.Signature(vector_layout(layer.out_bits, layer.out_signed, n_out))),
@@ -270,12 +338,8 @@ class UnrolledLayer(wiring.Component):
         return self._out_stage + 1 + (self._cycles if self._cycles > 1 else 0)
 
     def adder_bits(self) -> int:
-        """The widths of every adder of the weights' graph (for the digits the graph takes) and of the
-        requantisation's product graphs: about the LUT4s of the arithmetic."""
-        total = self._graph.adder_bits(*self._graph_in)
-        for g, (lo, hi) in zip(self._mult, self._acc_ranges):
-            total += g.adder_bits(lo, hi)
-        return total
+        """:meth:`LayerGraphs.adder_bits`: about the LUT4s of the arithmetic."""
+        return self._graphs.adder_bits()
 
     def elaborate(self, platform):
         m = Module()
@@ -492,4 +556,98 @@ class UnrolledNetwork(wiring.Component):
         for a, b in zip(self._layers, self._layers[1:]):
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, self._layers[-1].o, wiring.flipped(self.o))
+        return m
+
+
+class UnrolledUnit(wiring.Component):
+    """A dense layer's :class:`UnrolledLayer` between element streams: the engine component of the engine table's
+    ``impl="unrolled"`` entries (module docstring), with the ports of every engine.
+
+    The gather keeps one register per input; an element is written where its ``word`` says (any order), and the
+    vector goes to the layer once all ``in_features`` are there; the next sample's elements are taken in the cycle
+    the layer takes the vector. The scatter copies the layer's outputs into registers of its own and sends them one
+    per cycle, output ``r`` to ``dest.table[r]``, so the layer's pipeline stalls only when a result is ready before
+    the previous one is sent. Steady state without stalls: a sample every ``max(in_features, out_features,
+    layer interval)`` cycles.
+
+    Parameters
+    ----------
+    plan : hw.network.plan.EnginePlan
+        An unrolled engine's plan (``plan.folding.reuse``).
+    dest : hw.network.components.Dest
+        Where each output goes in the consumer's buffer (a dense consumer's: a fixed place per output).
+
+    Members
+    -------
+    i : In(stream.Signature(element_layout(input shape, in_features, 1)))
+    o : Out(stream.Signature(element_layout(output shape, dest.words, dest.lanes)))
+
+    Raises
+    ------
+    ValueError
+        ``"Unrolled layer destinations must be one fixed place per output, not ones that move per item"``.
+    """
+
+    def __init__(self, plan, dest: Dest):
+        layer = plan.layer
+        if dest.moves:
+            raise ValueError("Unrolled layer destinations must be one fixed place per output, not ones that move "
+                             "per item")
+        self._plan, self._dest = plan, dest
+        self._in_shape = value_shape(layer.in_bits, layer.in_signed)
+        self._out_shape = value_shape(layer.out_bits, layer.out_signed)
+        super().__init__({
+            "i": In(stream.Signature(element_layout(self._in_shape, layer.in_features, 1))),
+            "o": Out(stream.Signature(element_layout(self._out_shape, dest.words, dest.lanes))),
+        })
+
+    @property
+    def plan(self):
+        return self._plan
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self._plan.layer
+        n_in, n_out = layer.in_features, layer.out_features
+        m.submodules.layer = core = UnrolledLayer(layer, reuse=self._plan.folding.reuse)
+
+        # gather: a register per input, written where the element's word says
+        vec = [Signal(self._in_shape, name=f"in{k}", reset_less=True) for k in range(n_in)]
+        count = Signal(range(max(n_in, 2)))
+        full = Signal()
+        take = Signal()
+        accepted = Signal()
+        m.d.comb += [take.eq(full & core.i.ready), self.i.ready.eq(~full | take),
+                     accepted.eq(self.i.valid & self.i.ready), core.i.valid.eq(full)]
+        m.d.comb += [core.i.payload.x[k].eq(v) for k, v in enumerate(vec)]
+        with m.If(accepted):
+            for k, v in enumerate(vec):
+                with m.If(equals(self.i.payload.word, k)):
+                    m.d.sync += v.eq(self.i.payload.x)
+            m.d.sync += count.eq(Mux(equals(count, n_in - 1), 0, count + 1))
+        with m.If(take):
+            m.d.sync += full.eq(0)
+        with m.If(accepted & equals(count, n_in - 1)):
+            m.d.sync += full.eq(1)
+
+        # scatter: the outputs copied, then one per cycle to its place in the consumer's buffer
+        held = [Signal(self._out_shape, name=f"out{j}", reset_less=True) for j in range(n_out)]
+        index = Signal(range(max(n_out, 2)))
+        busy = Signal()
+        sent = Signal()
+        final = Signal()
+        m.d.comb += [sent.eq(self.o.valid & self.o.ready), final.eq(sent & equals(index, n_out - 1)),
+                     core.o.ready.eq(~busy | final), self.o.valid.eq(busy)]
+        word_w = self.o.payload.word.shape().width
+        lane_w = self.o.payload.lane.shape().width
+        m.submodules.dest = table = rom(word_w + lane_w, [w | ln << word_w for w, ln in self._dest.table[:n_out]])
+        rd = table.read_port(domain="comb")
+        m.d.comb += [rd.addr.eq(index), self.o.payload.x.eq(select(held, index)),
+                     self.o.payload.word.eq(rd.data[:word_w]), self.o.payload.lane.eq(rd.data[word_w:])]
+        with m.If(sent):
+            m.d.sync += index.eq(Mux(equals(index, n_out - 1), 0, index + 1))
+        with m.If(final):
+            m.d.sync += busy.eq(0)
+        with m.If(core.o.valid & core.o.ready):
+            m.d.sync += [busy.eq(1), *[h.eq(core.o.payload.x[j]) for j, h in enumerate(held)]]
         return m

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peforge.bench import circulant, cnn, crossbar, dsp, network, nm, sp2
+from peforge.bench import circulant, cnn, crossbar, dsp, network, nm, sp2, unrolled
 from peforge.errors import UsageError
 from peforge.explore import bench as explore
 from peforge.report import dump_results, load_results
@@ -22,6 +22,7 @@ SUITES = {
     "explore": (explore.explore_suite, explore.render),
     "dsp": (dsp.dsp_suite, dsp.render),
     "cnn": (cnn.cnn_suite, cnn.render),
+    "unrolled": (unrolled.bench_suite, unrolled.render),
 }
 #: the suites whose results the compiler's cost model is fitted on (:func:`peforge.explore.estimate.refit`)
 FITTED = {"sp2", "nm", "circulant", "crossbar", "network", "explore"}

@@ -42,8 +42,9 @@ FORMAT_KEYS = {
     "circulant": {"block": 8, "bits": 8},
     "crossbar": {"rows_per_sub": 8, "bits": 8, "adc_bits": None},
 }
-#: Folding keys a layer may fix (the rest of the folding comes from the point's ``fold``).
-FOLD_KEYS = ("lanes", "pes", "requant")
+#: Folding keys a layer may fix (the rest of the folding comes from the point's ``fold``); ``impl: unrolled`` (with
+#: its ``reuse``) computes the layer as constant adder graphs (:class:`hw.network.folding.LayerFolding`).
+FOLD_KEYS = ("lanes", "pes", "requant", "impl", "reuse")
 
 
 def layer_choice(choice: dict) -> dict:

@@ -74,7 +74,9 @@ def _network(context: dict, point: dict) -> tuple[object, dict]:
 def compile_point(network, point: dict):
     """The point's :class:`hw.network.CompiledNetwork`: its ``fold`` (``default``: the balanced folding, for the
     iCE40's DSPs on that target; a number ``f``: :func:`hw.network.folding_at` ``f`` x the default interval;
-    ``slowest``) and then each layer's own ``lanes``/``pes``/``requant``."""
+    ``slowest``) and then each layer's own ``lanes``/``pes``/``requant``/``impl``/``reuse``
+    (:data:`peforge.explore.model.FOLD_KEYS`)."""
+    from peforge.explore.model import FOLD_KEYS
     from peforge.hw.network import CompiledNetwork, folding_at, slowest_interval
     from peforge.synth import TARGETS
 
@@ -88,7 +90,7 @@ def compile_point(network, point: dict):
     else:
         compiled = CompiledNetwork(network, folding_at(network, max(1, int(round(base.interval * fold)))))
     settings = {f"layer.{n}.{key}": str(choice[key]) for n, choice in enumerate(point["layers"])
-                for key in ("lanes", "pes", "requant") if key in choice}
+                for key in FOLD_KEYS if key in choice}
     return compiled.with_settings(settings) if settings else compiled
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peforge.explore.model import FOLD_KEYS, LAYER_SCHEMES, layer_choice
+from peforge.hw.network.folding import IMPLS, MAX_REUSE
 
 __all__ = ["SpaceError", "Space", "load_space", "parse_space", "point_digest", "model_digest", "network_schemes",
            "EXAMPLES"]
@@ -100,6 +101,7 @@ LAYER_CHECKS = {
     "scheme": _choice_check(LAYER_SCHEMES), "bits": _int_check(2, 16), "nm": _nm_check, "block": _block_check,
     "rows_per_sub": _int_check(1, 64), "adc_bits": _int_check(1, 16, null=True),
     "lanes": _int_check(1, 4096), "pes": _int_check(1, 1024), "requant": _int_check(1, 64),
+    "impl": _choice_check(IMPLS), "reuse": _int_check(1, MAX_REUSE),
 }
 
 
