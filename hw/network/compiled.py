@@ -145,7 +145,7 @@ class CompiledNetwork:
                  "slots": len(p.slots), "beats": p.beats,
                  "groups": p.groups, "multipliers": p.multipliers, "load_cycles": p.load_cycles,
                  "compute_cycles": p.compute_cycles, "drain_cycles": p.drain_cycles, "cycles": paced(p, h),
-                 "pes_used": [s.pe for s in p.slots]}
+                 "pes_used": [s.pe for q in (p.parts or (p,)) for s in q.slots]}
                 for n, (p, h) in enumerate(zip(self._plans, hand))]
 
     def manifest(self) -> dict:

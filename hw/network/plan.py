@@ -130,7 +130,10 @@ class EnginePlan:
 
     @property
     def compute_cycles(self) -> int:
-        """Beats the sequencer issues per sample (times the slots' interval)."""
+        """Beats the sequencer issues per sample (times the slots' interval; an engine of several datapaths: its
+        :meth:`EngineSpec.compute_cycles`)."""
+        if self.parts:
+            return self.engine.compute_cycles(self)
         return self.positions * self.groups * self.beats * self.interval
 
     @property
@@ -144,7 +147,10 @@ class EnginePlan:
 
     @property
     def drain_cycles(self) -> int:
-        """Cycles the collector takes per sample to hand its results to the requantiser (:attr:`group_drains`)."""
+        """Cycles the collector takes per sample to hand its results to the requantiser (:attr:`group_drains`; an
+        engine of several datapaths: its :meth:`EngineSpec.drain_cycles`)."""
+        if self.parts:
+            return self.engine.drain_cycles(self)
         return self.positions * sum(self.group_drains)
 
     @property

@@ -168,6 +168,19 @@ class RecurrentEngine(EngineSpec):
             done = max((g + 1) * hplan.beats * hplan.interval - 1, done) + drain
         return done + max(s.params.latency for s in hplan.slots) + 3
 
+    def compute_cycles(self, plan) -> int:
+        """Beats both datapaths issue per sample (``T`` vectors of ``x``, ``T - 1`` of ``h``), times their
+        interval."""
+        x, h = plan.parts
+        t = plan.network_layer.seq_len
+        return t * x.compute_cycles + (t - 1) * h.compute_cycles
+
+    def drain_cycles(self, plan) -> int:
+        """Cycles both collectors take per sample to hand over their accumulators."""
+        x, h = plan.parts
+        t = plan.network_layer.seq_len
+        return t * x.drain_cycles + (t - 1) * h.drain_cycles
+
     def work_cycles(self, plan):
         """The recurrence of one sample: ``T`` steps of the element-wise unit (:meth:`step_cycles`), ``T - 1``
         waits for ``u h`` (:meth:`u_cycles`), and a cycle between samples."""
