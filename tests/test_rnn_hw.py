@@ -109,3 +109,15 @@ def test_cli_compiles_an_lstm_and_infers_sequences_shaped_as_the_model(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "RTL == golden on 3/3" in done.stdout, done.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy"), network.golden(x.reshape(3, -1)))
+
+
+def test_board_link_runs_a_recurrent_network():
+    """The board top (UART link, docs/board.md) around a compiled GRU, simulated: every answer equals golden."""
+    from peforge import board as host
+
+    network = _network(2)
+    compiled = CompiledNetwork.default(network)
+    x = np.random.default_rng(4).integers(*network.input.range, (6, network.input.features), endpoint=True)
+    with host.simulated(compiled, clk_freq=25e6, baud=3_125_000) as board:
+        result = host.run(board, x)
+    assert np.array_equal(result.logits, network.golden(x))
