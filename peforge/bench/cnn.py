@@ -30,7 +30,8 @@ from peforge.progress import Progress
 from peforge.report import markdown_table
 from peforge.report import or_dash as _num
 
-__all__ = ["cnn_suite", "render", "SCHEMES", "build_cnn", "kws_network"]
+__all__ = ["cnn_suite", "render", "SCHEMES", "build_cnn", "kws_network", "measure", "layer_rows", "compile_for",
+           "synthesis_fields", "refusal_record", "plain_document"]
 
 #: The convolution schemes of the digits CNN (crossbar convolutions are refused by the compiler).
 SCHEMES = ("fixed", "sp2", "msq", "nm", "circulant")
@@ -197,7 +198,7 @@ def kws_network(seed: int = 0, samples: int = 16):
 
 # -- measuring -------------------------------------------------------------------------------------------------
 
-def _layers(compiled, target_name: str) -> list[dict]:
+def layer_rows(compiled, target_name: str) -> list[dict]:
     """Per layer: kind, scheme, folding, predicted cycles, DSPs, and the buffer (line buffer for a convolution)
     and block RAM the cost model gives (:func:`hw.network.cost.block_ram`, ``plan.engine.buffer``)."""
     from peforge.hw.network import cost
@@ -218,7 +219,7 @@ def _layers(compiled, target_name: str) -> list[dict]:
     return rows
 
 
-def _compile(network, target_name: str | None):
+def compile_for(network, target_name: str | None):
     """``(compiled, None)``, or ``(None, refusal line)`` when the folding search refuses the budget."""
     from peforge.hw.network import CompiledNetwork
     from peforge.synth import get_target
@@ -246,7 +247,7 @@ def measure(label: str, compiled, x, golden, *, kind: str, target: str, seeds, p
               "digest": compiled.digest(), "wrapped": True, "synth": None, "samples": len(x), "rtl_equal": equal,
               "interval": stats.interval, "predicted_interval": compiled.interval, "latency": stats.latency,
               "sim_seconds": sim_seconds, "multipliers": sum(p.multipliers for p in compiled.plans),
-              "busy": compiled.busy(stats.interval), "layers": _layers(compiled, target),
+              "busy": compiled.busy(stats.interval), "layers": layer_rows(compiled, target),
               "inferences_per_s": None, **fields}
     if equal != len(x):   # a wrong accelerator is not synthesised; the row and the targets say so
         record["error"] = f"RTL != golden on {len(x) - equal} of {len(x)} samples"
@@ -254,11 +255,11 @@ def measure(label: str, compiled, x, golden, *, kind: str, target: str, seeds, p
     if not synth:
         record["error"] = "not synthesised"
         return record
-    record.update(_synthesise(compiled, target, seeds, stats.interval, progress))
+    record.update(synthesis_fields(compiled, target, seeds, stats.interval, progress))
     return record
 
 
-def _synthesise(compiled, target: str, seeds, interval, progress) -> dict:
+def synthesis_fields(compiled, target: str, seeds, interval, progress) -> dict:
     """The synthesis fields of a record: ``synth`` (or ``error``), LC on the iCE40, inferences/s = Fmax / the
     measured ``interval``; through :func:`peforge.synth_cache.synthesise` (pin wrapper, ``seeds``)."""
     from peforge.synth_cache import RECORD, error_line, synthesise
@@ -277,7 +278,7 @@ def _synthesise(compiled, target: str, seeds, interval, progress) -> dict:
     return fields
 
 
-def _refusal(label: str, kind: str, target: str, network, message: str, **fields) -> dict:
+def refusal_record(label: str, kind: str, target: str, network, message: str, **fields) -> dict:
     """The record of a network the folding search refused for ``target``'s budget: its one-line message."""
     return {"label": label, "pe": "network", "kind": kind, "target": target,
             "params": {"network_digest": network.digest()}, "digest": network.digest(), "wrapped": True,
@@ -291,7 +292,7 @@ def _failure(label: str, kind: str, target: str, compiled, exc: Exception, **fie
             "params": {"folding": compiled.folding.to_list(), "network_digest": compiled.network.digest()},
             "digest": compiled.digest(), "wrapped": True, "synth": None, "samples": 0, "rtl_equal": 0,
             "interval": None, "predicted_interval": compiled.interval, "latency": None, "busy": None,
-            "multipliers": sum(p.multipliers for p in compiled.plans), "layers": _layers(compiled, target),
+            "multipliers": sum(p.multipliers for p in compiled.plans), "layers": layer_rows(compiled, target),
             "inferences_per_s": None, "error": message, **fields}
 
 
@@ -312,7 +313,7 @@ def _checkpoint(seeds, records, study) -> None:
 
     path = build_root() / "bench-cnn" / "partial.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(suite_document("cnn", seeds, records, study)), indent=1) + "\n")
+    path.write_text(json.dumps(plain_document(suite_document("cnn", seeds, records, study)), indent=1) + "\n")
 
 
 def cnn_suite(seeds, *, schemes=SCHEMES, kws: bool = True, kws_ecp5_synth: bool = True) -> dict:
@@ -330,9 +331,9 @@ def cnn_suite(seeds, *, schemes=SCHEMES, kws: bool = True, kws_ecp5_synth: bool 
                         "macs": int(sum(_macs(layer) for layer in network.layers))}
         for kind, budget, target, synth in (("kws-up5k", UP5K, UP5K, True), ("kws-default", None, TARGET, False),
                                             ("kws-ecp5", TARGET, TARGET, kws_ecp5_synth)):
-            compiled, refusal = _compile(network, budget)
+            compiled, refusal = compile_for(network, budget)
             if compiled is None:
-                record = _refusal(kind, kind, target, network, refusal, scheme="fixed")
+                record = refusal_record(kind, kind, target, network, refusal, scheme="fixed")
             else:
                 try:
                     with Progress(f"bench cnn {kind} {compiled.folding.text()} on {target}") as progress:
@@ -366,9 +367,9 @@ def cnn_suite(seeds, *, schemes=SCHEMES, kws: bool = True, kws_ecp5_synth: bool 
         for scheme in schemes:
             network, golden = networks[scheme]
             label = f"{scheme} {kind}"
-            compiled, refusal = _compile(network, budget)
+            compiled, refusal = compile_for(network, budget)
             if compiled is None:
-                record = _refusal(label, kind, target, network, refusal, scheme=scheme)
+                record = refusal_record(label, kind, target, network, refusal, scheme=scheme)
             else:
                 try:
                     with Progress(f"bench cnn {label} {compiled.folding.text()} on {target}") as progress:
@@ -382,15 +383,15 @@ def cnn_suite(seeds, *, schemes=SCHEMES, kws: bool = True, kws_ecp5_synth: bool 
             _checkpoint(seeds, records, study)
     for record, compiled in kws_pending:
         with Progress(f"bench cnn {record['label']} {compiled.folding.text()} on {record['target']}") as progress:
-            record.update(_synthesise(compiled, record["target"], seeds, record["interval"], progress))
+            record.update(synthesis_fields(compiled, record["target"], seeds, record["interval"], progress))
         if record.get("synth"):
             record.pop("error", None)
         _say(record)
         _checkpoint(seeds, records, study)
-    return _plain(suite_document("cnn", seeds, records, study))
+    return plain_document(suite_document("cnn", seeds, records, study))
 
 
-def _plain(doc: dict) -> dict:
+def plain_document(doc: dict) -> dict:
     """The document with numpy scalars as Python numbers (the results file is plain JSON)."""
     return json.loads(json.dumps(doc, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
 

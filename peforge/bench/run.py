@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peforge.bench import circulant, cnn, crossbar, dsp, network, nm, sp2, unrolled
+from peforge.bench import circulant, cnn, crossbar, dsp, network, nm, rnn, sp2, unrolled
 from peforge.errors import UsageError
 from peforge.explore import bench as explore
 from peforge.report import dump_results, load_results
@@ -23,13 +23,14 @@ SUITES = {
     "dsp": (dsp.dsp_suite, dsp.render),
     "cnn": (cnn.cnn_suite, cnn.render),
     "unrolled": (unrolled.bench_suite, unrolled.render),
+    "rnn": (rnn.rnn_suite, rnn.render),
 }
 #: the suites whose results the compiler's cost model is fitted on (:func:`peforge.explore.estimate.refit`)
 FITTED = {"sp2", "nm", "circulant", "crossbar", "network", "explore"}
 #: where the committed results live
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 #: name -> ``(results document, out_dir) -> [paths]``: figures a suite draws from its results beside the page
-FIGURES = {"network": network.figures, "explore": explore.figures}
+FIGURES = {"network": network.figures, "explore": explore.figures, "rnn": rnn.figures}
 
 
 def render(doc: dict) -> str:
