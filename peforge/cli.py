@@ -282,9 +282,10 @@ def cmd_compile(args) -> int:
             budget = TARGETS[args.target].budget()
         compiled = CompiledNetwork.default(network, budget).with_settings(_settings(fold_settings))
         if args.target is not None:
-            from peforge.synth import check_fits
+            from peforge.synth import TARGETS, check_fits
 
             check_fits(compiled, args.target)
+            compiled = compiled.for_target(TARGETS[args.target].facts())   # its DSP primitives, as synthesised
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.output)
@@ -464,8 +465,9 @@ def _parser() -> argparse.ArgumentParser:
                         "constant adder graphs), layer.N.reuse (an unrolled layer's cycles per vector), or the whole "
                         "folding as tables write it: layer.N=16x2, 1x7/r9, u or u/reuse4")
     p.add_argument("--target", choices=("ecp5-85k", "ice40-up5k"), default=None,
-                   help="fold for this device's DSPs and refuse a network its block RAM cannot hold "
-                        "(default: fold for speed, no device limits)")
+                   help="fold for this device's DSPs, instantiate its DSP primitive in the PE slots (simulated "
+                        "with its model) and refuse a network its block RAM cannot hold (default: fold for speed, "
+                        "no device limits, generic Verilog)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("infer", help="run a network: golden model, or the compiled RTL in Verilator with --rtl")

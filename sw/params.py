@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Params", "Spec", "check_int", "check_bool", "check_choice"]
+__all__ = ["Params", "Spec", "TargetFacts", "at_target", "check_int", "check_bool", "check_choice"]
 
 
 def check_int(subject: str, value: Any, *, min: int | None = None, max: int | None = None) -> None:
@@ -136,6 +136,61 @@ class Spec:
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetFacts:
+    """The facts of a synthesis target that parameters stand for (a :class:`Spec`'s ``target``), named by the target:
+    what ``synth.Target.facts()`` gives a design that must know its target without importing ``synth`` (a compiled
+    network's slots). Round-trips through :meth:`to_dict` / :meth:`from_dict`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``"Target facts must be a mapping of name, dsp_bits, dsp_cell, carry_cell, not ..."``.
+    """
+
+    name: str
+    dsp_bits: int
+    dsp_cell: str
+    carry_cell: str
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Target name must be a non-empty string, not {self.name!r}")
+        check_int("Target DSP bits (dsp_bits)", self.dsp_bits, min=2, max=64)
+        for name in ("dsp_cell", "carry_cell"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Target {name} must be a string, not {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TargetFacts:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, Mapping) or sorted(data) != sorted(names):
+            raise ValueError(f"Target facts must be a mapping of {', '.join(names)}, not {data!r}")
+        return cls(**data)
+
+
+def at_target(params, target):
+    """``params`` (a :class:`Params` or any dataclass, nested sets included) with every parameter that stands for
+    a fact of ``target`` (a ``synth.Target`` or :class:`TargetFacts`: the fact is its attribute of the spec's
+    ``target`` name) set to that target's value (:meth:`Spec.for_target`); ``params`` itself when nothing changes.
+    ``synth.for_target`` is this with a target's name."""
+    changes = {}
+    for f in dataclasses.fields(params):
+        spec, value = f.metadata.get("spec"), getattr(params, f.name)
+        if spec is not None and spec.target is not None:
+            changes[f.name] = spec.for_target(value, getattr(target, spec.target), target.name)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            nested = at_target(value, target)
+            if nested is not value:
+                changes[f.name] = nested
+    if all(getattr(params, name) == value for name, value in changes.items()):
+        return params
+    return dataclasses.replace(params, **changes)
 
 
 def _parse_scalar(name: str, text: str, kind: Any) -> Any:

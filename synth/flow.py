@@ -32,6 +32,8 @@ from types import MappingProxyType
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from ..sw.params import TargetFacts, at_target
+
 from .wrapper import PinWrapper, port_bits
 
 __all__ = ["Target", "TARGETS", "SynthResult", "SynthError", "DoesNotFit", "ToolTimeout", "Netlist", "synthesize",
@@ -88,6 +90,11 @@ class Target:
     luts: int = 0                  # LUT4s (logic cells) on the device
     carry_cell: str = "inferred"   # the carry-chain primitive generators instantiate (hw.carry), or expressions
     carry_out: tuple[str, str] | None = None  # (cell, port): a carry-out nextpnr feeds out if connected
+
+    def facts(self) -> TargetFacts:
+        """The facts parameters stand for (:class:`sw.params.TargetFacts`): what a compiled network built for this
+        target carries (:meth:`hw.network.CompiledNetwork.for_target`)."""
+        return TargetFacts(self.name, dsp_bits=self.dsp_bits, dsp_cell=self.dsp_cell, carry_cell=self.carry_cell)
 
     def budget(self):
         """What the device offers the default folding of a network (:class:`hw.network.Budget`)."""
@@ -180,19 +187,7 @@ def for_target(params, target: str):
         ``"Target must be one of 'ecp5-85k', 'ice40-up5k', not 'x'"``; ``"DSP cell (dsp_cell) must be one of
         'target', 'inferred', 'SB_MAC16' for ice40-up5k, not 'MULT18X18D'"``.
     """
-    tgt = get_target(target)
-    changes = {}
-    for f in dataclasses.fields(params):
-        spec, value = f.metadata.get("spec"), getattr(params, f.name)
-        if spec is not None and spec.target is not None:
-            changes[f.name] = spec.for_target(value, getattr(tgt, spec.target), tgt.name)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            nested = for_target(value, target)
-            if nested is not value:
-                changes[f.name] = nested
-    if all(getattr(params, name) == value for name, value in changes.items()):
-        return params
-    return dataclasses.replace(params, **changes)
+    return at_target(params, get_target(target))
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def check_fits(compiled, target: str) -> None:
 def synthesize_network(compiled, *, target: str, seeds: Iterable[int] = (1,), wrap: bool | None = None,
                        freq: float | None = None, progress=None) -> SynthResult:
     """Synthesise a :class:`hw.network.CompiledNetwork` (the whole accelerator, block RAM counted) for
-    ``target``; the arguments are those of :func:`synthesize_pe`.
+    ``target``, built for it (:meth:`hw.network.CompiledNetwork.for_target`: the slots' multipliers are the
+    target's DSP primitive with its registers); the arguments are those of :func:`synthesize_pe`.
 
     Raises
     ------
@@ -63,6 +64,7 @@ def synthesize_network(compiled, *, target: str, seeds: Iterable[int] = (1,), wr
         finds a resource over the device's count.
     """
     check_fits(compiled, target)
+    compiled = compiled.for_target(get_target(target).facts())
     directory = build_root() / "synth" / f"network-{compiled.digest()}-{target}"
     step: Callable[[str], None] | None = progress.step if progress is not None else None
     return synthesize(compiled.build(), name=compiled.top, target=target, build_dir=directory,
@@ -81,6 +83,7 @@ def netlist_pe(pe, params, *, target: str, progress=None) -> Netlist:
 def netlist_network(compiled, *, target: str, progress=None) -> Netlist:
     """:func:`synthesize_network` with yosys only, in ``build/synth/network-<digest>-<target>-yosys``."""
     check_fits(compiled, target)
+    compiled = compiled.for_target(get_target(target).facts())
     directory = build_root() / "synth" / f"network-{compiled.digest()}-{target}-yosys"
     return synthesize_netlist(compiled.build(), name=compiled.top, target=target, build_dir=directory,
                               progress=progress.step if progress is not None else None)

@@ -282,6 +282,36 @@ def test_rtl_network_equals_golden(seed, schemes, depth):
     assert (tests, failures) == (len(CHECKS), 0), [p.scheme for p in compiled.plans]
 
 
+#: RTL networks built for a target: (index into RTL_NETWORKS, target, a primitive its slots instantiate)
+TARGETED = [(0, "ecp5-85k", "MULT18X18D"), (1, "ecp5-85k", "MULT18X18D"), (3, "ice40-up5k", "SB_MAC16")]
+
+
+@pytest.mark.parametrize("index, target, cell", TARGETED)
+def test_rtl_network_for_a_target_equals_golden(tmp_path, index, target, cell):
+    """Built for a target (as synthesis builds it), the slots' multipliers are its DSP primitive with its registers,
+    simulated with the primitive's model: the shared checks and the measured interval against the prediction."""
+    from peforge.synth import TARGETS
+    from peforge.tb.network import CHECKS, NetworkDesign
+    from peforge.tb.runner import run_design
+
+    generic = _rtl_network(*RTL_NETWORKS[index])
+    compiled = generic.for_target(TARGETS[target].facts())
+    assert compiled.digest() != generic.digest() and compiled.interval == generic.interval
+    assert compiled.for_target(TARGETS[target].facts()) is compiled
+    other = next(t for t in TARGETS if t != target)
+    with pytest.raises(ValueError, match=rf"^Compiled network target must be {target!r} \(it was compiled for it\), "
+                                         rf"not {other!r}$"):
+        compiled.for_target(TARGETS[other].facts())
+    assert cell in compiled.cells() and generic.cells() == ()
+    manifest = compiled.write(tmp_path)
+    assert manifest["target"]["dsp_cell"] == TARGETS[target].dsp_cell
+    assert f"{cell} " in (tmp_path / "accelerator.v").read_text() and (tmp_path / f"{cell}.v").is_file()
+    again = load_compiled(tmp_path)
+    assert again.digest() == compiled.digest() and again.target == compiled.target and again.is_written_in(tmp_path)
+    tests, failures = run_design(NetworkDesign(compiled), testcases=CHECKS, seed=RTL_NETWORKS[index][0])
+    assert (tests, failures) == (len(CHECKS), 0), [p.scheme for p in compiled.plans]
+
+
 #: mixed networks of folded and unrolled layers: seed, depth, max features, rounding, settings
 MIXED_NETWORKS = {
     # msq 9 -> 8 unrolled first, nm folded, sp2 6 -> 10 unrolled (sends more than it takes), fixed 10 -> 4 unrolled
@@ -377,6 +407,17 @@ def test_cli_compile_and_infer(tmp_path):
     assert code == 0, err
     assert "RTL == golden on 16/16" in out and "accuracy 100.00 %" in out
     assert np.array_equal(np.load(tmp_path / "y.npy"), compiled.network.golden(x))
+
+
+def test_cli_compile_for_a_target_instantiates_its_dsp(tmp_path):
+    compiled = _rtl_network(*RTL_NETWORKS[3])
+    compiled.network.save(tmp_path / "net")
+    code, out, err = peforge("compile", str(tmp_path / "net"), "-o", str(tmp_path / "acc"), "--target", "ice40-up5k")
+    assert code == 0, err
+    again = load_compiled(tmp_path / "acc")
+    assert again.target.name == "ice40-up5k" and again.cells() == ("SB_MAC16",)
+    assert json.loads((tmp_path / "acc" / "accelerator.json").read_text()) == {"sim_models": ["SB_MAC16.v"]}
+    assert "SB_MAC16 " in (tmp_path / "acc" / "accelerator.v").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

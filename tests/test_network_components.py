@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from peforge.hw.network import Collector, CrossbarLoader, Dest, Fanout, LayerFolding, Requantizer, element_layout, \
     plan_engine
-from peforge.hw.network.components import REQUANT_DSP_BITS, beat_layout
+from peforge.hw.network.components import REQUANT_DSP_BITS, Handoff, beat_layout
 from peforge.sw.network import CrossbarWeights, FixedWeights, Layer
 from peforge.sw.requant import ROUNDINGS
 from peforge.sw.forms import CrossbarFormat
@@ -199,6 +199,53 @@ def test_collector_hands_over_every_real_row_in_order(p_valid, p_ready):
 
     _run(dut, bench, 20000)
     assert got == expected
+
+
+# -- the hand-off between engines -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p_valid, p_ready", STALLS)
+def test_handoff_passes_every_beat_in_order_with_registered_ready(p_valid, p_ready):
+    layout = element_layout(signed(6), 5, 2)
+    dut = Handoff(layout)
+    rng = random.Random(11)
+    beats = [{"x": rng.randrange(-32, 32), "word": rng.randrange(5), "lane": rng.randrange(2)} for _ in range(200)]
+    got = []
+
+    async def bench(ctx):
+        got.extend(await _transfer(ctx, dut, beats, len(beats), rng, p_valid, p_ready, ("x", "word", "lane")))
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(4):   # nothing more comes out
+            assert not ctx.get(dut.o.valid)
+            await ctx.tick()
+
+    _run(dut, bench, 3000)
+    assert got == [(b["x"], b["word"], b["lane"]) for b in beats]
+
+
+def test_handoff_takes_one_beat_per_cycle_and_its_ready_is_a_register():
+    dut = Handoff(element_layout(unsigned(4), 4, 1))
+    seen = []
+
+    async def bench(ctx):
+        sent = 0
+        for cycle in range(12):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.x, sent)
+            ready_before = ctx.get(dut.i.ready)
+            ctx.set(dut.o.ready, cycle % 5 != 3)      # a consumer stall changes no ready in the same cycle
+            assert ctx.get(dut.i.ready) == ready_before
+            assert ctx.get(dut.i.ready) or ctx.get(dut.o.valid)
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                seen.append((cycle, ctx.get(dut.o.payload.x)))
+            sent += ctx.get(dut.i.ready)
+            await ctx.tick()
+
+    _run(dut, bench, 20)
+    # latency 1, then a beat every cycle but the stalled ones
+    assert seen[0] == (1, 0)
+    assert [c for c, _ in seen] == [c for c in range(1, 12) if c % 5 != 3]
+    assert [x for _, x in seen] == list(range(len(seen)))
 
 
 # -- the crossbar loader --------------------------------------------------------------------------------------------

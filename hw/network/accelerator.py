@@ -1,6 +1,9 @@
 """A whole network on chip: one engine per layer, chained by element streams (``docs/network.md``)::
 
-    i (one feature per beat, last per sample) -> index -> Engine 0 -> Engine 1 -> ... -> logits + argmax -> o
+    i (one feature per beat, last per sample) -> index -> Engine 0 -> Handoff -> Engine 1 -> Handoff -> ...
+                                                      -> logits + argmax -> o
+
+Each :class:`hw.network.components.Handoff` is a skid buffer whose ``ready`` is a register.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..common import equals
-from .components import Dest, value_shape
+from .components import Dest, Handoff, value_shape
 from .folding import Folding
 from .plan import EnginePlan
 from .search import plan_network
@@ -35,9 +38,9 @@ class Accelerator(wiring.Component):
         equal ones).
     """
 
-    def __init__(self, network, folding: Folding | None = None):
+    def __init__(self, network, folding: Folding | None = None, target=None):
         self._network = network
-        self._plans = plan_network(network, folding)
+        self._plans = plan_network(network, folding, target)   # target: the slots' DSP cells (sw.params.TargetFacts)
         last = network.layers[-1]
         self._in_shape = value_shape(network.input.bits, network.input.signed)
         self._out_shape = value_shape(last.out_bits, last.out_signed)
@@ -84,8 +87,15 @@ class Accelerator(wiring.Component):
             engine = plan.engine.component(plan, dest)
             m.submodules[f"engine{self._plans.index(plan)}"] = engine
             engines.append(engine)
-        for a, b in zip(engines, engines[1:]):
-            wiring.connect(m, producer=a.o, consumer=b.i)
+        # a registered hand-off after every engine: no ready path from one engine into the next, or from the
+        # logits gathering into the last engine
+        outputs = []
+        for n, engine in enumerate(engines):
+            m.submodules[f"handoff{self._plans.index(plans[n])}"] = handoff = Handoff(engine.o.payload.shape())
+            wiring.connect(m, producer=engine.o, consumer=handoff.i)
+            outputs.append(handoff.o)
+        for a, b in zip(outputs, engines[1:]):
+            wiring.connect(m, producer=a, consumer=b.i)
 
         # input: each feature where the first engine keeps it, in the stream's order (input_order): a counter of
         # words and lanes, round the first engine's ring, or from 0 again for every sample
@@ -112,27 +122,26 @@ class Accelerator(wiring.Component):
                     m.d.sync += [lane.eq(0), word.eq(0)]
 
         # output: gather the logits (in any order) with a running argmax, then one beat per sample
-        src = engines[-1].o
+        src = outputs[-1]
         k = self._classes
         logits = [Signal(self._out_shape, name=f"logit{j}", reset_less=True) for j in range(k)]
         best = Signal(self._out_shape, reset_less=True)
         best_idx = Signal(range(max(k, 2)), reset_less=True)
         got = Signal(range(k + 1))
         fresh = Signal(init=1)  # no logit of the current sample has arrived yet
-        complete = Signal()
-        m.d.comb += complete.eq(equals(got, k))
+        complete = Signal()     # all k have (got == k), a register: the logits' clock enables start at flip-flops
         m.d.comb += src.ready.eq(~complete)
         idx = src.payload.word
         x = src.payload.x
         with m.If(src.valid & src.ready):
-            m.d.sync += [got.eq(got + 1), fresh.eq(0)]
+            m.d.sync += [got.eq(got + 1), fresh.eq(0), complete.eq(equals(got, k - 1))]
             for j in range(k):
                 with m.If(equals(idx, j)):
                     m.d.sync += logits[j].eq(x)
             with m.If(fresh | (x > best) | ((x == best) & (idx < best_idx))):
                 m.d.sync += [best.eq(x), best_idx.eq(idx)]
         with m.If(complete & (~self.o.valid | self.o.ready)):
-            m.d.sync += [self.o.valid.eq(1), got.eq(0), fresh.eq(1), self.o.payload.cls.eq(best_idx)]
+            m.d.sync += [self.o.valid.eq(1), got.eq(0), fresh.eq(1), complete.eq(0), self.o.payload.cls.eq(best_idx)]
             m.d.sync += [self.o.payload.logits[j].eq(logits[j]) for j in range(k)]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...sw import network as net
+from ...sw.params import TargetFacts
 
 from .accelerator import Accelerator, input_order
 from .folding import Budget, Folding, LayerFolding
@@ -31,10 +32,17 @@ class CompiledNetwork:
     synthesis runs are cached by it. ``write(directory)`` writes ``accelerator.v``, ``compiled.json`` (folding,
     per-layer plan and predictions), the network (``network.json`` + ``weights.npz``) and one ``.hex`` image per
     weight memory (``memories/``, one word per line, for inspection; the Verilog holds the same contents).
+
+    ``target`` (a :class:`sw.params.TargetFacts`, set by :meth:`for_target`: ``synth.synthesize_network``,
+    ``peforge compile --target``) puts the slots' Params at that target's facts, so their multipliers are its DSP
+    primitive with its registers (``hw.dsp``); ``write`` then adds the primitives' simulation models and lists them
+    in ``accelerator.json`` (``sim_models``), so Verilator simulates the Verilog that synthesis reads. None: generic
+    Verilog, multipliers inferred.
     """
 
     network: object
     folding: Folding
+    target: TargetFacts | None = None
 
     name = "network"
     top = TOP
@@ -44,7 +52,9 @@ class CompiledNetwork:
             raise TypeError(f"Network must be a sw.network.Network, not {self.network!r}")
         if not isinstance(self.folding, Folding):
             raise TypeError(f"Folding must be a Folding, not {self.folding!r}")
-        object.__setattr__(self, "_plans", plan_network(self.network, self.folding))
+        if self.target is not None and not isinstance(self.target, TargetFacts):
+            raise TypeError(f"Compiled network target must be a sw.params.TargetFacts or None, not {self.target!r}")
+        object.__setattr__(self, "_plans", plan_network(self.network, self.folding, self.target))
         # the plans fill in the fixed lanes/pes of circulant and crossbar layers
         object.__setattr__(self, "folding", Folding(tuple(p.folding for p in self._plans)))
 
@@ -65,7 +75,26 @@ class CompiledNetwork:
 
     def digest(self, length: int = 12) -> str:
         text = self.network.digest(32) + json.dumps(self.folding.to_list(), sort_keys=True)
+        if self.target is not None:   # (untargeted digests as before)
+            text += json.dumps(self.target.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+    def for_target(self, target: TargetFacts) -> CompiledNetwork:
+        """This network and folding built for ``target`` (``synth.TARGETS[name].facts()``); itself if it already is.
+
+        Raises
+        ------
+        ValueError
+            ``"Compiled network target must be 'ice40-up5k' (it was compiled for it), not 'ecp5-85k'"``.
+        """
+        if not isinstance(target, TargetFacts):
+            raise TypeError(f"Compiled network target must be a sw.params.TargetFacts, not {target!r}")
+        if self.target == target:
+            return self
+        if self.target is not None:
+            raise ValueError(f"Compiled network target must be {self.target.name!r} (it was compiled for it), "
+                             f"not {target.name!r}")
+        return CompiledNetwork(self.network, self.folding, target)
 
     def with_settings(self, settings: dict[str, str]) -> CompiledNetwork:
         """Refold: ``{"layer.0.lanes": "16", "layer.1.pes": "2"}`` (layers counted from 0), a layer's fields
@@ -117,10 +146,17 @@ class CompiledNetwork:
                 plan_engine(self.network.layers[index], layers[index])
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"layer.{index}: {exc}") from None
-        return CompiledNetwork(self.network, Folding(tuple(layers)))
+        return CompiledNetwork(self.network, Folding(tuple(layers)), self.target)
 
     def build(self) -> Accelerator:
-        return Accelerator(self.network, self.folding)
+        return Accelerator(self.network, self.folding, self.target)
+
+    def cells(self) -> tuple[str, ...]:
+        """The vendor primitives the accelerator instantiates (:func:`hw.cells.cells_used` of every slot)."""
+        from ..cells import cells_used
+
+        plans = [q for p in self._plans for q in (p, *p.parts)]
+        return tuple(sorted({c for p in plans for s in p.slots for c in cells_used(s.params)}))
 
     def input_order(self):
         """The order the accelerator's input stream takes a sample's features in (:meth:`Accelerator.input_order`:
@@ -149,8 +185,9 @@ class CompiledNetwork:
                 for n, (p, h) in enumerate(zip(self._plans, hand))]
 
     def manifest(self) -> dict:
+        target = {} if self.target is None else {"target": self.target.to_dict()}
         return {"format": "peforge-compiled", "version": 1, "top": TOP, "digest": self.digest(),
-                "network_digest": self.network.digest(), "folding": self.folding.to_list(),
+                "network_digest": self.network.digest(), "folding": self.folding.to_list(), **target,
                 "predicted_interval": self.interval, "layers": self.summary()}
 
     def write(self, directory) -> dict:
@@ -171,6 +208,7 @@ class CompiledNetwork:
         import shutil
         import uuid
 
+        from ..cells import sim_models
         from ..verilog import generator_fingerprint, to_verilog
 
         out = Path(directory)
@@ -186,6 +224,9 @@ class CompiledNetwork:
                 digits = max(1, -(-max(w.bit_length() for w in words) // 4)) if words else 1
                 files[f"{MEMORIES}/layer{n}_slot{s}.hex"] = "".join(f"{w:0{digits}x}\n" for w in words)
         files[f"{TOP}.v"] = to_verilog(self.build(), TOP)
+        models = sim_models(self.cells())   # the primitives' Verilator models (hw.verilog.sim_sources reads the list)
+        files.update(models)
+        files[f"{TOP}.json"] = json.dumps({"sim_models": sorted(models)}) + "\n"
         files[COMPILED] = json.dumps(manifest, indent=1) + "\n"
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
@@ -218,7 +259,8 @@ class CompiledNetwork:
         except (OSError, ValueError):
             return False
         return (manifest.get("digest") == self.digest() and manifest.get("generator") == generator_fingerprint()
-                and (Path(directory) / f"{TOP}.v").is_file())
+                and (Path(directory) / f"{TOP}.v").is_file()
+                and all((Path(directory) / f"{cell}.v").is_file() for cell in self.cells()))
 
 
 def load_compiled(directory) -> CompiledNetwork:
@@ -244,6 +286,13 @@ def load_compiled(directory) -> CompiledNetwork:
     network = net.load(path)
     try:
         folding = Folding.from_list(data.get("folding"))
-        return CompiledNetwork(network, folding)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: folding: {exc}") from None
+    try:
+        target = None if data.get("target") is None else TargetFacts.from_dict(data["target"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: target: {exc}") from None
+    try:
+        return CompiledNetwork(network, folding, target)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{file}: folding: {exc}") from None

@@ -20,6 +20,8 @@
 * :class:`Collector`: takes every slot's result for a row group at once and hands them to the requantiser one
   per cycle, with the output row of each from a table (padding rows skipped).
 * :class:`Requantizer`: the one requantisation (:mod:`sw.requant`) and where each output goes next.
+* :class:`Handoff`: the skid buffer the accelerator puts after every engine, so ``ready`` is a register where
+  one engine hands its outputs to the next (or to the logits).
 * :class:`CrossbarLoader`: programs every crossbar slot's array after reset (``loaded`` gates the sequencer).
 """
 
@@ -42,8 +44,8 @@ from ..common import equals, register, tree_stages
 from .folding import MAX_REQUANT_CYCLES
 
 __all__ = ["element_layout", "result_layout", "Dest", "DestOffset", "value_shape", "rom", "select", "BufferRead",
-           "InputBuffer", "BeatSource", "Sequencer", "word_offsets", "Fanout", "Collector", "Requantizer",
-           "CrossbarLoader", "REQUANT_DSP_BITS", "REQUANT_TREE_LEVELS", "requant_digits",
+           "InputBuffer", "BeatSource", "Sequencer", "word_offsets", "Fanout", "Collector", "Handoff",
+           "Requantizer", "CrossbarLoader", "REQUANT_DSP_BITS", "REQUANT_TREE_LEVELS", "requant_digits",
            "requant_latency"]
 
 
@@ -513,6 +515,44 @@ class CrossbarLoader(wiring.Component):
                          cfgs[n].valid.eq(go & (step < n_cfg)), ws[n].valid.eq(go & (step >= n_cfg))]
         with m.If(go):
             m.d.sync += step.eq(step + 1)
+        return m
+
+
+# -- registered hand-offs --------------------------------------------------------------------------------------
+
+class Handoff(wiring.Component):
+    """A skid buffer between two engines, or between the last engine and the logits (a registered hand-off):
+    ``i.ready`` and ``o.valid`` are flip-flops, so no combinational ``ready`` path crosses it.
+
+    The output register takes a beat whenever it is empty or being read; a beat that arrives while it is full
+    and stalled goes to the skid register, and ``i.ready`` (``~full``) drops in the next cycle until the output
+    register has taken the skid's beat. One beat per cycle with ``o.ready`` high (one cycle of latency), nothing
+    lost or reordered under stalls. Without it the requantiser's enable (``~o.valid | o.ready``) reached through
+    the next engine's input buffer, and the logits gathering's ``got`` reached the last requantiser's clock
+    enables (``docs/network.md``, "What limits the accelerators' Fmax").
+
+    Members
+    -------
+    i : In(stream.Signature(layout))
+    o : Out(stream.Signature(layout))
+    """
+
+    def __init__(self, layout):
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        skid = Signal(self.i.payload.shape(), reset_less=True)
+        out = Signal(self.o.payload.shape(), reset_less=True)
+        m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(out)]
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(full):
+                m.d.sync += [self.o.valid.eq(1), out.eq(skid), full.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(self.i.valid), out.eq(self.i.payload)]
+        with m.Elif(self.i.valid & ~full):
+            m.d.sync += [skid.eq(self.i.payload), full.eq(1)]
         return m
 
 

@@ -7,12 +7,15 @@ it, and its cycle predictions are what the testbench measures.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from amaranth import signed
 from amaranth.hdl import Shape
 from amaranth.lib import data
+
+from ...sw.params import at_target
 
 from .folding import LayerFolding
 
@@ -80,6 +83,17 @@ class EnginePlan:
     window: object = None
     source: object = None
     parts: tuple = ()
+
+    def at_target(self, target) -> EnginePlan:
+        """This plan with every slot's Params (its parts' too) at ``target``'s facts (:func:`sw.params.at_target`:
+        ``dsp_cell="target"`` becomes the target's DSP primitive, with its registers), so the Verilog a network
+        simulates is the one it synthesises; itself when no slot changes."""
+        slots = tuple(dataclasses.replace(s, params=at_target(s.params, target)) for s in self.slots)
+        parts = tuple(p.at_target(target) for p in self.parts)
+        if all(a.params is b.params for a, b in zip(slots, self.slots)) and \
+                all(a is b for a, b in zip(parts, self.parts)):
+            return self
+        return dataclasses.replace(self, slots=slots, parts=parts)
 
     @property
     def network_layer(self):

@@ -56,8 +56,9 @@ def candidates(layer) -> list[EnginePlan]:
     return [engine.plan(layer, f) for f in engine.candidates(layer)]
 
 
-def plan_network(network, folding: Folding | None = None) -> tuple[EnginePlan, ...]:
-    """One :class:`EnginePlan` per layer (``folding`` None: :func:`default_folding`).
+def plan_network(network, folding: Folding | None = None, target=None) -> tuple[EnginePlan, ...]:
+    """One :class:`EnginePlan` per layer (``folding`` None: :func:`default_folding`); with a ``target``
+    (:class:`sw.params.TargetFacts`) its slots' Params at that target's facts (:meth:`EnginePlan.at_target`).
 
     Raises
     ------
@@ -80,7 +81,8 @@ def plan_network(network, folding: Folding | None = None) -> tuple[EnginePlan, .
     folding = folding or default_folding(network)
     if len(folding.layers) != len(network.layers):
         raise ValueError(f"Folding must have one entry per layer ({len(network.layers)}), not {len(folding.layers)}")
-    return tuple(plan_engine(layer, f) for layer, f in zip(network.layers, folding.layers))
+    plans = tuple(plan_engine(layer, f) for layer, f in zip(network.layers, folding.layers))
+    return plans if target is None else tuple(p.at_target(target) for p in plans)
 
 
 def _requant_cycles(plan: EnginePlan, target: int) -> int:
