@@ -17,7 +17,7 @@ from peforge.sw import network as net
 
 #: random recurrent networks (:func:`sw.network.random_rnn`) the RTL tests run: together LSTM and GRU, every scheme
 #: of ``w`` (crossbar on an unsigned input) and of ``u``, the last state and every state, T = 1 and H = 1
-RTL_SEEDS = [0, 1, 2, 4, 5, 6, 7, 17]
+RTL_SEEDS = [194, 23, 371, 311, 484, 431]
 
 
 def _network(seed: int) -> net.Network:
@@ -96,8 +96,8 @@ def peforge(*args):
     return subprocess.run([sys.executable, "-m", "peforge", *map(str, args)], capture_output=True, text=True)
 
 
-def test_cli_compiles_an_lstm_and_infers_sequences_shaped_as_the_model(tmp_path):
-    network = _network(6)
+def test_cli_compiles_a_recurrent_network_and_infers_sequences_shaped_as_the_model(tmp_path):
+    network = _network(RTL_SEEDS[0])        # the default folding of an RTL test's network: the same Verilator build
     layer = network.layers[0]
     network.save(tmp_path / "net")
     done = peforge("compile", tmp_path / "net", "-o", tmp_path / "acc")
