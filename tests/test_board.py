@@ -428,7 +428,7 @@ def test_board_sim_back_to_back(compiled):
         _exchange(board, link, [head[:1], QUIET, head[:2], QUIET, head[:3], QUIET, head[:4], QUIET, head[:5], QUIET,
                                 head, QUIET, head + s[13][:2], QUIET, head + s[13][:-1], QUIET], golden)
         # more samples than the board can hold, back to back: the first ones answered, then the overrun
-        flood = link.header(20) + b"".join(s[14:34])
+        flood = link.header(26) + b"".join(s[14:40])
         _send(board, link, [flood])
         frames, _ = _read_frames(board, link)
         refused = next(k for k, frame in enumerate(frames) if frame[1] != 0x00)
