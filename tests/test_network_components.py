@@ -386,3 +386,24 @@ def test_requantizer_latency_and_interval_are_as_predicted(config, cycles, dsp_b
     _run(dut, bench, 40 * n)
     assert [o - t for t, o in zip(taken, out)] == [dut.latency] * n
     assert all(b - a == cycles for a, b in zip(out, out[1:]))
+
+
+@pytest.mark.parametrize("cell", ["MULT18X18D", "SB_MAC16"])
+def test_requantizer_takes_its_targets_dsp_primitive_with_its_registers(cell):
+    """Every partial product that is a multiply (not a 1-bit digit's multiplexer) is the primitive with its input,
+    output and a fabric register: 2 cycles more than the inferred pieces (simulated in Verilator with the
+    primitive's model by tests/test_network.py's networks built for a target)."""
+    from peforge.hw.network.components import requant_digits, requant_latency
+    from peforge.hw.verilog import to_verilog
+
+    acc_shape, layer = _requant_layer("wide", "half_even")
+    dut, _, dest = _requant_bench("wide", "half_even", 1, REQUANT_DSP_BITS)
+    built = Requantizer(acc_shape=acc_shape, layer=layer, dest=dest, out_layout=dut.o.payload.shape(), dsp_cell=cell)
+    pieces = sum(a_bits > 1 or a_signed
+                 for _, a_bits, a_signed in requant_digits(acc_shape.width, acc_shape.signed, REQUANT_DSP_BITS)
+                 for _, m_bits, _ in requant_digits(31, False, REQUANT_DSP_BITS) if m_bits > 1)
+    assert to_verilog(built, "requant").count(f"  {cell} ") == pieces == 6
+    assert built.latency == dut.latency + 2 == requant_latency(acc_shape, layer, dsp_cell=cell)
+    with pytest.raises(ValueError, match=r"^Requantiser DSP cell must be one of 'inferred', 'MULT18X18D', "
+                                         r"'SB_MAC16', not 'target'$"):
+        Requantizer(acc_shape=acc_shape, layer=layer, dest=dest, out_layout=dut.o.payload.shape(), dsp_cell="target")

@@ -40,7 +40,8 @@ from amaranth.utils import ceil_log2
 from ...sw.intops import signed_bits_for
 from ...sw.params import check_int
 
-from ..common import equals, register, tree_stages
+from ..common import delay, equals, register, tree_stages
+from ..dsp import DSP_CELLS, INFERRED, fits, registered_product
 from .folding import MAX_REQUANT_CYCLES
 
 __all__ = ["element_layout", "result_layout", "Dest", "DestOffset", "value_shape", "rom", "select", "BufferRead",
@@ -559,7 +560,7 @@ class Handoff(wiring.Component):
 # -- requantisation -----------------------------------------------------------------------------------------
 
 #: Signed operand bits of the requantiser's partial products (:func:`requant_digits`): the narrowest DSP of the
-#: targets (iCE40 SB_MAC16 16 x 16; ECP5's MULT18X18D takes 18), since a compiled network does not know its target.
+#: targets (iCE40 SB_MAC16 16 x 16; ECP5's MULT18X18D takes 18), so the pieces are the same for every target.
 REQUANT_DSP_BITS = 16
 #: Adder levels between the registers of the pipelined requantiser's sum of partial products (they are 20 to 60
 #: bits wide, wider than a PE's adder tree: one carry chain per stage).
@@ -580,17 +581,25 @@ def requant_digits(width: int, is_signed: bool, dsp_bits: int = REQUANT_DSP_BITS
             for k in range(n)]
 
 
-def requant_latency(acc_shape, layer, *, cycles: int = 1, dsp_bits: int = REQUANT_DSP_BITS) -> int:
+def piece_stages(dsp_cell: str) -> int:
+    """Registers of each partial product of the pipelined :class:`Requantizer`: 1 after an inferred multiply, or
+    the DSP primitive's own and a fabric register (:func:`hw.dsp.product_stages`; every piece alike)."""
+    return DSP_CELLS[dsp_cell].stages + 1 if dsp_cell in DSP_CELLS else 1
+
+
+def requant_latency(acc_shape, layer, *, cycles: int = 1, dsp_bits: int = REQUANT_DSP_BITS,
+                    dsp_cell: str = INFERRED) -> int:
     """Cycles from an accepted accumulator to its result on ``o`` of the :class:`Requantizer` of these arguments
-    (without stalls): ``cycles + 2`` serial or a pass-through, else 3 and the register stages of the sum of its
-    partial products (and ``B``, unless every ``B`` and the rounding's half are 0)."""
+    (without stalls): ``cycles + 2`` serial or a pass-through, else 2, the partial products' registers
+    (:func:`piece_stages`) and the register stages of the sum of its partial products (and ``B``, unless every
+    ``B`` and the rounding's half are 0)."""
     identity = getattr(layer, "multiplier", None) is None
     if identity or cycles > 1:
         return (1 if identity else cycles) + 2
     acc_shape = Shape.cast(acc_shape)
     pieces = len(requant_digits(acc_shape.width, acc_shape.signed, dsp_bits)) * \
         len(requant_digits(_m_bits(layer), False, dsp_bits))
-    return 3 + tree_stages(pieces + any(_offsets(layer, True)), REQUANT_TREE_LEVELS)
+    return 2 + piece_stages(dsp_cell) + tree_stages(pieces + any(_offsets(layer, True)), REQUANT_TREE_LEVELS)
 
 
 def _m_bits(layer) -> int:
@@ -649,7 +658,7 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, acc_shape, layer, dest, out_layout: data.StructLayout, cycles: int = 1,
-                 rows: int | None = None, dsp_bits: int = REQUANT_DSP_BITS):
+                 rows: int | None = None, dsp_bits: int = REQUANT_DSP_BITS, dsp_cell: str = INFERRED):
         self._layer = layer
         self._identity = getattr(layer, "multiplier", None) is None
         rows = rows if rows is not None else layer.out_features
@@ -658,6 +667,10 @@ class Requantizer(wiring.Component):
         self._dest = dest
         check_int("Requantiser cycles", cycles, min=1, max=MAX_REQUANT_CYCLES)
         check_int("Requantiser DSP bits", dsp_bits, min=2, max=64)
+        if dsp_cell != INFERRED and dsp_cell not in DSP_CELLS:
+            allowed = ", ".join(repr(c) for c in (INFERRED, *DSP_CELLS))
+            raise ValueError(f"Requantiser DSP cell must be one of {allowed}, not {dsp_cell!r}")
+        self._dsp_cell = dsp_cell
         self._cycles = 1 if self._identity else cycles
         self._pipelined = self._cycles == 1 and not self._identity
         self._m_bits = _m_bits(layer)
@@ -676,7 +689,8 @@ class Requantizer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an accepted accumulator to its result on ``o`` (without stalls): :func:`requant_latency`."""
-        return requant_latency(self._acc_shape, self._layer, cycles=self._cycles, dsp_bits=self._dsp_bits)
+        return requant_latency(self._acc_shape, self._layer, cycles=self._cycles, dsp_bits=self._dsp_bits,
+                               dsp_cell=self._dsp_cell)
 
     def elaborate(self, platform):
         m = Module()
@@ -741,6 +755,7 @@ class Requantizer(wiring.Component):
     def _pipeline(self, m: Module, en: Value, v1: Value, acc1: Value, e1, dest1: Value) -> None:
         """One accumulator per cycle: partial products, their sum, the rounding and clip, all on one enable."""
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        stages = piece_stages(self._dsp_cell)
         operands = []                  # (value, weight: its bit offset in the product)
         for a_lo, a_bits, a_signed in requant_digits(self._acc_shape.width, self._acc_shape.signed, self._dsp_bits):
             a = acc1[a_lo:a_lo + a_bits]
@@ -748,12 +763,21 @@ class Requantizer(wiring.Component):
             for m_lo, m_bits, _ in requant_digits(self._m_bits, False, self._dsp_bits):
                 b = e1.m[m_lo:m_lo + m_bits]
                 # a 1-bit digit selects: a multiply would take a DSP (Amaranth widens it to 2 signed bits)
+                name = f"piece_{a_lo}_{m_lo}"
+                if m_bits > 1 and not (a_bits == 1 and not a_signed) and fits(self._dsp_cell, a.shape(), b.shape()):
+                    shape = (a * b).shape()    # the target's DSP primitive with its registers (hw.dsp)
+                    product = registered_product(m, a, b, en=en, cell=self._dsp_cell,
+                                                 width=shape.width + (0 if shape.signed else 1), name=name)
+                    operands.append((product if shape.signed else product[:shape.width], a_lo + m_lo))
+                    continue
                 piece = Mux(b, a, 0) if m_bits == 1 else Mux(a, b, 0) if a_bits == 1 and not a_signed else a * b
-                operands.append((register(m, piece, en=en, name=f"piece_{a_lo}_{m_lo}"), a_lo + m_lo))
+                piece = delay(m, register(m, piece, en=en, name=name), stages - 1, en=en, name=name)
+                operands.append((piece, a_lo + m_lo))
         if any(self._offsets):
-            operands.append((register(m, e1.b, en=en, name="bias"), 0))
-        valid = register(m, v1, en=en, name="valid_p", reset_less=False)
-        dest = register(m, dest1, en=en, name="dest_p")
+            operands.append((delay(m, register(m, e1.b, en=en, name="bias"), stages - 1, en=en, name="bias"), 0))
+        valid = delay(m, register(m, v1, en=en, name="valid_p", reset_less=False), stages - 1, en=en, name="valid_p",
+                      reset_less=False)
+        dest = delay(m, register(m, dest1, en=en, name="dest_p"), stages - 1, en=en, name="dest_p")
         level = 0
         while len(operands) > 1:
             level += 1

@@ -19,6 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import registry
+from ..dsp import INFERRED
 from .components import Collector, Dest, Fanout, InputBuffer, Requantizer, Sequencer, beat_layout, element_layout, \
     value_shape
 from .plan import EnginePlan
@@ -51,7 +52,8 @@ class EngineUnit(wiring.Component):
         plan = self._plan
         m.submodules.requant = requant = Requantizer(
             acc_shape=acc_shape, layer=plan.layer, dest=self._dest, cycles=plan.folding.requant, rows=rows,
-            out_layout=element_layout(self._out_shape, self._dest.words, self._dest.lanes))
+            out_layout=element_layout(self._out_shape, self._dest.words, self._dest.lanes),
+            dsp_cell=INFERRED if plan.target is None else plan.target.dsp_cell)
         wiring.connect(m, producer=requant.o, consumer=wiring.flipped(self.o))
         return requant
 

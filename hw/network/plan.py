@@ -66,6 +66,8 @@ class EnginePlan:
         A convolution's or pool's geometry (None: a dense layer, one item per sample).
     source : the network's layer, or None (then ``layer``). A convolution's ``layer`` is the dense view of its
         weight matrix (``in_features`` the window, ``out_features`` the output channels).
+    target : sw.params.TargetFacts or None
+        The target the slots' Params are at (:meth:`at_target`; its DSP cell also the requantiser's), None: generic.
     parts : tuple of EnginePlan
         The plans of the PE-slot datapaths an engine is made of when it has several (a recurrent layer's gate
         matrices ``w`` and ``u``: :mod:`hw.network.recurrent`); empty for the others, whose slots are their own.
@@ -83,17 +85,18 @@ class EnginePlan:
     window: object = None
     source: object = None
     parts: tuple = ()
+    target: object = None
 
     def at_target(self, target) -> EnginePlan:
         """This plan with every slot's Params (its parts' too) at ``target``'s facts (:func:`sw.params.at_target`:
-        ``dsp_cell="target"`` becomes the target's DSP primitive, with its registers), so the Verilog a network
-        simulates is the one it synthesises; itself when no slot changes."""
+        ``dsp_cell="target"`` becomes the target's DSP primitive, with its registers) and ``target`` recorded (the
+        requantiser's partial products take its DSP primitive too), so the Verilog a network simulates is the one
+        it synthesises."""
+        if self.target == target:
+            return self
         slots = tuple(dataclasses.replace(s, params=at_target(s.params, target)) for s in self.slots)
         parts = tuple(p.at_target(target) for p in self.parts)
-        if all(a.params is b.params for a, b in zip(slots, self.slots)) and \
-                all(a is b for a, b in zip(parts, self.parts)):
-            return self
-        return dataclasses.replace(self, slots=slots, parts=parts)
+        return dataclasses.replace(self, slots=slots, parts=parts, target=target)
 
     @property
     def network_layer(self):
