@@ -243,12 +243,17 @@ from peforge.sw import network as _net  # noqa: E402
 
 
 class DropsRowZero(_Wrapped):
-    """The collector drops a result: the element bound for place 0 (``word`` and ``lane`` 0) is taken from the
-    engine and never sent on (fewer outputs than owed: bounded liveness)."""
+    """The collector drops a result: the element bound for place 0 (``word`` and ``lane`` 0; an accelerator's: a
+    sample whose class is 0) is taken from the design and never sent on (fewer outputs than owed: bounded
+    liveness)."""
 
     def connect(self, m, inner):
         wiring.connect(m, wiring.flipped(self.i), inner.i)
-        drop = ~inner.o.payload.word.any() & ~inner.o.payload.lane.any()
+        payload = inner.o.payload
+        if "word" in payload.shape().members:
+            drop = ~payload.word.any() & ~payload.lane.any()
+        else:
+            drop = ~payload.cls.any()
         m.d.comb += [self.o.valid.eq(inner.o.valid & ~drop), self.o.payload.eq(inner.o.payload),
                      inner.o.ready.eq(self.o.ready | drop)]
 
