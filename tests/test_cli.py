@@ -217,8 +217,8 @@ def test_compile_into_an_existing_directory_holds_exactly_this_compile(newcomer,
     capsys.readouterr()
     assert sorted(p.name for p in (out / "memories").iterdir()) == ["README", "layer0_slot0.hex", "layer1_slot0.hex"]
     assert (out / "notes.txt").read_text() == "mine\n"
-    assert sorted(p.name for p in out.iterdir()) == ["accelerator.v", "compiled.json", "memories", "network.json",
-                                                     "notes.txt", "weights.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["accelerator.json", "accelerator.v", "compiled.json", "memories",
+                                                     "network.json", "notes.txt", "weights.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acc"]  # no staging directory left beside it
     from peforge.hw.network import load_compiled
 
